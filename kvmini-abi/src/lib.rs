@@ -1,0 +1,140 @@
+//! The ABI between kvmini and its guests: the single source of truth that the
+//! host (`kvmini`), the Rust guest SDK (`kvmini-guest`) and, by hand, the C SDK
+//! (`sdk/c/kvmini.h`) are written against.
+//!
+//! A hypercall is one x86 port I/O instruction, and so one VM exit:
+//!
+//! | port | call | instruction | value |
+//! |---|---|---|---|
+//! | `0xE9` | console | `out` byte | one character |
+//! | `0x0400` | `printVal` | `out` 32-bit | the value, printed in decimal with a newline |
+//! | `0x0401` | `getNumExits` | `in` 32-bit | exits since the guest started, this one included |
+//! | `0x0402` | `display` | `out` 32-bit | guest virtual address of a NUL-terminated string |
+//! | `0x0403` | `exit` | `out` 32-bit | exit status (kvmini exits with its low 8 bits) |
+//! | `0x0404` | `halt` | `out` byte | ignored: ends the run with status 0, like `hlt` |
+//! | `0x0405` | exception | `out` byte | used only by kvmini's own exception handlers |
+//!
+//! Values that do not fit in 32 bits travel as the guest address of a
+//! `#[repr(C)]` argument block; see the `IN`/`OUT` notes on each field.
+#![no_std]
+#![deny(missing_docs)]
+
+/// The hypercall ports. `TryFrom<u16>` turns an exit's port into one.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Port {
+    /// `out` of one byte: print that byte (the classic "hello world" port).
+    Console = 0x00E9,
+    /// `out` of a 32-bit value: print it in decimal and a newline.
+    PrintVal = 0x0400,
+    /// `in` of a 32-bit value: the number of exits so far, this one included.
+    GetNumExits = 0x0401,
+    /// `out` of the 32-bit guest virtual address of a NUL-terminated string:
+    /// print the whole string in this one exit.
+    Display = 0x0402,
+    /// `out` of a 32-bit exit status: end the run; kvmini exits with the low
+    /// 8 bits, as Linux's `exit` does.
+    Exit = 0x0403,
+    /// `out` of one byte (ignored): end the run with status 0 and registers
+    /// left as they are. The ring-3 stand-in for `hlt`, which is privileged.
+    Halt = 0x0404,
+    /// `out` of one byte, the exception vector: made only by kvmini's own
+    /// exception handlers, never by guest code.
+    Exception = 0x0405,
+}
+
+/// The error for a port that no hypercall owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPort(pub u16);
+
+impl TryFrom<u16> for Port {
+    type Error = UnknownPort;
+
+    fn try_from(port: u16) -> Result<Self, Self::Error> {
+        Ok(match port {
+            0x00E9 => Port::Console,
+            0x0400 => Port::PrintVal,
+            0x0401 => Port::GetNumExits,
+            0x0402 => Port::Display,
+            0x0403 => Port::Exit,
+            0x0404 => Port::Halt,
+            0x0405 => Port::Exception,
+            other => return Err(UnknownPort(other)),
+        })
+    }
+}
+
+/// Which way data moves in a port access, seen from the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// `out`: guest to host.
+    Out,
+    /// `in`: host to guest.
+    In,
+}
+
+impl Port {
+    /// Every hypercall port, in ABI order.
+    pub const ALL: [Port; 7] = [
+        Port::Console,
+        Port::PrintVal,
+        Port::GetNumExits,
+        Port::Display,
+        Port::Exit,
+        Port::Halt,
+        Port::Exception,
+    ];
+
+    /// The one direction and access size (in bytes) this port accepts.
+    /// Anything else is a guest error that ends the run.
+    pub const fn access(self) -> (Direction, u8) {
+        match self {
+            Port::Console | Port::Halt | Port::Exception => (Direction::Out, 1),
+            Port::PrintVal | Port::Display | Port::Exit => (Direction::Out, 4),
+            Port::GetNumExits => (Direction::In, 4),
+        }
+    }
+
+    /// The hypercall's name as the guest SDKs spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Port::Console => "console",
+            Port::PrintVal => "printVal",
+            Port::GetNumExits => "getNumExits",
+            Port::Display => "display",
+            Port::Exit => "exit",
+            Port::Halt => "halt",
+            Port::Exception => "exception",
+        }
+    }
+}
+
+/// Guest memory layout shared by kvmini and its guests.
+pub mod layout {
+    /// Lowest guest address an ELF guest may load at: the first 1 MiB is
+    /// kept free (its first page is never mapped, to catch null pointers).
+    pub const ELF_LOAD_MIN: u64 = 0x10_0000;
+    /// Size of kvmini's own region at the top of guest memory (page tables,
+    /// GDT, IDT, TSS, exception handlers and their stack). Guests cannot
+    /// see it at ring 3; the guest's stack starts right below it.
+    pub const SYSTEM_AREA_SIZE: u64 = 0x1_0000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_round_trips_through_u16() {
+        for port in Port::ALL {
+            assert_eq!(Port::try_from(port as u16), Ok(port));
+        }
+    }
+
+    #[test]
+    fn unknown_ports_are_rejected() {
+        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, u16::MAX] {
+            assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
+        }
+    }
+}

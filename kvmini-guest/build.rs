@@ -1,0 +1,6 @@
+//! Tells guest crates where the linker script is (`links` metadata).
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:linker_script={dir}/guest.ld");
+    println!("cargo:rerun-if-changed=guest.ld");
+}

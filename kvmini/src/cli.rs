@@ -1,0 +1,382 @@
+//! The command line: `kvmini run`, `kvmini demo`, and the demo tour when no
+//! command is given. Parsing is clap's; everything else is the library's.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cpu::Ring;
+use crate::guests::{self, BuiltinGuest};
+use crate::kvm::Kvm;
+use crate::memory::{self, ByteSize};
+use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
+use kvmini_abi::Port;
+
+/// kvmini: a small, fast and secure hypervisor on the Linux KVM API.
+///
+/// With no command, runs the demo tour of the built-in guests.
+#[derive(Debug, Parser)]
+#[command(name = "kvmini", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; the demo tour when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a guest: a static x86_64 ELF, or a flat binary with --flat.
+    Run(RunArgs),
+    /// Run a built-in guest, or all of them in turn.
+    Demo(DemoArgs),
+}
+
+/// Options shared by `run` and `demo`.
+#[derive(Debug, Args, Clone)]
+pub struct MachineArgs {
+    /// Privilege level of the guest: 3 (ELF default: native speed, kvmini's
+    /// structures out of reach) or 0 (flat default: the guest is its own
+    /// kernel; emulated on nested KVM)
+    #[arg(long, value_parser = ["0", "3"])]
+    pub ring: Option<String>,
+    /// Guest memory, a multiple of 2 MiB from 2M to 4G (K, M, G suffixes)
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    pub mem: String,
+    /// Print one line per exit on stderr: count, RIP, reason, port, size, value
+    #[arg(long)]
+    pub trace: bool,
+    /// Print exit counts by reason and hypercall, time in guest and in
+    /// kvmini, and the final RIP and RAX on stderr at the end
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the memory map (guest physical and host virtual addresses) and
+    /// the vCPU setup on stderr before running
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// `kvmini run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The guest image
+    pub guest: PathBuf,
+    /// The image is a flat binary: loaded at guest physical 0, entered at 0
+    /// in long mode, identity-mapped, at ring 0 unless --ring 3
+    #[arg(long)]
+    pub flat: bool,
+    /// Machine options.
+    #[command(flatten)]
+    pub machine: MachineArgs,
+}
+
+/// `kvmini demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The built-in guest to run; all of them when omitted
+    pub name: Option<String>,
+    /// List the built-in guests
+    #[arg(long)]
+    pub list: bool,
+    /// Machine options.
+    #[command(flatten)]
+    pub machine: MachineArgs,
+}
+
+/// An error of kvmini itself, printed as one line and exit status 125.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading the guest file failed.
+    #[error("cannot read guest {}", .path.display())]
+    ReadGuest {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guest path is a directory.
+    #[error("guest {} is a directory, not a guest image", .0.display())]
+    GuestIsDirectory(PathBuf),
+    /// No built-in guest has that name.
+    #[error("no built-in guest named {0:?} (kvmini demo --list shows them)")]
+    UnknownDemo(String),
+    /// Memory size problems.
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    /// KVM could not be opened.
+    #[error(transparent)]
+    Kvm(#[from] crate::kvm::KvmError),
+    /// The sandbox could not be built or run.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+}
+
+/// Parses the command line. Help and version go to stdout with status 0;
+/// any other parse error is one line on stderr and status 125.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
+    Cli::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            _ => {
+                let rendered = e.render().to_string();
+                let first = rendered
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid command line")
+                    .trim_start_matches("error: ");
+                eprintln!("kvmini: {first} (see kvmini --help)");
+                ExitCode::from(STATUS_KVMINI_ERROR)
+            }
+        }
+    })
+}
+
+/// Runs what the command line asks for and returns kvmini's exit status.
+pub fn execute(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Some(Command::Run(args)) => run(&args),
+        Some(Command::Demo(args)) => demo(&args),
+        None => tour(),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("kvmini: {}", error_chain(&e));
+            ExitCode::from(STATUS_KVMINI_ERROR)
+        }
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            let _ = write!(line, ": {text}");
+        }
+        source = e.source();
+    }
+    line
+}
+
+fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> {
+    let mem_size = memory::parse_size(&args.mem)?;
+    memory::check_size(mem_size)?;
+    Ok(Config {
+        image,
+        mem_size,
+        ring: args
+            .ring
+            .as_deref()
+            .map(|r| if r == "0" { Ring::Zero } else { Ring::Three }),
+        trace: args.trace,
+        timing: args.stats,
+    })
+}
+
+fn run(args: &RunArgs) -> Result<u8, CliError> {
+    if args.guest.is_dir() {
+        return Err(CliError::GuestIsDirectory(args.guest.clone()));
+    }
+    let bytes = std::fs::read(&args.guest).map_err(|source| CliError::ReadGuest {
+        path: args.guest.clone(),
+        source,
+    })?;
+    let image = if args.flat {
+        Image::Flat(bytes)
+    } else {
+        Image::Elf(bytes)
+    };
+    let config = machine_config(image, &args.machine)?;
+    let kvm = Kvm::open()?;
+    boot(&kvm, config, &args.machine)
+}
+
+fn boot(kvm: &Kvm, config: Config, args: &MachineArgs) -> Result<u8, CliError> {
+    let mut sandbox = Sandbox::new(kvm, config)?;
+    if args.verbose {
+        print_setup(&mut sandbox);
+    }
+    let outcome = sandbox.run()?;
+    report(&outcome, args.stats);
+    Ok(outcome.ending.status())
+}
+
+fn demo(args: &DemoArgs) -> Result<u8, CliError> {
+    if args.list {
+        for guest in guests::ALL {
+            println!("{:<12} {}", guest.name, guest.summary);
+        }
+        return Ok(0);
+    }
+    let selected: Vec<&BuiltinGuest> = match &args.name {
+        Some(name) => vec![guests::find(name).ok_or_else(|| CliError::UnknownDemo(name.clone()))?],
+        None => guests::ALL.iter().collect(),
+    };
+    let kvm = Kvm::open()?;
+    let mut worst = 0;
+    for guest in selected {
+        let config = machine_config(Image::Elf(guest.elf.to_vec()), &args.machine)?;
+        let status = boot(&kvm, config, &args.machine)?;
+        if worst == 0 {
+            worst = status;
+        }
+    }
+    Ok(worst)
+}
+
+/// The demo tour: every built-in guest, each introduced, each with a
+/// summary of how it ended and what it cost in exits.
+fn tour() -> Result<u8, CliError> {
+    let kvm = Kvm::open()?;
+    println!("kvmini demo tour: each guest runs in its own KVM virtual machine, at ring 3.");
+    println!("(kvmini demo --list shows the guests; kvmini run GUEST.elf runs your own.)");
+    let total = guests::ALL.len();
+    let mut worst = 0;
+    for (i, guest) in guests::ALL.iter().enumerate() {
+        println!("\n=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
+        let _ = std::io::stdout().flush();
+        let mut sandbox = Sandbox::new(&kvm, Config::new(Image::Elf(guest.elf.to_vec())))?;
+        let outcome = sandbox.run()?;
+        println!("--- {}: {}", guest.name, summary(&outcome));
+        report_failure(&outcome);
+        if worst == 0 {
+            worst = outcome.ending.status();
+        }
+    }
+    Ok(worst)
+}
+
+fn summary(outcome: &Outcome) -> String {
+    let ending = match &outcome.ending {
+        Ending::Exited(code) => format!("exit({code})"),
+        Ending::Halted => "halted".to_owned(),
+        Ending::Crashed(_) => "crashed".to_owned(),
+        Ending::Unserved(_) => "stopped on an unserved exit".to_owned(),
+    };
+    format!(
+        "{ending} after {} exits ({}), RAX = {}, status {}",
+        outcome.stats.exits,
+        by_hypercall(outcome),
+        outcome.regs.rax,
+        outcome.ending.status()
+    )
+}
+
+fn by_hypercall(outcome: &Outcome) -> String {
+    let parts: Vec<String> = Port::ALL
+        .iter()
+        .zip(outcome.stats.by_hypercall)
+        .filter(|(_, n)| *n > 0)
+        .map(|(port, n)| format!("{} {n}", port.name()))
+        .collect();
+    if parts.is_empty() {
+        "no hypercalls".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn report_failure(outcome: &Outcome) {
+    match &outcome.ending {
+        Ending::Crashed(crash) => {
+            eprintln!("kvmini: {crash}");
+            eprintln!(
+                "  registers at the fault: rsp={:#x}\n  {}",
+                crash.rsp,
+                format_regs(&outcome.regs)
+            );
+        }
+        Ending::Unserved(what) => {
+            eprintln!(
+                "kvmini: the guest made an exit kvmini does not serve: {what}.\n  {}",
+                format_regs(&outcome.regs)
+            );
+        }
+        Ending::Exited(_) | Ending::Halted => {}
+    }
+}
+
+fn report(outcome: &Outcome, stats: bool) {
+    report_failure(outcome);
+    if !stats {
+        return;
+    }
+    let s = &outcome.stats;
+    eprintln!(
+        "kvmini: {} exits: io {}, hlt {}, mmio {}, other {}; {} interruptions",
+        s.exits, s.io_exits, s.hlt_exits, s.mmio_exits, s.other_exits, s.interruptions
+    );
+    eprintln!("kvmini: by hypercall: {}", by_hypercall(outcome));
+    eprintln!(
+        "kvmini: time in guest {:.3} ms, in kvmini {:.3} ms",
+        s.guest_time.as_secs_f64() * 1e3,
+        s.vmm_time.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "kvmini: final rip={:#x} rax={:#x} ({}), status {}",
+        outcome.regs.rip,
+        outcome.regs.rax,
+        outcome.regs.rax,
+        outcome.ending.status()
+    );
+}
+
+fn print_setup(sandbox: &mut Sandbox) {
+    let layout = *sandbox.layout();
+    let host = sandbox.memory_host_address();
+    let run_host = sandbox.kvm_run_host_address();
+    eprintln!(
+        "kvmini: guest memory: {} anonymous mmap at host {host:#x}, guest physical 0x0..{:#x} (KVM memory slot 0)",
+        ByteSize(layout.mem_size),
+        layout.mem_size
+    );
+    eprintln!(
+        "kvmini: vCPU 0 kvm_run area: {} bytes mmap'd from the vCPU fd at host {run_host:#x}",
+        sandbox.kvm_run_size()
+    );
+    eprintln!("kvmini: memory map (guest physical = guest virtual, identity-mapped):");
+    for region in sandbox.regions() {
+        eprintln!(
+            "  {:#010x}..{:#010x}  host {:#x}  {}",
+            region.start,
+            region.end,
+            host + region.start,
+            region.name
+        );
+    }
+    let image = sandbox.image();
+    for seg in &image.segments {
+        eprintln!(
+            "  segment {:#x}..{:#x} ({} bytes from the file, flags {})",
+            seg.vaddr,
+            seg.vaddr + seg.mem_size,
+            seg.file_size,
+            seg.flags
+        );
+    }
+    eprintln!(
+        "kvmini: vCPU: 64-bit long mode, ring {}, RIP = {:#x} (entry), RSP = {:#x}, CR3 = {:#x}, \
+         CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = LME|LMA{}",
+        sandbox.ring().number(),
+        image.entry,
+        layout.stack_top(),
+        layout.pml4(),
+        if sandbox.ring() == Ring::Three {
+            ", RFLAGS.IOPL = 3"
+        } else {
+            ""
+        }
+    );
+}

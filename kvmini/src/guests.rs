@@ -1,0 +1,36 @@
+//! The built-in guests, built from `guests/` by kvmini's build script and
+//! embedded in the binary.
+
+/// A built-in guest.
+#[derive(Clone, Copy, Debug)]
+pub struct BuiltinGuest {
+    /// Its name for `kvmini demo NAME`.
+    pub name: &'static str,
+    /// One line on what it shows.
+    pub summary: &'static str,
+    /// The static ELF image.
+    pub elf: &'static [u8],
+}
+
+/// `hello`: "Hello, world!" one byte per exit, then 42 in memory and RAX.
+pub const HELLO: BuiltinGuest = BuiltinGuest {
+    name: "hello",
+    summary:
+        "the classic: \"Hello, world!\" through port 0xE9, one exit per byte, then 42 left in RAX",
+    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hello")),
+};
+
+/// `hypercalls`: every Part B hypercall and the one-exit `display` proof.
+pub const HYPERCALLS: BuiltinGuest = BuiltinGuest {
+    name: "hypercalls",
+    summary: "printVal, getNumExits and display, with the proof that display costs one exit",
+    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hypercalls")),
+};
+
+/// Every built-in guest, in demo-tour order.
+pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS];
+
+/// Looks a built-in guest up by name.
+pub fn find(name: &str) -> Option<&'static BuiltinGuest> {
+    ALL.iter().find(|g| g.name == name)
+}

@@ -1,0 +1,184 @@
+//! Guest memory: one anonymous mapping, seen by the guest as its physical
+//! memory from address 0, and reached by kvmini only through `vm-memory`'s
+//! bounds-checked accessors.
+
+use std::fmt;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap};
+
+/// The guest's physical memory.
+pub type GuestMemory = GuestMemoryMmap<()>;
+
+/// Guest memory sizes are whole 2 MiB pages: the identity map uses 2 MiB
+/// pages, and kvmini's own area sits in the last one.
+pub const MEM_GRANULE: u64 = 2 << 20;
+/// Smallest guest memory kvmini accepts.
+pub const MEM_MIN: u64 = MEM_GRANULE;
+/// Largest guest memory: guests pass addresses in 32-bit port values.
+pub const MEM_MAX: u64 = 4 << 30;
+/// Guest memory when `--mem` is not given.
+pub const MEM_DEFAULT: u64 = 64 << 20;
+
+/// Errors of guest memory creation and access.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The size string could not be read.
+    #[error("invalid size {0:?}: expected a number with an optional K, M or G suffix, e.g. 64M")]
+    BadSize(String),
+    /// The size is out of range or not a whole number of 2 MiB pages.
+    #[error("guest memory of {} is not allowed: {reason}", ByteSize(*size))]
+    SizeNotAllowed {
+        /// The size asked for.
+        size: u64,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The anonymous mapping failed.
+    #[error("cannot allocate {} of guest memory", ByteSize(*size))]
+    Allocate {
+        /// The size asked for.
+        size: u64,
+        /// The mapping error.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// A bounds-checked access failed.
+    #[error("guest memory access failed")]
+    Access(#[from] GuestMemoryError),
+}
+
+/// Parses a memory size such as `64M`, `2G`, `4096K` or `2097152`.
+/// Suffixes are binary (K = 1024) and case-insensitive; `MiB`/`MB` spellings work too.
+pub fn parse_size(text: &str) -> Result<u64, MemoryError> {
+    let bad = || MemoryError::BadSize(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// Checks that `size` is a guest memory size kvmini can set up.
+pub fn check_size(size: u64) -> Result<(), MemoryError> {
+    let refuse = |reason| Err(MemoryError::SizeNotAllowed { size, reason });
+    if size < MEM_MIN {
+        return refuse("the minimum is 2 MiB");
+    }
+    if size > MEM_MAX {
+        return refuse("the maximum is 4 GiB");
+    }
+    if size % MEM_GRANULE != 0 {
+        return refuse("it must be a multiple of 2 MiB");
+    }
+    Ok(())
+}
+
+/// Allocates `size` bytes of zeroed guest memory at guest physical address 0.
+pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
+    check_size(size)?;
+    let len = usize::try_from(size).map_err(|_| MemoryError::SizeNotAllowed {
+        size,
+        reason: "it does not fit in this host's address space",
+    })?;
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
+        .map_err(|source| MemoryError::Allocate { size, source })
+}
+
+/// Where guest memory lives in kvmini's own address space, for `KVM_SET_USER_MEMORY_REGION`
+/// and `--verbose`.
+pub fn host_address(mem: &GuestMemory) -> Result<u64, MemoryError> {
+    let ptr = mem.get_host_address(GuestAddress(0))?;
+    Ok(ptr as u64)
+}
+
+/// Reads a little-endian `u64` from guest physical memory.
+pub fn read_u64(mem: &GuestMemory, gpa: u64) -> Result<u64, GuestMemoryError> {
+    mem.read_obj::<u64>(GuestAddress(gpa))
+}
+
+/// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`, `1000 bytes`).
+#[derive(Clone, Copy, Debug)]
+pub struct ByteSize(pub u64);
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n >= 1 << shift && n % (1 << shift) == 0 {
+                return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        write!(f, "{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("4096K").unwrap(), 4 << 20);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("2097152").unwrap(), 2 << 20);
+        assert_eq!(parse_size(" 8M ").unwrap(), 8 << 20);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors_not_panics() {
+        for text in [
+            "",
+            "abc",
+            "M",
+            "-1",
+            "1.5G",
+            "12X",
+            "99999999999999999999",
+            "18446744073709551615G",
+        ] {
+            assert!(
+                matches!(parse_size(text), Err(MemoryError::BadSize(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_outside_the_allowed_range_are_refused() {
+        for size in [
+            0,
+            4096,
+            MEM_MIN - 1,
+            MEM_MAX + MEM_GRANULE,
+            5 << 30,
+            u64::MAX,
+            3 << 20,
+        ] {
+            assert!(check_size(size).is_err(), "{size}");
+        }
+        for size in [MEM_MIN, MEM_DEFAULT, MEM_MAX] {
+            assert!(check_size(size).is_ok(), "{size}");
+        }
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(ByteSize(64 << 20).to_string(), "64 MiB");
+        assert_eq!(ByteSize(5 << 30).to_string(), "5 GiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000 bytes");
+    }
+}

@@ -1,0 +1,687 @@
+//! A sandbox: one guest image in its own VM, and the run loop that serves
+//! its exits until it ends.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_regs;
+use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::cpu::{self, Ring};
+use crate::hypercall::{Action, Hypercalls};
+use crate::kvm::Kvm;
+use crate::layout::Layout;
+use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
+use crate::memory::{self, MemoryError};
+use crate::paging::{self, PagingMode};
+use crate::vcpu::{self, Exit, Vcpu, VcpuError};
+use crate::view::GuestView;
+use crate::vm::{Vm, VmError};
+
+/// Exit status for kvmini's own errors (bad arguments, bad guest image, no KVM).
+pub const STATUS_KVMINI_ERROR: u8 = 125;
+/// Exit status when the guest crashed or made an exit kvmini does not serve.
+pub const STATUS_GUEST_FAULT: u8 = 126;
+/// Exit status when the guest ran past its time limit.
+pub const STATUS_TIMEOUT: u8 = 124;
+
+/// Errors that stop a sandbox from being built or run (never the guest's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Guest memory could not be set up.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The image could not be loaded.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// The VM could not be created.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The vCPU failed.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// Writing kvmini's tables into guest memory failed.
+    #[error("cannot write kvmini's tables into guest memory")]
+    Setup(#[from] vm_memory::GuestMemoryError),
+    /// Writing the guest's output failed.
+    #[error("cannot write the guest's output")]
+    Output(#[from] io::Error),
+}
+
+/// A guest image.
+#[derive(Clone, Debug)]
+pub enum Image {
+    /// A static x86_64 ELF executable.
+    Elf(Vec<u8>),
+    /// A flat binary, loaded at guest physical 0 and entered at 0.
+    Flat(Vec<u8>),
+}
+
+/// Everything a sandbox is built from.
+#[derive(Debug)]
+pub struct Config {
+    /// The guest.
+    pub image: Image,
+    /// Guest memory size in bytes.
+    pub mem_size: u64,
+    /// Privilege level; `None` picks ring 3 for ELF and ring 0 for flat images.
+    pub ring: Option<Ring>,
+    /// Print one line per exit to stderr.
+    pub trace: bool,
+    /// Measure time in the guest and in kvmini.
+    pub timing: bool,
+}
+
+impl Config {
+    /// A configuration with the defaults: 64 MiB, default ring, no tracing.
+    pub fn new(image: Image) -> Self {
+        Config {
+            image,
+            mem_size: memory::MEM_DEFAULT,
+            ring: None,
+            trace: false,
+            timing: false,
+        }
+    }
+}
+
+/// A crash reported by kvmini's exception handlers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crash {
+    /// Exception vector.
+    pub vector: u8,
+    /// Error code the CPU pushed (0 when it pushes none).
+    pub error_code: u64,
+    /// Faulting instruction.
+    pub rip: u64,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// Ring the guest was in.
+    pub ring: u8,
+    /// Faulting address of a page fault.
+    pub cr2: u64,
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guest crashed: {}", cpu::exception_name(self.vector))?;
+        if self.vector == 14 {
+            let e = self.error_code;
+            let what = if e & 0x10 != 0 {
+                "executing"
+            } else if e & 0x2 != 0 {
+                "writing"
+            } else {
+                "reading"
+            };
+            let why = if e & 1 == 0 {
+                "not mapped"
+            } else {
+                "not allowed"
+            };
+            write!(f, " {what} {:#x} ({why})", self.cr2)?;
+        } else if self.error_code != 0 {
+            write!(f, " (error code {:#x})", self.error_code)?;
+        }
+        write!(f, " at rip {:#x} (ring {})", self.rip, self.ring)
+    }
+}
+
+/// An exit kvmini does not serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// An I/O port no hypercall owns.
+    UnknownPort {
+        /// The port.
+        port: u16,
+        /// `in` or `out`.
+        direction: Direction,
+        /// Access size.
+        size: u8,
+    },
+    /// A hypercall port used with the wrong direction, size or string I/O.
+    BadAccess {
+        /// The hypercall.
+        port: Port,
+        /// `in` or `out`.
+        direction: Direction,
+        /// Access size.
+        size: u8,
+        /// Repeat count.
+        count: u32,
+    },
+    /// A write to the exception port that did not come from kvmini's handlers.
+    ForgedException,
+    /// Access to guest-physical memory that does not exist.
+    Mmio {
+        /// The address.
+        addr: u64,
+        /// Write or read.
+        write: bool,
+    },
+    /// Triple fault.
+    Shutdown,
+    /// VM entry failed.
+    FailEntry(u64),
+    /// KVM could not handle the exit.
+    InternalError {
+        /// KVM's sub-code.
+        suberror: u32,
+        /// The ring the guest was in.
+        ring: u8,
+    },
+    /// Any other KVM exit.
+    Other(u32),
+}
+
+impl fmt::Display for Unserved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = |d: &Direction| match d {
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        match self {
+            Unserved::UnknownPort {
+                port,
+                direction,
+                size,
+            } => write!(
+                f,
+                "KVM_EXIT_IO: {}-byte `{}` on port {port:#x}, which no hypercall owns",
+                size,
+                dir(direction)
+            ),
+            Unserved::BadAccess {
+                port,
+                direction,
+                size,
+                count,
+            } => {
+                let (want_dir, want_size) = port.access();
+                write!(
+                    f,
+                    "KVM_EXIT_IO: {size}-byte `{}`{} on port {:#x} ({}), which takes only {want_size}-byte `{}`",
+                    dir(direction),
+                    if *count > 1 { " (string I/O)" } else { "" },
+                    *port as u16,
+                    port.name(),
+                    dir(&want_dir)
+                )
+            }
+            Unserved::ForgedException => write!(
+                f,
+                "KVM_EXIT_IO: guest code wrote to the exception port {:#x}, which only kvmini's handlers may use",
+                Port::Exception as u16
+            ),
+            Unserved::Mmio { addr, write } => write!(
+                f,
+                "KVM_EXIT_MMIO: {} guest physical address {addr:#x}, where there is no memory",
+                if *write { "write to" } else { "read from" }
+            ),
+            Unserved::Shutdown => write!(
+                f,
+                "KVM_EXIT_SHUTDOWN: triple fault (an exception that could not be delivered)"
+            ),
+            Unserved::FailEntry(reason) => write!(
+                f,
+                "KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest (reason {reason:#x})"
+            ),
+            Unserved::InternalError { suberror, ring } => {
+                write!(f, "KVM_EXIT_INTERNAL_ERROR (suberror {suberror}): KVM could not handle an exit")?;
+                if *ring == 0 {
+                    write!(
+                        f,
+                        "; at ring 0 on nested KVM (kvm-pvm) guest code runs in KVM's instruction emulator, \
+                         which has no SSE arithmetic: run the guest at ring 3 (--ring 3)"
+                    )?;
+                }
+                Ok(())
+            }
+            Unserved::Other(reason) => write!(
+                f,
+                "{} (exit reason {reason})",
+                vcpu::exit_reason_name(*reason)
+            ),
+        }
+    }
+}
+
+/// How a guest run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The guest called `exit(code)`.
+    Exited(u32),
+    /// `hlt` at ring 0, or the `halt` hypercall.
+    Halted,
+    /// A CPU exception in the guest.
+    Crashed(Crash),
+    /// An exit kvmini does not serve.
+    Unserved(Unserved),
+}
+
+impl Ending {
+    /// The process exit status kvmini reports for this ending.
+    pub fn status(&self) -> u8 {
+        match self {
+            Ending::Exited(code) => code.to_le_bytes()[0],
+            Ending::Halted => 0,
+            Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
+        }
+    }
+}
+
+/// Counters and timings of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Exits caused by the guest (what `getNumExits` reports).
+    pub exits: u64,
+    /// I/O exits.
+    pub io_exits: u64,
+    /// HLT exits.
+    pub hlt_exits: u64,
+    /// MMIO exits.
+    pub mmio_exits: u64,
+    /// Other exits (shutdown, errors).
+    pub other_exits: u64,
+    /// Returns from KVM_RUN caused by a signal, not by the guest.
+    pub interruptions: u64,
+    /// Exits by hypercall, indexed like [`Port::ALL`].
+    pub by_hypercall: [u64; Port::ALL.len()],
+    /// Time inside KVM_RUN (only with `Config::timing`).
+    pub guest_time: Duration,
+    /// Time in kvmini between exits (only with `Config::timing`).
+    pub vmm_time: Duration,
+}
+
+/// The result of [`Sandbox::run`].
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How the guest ended.
+    pub ending: Ending,
+    /// Counters and timings.
+    pub stats: Stats,
+    /// General registers at the end.
+    pub regs: kvm_regs,
+}
+
+/// One region of the memory map, for `--verbose`.
+#[derive(Clone, Debug)]
+pub struct Region {
+    /// What lives there.
+    pub name: &'static str,
+    /// First guest physical address.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+}
+
+/// One guest, ready to run.
+pub struct Sandbox {
+    vcpu: Vcpu,
+    vm: Vm,
+    image: LoadedImage,
+    ring: Ring,
+    hypercalls: Hypercalls,
+    trace: bool,
+    timing: bool,
+    flat: bool,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("layout", self.vm.layout())
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the VM: memory, page tables, descriptor tables, the image,
+    /// then the vCPU at the image's entry point. Guest output goes to
+    /// kvmini's stdout.
+    pub fn new(kvm: &Kvm, config: Config) -> Result<Self, SandboxError> {
+        Self::with_output(kvm, config, Box::new(io::stdout()), Box::new(io::stderr()))
+    }
+
+    /// As [`Sandbox::new`], with the guest's output and kvmini's warnings
+    /// about it sent to the given writers.
+    pub fn with_output(
+        kvm: &Kvm,
+        config: Config,
+        stdout: Box<dyn Write + Send>,
+        warnings: Box<dyn Write + Send>,
+    ) -> Result<Self, SandboxError> {
+        let mem = memory::allocate(config.mem_size)?;
+        let layout = Layout::new(config.mem_size);
+        let flat = matches!(config.image, Image::Flat(_));
+        paging::build_identity_map(&mem, &layout, flat)?;
+        cpu::write_system_tables(&mem, &layout)?;
+        let image = match &config.image {
+            Image::Elf(bytes) => loader::load_elf(
+                &mem,
+                bytes,
+                &LoadWindow {
+                    start: ELF_LOAD_MIN,
+                    end: layout.system_base,
+                },
+            )?,
+            Image::Flat(bytes) => loader::load_flat(
+                &mem,
+                bytes,
+                &LoadWindow {
+                    start: 0,
+                    end: layout.system_base,
+                },
+            )?,
+        };
+        let ring = config
+            .ring
+            .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
+        let vm = Vm::new(kvm, mem)?;
+        let vcpu = vm.create_vcpu(kvm, image.entry, layout.stack_top(), ring)?;
+        Ok(Sandbox {
+            vcpu,
+            vm,
+            image,
+            ring,
+            hypercalls: Hypercalls::new(stdout, warnings),
+            trace: config.trace,
+            timing: config.timing,
+            flat,
+        })
+    }
+
+    /// The ring the guest runs at.
+    pub fn ring(&self) -> Ring {
+        self.ring
+    }
+
+    /// The loaded image.
+    pub fn image(&self) -> &LoadedImage {
+        &self.image
+    }
+
+    /// The guest physical memory map.
+    pub fn layout(&self) -> &Layout {
+        self.vm.layout()
+    }
+
+    /// Guest memory, bounds-checked.
+    pub fn memory(&self) -> &memory::GuestMemory {
+        self.vm.memory()
+    }
+
+    /// Host virtual address of guest memory.
+    pub fn memory_host_address(&self) -> u64 {
+        memory::host_address(self.vm.memory()).unwrap_or(0)
+    }
+
+    /// Host virtual address of the vCPU's `kvm_run` area.
+    pub fn kvm_run_host_address(&mut self) -> u64 {
+        self.vcpu.kvm_run_address()
+    }
+
+    /// Size of the vCPU's `kvm_run` mapping.
+    pub fn kvm_run_size(&self) -> usize {
+        self.vcpu.run_size()
+    }
+
+    /// The regions of guest physical memory, in address order.
+    pub fn regions(&self) -> Vec<Region> {
+        let l = self.vm.layout();
+        let mut regions = Vec::new();
+        if !self.flat {
+            regions.push(Region {
+                name: "null page (not mapped)",
+                start: 0,
+                end: 0x1000,
+            });
+        }
+        regions.push(Region {
+            name: "guest image",
+            start: self.image.lowest,
+            end: self.image.highest,
+        });
+        regions.push(Region {
+            name: "guest stack (grows down)",
+            start: self
+                .image
+                .highest
+                .max(l.stack_top().saturating_sub(1 << 20)),
+            end: l.stack_top(),
+        });
+        for (name, start, end) in [
+            ("PML4 (CR3)", l.pml4(), l.pdpt()),
+            ("PDPT", l.pdpt(), l.pd(0)),
+            ("page directories", l.pd(0), l.pt_low()),
+            ("page table, first 2 MiB", l.pt_low(), l.pt_high()),
+            ("page table, last 2 MiB", l.pt_high(), l.gdt()),
+            ("GDT", l.gdt(), l.idt()),
+            ("IDT", l.idt(), l.tss()),
+            ("TSS and I/O permission bitmap", l.tss(), l.handlers()),
+            (
+                "exception handlers",
+                l.handlers(),
+                l.exception_stack_bottom(),
+            ),
+            (
+                "exception stack",
+                l.exception_stack_bottom(),
+                l.exception_stack_top(),
+            ),
+        ] {
+            regions.push(Region { name, start, end });
+        }
+        regions
+    }
+
+    /// Runs the guest until it exits, halts, crashes or makes an exit kvmini
+    /// does not serve.
+    pub fn run(&mut self) -> Result<Outcome, SandboxError> {
+        let mut stats = Stats::default();
+        let mut mark = Instant::now();
+        let ending = loop {
+            let exit = self.vcpu.run()?;
+            if self.timing {
+                let now = Instant::now();
+                stats.guest_time += now - mark;
+                mark = now;
+            }
+            if exit == Exit::Interrupted {
+                stats.interruptions += 1;
+                continue;
+            }
+            stats.exits += 1;
+            if self.trace {
+                self.trace_exit(stats.exits, &exit);
+            }
+            let ended = self.serve(exit, &mut stats)?;
+            if self.timing {
+                let now = Instant::now();
+                stats.vmm_time += now - mark;
+                mark = now;
+            }
+            if let Some(ending) = ended {
+                break ending;
+            }
+        };
+        self.hypercalls.flush()?;
+        Ok(Outcome {
+            ending,
+            stats,
+            regs: *self.vcpu.regs(),
+        })
+    }
+
+    fn serve(&mut self, exit: Exit, stats: &mut Stats) -> Result<Option<Ending>, SandboxError> {
+        let unserved = |u| Ok(Some(Ending::Unserved(u)));
+        match exit {
+            Exit::IoOut {
+                port,
+                size,
+                count,
+                value,
+            } => {
+                stats.io_exits += 1;
+                let port = match self.hypercall_port(port, Direction::Out, size, count, stats) {
+                    Ok(port) => port,
+                    Err(u) => return unserved(u),
+                };
+                if port == Port::Exception {
+                    return Ok(Some(self.exception()));
+                }
+                let sregs = self.vcpu.sregs();
+                let view = GuestView::new(
+                    self.vm.memory(),
+                    PagingMode::from_registers(sregs.cr0, sregs.efer),
+                    sregs.cr3,
+                    sregs.cs.dpl == 3,
+                );
+                Ok(match self.hypercalls.out(port, value, &view)? {
+                    Action::Resume => None,
+                    Action::Exit(code) => Some(Ending::Exited(code)),
+                    Action::Halt => Some(Ending::Halted),
+                })
+            }
+            Exit::IoIn { port, size, count } => {
+                stats.io_exits += 1;
+                match self.hypercall_port(port, Direction::In, size, count, stats) {
+                    Ok(_) => {
+                        // GetNumExits is the only `in` port.
+                        let exits = u32::try_from(stats.exits).unwrap_or(u32::MAX);
+                        self.vcpu.complete_in(exits);
+                        Ok(None)
+                    }
+                    Err(u) => unserved(u),
+                }
+            }
+            Exit::Hlt => {
+                stats.hlt_exits += 1;
+                Ok(Some(Ending::Halted))
+            }
+            Exit::Mmio { addr, write, .. } => {
+                stats.mmio_exits += 1;
+                unserved(Unserved::Mmio { addr, write })
+            }
+            Exit::Shutdown => {
+                stats.other_exits += 1;
+                unserved(Unserved::Shutdown)
+            }
+            Exit::FailEntry { reason } => {
+                stats.other_exits += 1;
+                unserved(Unserved::FailEntry(reason))
+            }
+            Exit::InternalError { suberror } => {
+                stats.other_exits += 1;
+                let ring = self.vcpu.sregs().cs.dpl;
+                unserved(Unserved::InternalError { suberror, ring })
+            }
+            Exit::Other { reason } => {
+                stats.other_exits += 1;
+                unserved(Unserved::Other(reason))
+            }
+            Exit::Interrupted => Ok(None),
+        }
+    }
+
+    /// Checks an I/O exit against the ABI: a known port, its one direction
+    /// and size, no string I/O.
+    fn hypercall_port(
+        &self,
+        raw: u16,
+        direction: Direction,
+        size: u8,
+        count: u32,
+        stats: &mut Stats,
+    ) -> Result<Port, Unserved> {
+        let port = Port::try_from(raw).map_err(|_| Unserved::UnknownPort {
+            port: raw,
+            direction,
+            size,
+        })?;
+        if port.access() != (direction, size) || count != 1 {
+            return Err(Unserved::BadAccess {
+                port,
+                direction,
+                size,
+                count,
+            });
+        }
+        if let Some(i) = Port::ALL.iter().position(|p| *p == port) {
+            stats.by_hypercall[i] += 1;
+        }
+        Ok(port)
+    }
+
+    /// Reads the frame that kvmini's exception handler left on its stack.
+    fn exception(&mut self) -> Ending {
+        let layout = *self.vm.layout();
+        let (rip, rsp, cpl, cr2) = {
+            let regs = *self.vcpu.regs();
+            let sregs = self.vcpu.sregs();
+            (regs.rip, regs.rsp, sregs.cs.dpl, sregs.cr2)
+        };
+        let from_handler = cpl == 0 && cpu::exception_tail_range(&layout).contains(&rip);
+        let frame_fits = rsp >= layout.exception_stack_bottom()
+            && rsp
+                .checked_add(9 * 8)
+                .is_some_and(|end| end <= layout.exception_stack_top());
+        if !from_handler || !frame_fits {
+            return Ending::Unserved(Unserved::ForgedException);
+        }
+        let mut frame = [0u64; 9];
+        for (i, slot) in (0u64..).zip(frame.iter_mut()) {
+            *slot = self
+                .vm
+                .memory()
+                .read_obj(GuestAddress(rsp + i * 8))
+                .unwrap_or(0);
+        }
+        let [_rax, _rdx, vector, error_code, fault_rip, cs, _rflags, fault_rsp, _ss] = frame;
+        Ending::Crashed(Crash {
+            vector: u8::try_from(vector).unwrap_or(u8::MAX),
+            error_code,
+            rip: fault_rip,
+            rsp: fault_rsp,
+            ring: u8::try_from(cs & 3).unwrap_or(0),
+            cr2,
+        })
+    }
+
+    fn trace_exit(&mut self, n: u64, exit: &Exit) {
+        let rip = self.vcpu.regs().rip;
+        let name = |port: u16| Port::try_from(port).map(Port::name).unwrap_or("unknown");
+        let line = match exit {
+            Exit::IoOut {
+                port,
+                size,
+                count,
+                value,
+            } => format!(
+                "io out port={port:#06x} ({}) size={size} count={count} value={value:#x}",
+                name(*port)
+            ),
+            Exit::IoIn { port, size, count } => format!(
+                "io in  port={port:#06x} ({}) size={size} count={count}",
+                name(*port)
+            ),
+            other => format!("{other:?}"),
+        };
+        // Tracing is a debugging aid: a failed write to stderr is not worth
+        // stopping the guest for.
+        let _ = writeln!(io::stderr(), "[exit {n:>6}] rip={rip:#010x} {line}");
+    }
+}
+
+/// Formats the general registers as the error paragraph prints them.
+pub fn format_regs(regs: &kvm_regs) -> String {
+    format!(
+        "rip={:#x} rsp={:#x} rflags={:#x}\n  rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}\n  rsi={:#x} rdi={:#x} rbp={:#x}\n  r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+        regs.rip, regs.rsp, regs.rflags, regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi,
+        regs.rdi, regs.rbp, regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14,
+        regs.r15
+    )
+}

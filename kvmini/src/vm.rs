@@ -1,0 +1,106 @@
+//! The virtual machine (`KVM_CREATE_VM`): its guest memory slot and its one
+//! vCPU, set up for long mode.
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+
+use crate::cpu::{self, Ring};
+use crate::kvm::Kvm;
+use crate::layout::Layout;
+use crate::memory::{self, GuestMemory, MemoryError};
+use crate::vcpu::{Vcpu, VcpuError};
+
+/// Errors of VM creation.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// `KVM_CREATE_VM` failed.
+    #[error("cannot create a KVM virtual machine")]
+    Create(#[source] kvm_ioctls::Error),
+    /// Guest memory could not be registered with KVM.
+    #[error("cannot give guest memory to KVM")]
+    MemoryRegion(#[source] kvm_ioctls::Error),
+    /// Guest memory has no host address.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The vCPU could not be created or set up.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// `KVM_GET_VCPU_MMAP_SIZE` failed.
+    #[error("cannot read the size of the vCPU's kvm_run area")]
+    RunSize(#[source] kvm_ioctls::Error),
+}
+
+/// A KVM VM with its guest memory registered as slot 0.
+#[derive(Debug)]
+pub struct Vm {
+    fd: VmFd,
+    mem: GuestMemory,
+    layout: Layout,
+}
+
+impl Vm {
+    /// Creates a VM and gives it `mem` as guest physical memory from 0.
+    pub fn new(kvm: &Kvm, mem: GuestMemory) -> Result<Self, VmError> {
+        let fd = kvm.handle().create_vm().map_err(VmError::Create)?;
+        let host = memory::host_address(&mem)?;
+        let size = vm_memory::GuestMemoryBackend::last_addr(&mem).0 + 1;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: size,
+            userspace_addr: host,
+        };
+        // SAFETY: the region describes `mem`'s one mapping, which is owned by
+        // this Vm and so outlives the VM file descriptor it is registered
+        // with (fields drop in order: `fd` before `mem`).
+        unsafe { fd.set_user_memory_region(region) }.map_err(VmError::MemoryRegion)?;
+        Ok(Vm {
+            fd,
+            mem,
+            layout: Layout::new(size),
+        })
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &GuestMemory {
+        &self.mem
+    }
+
+    /// The memory map.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The kvm-ioctls VM.
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// Creates the vCPU and puts it at `entry` in 64-bit long mode at `ring`,
+    /// with RSP at `stack_top`.
+    pub fn create_vcpu(
+        &self,
+        kvm: &Kvm,
+        entry: u64,
+        stack_top: u64,
+        ring: Ring,
+    ) -> Result<Vcpu, VmError> {
+        let setup = |what| move |source| VcpuError::Setup { what, source };
+        let fd = self.fd.create_vcpu(0).map_err(VcpuError::Create)?;
+        fd.set_cpuid2(kvm.supported_cpuid())
+            .map_err(setup("CPUID"))?;
+        let sregs = fd.get_sregs().map_err(setup("system registers"))?;
+        fd.set_sregs(&cpu::long_mode_sregs(sregs, &self.layout, ring))
+            .map_err(setup("system registers"))?;
+        fd.set_regs(&cpu::entry_regs(entry, stack_top, ring))
+            .map_err(setup("registers"))?;
+        fd.set_fpu(&cpu::initial_fpu())
+            .map_err(setup("FPU state"))?;
+        let run_size = kvm
+            .handle()
+            .get_vcpu_mmap_size()
+            .map_err(VmError::RunSize)?;
+        Ok(Vcpu::new(fd, run_size))
+    }
+}
