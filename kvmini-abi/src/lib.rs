@@ -13,6 +13,7 @@
 //! | `0x0403` | `exit` | `out` 32-bit | exit status (kvmini exits with its low 8 bits) |
 //! | `0x0404` | `halt` | `out` byte | ignored: ends the run with status 0, like `hlt` |
 //! | `0x0405` | exception | `out` byte | used only by kvmini's own exception handlers |
+//! | `0x0410`..`0x041F` | filesystem calls | `out` 32-bit | guest address of the call's argument block ([`fs`]) |
 //!
 //! Values that do not fit in 32 bits travel as the guest address of a
 //! `#[repr(C)]` argument block; see the `IN`/`OUT` notes on each field.
@@ -41,6 +42,38 @@ pub enum Port {
     /// `out` of one byte, the exception vector: made only by kvmini's own
     /// exception handlers, never by guest code.
     Exception = 0x0405,
+    /// `open` ([`fs::OpenArgs`]).
+    Open = 0x0410,
+    /// `close` ([`fs::FdArgs`]).
+    Close = 0x0411,
+    /// `read` ([`fs::IoArgs`]).
+    Read = 0x0412,
+    /// `write` ([`fs::IoArgs`]).
+    Write = 0x0413,
+    /// `pread` ([`fs::IoArgs`], with `offset`).
+    Pread = 0x0414,
+    /// `pwrite` ([`fs::IoArgs`], with `offset`).
+    Pwrite = 0x0415,
+    /// `lseek` ([`fs::SeekArgs`]).
+    Lseek = 0x0416,
+    /// `fstat` ([`fs::StatArgs`], by `fd`).
+    Fstat = 0x0417,
+    /// `stat` ([`fs::StatArgs`], by `path`).
+    Stat = 0x0418,
+    /// `fsync` ([`fs::FdArgs`]).
+    Fsync = 0x0419,
+    /// `ftruncate` ([`fs::TruncateArgs`]).
+    Ftruncate = 0x041A,
+    /// `unlink` ([`fs::PathArgs`]).
+    Unlink = 0x041B,
+    /// `mkdir` ([`fs::PathArgs`], with `mode`).
+    Mkdir = 0x041C,
+    /// `rmdir` ([`fs::PathArgs`]).
+    Rmdir = 0x041D,
+    /// `rename` ([`fs::RenameArgs`]).
+    Rename = 0x041E,
+    /// `getdents64` ([`fs::IoArgs`]: `buf`/`len` receive [`fs::Dirent64`] records).
+    Getdents = 0x041F,
 }
 
 /// The error for a port that no hypercall owns.
@@ -59,6 +92,22 @@ impl TryFrom<u16> for Port {
             0x0403 => Port::Exit,
             0x0404 => Port::Halt,
             0x0405 => Port::Exception,
+            0x0410 => Port::Open,
+            0x0411 => Port::Close,
+            0x0412 => Port::Read,
+            0x0413 => Port::Write,
+            0x0414 => Port::Pread,
+            0x0415 => Port::Pwrite,
+            0x0416 => Port::Lseek,
+            0x0417 => Port::Fstat,
+            0x0418 => Port::Stat,
+            0x0419 => Port::Fsync,
+            0x041A => Port::Ftruncate,
+            0x041B => Port::Unlink,
+            0x041C => Port::Mkdir,
+            0x041D => Port::Rmdir,
+            0x041E => Port::Rename,
+            0x041F => Port::Getdents,
             other => return Err(UnknownPort(other)),
         })
     }
@@ -75,7 +124,7 @@ pub enum Direction {
 
 impl Port {
     /// Every hypercall port, in ABI order.
-    pub const ALL: [Port; 7] = [
+    pub const ALL: [Port; 23] = [
         Port::Console,
         Port::PrintVal,
         Port::GetNumExits,
@@ -83,15 +132,60 @@ impl Port {
         Port::Exit,
         Port::Halt,
         Port::Exception,
+        Port::Open,
+        Port::Close,
+        Port::Read,
+        Port::Write,
+        Port::Pread,
+        Port::Pwrite,
+        Port::Lseek,
+        Port::Fstat,
+        Port::Stat,
+        Port::Fsync,
+        Port::Ftruncate,
+        Port::Unlink,
+        Port::Mkdir,
+        Port::Rmdir,
+        Port::Rename,
+        Port::Getdents,
     ];
+
+    /// Position of this port in [`Port::ALL`], for per-hypercall counters.
+    pub const fn index(self) -> usize {
+        match self {
+            Port::Console => 0,
+            Port::PrintVal => 1,
+            Port::GetNumExits => 2,
+            Port::Display => 3,
+            Port::Exit => 4,
+            Port::Halt => 5,
+            Port::Exception => 6,
+            Port::Open => 7,
+            Port::Close => 8,
+            Port::Read => 9,
+            Port::Write => 10,
+            Port::Pread => 11,
+            Port::Pwrite => 12,
+            Port::Lseek => 13,
+            Port::Fstat => 14,
+            Port::Stat => 15,
+            Port::Fsync => 16,
+            Port::Ftruncate => 17,
+            Port::Unlink => 18,
+            Port::Mkdir => 19,
+            Port::Rmdir => 20,
+            Port::Rename => 21,
+            Port::Getdents => 22,
+        }
+    }
 
     /// The one direction and access size (in bytes) this port accepts.
     /// Anything else is a guest error that ends the run.
     pub const fn access(self) -> (Direction, u8) {
         match self {
             Port::Console | Port::Halt | Port::Exception => (Direction::Out, 1),
-            Port::PrintVal | Port::Display | Port::Exit => (Direction::Out, 4),
             Port::GetNumExits => (Direction::In, 4),
+            _ => (Direction::Out, 4),
         }
     }
 
@@ -105,9 +199,33 @@ impl Port {
             Port::Exit => "exit",
             Port::Halt => "halt",
             Port::Exception => "exception",
+            Port::Open => "open",
+            Port::Close => "close",
+            Port::Read => "read",
+            Port::Write => "write",
+            Port::Pread => "pread",
+            Port::Pwrite => "pwrite",
+            Port::Lseek => "lseek",
+            Port::Fstat => "fstat",
+            Port::Stat => "stat",
+            Port::Fsync => "fsync",
+            Port::Ftruncate => "ftruncate",
+            Port::Unlink => "unlink",
+            Port::Mkdir => "mkdir",
+            Port::Rmdir => "rmdir",
+            Port::Rename => "rename",
+            Port::Getdents => "getdents",
         }
     }
+
+    /// True for the filesystem calls, whose value is an argument block address.
+    pub const fn is_fs(self) -> bool {
+        (self as u16) >= 0x0410 && (self as u16) <= 0x041F
+    }
 }
+
+pub mod errno;
+pub mod fs;
 
 /// Guest memory layout shared by kvmini and its guests.
 pub mod layout {
@@ -132,8 +250,15 @@ mod tests {
     }
 
     #[test]
+    fn index_matches_position_in_all() {
+        for (i, port) in Port::ALL.iter().enumerate() {
+            assert_eq!(port.index(), i);
+        }
+    }
+
+    #[test]
     fn unknown_ports_are_rejected() {
-        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, u16::MAX] {
+        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0420, u16::MAX] {
             assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
         }
     }

@@ -58,6 +58,15 @@ pub struct MachineArgs {
     /// the vCPU setup on stderr before running
     #[arg(long)]
     pub verbose: bool,
+    /// Grant a host directory: HOST shows it as the guest's /, HOST:/PATH
+    /// mounts it at /PATH, a trailing :ro makes it read-only (repeatable;
+    /// without any, the guest has no filesystem)
+    #[arg(long = "dir", value_name = "HOST[:/GUEST][:ro]")]
+    pub dirs: Vec<String>,
+    /// Most file descriptors the guest may have open, 0..2 included
+    #[arg(long, value_name = "N", default_value_t = kvmini_abi::fs::DEFAULT_MAX_FDS,
+          value_parser = clap::value_parser!(u32).range(3..=65536))]
+    pub max_fds: u32,
 }
 
 /// `kvmini run`.
@@ -105,6 +114,17 @@ pub enum CliError {
     /// No built-in guest has that name.
     #[error("no built-in guest named {0:?} (kvmini demo --list shows them)")]
     UnknownDemo(String),
+    /// A `--dir` argument is wrong.
+    #[error(transparent)]
+    Grant(#[from] crate::grant::GrantError),
+    /// A granted host directory is missing or not a directory.
+    #[error("--dir {}: {reason}", .path.display())]
+    BadDir {
+        /// The host path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Memory size problems.
     #[error(transparent)]
     Memory(#[from] memory::MemoryError),
@@ -173,15 +193,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> {
     let mem_size = memory::parse_size(&args.mem)?;
     memory::check_size(mem_size)?;
+    let mut grants = Vec::new();
+    for spec in &args.dirs {
+        let grant = crate::grant::GrantSpec::parse(spec)?;
+        let reason = match std::fs::metadata(&grant.host) {
+            Err(_) => Some("no such directory"),
+            Ok(meta) if !meta.is_dir() => Some("not a directory"),
+            Ok(_) => None,
+        };
+        if let Some(reason) = reason {
+            return Err(CliError::BadDir {
+                path: grant.host,
+                reason,
+            });
+        }
+        grants.push(grant);
+    }
+    let ring = args
+        .ring
+        .as_deref()
+        .map(|r| if r == "0" { Ring::Zero } else { Ring::Three });
     Ok(Config {
         image,
         mem_size,
-        ring: args
-            .ring
-            .as_deref()
-            .map(|r| if r == "0" { Ring::Zero } else { Ring::Three }),
+        ring,
         trace: args.trace,
         timing: args.stats,
+        grants,
+        max_fds: args.max_fds,
     })
 }
 

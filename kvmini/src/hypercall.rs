@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use kvmini_abi::Port;
 
+use crate::fs::{BlockStatus, Filesystem, StdioSinks};
 use crate::view::GuestView;
 
 /// How much a `display` string may hold, and how much of the scratch buffer
@@ -21,6 +22,9 @@ pub enum Action {
     Exit(u32),
     /// End the run with status 0: the guest called `halt`.
     Halt,
+    /// Resume with RAX set: a filesystem call whose argument block was not
+    /// usable gets -EFAULT there, as it cannot get it in the block.
+    ResumeWithRax(u64),
 }
 
 /// The hypercall handlers and the state they keep for one guest.
@@ -28,6 +32,7 @@ pub struct Hypercalls {
     stdout: Box<dyn Write + Send>,
     warnings: Box<dyn Write + Send>,
     scratch: Vec<u8>,
+    fs: Filesystem,
 }
 
 impl std::fmt::Debug for Hypercalls {
@@ -39,12 +44,24 @@ impl std::fmt::Debug for Hypercalls {
 impl Hypercalls {
     /// Handlers that print the guest's output to `stdout` and warnings
     /// about bad guest requests to `warnings`.
-    pub fn new(stdout: Box<dyn Write + Send>, warnings: Box<dyn Write + Send>) -> Self {
+    /// Filesystem calls go to `fs`; the guest's stderr (descriptor 2) goes
+    /// to `warnings` too.
+    pub fn new(
+        stdout: Box<dyn Write + Send>,
+        warnings: Box<dyn Write + Send>,
+        fs: Filesystem,
+    ) -> Self {
         Hypercalls {
             stdout,
             warnings,
             scratch: Vec::new(),
+            fs,
         }
+    }
+
+    /// The guest's filesystem.
+    pub fn filesystem(&self) -> &Filesystem {
+        &self.fs
     }
 
     /// Serves an `out` to `port` with `value`. Only called with a port and
@@ -66,8 +83,25 @@ impl Hypercalls {
                 self.stdout.flush()?;
                 return Ok(Action::Halt);
             }
+            fs_call if fs_call.is_fs() => {
+                let mut stdio = StdioSinks {
+                    stdout: &mut *self.stdout,
+                    stderr: &mut *self.warnings,
+                };
+                let gva = u64::from(value);
+                if self.fs.call(fs_call, gva, view, &mut stdio)? == BlockStatus::BadBlock {
+                    self.stdout.flush()?;
+                    writeln!(
+                        self.warnings,
+                        "kvmini: {}: argument block at {gva:#x} is not writable guest memory; -EFAULT in RAX",
+                        fs_call.name()
+                    )?;
+                    let efault = -i64::from(kvmini_abi::errno::EFAULT);
+                    return Ok(Action::ResumeWithRax(u64::from_ne_bytes(efault.to_ne_bytes())));
+                }
+            }
             // Served by the run loop, which has the registers.
-            Port::GetNumExits | Port::Exception => {}
+            _ => {}
         }
         Ok(Action::Resume)
     }

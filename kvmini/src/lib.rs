@@ -34,6 +34,8 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod fs;
+pub mod grant;
 pub mod guests;
 pub mod hypercall;
 pub mod kvm;

@@ -1,8 +1,12 @@
 //! Guest memory: one anonymous mapping, seen by the guest as its physical
 //! memory from address 0, and reached by kvmini only through `vm-memory`'s
-//! bounds-checked accessors.
+//! bounds-checked accessors. The one exception lives here too: zero-copy
+//! file I/O hands the kernel iovecs that point into guest memory, built from
+//! bounds-checked `vm-memory` slices.
 
 use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap};
 
@@ -106,6 +110,90 @@ pub fn host_address(mem: &GuestMemory) -> Result<u64, MemoryError> {
 /// Reads a little-endian `u64` from guest physical memory.
 pub fn read_u64(mem: &GuestMemory, gpa: u64) -> Result<u64, GuestMemoryError> {
     mem.read_obj::<u64>(GuestAddress(gpa))
+}
+
+/// Most iovecs one `readv`/`writev` takes (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+/// Scratch space for the iovecs of [`transfer`], kept between calls so the
+/// hot path does not allocate.
+#[derive(Debug, Default)]
+pub struct IovecBuf(Vec<libc::iovec>);
+
+// SAFETY: the iovecs are filled and used only inside `transfer`, on the
+// thread that runs it; between calls they are stale values never
+// dereferenced, so moving the buffer to another thread is harmless.
+unsafe impl Send for IovecBuf {}
+
+/// Which way a zero-copy transfer moves bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// File to guest memory (`readv`/`preadv`).
+    ToGuest,
+    /// Guest memory to file (`writev`/`pwritev`).
+    FromGuest,
+}
+
+/// Moves bytes between `fd` and the guest-physical `pieces` (each wholly
+/// inside guest memory), at the file's offset or at `offset`, with as few
+/// system calls as the pieces allow. Stops at the first short transfer, as
+/// `read`/`write` do; returns the bytes moved. `iovecs` is scratch space
+/// kept by the caller so that the hot path does not allocate.
+pub fn transfer(
+    mem: &GuestMemory,
+    fd: BorrowedFd<'_>,
+    pieces: &[(u64, u64)],
+    offset: Option<u64>,
+    direction: Transfer,
+    iovecs: &mut IovecBuf,
+) -> io::Result<u64> {
+    let iovecs = &mut iovecs.0;
+    let mut total = 0u64;
+    for batch in pieces.chunks(IOV_MAX) {
+        iovecs.clear();
+        let mut wanted = 0u64;
+        for &(gpa, len) in batch {
+            let len_usize =
+                usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let slice = mem
+                .get_slice(GuestAddress(gpa), len_usize)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
+            iovecs.push(libc::iovec {
+                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+                iov_len: slice.len(),
+            });
+            wanted += len;
+        }
+        let count = libc::c_int::try_from(iovecs.len()).unwrap_or(libc::c_int::MAX);
+        let at = offset.map(|o| o + total);
+        let at = match at.map(i64::try_from) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            None => None,
+        };
+        // SAFETY: every iovec comes from a vm-memory slice that lies wholly
+        // inside the guest mapping, which outlives this call; the vCPU is
+        // stopped in this exit, so nothing else touches those bytes while
+        // the kernel reads or writes them.
+        let done = unsafe {
+            match (direction, at) {
+                (Transfer::ToGuest, None) => libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), count),
+                (Transfer::ToGuest, Some(at)) => {
+                    libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+                }
+                (Transfer::FromGuest, None) => libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count),
+                (Transfer::FromGuest, Some(at)) => {
+                    libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+                }
+            }
+        };
+        let done = u64::try_from(done).map_err(|_| io::Error::last_os_error())?;
+        total += done;
+        if done < wanted {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`, `1000 bytes`).

@@ -10,6 +10,8 @@ use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::cpu::{self, Ring};
+use crate::fs::Filesystem;
+use crate::grant::{GrantError, GrantSpec, Grants};
 use crate::hypercall::{Action, Hypercalls};
 use crate::kvm::Kvm;
 use crate::layout::Layout;
@@ -45,6 +47,9 @@ pub enum SandboxError {
     /// Writing kvmini's tables into guest memory failed.
     #[error("cannot write kvmini's tables into guest memory")]
     Setup(#[from] vm_memory::GuestMemoryError),
+    /// A granted directory could not be opened.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
     /// Writing the guest's output failed.
     #[error("cannot write the guest's output")]
     Output(#[from] io::Error),
@@ -72,6 +77,10 @@ pub struct Config {
     pub trace: bool,
     /// Measure time in the guest and in kvmini.
     pub timing: bool,
+    /// Host directories the guest may see (`--dir`).
+    pub grants: Vec<GrantSpec>,
+    /// Most descriptors the guest may have open, 0..2 included.
+    pub max_fds: u32,
 }
 
 impl Config {
@@ -83,6 +92,8 @@ impl Config {
             ring: None,
             trace: false,
             timing: false,
+            grants: Vec::new(),
+            max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
         }
     }
 }
@@ -354,6 +365,7 @@ impl Sandbox {
         stdout: Box<dyn Write + Send>,
         warnings: Box<dyn Write + Send>,
     ) -> Result<Self, SandboxError> {
+        let grants = Grants::open(&config.grants)?;
         let mem = memory::allocate(config.mem_size)?;
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
@@ -387,11 +399,16 @@ impl Sandbox {
             vm,
             image,
             ring,
-            hypercalls: Hypercalls::new(stdout, warnings),
+            hypercalls: Hypercalls::new(stdout, warnings, Filesystem::new(grants, config.max_fds)),
             trace: config.trace,
             timing: config.timing,
             flat,
         })
+    }
+
+    /// Number of guest descriptors open (0..2 included unless closed).
+    pub fn open_descriptors(&self) -> usize {
+        self.hypercalls.filesystem().open_count()
     }
 
     /// The ring the guest runs at.
@@ -542,6 +559,10 @@ impl Sandbox {
                 );
                 Ok(match self.hypercalls.out(port, value, &view)? {
                     Action::Resume => None,
+                    Action::ResumeWithRax(rax) => {
+                        self.vcpu.set_rax(rax);
+                        None
+                    }
                     Action::Exit(code) => Some(Ending::Exited(code)),
                     Action::Halt => Some(Ending::Halted),
                 })
@@ -610,9 +631,7 @@ impl Sandbox {
                 count,
             });
         }
-        if let Some(i) = Port::ALL.iter().position(|p| *p == port) {
-            stats.by_hypercall[i] += 1;
-        }
+        stats.by_hypercall[port.index()] += 1;
         Ok(port)
     }
 

@@ -141,6 +141,12 @@ impl Vcpu {
         &self.fd.sync_regs_mut().regs
     }
 
+    /// Sets RAX for when the guest resumes (through the sync-regs area).
+    pub fn set_rax(&mut self, value: u64) {
+        self.fd.sync_regs_mut().regs.rax = value;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
     /// System registers as of the last exit (no ioctl).
     pub fn sregs(&mut self) -> &kvm_sregs {
         &self.fd.sync_regs_mut().sregs
@@ -161,6 +167,8 @@ impl Vcpu {
             }
             Err(e) => return Err(VcpuError::Run(e)),
         }
+        // Registers written back by `set_rax` were applied on this entry.
+        self.fd.clear_sync_dirty_reg(SyncReg::Register);
         let run = self.fd.get_kvm_run();
         Ok(match run.exit_reason {
             KVM_EXIT_IO => {

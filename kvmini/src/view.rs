@@ -3,7 +3,7 @@
 //! checked on every page. Hypercall handlers reach guest buffers only
 //! through this.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::memory::GuestMemory;
 use crate::paging::{self, Access, PagingError, PagingMode};
@@ -99,6 +99,69 @@ impl<'a> GuestView<'a> {
         };
         pass(false, &mut |_, _| {})?;
         pass(true, &mut f)
+    }
+
+    /// Reads a `T` from guest virtual `gva`, piece by piece if it crosses
+    /// pages.
+    pub fn read_obj<T: ByteValued + Default>(&self, gva: u64) -> Result<T, ViewError> {
+        let mut value = T::default();
+        let len = std::mem::size_of::<T>() as u64;
+        let bytes = value.as_mut_slice();
+        let mut done = 0usize;
+        let mut failed = false;
+        self.for_each_piece(gva, len, false, |gpa, piece| {
+            let n = usize::try_from(piece).unwrap_or(0);
+            failed |= self
+                .mem
+                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa))
+                .is_err();
+            done += n;
+        })?;
+        if failed {
+            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        }
+        Ok(value)
+    }
+
+    /// Writes `value` to guest virtual `gva`, which must be writable.
+    pub fn write_obj<T: ByteValued>(&self, gva: u64, value: T) -> Result<(), ViewError> {
+        self.write_bytes(gva, value.as_slice())
+    }
+
+    /// Writes `bytes` to guest virtual `gva`, which must be writable.
+    pub fn write_bytes(&self, gva: u64, bytes: &[u8]) -> Result<(), ViewError> {
+        let mut done = 0usize;
+        let mut failed = false;
+        self.for_each_piece(gva, bytes.len() as u64, true, |gpa, piece| {
+            let n = usize::try_from(piece).unwrap_or(0);
+            failed |= self
+                .mem
+                .write_slice(&bytes[done..done + n], GuestAddress(gpa))
+                .is_err();
+            done += n;
+        })?;
+        if failed {
+            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        }
+        Ok(())
+    }
+
+    /// Collects the guest-physical pieces of `[gva, gva + len)` into
+    /// `pieces` (cleared first): the scatter list of a zero-copy transfer.
+    pub fn pieces(
+        &self,
+        gva: u64,
+        len: u64,
+        write: bool,
+        pieces: &mut Vec<(u64, u64)>,
+    ) -> Result<(), ViewError> {
+        pieces.clear();
+        self.for_each_piece(gva, len, write, |gpa, n| pieces.push((gpa, n)))
+    }
+
+    /// Guest memory behind this view.
+    pub fn memory(&self) -> &'a GuestMemory {
+        self.mem
     }
 
     /// Appends the NUL-terminated string at `gva` (without its NUL) to

@@ -1,0 +1,78 @@
+//! Linux errno values (x86_64), as filesystem calls return them negated.
+
+/// Operation not permitted.
+pub const EPERM: i32 = 1;
+/// No such file or directory.
+pub const ENOENT: i32 = 2;
+/// I/O error.
+pub const EIO: i32 = 5;
+/// Bad file descriptor.
+pub const EBADF: i32 = 9;
+/// Try again.
+pub const EAGAIN: i32 = 11;
+/// Permission denied.
+pub const EACCES: i32 = 13;
+/// Bad address: a pointer not wholly inside mapped guest memory.
+pub const EFAULT: i32 = 14;
+/// Device or resource busy.
+pub const EBUSY: i32 = 16;
+/// File exists.
+pub const EEXIST: i32 = 17;
+/// Cross-device link, or a path that would leave its granted directory.
+pub const EXDEV: i32 = 18;
+/// Not a directory.
+pub const ENOTDIR: i32 = 20;
+/// Is a directory.
+pub const EISDIR: i32 = 21;
+/// Invalid argument.
+pub const EINVAL: i32 = 22;
+/// Too many open files.
+pub const EMFILE: i32 = 24;
+/// File too large.
+pub const EFBIG: i32 = 27;
+/// No space left on device.
+pub const ENOSPC: i32 = 28;
+/// Illegal seek.
+pub const ESPIPE: i32 = 29;
+/// Read-only file system.
+pub const EROFS: i32 = 30;
+/// File name too long.
+pub const ENAMETOOLONG: i32 = 36;
+/// Function not implemented.
+pub const ENOSYS: i32 = 38;
+/// Directory not empty.
+pub const ENOTEMPTY: i32 = 39;
+/// Too many levels of symbolic links.
+pub const ELOOP: i32 = 40;
+/// Value too large for defined data type.
+pub const EOVERFLOW: i32 = 75;
+
+/// The symbolic name of an errno value, for messages.
+pub const fn name(errno: i32) -> &'static str {
+    match errno {
+        EPERM => "EPERM",
+        ENOENT => "ENOENT",
+        EIO => "EIO",
+        EBADF => "EBADF",
+        EAGAIN => "EAGAIN",
+        EACCES => "EACCES",
+        EFAULT => "EFAULT",
+        EBUSY => "EBUSY",
+        EEXIST => "EEXIST",
+        EXDEV => "EXDEV",
+        ENOTDIR => "ENOTDIR",
+        EISDIR => "EISDIR",
+        EINVAL => "EINVAL",
+        EMFILE => "EMFILE",
+        EFBIG => "EFBIG",
+        ENOSPC => "ENOSPC",
+        ESPIPE => "ESPIPE",
+        EROFS => "EROFS",
+        ENAMETOOLONG => "ENAMETOOLONG",
+        ENOSYS => "ENOSYS",
+        ENOTEMPTY => "ENOTEMPTY",
+        ELOOP => "ELOOP",
+        EOVERFLOW => "EOVERFLOW",
+        _ => "errno",
+    }
+}

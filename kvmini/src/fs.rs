@@ -1,0 +1,499 @@
+//! The filesystem hypercalls: a guest's descriptor table, and each call
+//! carried out with ordinary host system calls beneath the granted
+//! directories, with Linux's results and errno values.
+//!
+//! Buffers move between files and guest memory without an intermediate
+//! copy (`readv`/`writev` over the guest-physical pieces of the buffer). A
+//! bad guest pointer is EFAULT for the guest, never a host access outside
+//! guest memory.
+
+use std::io::{self, Write};
+use std::mem::offset_of;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use kvmini_abi::errno::{
+    EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, EROFS, ESPIPE,
+    EXDEV,
+};
+use kvmini_abi::fs::{
+    FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
+    O_ACCMODE, O_CREAT, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR, SEEK_END, SEEK_SET,
+};
+use kvmini_abi::Port;
+use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
+use vm_memory::ByteValued;
+
+use crate::grant::{Grants, Resolved};
+use crate::memory::{self, IovecBuf, Transfer};
+use crate::view::{GuestView, ViewError};
+
+/// Largest directory listing one `getdents64` call returns.
+const GETDENTS_MAX: usize = 1 << 20;
+
+/// What a guest descriptor refers to.
+#[derive(Debug)]
+enum Descriptor {
+    /// kvmini's stdin.
+    Stdin(std::io::Stdin),
+    /// The guest's stdout (kvmini's, or a capture).
+    Stdout,
+    /// The guest's stderr.
+    Stderr,
+    /// A file or directory under a grant.
+    File(OwnedFd),
+}
+
+/// The result of one filesystem call, before it is written back.
+type CallResult = Result<i64, i32>;
+
+/// Where the guest's descriptors 1 and 2 write.
+pub struct StdioSinks<'a> {
+    /// Descriptor 1.
+    pub stdout: &'a mut dyn Write,
+    /// Descriptor 2.
+    pub stderr: &'a mut dyn Write,
+}
+
+/// One guest's filesystem: its grants and its descriptor table.
+#[derive(Debug)]
+pub struct Filesystem {
+    grants: Grants,
+    fds: Vec<Option<Descriptor>>,
+    max_fds: usize,
+    pieces: Vec<(u64, u64)>,
+    iovecs: IovecBuf,
+    scratch: Vec<u8>,
+    path: Vec<u8>,
+    path2: Vec<u8>,
+}
+
+/// Whether the argument block itself could be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockStatus {
+    /// The call ran and its result is in the block.
+    Done,
+    /// The block is not readable and writable guest memory: nothing was
+    /// done; the caller reports -EFAULT another way.
+    BadBlock,
+}
+
+impl Filesystem {
+    /// A filesystem over `grants` with descriptors 0, 1 and 2 open and at
+    /// most `max_fds` descriptors in all.
+    pub fn new(grants: Grants, max_fds: u32) -> Self {
+        let max_fds = usize::try_from(max_fds).unwrap_or(usize::MAX).max(3);
+        Filesystem {
+            grants,
+            fds: vec![
+                Some(Descriptor::Stdin(std::io::stdin())),
+                Some(Descriptor::Stdout),
+                Some(Descriptor::Stderr),
+            ],
+            max_fds,
+            pieces: Vec::new(),
+            iovecs: IovecBuf::default(),
+            scratch: Vec::new(),
+            path: Vec::new(),
+            path2: Vec::new(),
+        }
+    }
+
+    /// Number of open guest descriptors.
+    pub fn open_count(&self) -> usize {
+        self.fds.iter().filter(|d| d.is_some()).count()
+    }
+
+    /// Serves the filesystem call on `port` whose argument block is at
+    /// guest virtual `block`.
+    pub fn call(
+        &mut self,
+        port: Port,
+        block: u64,
+        view: &GuestView<'_>,
+        stdio: &mut StdioSinks<'_>,
+    ) -> io::Result<BlockStatus> {
+        macro_rules! serve {
+            ($ty:ty, $handler:expr) => {{
+                let Ok(args) = view.read_obj::<$ty>(block) else {
+                    return Ok(BlockStatus::BadBlock);
+                };
+                let result = match $handler(self, &args) {
+                    Ok(value) => value,
+                    Err(errno) => -i64::from(errno),
+                };
+                let at = block + offset_of!($ty, result) as u64;
+                Ok(match view.write_obj(at, result) {
+                    Ok(()) => BlockStatus::Done,
+                    Err(_) => BlockStatus::BadBlock,
+                })
+            }};
+        }
+        match port {
+            Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs.open(view, a)),
+            Port::Close => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.close(a.fd)),
+            Port::Read | Port::Pread => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| {
+                fs.read(view, a, port == Port::Pread)
+            }),
+            Port::Write | Port::Pwrite => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| {
+                fs.write(view, a, port == Port::Pwrite, stdio)
+            }),
+            Port::Lseek => serve!(SeekArgs, |fs: &mut Self, a: &SeekArgs| fs.lseek(a)),
+            Port::Fstat | Port::Stat => serve!(StatArgs, |fs: &mut Self, a: &StatArgs| {
+                fs.stat(view, a, port == Port::Stat)
+            }),
+            Port::Fsync => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.fsync(a.fd)),
+            Port::Ftruncate => serve!(TruncateArgs, |fs: &mut Self, a: &TruncateArgs| {
+                fs.ftruncate(a)
+            }),
+            Port::Unlink | Port::Rmdir | Port::Mkdir => {
+                serve!(PathArgs, |fs: &mut Self, a: &PathArgs| fs
+                    .path_call(view, port, a))
+            }
+            Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
+                .rename(view, a)),
+            Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
+            _ => Ok(BlockStatus::Done),
+        }
+    }
+
+    /// Reads a guest path into `buf` (without its NUL).
+    fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), i32> {
+        buf.clear();
+        match view.read_c_string(gva, PATH_MAX, buf) {
+            Ok(()) => Ok(()),
+            Err(ViewError::Unterminated { .. }) => Err(ENAMETOOLONG),
+            Err(_) => Err(EFAULT),
+        }
+    }
+
+    fn descriptor(&self, fd: i32) -> Result<&Descriptor, i32> {
+        lookup(&self.fds, fd)
+    }
+
+    /// The lowest free descriptor number, as POSIX requires, or EMFILE.
+    fn lowest_free(&self) -> Result<usize, i32> {
+        let free = self
+            .fds
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.fds.len());
+        if free >= self.max_fds {
+            Err(EMFILE)
+        } else {
+            Ok(free)
+        }
+    }
+
+    fn install(&mut self, slot: usize, descriptor: Descriptor) -> i64 {
+        if slot == self.fds.len() {
+            self.fds.push(Some(descriptor));
+        } else {
+            self.fds[slot] = Some(descriptor);
+        }
+        i64::try_from(slot).unwrap_or(i64::MAX)
+    }
+
+    fn open(&mut self, view: &GuestView<'_>, args: &OpenArgs) -> CallResult {
+        let mut path = std::mem::take(&mut self.path);
+        let result = self.open_path(view, args, &mut path);
+        self.path = path;
+        result
+    }
+
+    fn open_path(
+        &mut self,
+        view: &GuestView<'_>,
+        args: &OpenArgs,
+        path: &mut Vec<u8>,
+    ) -> CallResult {
+        Self::read_path(view, args.path, path)?;
+        if args.flags & !O_SUPPORTED != 0 || args.flags & O_ACCMODE == O_ACCMODE {
+            return Err(EINVAL);
+        }
+        let slot = self.lowest_free()?;
+        let resolved = self.grants.resolve(path)?;
+        let writes = args.flags & O_ACCMODE != O_RDONLY || args.flags & O_TRUNC != 0;
+        let flags = OFlags::from_bits_retain(args.flags);
+        let mode = Mode::from_bits_truncate(args.mode & 0o7777);
+        let file = if resolved.grant.read_only() {
+            if writes {
+                return Err(EROFS);
+            }
+            // O_CREAT on a read-only grant opens an existing file and
+            // refuses only to create one.
+            match resolved.open(flags & !OFlags::CREATE & !OFlags::EXCL, mode) {
+                Err(ENOENT) if args.flags & O_CREAT != 0 => return Err(EROFS),
+                other => other?,
+            }
+        } else {
+            resolved.open(flags, mode)?
+        };
+        Ok(self.install(slot, Descriptor::File(file)))
+    }
+
+    fn close(&mut self, fd: i32) -> CallResult {
+        self.descriptor(fd)?;
+        let slot = usize::try_from(fd).map_err(|_| EBADF)?;
+        self.fds[slot] = None;
+        while matches!(self.fds.last(), Some(None)) && self.fds.len() > 3 {
+            self.fds.pop();
+        }
+        Ok(0)
+    }
+
+    fn offset(args: &IoArgs, positioned: bool) -> Result<Option<u64>, i32> {
+        if positioned {
+            u64::try_from(args.offset).map(Some).map_err(|_| EINVAL)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn read(&mut self, view: &GuestView<'_>, args: &IoArgs, positioned: bool) -> CallResult {
+        let file = match lookup(&self.fds, args.fd)? {
+            Descriptor::File(file) => file.as_fd(),
+            Descriptor::Stdin(stdin) if !positioned => stdin.as_fd(),
+            Descriptor::Stdin(_) => return Err(ESPIPE),
+            Descriptor::Stdout | Descriptor::Stderr => return Err(EBADF),
+        };
+        let offset = Self::offset(args, positioned)?;
+        view.pieces(args.buf, args.len, true, &mut self.pieces)
+            .map_err(|_| EFAULT)?;
+        let n = memory::transfer(
+            view.memory(),
+            file,
+            &self.pieces,
+            offset,
+            Transfer::ToGuest,
+            &mut self.iovecs,
+        )
+        .map_err(|e| e.raw_os_error().unwrap_or(EFAULT))?;
+        i64::try_from(n).map_err(|_| EINVAL)
+    }
+
+    fn write(
+        &mut self,
+        view: &GuestView<'_>,
+        args: &IoArgs,
+        positioned: bool,
+        stdio: &mut StdioSinks<'_>,
+    ) -> CallResult {
+        let offset = Self::offset(args, positioned)?;
+        view.pieces(args.buf, args.len, false, &mut self.pieces)
+            .map_err(|_| EFAULT)?;
+        let sink: &mut dyn Write = match lookup(&self.fds, args.fd)? {
+            Descriptor::Stdout if !positioned => stdio.stdout,
+            Descriptor::Stderr if !positioned => stdio.stderr,
+            Descriptor::Stdin(_) => return Err(EBADF),
+            Descriptor::Stdout | Descriptor::Stderr => return Err(ESPIPE),
+            Descriptor::File(file) => {
+                let n = memory::transfer(
+                    view.memory(),
+                    file.as_fd(),
+                    &self.pieces,
+                    offset,
+                    Transfer::FromGuest,
+                    &mut self.iovecs,
+                )
+                .map_err(|e| e.raw_os_error().unwrap_or(EFAULT))?;
+                return i64::try_from(n).map_err(|_| EINVAL);
+            }
+        };
+        // The guest's stdout and stderr are writers (kvmini's own, or a
+        // capture), so their bytes are copied out piece by piece.
+        let mut total = 0u64;
+        for &(gpa, len) in &self.pieces {
+            let len = usize::try_from(len).map_err(|_| EFAULT)?;
+            self.scratch.resize(len, 0);
+            vm_memory::Bytes::read_slice(
+                view.memory(),
+                &mut self.scratch,
+                vm_memory::GuestAddress(gpa),
+            )
+            .map_err(|_| EFAULT)?;
+            sink.write_all(&self.scratch)
+                .map_err(|e| e.raw_os_error().unwrap_or(EBADF))?;
+            total += len as u64;
+        }
+        self.scratch.clear();
+        self.scratch.shrink_to(GETDENTS_MAX);
+        i64::try_from(total).map_err(|_| EINVAL)
+    }
+
+    fn lseek(&mut self, args: &SeekArgs) -> CallResult {
+        let file = match self.descriptor(args.fd)? {
+            Descriptor::File(file) => file,
+            _ => return Err(ESPIPE),
+        };
+        let pos = match args.whence {
+            SEEK_SET => SeekFrom::Start(u64::try_from(args.offset).map_err(|_| EINVAL)?),
+            SEEK_CUR => SeekFrom::Current(args.offset),
+            SEEK_END => SeekFrom::End(args.offset),
+            _ => return Err(EINVAL),
+        };
+        let at = rustix::fs::seek(file, pos).map_err(|e| e.raw_os_error())?;
+        i64::try_from(at).map_err(|_| EINVAL)
+    }
+
+    fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: bool) -> CallResult {
+        // The output must be writable before anything is looked up.
+        view.pieces(
+            args.stat,
+            std::mem::size_of::<Stat>() as u64,
+            true,
+            &mut self.pieces,
+        )
+        .map_err(|_| EFAULT)?;
+        let host = if by_path {
+            Self::read_path(view, args.path, &mut self.path)?;
+            let resolved = self.grants.resolve(&self.path)?;
+            let file = resolved.open(OFlags::PATH, Mode::empty())?;
+            rustix::fs::fstat(&file)
+        } else {
+            match self.descriptor(args.fd)? {
+                Descriptor::File(file) => rustix::fs::fstat(file),
+                Descriptor::Stdin(stdin) => rustix::fs::fstat(stdin),
+                Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
+                Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
+            }
+        }
+        .map_err(|e| e.raw_os_error())?;
+        let stat = guest_stat(&host);
+        view.write_bytes(args.stat, stat.as_slice())
+            .map_err(|_| EFAULT)?;
+        Ok(0)
+    }
+
+    fn fsync(&mut self, fd: i32) -> CallResult {
+        match self.descriptor(fd)? {
+            Descriptor::File(file) => rustix::fs::fsync(file).map_err(|e| e.raw_os_error())?,
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+
+    fn ftruncate(&mut self, args: &TruncateArgs) -> CallResult {
+        let length = u64::try_from(args.length).map_err(|_| EINVAL)?;
+        match self.descriptor(args.fd)? {
+            Descriptor::File(file) => {
+                rustix::fs::ftruncate(file, length).map_err(|e| e.raw_os_error())?
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+
+    fn writable<'g>(&'g self, path: &[u8]) -> Result<Resolved<'g>, i32> {
+        let resolved = self.grants.resolve(path)?;
+        if resolved.grant.read_only() {
+            return Err(EROFS);
+        }
+        Ok(resolved)
+    }
+
+    fn path_call(&mut self, view: &GuestView<'_>, port: Port, args: &PathArgs) -> CallResult {
+        Self::read_path(view, args.path, &mut self.path)?;
+        let resolved = self.writable(&self.path)?;
+        let (dir, name) = match resolved.parent_and_name() {
+            Err(EBUSY) if port == Port::Mkdir => return Err(EEXIST),
+            other => other?,
+        };
+        let result = match port {
+            Port::Unlink => rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty()),
+            Port::Rmdir => rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::REMOVEDIR),
+            _ => rustix::fs::mkdirat(
+                &dir,
+                name.as_c_str(),
+                Mode::from_bits_truncate(args.mode & 0o7777),
+            ),
+        };
+        result.map_err(|e| e.raw_os_error())?;
+        Ok(0)
+    }
+
+    fn rename(&mut self, view: &GuestView<'_>, args: &RenameArgs) -> CallResult {
+        Self::read_path(view, args.old, &mut self.path)?;
+        Self::read_path(view, args.new, &mut self.path2)?;
+        let old = self.writable(&self.path)?;
+        let new = self.writable(&self.path2)?;
+        if !std::ptr::eq(old.grant, new.grant) {
+            return Err(EXDEV);
+        }
+        let (old_dir, old_name) = old.parent_and_name()?;
+        let (new_dir, new_name) = new.parent_and_name()?;
+        rustix::fs::renameat(&old_dir, old_name.as_c_str(), &new_dir, new_name.as_c_str())
+            .map_err(|e| e.raw_os_error())?;
+        Ok(0)
+    }
+
+    fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
+        let file = match lookup(&self.fds, args.fd)? {
+            Descriptor::File(file) => file,
+            _ => return Err(ENOTDIR),
+        };
+        // Check the whole buffer first, so that a bad one does not advance
+        // the directory position.
+        view.pieces(args.buf, args.len, true, &mut self.pieces)
+            .map_err(|_| EFAULT)?;
+        let len = usize::try_from(args.len)
+            .unwrap_or(usize::MAX)
+            .min(GETDENTS_MAX);
+        self.scratch.resize(len, 0);
+        let n = getdents64(file.as_fd(), &mut self.scratch)
+            .map_err(|e| e.raw_os_error().unwrap_or(EINVAL))?;
+        view.write_bytes(args.buf, &self.scratch[..n])
+            .map_err(|_| EFAULT)?;
+        i64::try_from(n).map_err(|_| EINVAL)
+    }
+}
+
+/// The descriptor `fd` of a table, or EBADF.
+fn lookup(fds: &[Option<Descriptor>], fd: i32) -> Result<&Descriptor, i32> {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| fds.get(i))
+        .and_then(Option::as_ref)
+        .ok_or(EBADF)
+}
+
+/// Linux's `getdents64` into a host buffer: the records already have the
+/// layout the ABI promises guests.
+fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which
+    // is exclusively borrowed for the call.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Converts the host's `struct stat` to the ABI's (the same Linux layout,
+/// field by field so that no host padding leaks).
+fn guest_stat(host: &rustix::fs::Stat) -> Stat {
+    Stat {
+        st_dev: host.st_dev,
+        st_ino: host.st_ino,
+        st_nlink: host.st_nlink,
+        st_mode: host.st_mode,
+        st_uid: host.st_uid,
+        st_gid: host.st_gid,
+        pad0: 0,
+        st_rdev: host.st_rdev,
+        st_size: host.st_size,
+        st_blksize: host.st_blksize,
+        st_blocks: host.st_blocks,
+        st_atime: host.st_atime,
+        st_atime_nsec: i64::try_from(host.st_atime_nsec).unwrap_or(0),
+        st_mtime: host.st_mtime,
+        st_mtime_nsec: i64::try_from(host.st_mtime_nsec).unwrap_or(0),
+        st_ctime: host.st_ctime,
+        st_ctime_nsec: i64::try_from(host.st_ctime_nsec).unwrap_or(0),
+        reserved: [0; 3],
+    }
+}
