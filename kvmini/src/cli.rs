@@ -14,7 +14,9 @@ use crate::guests::{self, BuiltinGuest};
 use crate::kvm::Kvm;
 use crate::memory::{self, ByteSize};
 use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
+use crate::stop::{StopHandle, StopReason};
 use kvmini_abi::Port;
+use std::sync::OnceLock;
 
 /// kvmini: a small, fast and secure hypervisor on the Linux KVM API.
 ///
@@ -63,6 +65,10 @@ pub struct MachineArgs {
     /// without any, the guest has no filesystem)
     #[arg(long = "dir", value_name = "HOST[:/GUEST][:ro]")]
     pub dirs: Vec<String>,
+    /// Stop the guest after this long (500ms, 5s, 2m, 1h): kvmini says so
+    /// and exits 124
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub timeout: Option<String>,
     /// Most file descriptors the guest may have open, 0..2 included
     #[arg(long, value_name = "N", default_value_t = kvmini_abi::fs::DEFAULT_MAX_FDS,
           value_parser = clap::value_parser!(u32).range(3..=65536))]
@@ -125,6 +131,9 @@ pub enum CliError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A `--timeout` value is wrong.
+    #[error(transparent)]
+    Duration(#[from] crate::stop::DurationError),
     /// Memory size problems.
     #[error(transparent)]
     Memory(#[from] memory::MemoryError),
@@ -160,8 +169,46 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> 
     })
 }
 
+/// The stop handle that SIGINT and SIGTERM trigger: shared by every
+/// sandbox the command line runs.
+fn signal_stop_handle() -> &'static StopHandle {
+    static HANDLE: OnceLock<StopHandle> = OnceLock::new();
+    HANDLE.get_or_init(StopHandle::new)
+}
+
+/// Routes SIGINT and SIGTERM to [`signal_stop_handle`]: both are blocked in
+/// every thread and taken by one thread with `sigwait`, so that the vCPU
+/// thread is stopped the same clean way as by a timeout.
+fn route_stop_signals() {
+    // SAFETY: plain signal-set manipulation on a local sigset_t.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid signal set; `sig` is a valid out pointer.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            signal_stop_handle().stop(StopReason::Signal(sig));
+        }
+    });
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".to_owned(),
+        libc::SIGTERM => "SIGTERM".to_owned(),
+        other => format!("signal {other}"),
+    }
+}
+
 /// Runs what the command line asks for and returns kvmini's exit status.
 pub fn execute(cli: Cli) -> ExitCode {
+    route_stop_signals();
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Demo(args)) => demo(&args),
@@ -213,6 +260,11 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         .ring
         .as_deref()
         .map(|r| if r == "0" { Ring::Zero } else { Ring::Three });
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(crate::stop::parse_duration)
+        .transpose()?;
     Ok(Config {
         image,
         mem_size,
@@ -221,10 +273,15 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         timing: args.stats,
         grants,
         max_fds: args.max_fds,
+        timeout,
+        stop: signal_stop_handle().clone(),
     })
 }
 
 fn run(args: &RunArgs) -> Result<u8, CliError> {
+    // Options first, then the image, then KVM: each error names the first
+    // thing that is wrong, and no KVM is needed to find a bad argument.
+    let mut config = machine_config(Image::Flat(Vec::new()), &args.machine)?;
     if args.guest.is_dir() {
         return Err(CliError::GuestIsDirectory(args.guest.clone()));
     }
@@ -232,12 +289,12 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         path: args.guest.clone(),
         source,
     })?;
-    let image = if args.flat {
+    config.image = if args.flat {
         Image::Flat(bytes)
     } else {
+        crate::loader::parse_elf(&bytes).map_err(crate::sandbox::SandboxError::from)?;
         Image::Elf(bytes)
     };
-    let config = machine_config(image, &args.machine)?;
     let kvm = Kvm::open()?;
     boot(&kvm, config, &args.machine)
 }
@@ -263,11 +320,17 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
         Some(name) => vec![guests::find(name).ok_or_else(|| CliError::UnknownDemo(name.clone()))?],
         None => guests::ALL.iter().collect(),
     };
+    let configs = selected
+        .iter()
+        .map(|guest| machine_config(Image::Elf(guest.elf.to_vec()), &args.machine))
+        .collect::<Result<Vec<_>, _>>()?;
     let kvm = Kvm::open()?;
     let mut worst = 0;
-    for guest in selected {
-        let config = machine_config(Image::Elf(guest.elf.to_vec()), &args.machine)?;
+    for config in configs {
         let status = boot(&kvm, config, &args.machine)?;
+        if stopped_by_signal(status) {
+            return Ok(status);
+        }
         if worst == 0 {
             worst = status;
         }
@@ -286,15 +349,26 @@ fn tour() -> Result<u8, CliError> {
     for (i, guest) in guests::ALL.iter().enumerate() {
         println!("\n=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
         let _ = std::io::stdout().flush();
-        let mut sandbox = Sandbox::new(&kvm, Config::new(Image::Elf(guest.elf.to_vec())))?;
+        let mut config = Config::new(Image::Elf(guest.elf.to_vec()));
+        config.stop = signal_stop_handle().clone();
+        let mut sandbox = Sandbox::new(&kvm, config)?;
         let outcome = sandbox.run()?;
         println!("--- {}: {}", guest.name, summary(&outcome));
         report_failure(&outcome);
+        let status = outcome.ending.status();
+        if stopped_by_signal(status) {
+            return Ok(status);
+        }
         if worst == 0 {
-            worst = outcome.ending.status();
+            worst = status;
         }
     }
     Ok(worst)
+}
+
+/// Statuses 129 and up mean kvmini was told to stop: later guests are not run.
+fn stopped_by_signal(status: u8) -> bool {
+    status > 128
 }
 
 fn summary(outcome: &Outcome) -> String {
@@ -303,6 +377,8 @@ fn summary(outcome: &Outcome) -> String {
         Ending::Halted => "halted".to_owned(),
         Ending::Crashed(_) => "crashed".to_owned(),
         Ending::Unserved(_) => "stopped on an unserved exit".to_owned(),
+        Ending::TimedOut(limit) => format!("timed out after {limit:?}"),
+        Ending::Stopped(sig) => format!("stopped by {}", signal_name(*sig)),
     };
     format!(
         "{ending} after {} exits ({}), RAX = {}, status {}",
@@ -341,6 +417,19 @@ fn report_failure(outcome: &Outcome) {
             eprintln!(
                 "kvmini: the guest made an exit kvmini does not serve: {what}.\n  {}",
                 format_regs(&outcome.regs)
+            );
+        }
+        Ending::TimedOut(limit) => {
+            eprintln!(
+                "kvmini: guest timed out after {limit:?} ({} exits); stopped at rip {:#x}",
+                outcome.stats.exits, outcome.regs.rip
+            );
+        }
+        Ending::Stopped(sig) => {
+            eprintln!(
+                "kvmini: guest stopped by {} ({} exits)",
+                signal_name(*sig),
+                outcome.stats.exits
             );
         }
         Ending::Exited(_) | Ending::Halted => {}

@@ -97,7 +97,9 @@ impl Hypercalls {
                         fs_call.name()
                     )?;
                     let efault = -i64::from(kvmini_abi::errno::EFAULT);
-                    return Ok(Action::ResumeWithRax(u64::from_ne_bytes(efault.to_ne_bytes())));
+                    return Ok(Action::ResumeWithRax(u64::from_ne_bytes(
+                        efault.to_ne_bytes(),
+                    )));
                 }
             }
             // Served by the run loop, which has the registers.

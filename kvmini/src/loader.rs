@@ -374,15 +374,17 @@ fn parse(bytes: &[u8]) -> Result<(ElfInfo, Vec<&[u8]>), LoaderError> {
     if bytes[..ELF_MAGIC.len()] != ELF_MAGIC {
         return Err(LoaderError::NotElf);
     }
+    // The class byte comes first: a 32-bit ELF header is only 52 bytes,
+    // and should be called 32-bit rather than truncated.
+    match bytes.get(4) {
+        Some(&ELFCLASS64) => {}
+        Some(&ELFCLASS32) => return Err(LoaderError::Elf32),
+        Some(&c) => return Err(LoaderError::BadClass(c)),
+        None => return Err(truncated),
+    }
     let Some(hdr) = bytes.get(..EHDR_SIZE) else {
         return Err(truncated);
     };
-
-    match hdr[4] {
-        ELFCLASS64 => {}
-        ELFCLASS32 => return Err(LoaderError::Elf32),
-        c => return Err(LoaderError::BadClass(c)),
-    }
     match hdr[5] {
         ELFDATA2LSB => {}
         ELFDATA2MSB => return Err(LoaderError::BigEndian),

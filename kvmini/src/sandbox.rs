@@ -18,6 +18,7 @@ use crate::layout::Layout;
 use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::paging::{self, PagingMode};
+use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{self, Exit, Vcpu, VcpuError};
 use crate::view::GuestView;
 use crate::vm::{Vm, VmError};
@@ -81,6 +82,11 @@ pub struct Config {
     pub grants: Vec<GrantSpec>,
     /// Most descriptors the guest may have open, 0..2 included.
     pub max_fds: u32,
+    /// Wall-clock limit of one run.
+    pub timeout: Option<Duration>,
+    /// The handle that stops this sandbox's runs (shared with whoever
+    /// wants to stop it: a signal handler, another thread).
+    pub stop: StopHandle,
 }
 
 impl Config {
@@ -94,6 +100,8 @@ impl Config {
             timing: false,
             grants: Vec::new(),
             max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
+            timeout: None,
+            stop: StopHandle::new(),
         }
     }
 }
@@ -152,7 +160,8 @@ pub enum Unserved {
         /// Access size.
         size: u8,
     },
-    /// A hypercall port used with the wrong direction, size or string I/O.
+    /// A hypercall port used with the wrong direction or size, or with
+    /// string I/O that KVM batched into one exit.
     BadAccess {
         /// The hypercall.
         port: Port,
@@ -270,6 +279,10 @@ pub enum Ending {
     Crashed(Crash),
     /// An exit kvmini does not serve.
     Unserved(Unserved),
+    /// Stopped at its time limit.
+    TimedOut(Duration),
+    /// Stopped because kvmini received this signal.
+    Stopped(i32),
 }
 
 impl Ending {
@@ -279,6 +292,8 @@ impl Ending {
             Ending::Exited(code) => code.to_le_bytes()[0],
             Ending::Halted => 0,
             Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
+            Ending::TimedOut(_) => STATUS_TIMEOUT,
+            Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
         }
     }
 }
@@ -338,6 +353,8 @@ pub struct Sandbox {
     trace: bool,
     timing: bool,
     flat: bool,
+    timeout: Option<Duration>,
+    stop: StopHandle,
 }
 
 impl fmt::Debug for Sandbox {
@@ -403,12 +420,19 @@ impl Sandbox {
             trace: config.trace,
             timing: config.timing,
             flat,
+            timeout: config.timeout,
+            stop: config.stop,
         })
     }
 
     /// Number of guest descriptors open (0..2 included unless closed).
     pub fn open_descriptors(&self) -> usize {
         self.hypercalls.filesystem().open_count()
+    }
+
+    /// A handle that stops this sandbox's guest from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// The ring the guest runs at.
@@ -498,6 +522,31 @@ impl Sandbox {
     /// Runs the guest until it exits, halts, crashes or makes an exit kvmini
     /// does not serve.
     pub fn run(&mut self) -> Result<Outcome, SandboxError> {
+        self.vcpu.set_immediate_exit(false);
+        let immediate_exit = self.vcpu.immediate_exit_address();
+        let stop = self.stop.clone();
+        let _attached = stop.attach(immediate_exit);
+        let watchdog = self.timeout.map(|limit| {
+            let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+            let stop = stop.clone();
+            let thread = std::thread::spawn(move || {
+                if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                {
+                    stop.stop(StopReason::Timeout);
+                }
+            });
+            (cancel, thread)
+        });
+        let result = self.run_loop(&stop);
+        if let Some((cancel, thread)) = watchdog {
+            drop(cancel);
+            let _ = thread.join();
+        }
+        result
+    }
+
+    /// The run loop proper: KVM_RUN, serve the exit, repeat.
+    fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
         let mut stats = Stats::default();
         let mut mark = Instant::now();
         let ending = loop {
@@ -509,7 +558,13 @@ impl Sandbox {
             }
             if exit == Exit::Interrupted {
                 stats.interruptions += 1;
-                continue;
+                match stop.take() {
+                    Some(StopReason::Timeout) => {
+                        break Ending::TimedOut(self.timeout.unwrap_or_default())
+                    }
+                    Some(StopReason::Signal(sig)) => break Ending::Stopped(sig),
+                    None => continue,
+                }
             }
             stats.exits += 1;
             if self.trace {

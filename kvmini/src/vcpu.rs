@@ -31,7 +31,8 @@ pub enum VcpuError {
 /// Why `KVM_RUN` returned, reduced to what kvmini acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// `out`: `size` bytes (1, 2 or 4), `count` > 1 for `rep outs`.
+    /// `out`: `size` bytes (1, 2 or 4). `count` > 1 is string I/O batched
+    /// by KVM (KVM may also deliver `rep outs` one access per exit).
     IoOut {
         /// The port.
         port: u16,
@@ -129,6 +130,12 @@ impl Vcpu {
     /// Host address of the `kvm_run` area (for `--verbose`).
     pub fn kvm_run_address(&mut self) -> u64 {
         std::ptr::from_mut(self.fd.get_kvm_run()) as u64
+    }
+
+    /// Address of `kvm_run.immediate_exit`, for [`crate::stop::StopHandle`].
+    pub fn immediate_exit_address(&mut self) -> *mut u8 {
+        let run = self.fd.get_kvm_run();
+        std::ptr::addr_of_mut!(run.immediate_exit)
     }
 
     /// Size of the `kvm_run` mapping.

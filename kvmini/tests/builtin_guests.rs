@@ -1,0 +1,195 @@
+//! The built-in guests (`hello`, `hypercalls`), run through the library
+//! and through the kvmini binary.
+
+mod common;
+
+use common::{by_hypercall, kvm_or_skip, kvmini_output, run_image, text};
+use kvmini::sandbox::{Ending, Image};
+use kvmini_abi::Port;
+
+const HELLO_OUTPUT: &str = "Hello, world!\n";
+
+/// What the `hypercalls` guest prints, byte for byte.
+const HYPERCALLS_OUTPUT: &str = "\
+printVal(2026) sends a 32-bit value in one `out`:
+2026
+getNumExits() returns the exits so far, this one included:
+4
+display() hands kvmini one 32-bit guest virtual address. kvmini walks
+the guest's own page tables from CR3 to find each page of the string, and
+prints it all, up to the NUL, in this one exit. This paragraph starts 200
+bytes before a page boundary and ends on the next page.
+getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
+";
+
+#[test]
+fn hello_prints_halts_and_leaves_42_in_rax() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = run_image(&kvm, Image::Elf(kvmini::guests::HELLO.elf.to_vec()), None);
+    assert_eq!(run.stdout_text(), HELLO_OUTPUT);
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    assert_eq!(run.outcome.ending.status(), 0);
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 15);
+    // At ring 3 `hlt` is privileged, so the guest ends with the halt
+    // hypercall: all 15 exits are port I/O.
+    assert_eq!((stats.io_exits, stats.hlt_exits), (15, 0));
+    assert_eq!(
+        stats.by_hypercall,
+        by_hypercall(&[(Port::Console, 14), (Port::Halt, 1)])
+    );
+    assert_eq!(run.outcome.regs.rax, 42);
+}
+
+#[test]
+fn hypercalls_prints_exactly_and_exits_0() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = run_image(
+        &kvm,
+        Image::Elf(kvmini::guests::HYPERCALLS.elf.to_vec()),
+        None,
+    );
+    assert_eq!(run.stdout_text(), HYPERCALLS_OUTPUT);
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    let stats = &run.outcome.stats;
+    // display, printVal, display, getNumExits (4), printVal,
+    // getNumExits (6), display, getNumExits (8), display (println), exit.
+    assert_eq!(stats.exits, 10);
+    assert_eq!((stats.io_exits, stats.hlt_exits), (10, 0));
+    assert_eq!(
+        stats.by_hypercall,
+        by_hypercall(&[
+            (Port::PrintVal, 2),
+            (Port::GetNumExits, 3),
+            (Port::Display, 4),
+            (Port::Exit, 1),
+        ])
+    );
+}
+
+#[test]
+fn cli_demo_hello_prints_hello() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "hello"]);
+    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn cli_demo_hypercalls_prints_exactly() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "hypercalls"]);
+    assert_eq!(text(&out.stdout), HYPERCALLS_OUTPUT);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn cli_stats_report_rax_42() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "hello", "--stats"]);
+    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("rax=0x2a (42)"), "{stderr}");
+    assert!(
+        stderr.contains("kvmini: 15 exits: io 15, hlt 0, mmio 0, other 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kvmini: by hypercall: console 14, halt 1\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_tour_runs_every_guest() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(HELLO_OUTPUT), "{stdout}");
+    assert!(stdout.contains(HYPERCALLS_OUTPUT), "{stdout}");
+    assert!(
+        stdout.contains(
+            "--- hello: halted after 15 exits (console 14, halt 1), RAX = 42, status 0\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "--- hypercalls: exit(0) after 10 exits \
+             (printVal 2, getNumExits 3, display 4, exit 1), RAX = 0, status 0\n"
+        ),
+        "{stdout}"
+    );
+    // Hello's output comes before the hypercalls guest's.
+    let hello = stdout.find(HELLO_OUTPUT);
+    let hypercalls = stdout.find(HYPERCALLS_OUTPUT);
+    assert!(hello < hypercalls, "{stdout}");
+}
+
+#[test]
+fn cli_demo_list_names_both_guests() {
+    // Listing runs no guest, so it needs no KVM.
+    let out = kvmini_output(&["demo", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["hello", "hypercalls"], "{stdout}");
+    for guest in kvmini::guests::ALL {
+        assert!(stdout.contains(guest.summary), "{stdout}");
+    }
+}
+
+#[test]
+fn cli_trace_prints_one_line_per_exit() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "hello", "--trace"]);
+    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    let exits: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("[exit"))
+        .collect();
+    assert_eq!(exits.len(), 15, "{stderr}");
+    assert!(exits[0].starts_with("[exit      1] "), "{stderr}");
+    assert!(
+        exits[0].ends_with("io out port=0x00e9 (console) size=1 count=1 value=0x48"),
+        "{stderr}"
+    );
+    assert!(
+        exits[14].ends_with("io out port=0x0404 (halt) size=1 count=1 value=0x2a"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_verbose_describes_the_machine() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "hello", "--verbose"]);
+    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    for needle in ["PML4", "GDT", "IDT", "kvm_run", "RIP = 0x100000", "ring 3"] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+}

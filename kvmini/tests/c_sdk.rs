@@ -1,0 +1,185 @@
+//! The C SDK (`sdk/c`): its examples and a test guest, built with the
+//! documented `cc` command line and run by kvmini.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{by_hypercall, kvm_or_skip, kvmini, repo_root, run_image, text};
+use kvmini::cpu::Ring;
+use kvmini::sandbox::{Ending, Image};
+use kvmini_abi::Port;
+
+/// The SDK's build flags, as `sdk/c/kvmini.h` documents them; paths are
+/// relative to the repository root.
+const CFLAGS: &[&str] = &[
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-no-pie",
+    "-nostdlib",
+    "-static",
+    "-fno-stack-protector",
+    "-mno-red-zone",
+    "-I",
+    "sdk/c",
+    "-T",
+    "sdk/c/guest.ld",
+];
+
+/// Builds `source` (relative to the repository root) into `dir` with the
+/// SDK's flags plus `extra`, and returns the ELF's path.
+fn build(source: &str, extra: &[&str], dir: &Path) -> PathBuf {
+    let stem = Path::new(source)
+        .file_stem()
+        .expect("the source has a name");
+    let elf = dir.join(stem).with_extension("elf");
+    let output = Command::new("cc")
+        .current_dir(repo_root())
+        .args(CFLAGS)
+        .args(extra)
+        .arg("-o")
+        .arg(&elf)
+        .arg(source)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `cc` ({e}): gcc is part of kvmini's required toolchain \
+                 for the C SDK; install it (e.g. apt-get install gcc)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "cc failed to build {source}:\n{}",
+        text(&output.stderr)
+    );
+    elf
+}
+
+fn expected(name: &str) -> String {
+    let path = repo_root().join("sdk/c/examples").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read(elf: &Path) -> Vec<u8> {
+    std::fs::read(elf).expect("the built guest is readable")
+}
+
+#[test]
+fn hypercalls_example_prints_its_expected_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elf = build("sdk/c/examples/hypercalls.c", &[], dir.path());
+    let Some(kvm) = kvm_or_skip() else { return };
+
+    let out = kvmini().arg("run").arg(&elf).output().expect("kvmini runs");
+    assert_eq!(text(&out.stdout), expected("hypercalls.expected"));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+
+    // The example's closing comment lists its exits: 12 in all.
+    let run = run_image(&kvm, Image::Elf(read(&elf)), None);
+    assert_eq!(run.stdout_text(), expected("hypercalls.expected"));
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 12);
+    assert_eq!(stats.io_exits, 12);
+    assert_eq!(
+        stats.by_hypercall,
+        by_hypercall(&[
+            (Port::Console, 3),
+            (Port::PrintVal, 3),
+            (Port::GetNumExits, 3),
+            (Port::Display, 2),
+            (Port::Exit, 1),
+        ])
+    );
+}
+
+#[test]
+fn hello_example_prints_its_expected_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elf = build("sdk/c/examples/hello.c", &[], dir.path());
+    let Some(kvm) = kvm_or_skip() else { return };
+
+    let out = kvmini().arg("run").arg(&elf).output().expect("kvmini runs");
+    assert_eq!(text(&out.stdout), expected("hello.expected"));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+
+    // 14 console_putc + exit(0), as the example's comment says.
+    let run = run_image(&kvm, Image::Elf(read(&elf)), None);
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    assert_eq!(run.outcome.stats.exits, 15);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[(Port::Console, 14), (Port::Exit, 1)])
+    );
+}
+
+#[test]
+fn hello_example_runs_at_ring_0() {
+    // Without SSE, so that the guest needs nothing that KVM's instruction
+    // emulator lacks when ring-0 code is emulated (nested KVM).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elf = build(
+        "sdk/c/examples/hello.c",
+        &["-mgeneral-regs-only"],
+        dir.path(),
+    );
+    let Some(kvm) = kvm_or_skip() else { return };
+
+    let out = kvmini()
+        .args(["run", "--ring", "0"])
+        .arg(&elf)
+        .output()
+        .expect("kvmini runs");
+    assert_eq!(text(&out.stdout), expected("hello.expected"));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+
+    let run = run_image(&kvm, Image::Elf(read(&elf)), Some(Ring::Zero));
+    assert_eq!(run.sandbox.ring(), Ring::Zero);
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    assert_eq!(run.outcome.stats.exits, 15);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[(Port::Console, 14), (Port::Exit, 1)])
+    );
+}
+
+/// The string `tests/guests/display10k.c` builds: byte i is '!' + i % 94.
+fn display10k_string() -> Vec<u8> {
+    (0u8..94).cycle().take(10_000).map(|i| b'!' + i).collect()
+}
+
+#[test]
+fn display_prints_10k_across_four_pages_in_one_exit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elf = build("kvmini/tests/guests/display10k.c", &[], dir.path());
+    let Some(kvm) = kvm_or_skip() else { return };
+
+    let run = run_image(&kvm, Image::Elf(read(&elf)), None);
+    let mut want = display10k_string();
+    want.extend_from_slice(b"2\n");
+    assert_eq!(run.stdout.len(), 10_002);
+    assert!(
+        run.stdout == want,
+        "output differs from the expected 10,000 bytes + \"2\\n\" first at byte {:?}",
+        run.stdout.iter().zip(&want).position(|(a, b)| a != b)
+    );
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    assert_eq!(run.outcome.stats.exits, 5);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[
+            (Port::GetNumExits, 2),
+            (Port::Display, 1),
+            (Port::PrintVal, 1),
+            (Port::Exit, 1),
+        ])
+    );
+}

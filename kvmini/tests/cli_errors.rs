@@ -1,0 +1,390 @@
+//! Bad command lines and bad guests, through the kvmini binary: each is
+//! status 125 and exactly one line on stderr, never a panic.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{kvm_or_skip, text};
+use kvmini::kvm::DEVICE_ENV;
+
+/// kvmini with a clean environment for what these tests check: the real
+/// KVM device, and no backtrace setting (so that a panic would print its
+/// `RUST_BACKTRACE` hint).
+fn kvmini() -> Command {
+    let mut cmd = common::kvmini();
+    cmd.env_remove(DEVICE_ENV).env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().expect("kvmini starts")
+}
+
+/// Checks that `out` is one of kvmini's own errors and returns its line.
+fn kvmini_error(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(stderr.starts_with("kvmini: "), "{stderr}");
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(text(&out.stdout), "");
+    stderr.trim_end().to_owned()
+}
+
+/// Runs `kvmini ARGS` and returns its one error line.
+fn error_line(args: &[&str]) -> String {
+    kvmini_error(&output(kvmini().args(args)))
+}
+
+/// Runs `kvmini run GUEST` on a file holding `bytes` and returns its one
+/// error line. The image is checked after KVM is opened, so this needs KVM.
+fn run_bytes(bytes: &[u8]) -> Option<String> {
+    kvm_or_skip()?;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = dir.path().join("guest.elf");
+    fs::write(&guest, bytes).expect("write the guest");
+    Some(kvmini_error(&output(kvmini().arg("run").arg(&guest))))
+}
+
+/// A 64-byte ELF64 little-endian header with the given type and machine
+/// and `phnum` program headers right after it.
+fn elf64_header(e_type: u16, machine: u16, phnum: u16) -> Vec<u8> {
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, version 1, SysV
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&e_type.to_le_bytes());
+    elf.extend_from_slice(&machine.to_le_bytes());
+    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    elf.extend_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for half in [64u16, 56, phnum, 64, 0, 0] {
+        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    assert_eq!(elf.len(), 64);
+    elf
+}
+
+/// A 56-byte ELF64 program header: type, flags, then offset, vaddr,
+/// paddr, filesz, memsz, align.
+fn elf64_phdr(p_type: u32, flags: u32, words: [u64; 6]) -> Vec<u8> {
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&p_type.to_le_bytes());
+    ph.extend_from_slice(&flags.to_le_bytes());
+    for word in words {
+        ph.extend_from_slice(&word.to_le_bytes());
+    }
+    ph
+}
+
+/// The 52-byte header of a 32-bit i386 executable.
+fn elf32_header(phnum: u16) -> Vec<u8> {
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF");
+    elf.extend_from_slice(&[1, 1, 1, 0]); // ELFCLASS32, little-endian, version 1, SysV
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
+    elf.extend_from_slice(&3u16.to_le_bytes()); // e_machine: i386
+    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    elf.extend_from_slice(&0x0804_8000u32.to_le_bytes()); // e_entry
+    elf.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for half in [52u16, 32, phnum, 40, 0, 0] {
+        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    assert_eq!(elf.len(), 52);
+    elf
+}
+
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
+
+#[test]
+fn missing_guest_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = dir.path().join("no-such-guest.elf");
+    let guest = guest.to_str().expect("temp paths are UTF-8");
+    assert_eq!(
+        error_line(&["run", guest]),
+        format!("kvmini: cannot read guest {guest}: No such file or directory (os error 2)")
+    );
+}
+
+#[test]
+fn directory_as_guest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_str().expect("temp paths are UTF-8");
+    assert_eq!(
+        error_line(&["run", path]),
+        format!("kvmini: guest {path} is a directory, not a guest image")
+    );
+}
+
+#[test]
+fn not_an_elf_file() {
+    let Some(line) = run_bytes(b"#!/bin/sh\necho this is not a guest\n") else {
+        return;
+    };
+    assert_eq!(line, "kvmini: not an ELF file");
+}
+
+#[test]
+fn elf_32_bit() {
+    // An i386 executable: its header, and one PT_LOAD program header.
+    let mut elf = elf32_header(1);
+    for word in [PT_LOAD, 0, 0x0804_8000, 0x0804_8000, 84, 84, 5, 0x1000] {
+        // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    let Some(line) = run_bytes(&elf) else { return };
+    assert_eq!(
+        line,
+        "kvmini: 32-bit ELF: kvmini runs 64-bit (x86_64) guests"
+    );
+}
+
+#[test]
+fn elf_32_bit_header_alone() {
+    let Some(line) = run_bytes(&elf32_header(0)) else {
+        return;
+    };
+    assert_eq!(
+        line,
+        "kvmini: 32-bit ELF: kvmini runs 64-bit (x86_64) guests"
+    );
+}
+
+#[test]
+fn elf_for_aarch64() {
+    let mut elf = elf64_header(ET_EXEC, EM_AARCH64, 1);
+    elf.extend(elf64_phdr(
+        PT_LOAD,
+        5,
+        [0, 0x10_0000, 0x10_0000, 120, 120, 0x1000],
+    ));
+    let Some(line) = run_bytes(&elf) else { return };
+    assert_eq!(
+        line,
+        "kvmini: guest is built for machine 183 (aarch64): kvmini runs x86_64 (62) guests"
+    );
+}
+
+#[test]
+fn dynamically_linked_elf() {
+    // A non-PIE executable that asks for an interpreter.
+    const INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2\0";
+    const INTERP_AT: u64 = 64 + 2 * 56;
+    const INTERP_LEN: u64 = INTERP.len() as u64;
+    const LEN: u64 = INTERP_AT + INTERP_LEN;
+    let mut elf = elf64_header(ET_EXEC, EM_X86_64, 2);
+    let at = 0x10_0000 + INTERP_AT;
+    elf.extend(elf64_phdr(
+        PT_INTERP,
+        4,
+        [INTERP_AT, at, at, INTERP_LEN, INTERP_LEN, 1],
+    ));
+    elf.extend(elf64_phdr(
+        PT_LOAD,
+        5,
+        [0, 0x10_0000, 0x10_0000, LEN, LEN, 0x1000],
+    ));
+    elf.extend_from_slice(INTERP);
+    let Some(line) = run_bytes(&elf) else { return };
+    assert_eq!(
+        line,
+        "kvmini: dynamically linked: link the guest with -static"
+    );
+}
+
+#[test]
+fn position_independent_elf() {
+    let mut elf = elf64_header(ET_DYN, EM_X86_64, 1);
+    elf.extend(elf64_phdr(PT_LOAD, 5, [0, 0, 0, 120, 120, 0x1000]));
+    let Some(line) = run_bytes(&elf) else { return };
+    assert_eq!(
+        line,
+        "kvmini: position-independent (PIE) or shared object: link the guest with -static -no-pie"
+    );
+}
+
+#[test]
+fn host_program_is_refused() {
+    // A host program (dynamically linked, and on most distributions PIE)
+    // is refused for whichever of the two kvmini checks first.
+    let host = Path::new("/bin/true");
+    let Ok(bytes) = fs::read(host) else {
+        eprintln!("skipping: no /bin/true on this host");
+        return;
+    };
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
+    let line = kvmini_error(&output(kvmini().arg("run").arg(host)));
+    if e_type == ET_DYN {
+        assert_eq!(
+            line,
+            "kvmini: position-independent (PIE) or shared object: link the guest with -static -no-pie"
+        );
+    } else {
+        assert_eq!(
+            line,
+            "kvmini: dynamically linked: link the guest with -static"
+        );
+    }
+}
+
+/// `kvmini run --mem SIZE GUEST` on an existing file; the size is checked
+/// before the image and before KVM is opened.
+fn mem_error(size: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = dir.path().join("guest.elf");
+    fs::write(&guest, b"unused").expect("write the guest");
+    kvmini_error(&output(kvmini().args(["run", "--mem", size]).arg(&guest)))
+}
+
+#[test]
+fn mem_zero() {
+    assert_eq!(
+        mem_error("0"),
+        "kvmini: guest memory of 0 bytes is not allowed: the minimum is 2 MiB"
+    );
+}
+
+#[test]
+fn mem_too_large() {
+    assert_eq!(
+        mem_error("5G"),
+        "kvmini: guest memory of 5 GiB is not allowed: the maximum is 4 GiB"
+    );
+}
+
+#[test]
+fn mem_not_a_number() {
+    assert_eq!(
+        mem_error("abc"),
+        "kvmini: invalid size \"abc\": expected a number with an optional K, M or G suffix, e.g. 64M"
+    );
+}
+
+#[test]
+fn mem_not_a_multiple_of_2_mib() {
+    assert_eq!(
+        mem_error("3M"),
+        "kvmini: guest memory of 3 MiB is not allowed: it must be a multiple of 2 MiB"
+    );
+}
+
+#[test]
+fn unknown_flag() {
+    assert_eq!(
+        error_line(&["--bogus"]),
+        "kvmini: unexpected argument '--bogus' found (see kvmini --help)"
+    );
+    assert_eq!(
+        error_line(&["run", "--bogus", "guest.elf"]),
+        "kvmini: unexpected argument '--bogus' found (see kvmini --help)"
+    );
+}
+
+#[test]
+fn ring_1() {
+    assert_eq!(
+        error_line(&["run", "--ring", "1", "guest.elf"]),
+        "kvmini: invalid value '1' for '--ring <RING>' (see kvmini --help)"
+    );
+}
+
+#[test]
+fn unknown_demo() {
+    assert_eq!(
+        error_line(&["demo", "nosuch"]),
+        "kvmini: no built-in guest named \"nosuch\" (kvmini demo --list shows them)"
+    );
+}
+
+#[test]
+fn kvm_missing() {
+    let line = kvmini_error(&output(
+        kvmini()
+            .args(["demo", "hello"])
+            .env(DEVICE_ENV, "/nonexistent/kvm"),
+    ));
+    assert_eq!(
+        line,
+        "kvmini: /nonexistent/kvm does not exist: this machine has no KVM \
+         (enable hardware virtualization, or load the kvm module)"
+    );
+}
+
+#[test]
+fn kvm_device_that_is_not_kvm() {
+    let line = kvmini_error(&output(
+        kvmini()
+            .args(["demo", "hello"])
+            .env(DEVICE_ENV, "/dev/null"),
+    ));
+    assert_eq!(
+        line,
+        "kvmini: /dev/null is not a usable KVM device (API version -1, expected 12)"
+    );
+}
+
+#[test]
+fn kvm_not_permitted() {
+    // A device file nobody may open. Root opens it regardless of its mode,
+    // so as root kvmini runs as the unprivileged user 65534 (nobody).
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let device = dir.path().join("kvm");
+    fs::write(&device, b"").expect("create the device file");
+    fs::set_permissions(&device, fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    let as_root = fs::metadata(&device).expect("stat").uid() == 0;
+
+    let mut cmd = kvmini();
+    cmd.args(["demo", "hello"]).env(DEVICE_ENV, &device);
+    if as_root {
+        cmd.uid(65534).gid(65534);
+    }
+    let line = kvmini_error(&output(&mut cmd));
+    assert_eq!(
+        line,
+        format!(
+            "kvmini: permission denied opening {}: add your user to the kvm group \
+             (sudo usermod -aG kvm $USER, then log in again) or run as root",
+            device.display()
+        )
+    );
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let help = output(kvmini().arg("--help"));
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Usage: kvmini [COMMAND]"));
+    assert_eq!(text(&help.stderr), "");
+
+    let version = output(kvmini().arg("--version"));
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        text(&version.stdout),
+        format!("kvmini {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(text(&version.stderr), "");
+}

@@ -1,0 +1,112 @@
+//! Helpers shared by the integration tests: the KVM-or-skip convention,
+//! running a guest through the library with its output captured, and the
+//! kvmini binary.
+
+// Each test crate includes this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use kvmini::cpu::Ring;
+use kvmini::kvm::Kvm;
+use kvmini::output::Capture;
+use kvmini::sandbox::{Config, Image, Outcome, Sandbox};
+
+/// The environment variable that turns a missing /dev/kvm into a failure.
+pub const REQUIRE_KVM: &str = "KVMINI_REQUIRE_KVM";
+
+/// The KVM handle, or `None` (with a note on stderr) when KVM cannot be
+/// opened here. With `KVMINI_REQUIRE_KVM=1` a missing KVM fails the test
+/// instead, so that CI cannot pass by skipping.
+pub fn kvm_or_skip() -> Option<Kvm> {
+    match Kvm::open() {
+        Ok(kvm) => Some(kvm),
+        Err(e) => {
+            let why = kvmini::cli::error_chain(&e);
+            if std::env::var_os(REQUIRE_KVM).is_some_and(|v| v == "1") {
+                panic!("{REQUIRE_KVM}=1 but KVM cannot be opened: {why}");
+            }
+            eprintln!("skipping: /dev/kvm not available ({why})");
+            None
+        }
+    }
+}
+
+/// A finished run: the sandbox (for its memory and layout), how it ended,
+/// and what the guest printed and kvmini warned about.
+pub struct Finished {
+    pub sandbox: Sandbox,
+    pub outcome: Outcome,
+    pub stdout: Vec<u8>,
+    pub warnings: Vec<u8>,
+}
+
+impl Finished {
+    /// The guest's output as text (tests only print ASCII).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("guest output is UTF-8")
+    }
+
+    /// kvmini's warnings as text.
+    pub fn warnings_text(&self) -> String {
+        String::from_utf8(self.warnings.clone()).expect("warnings are UTF-8")
+    }
+}
+
+/// Builds and runs `config`, capturing the guest's output and the warnings.
+pub fn run_config(kvm: &Kvm, config: Config) -> Finished {
+    let stdout = Capture::new();
+    let warnings = Capture::new();
+    let mut sandbox = Sandbox::with_output(kvm, config, stdout.writer(), warnings.writer())
+        .expect("the sandbox is built");
+    let outcome = sandbox.run().expect("the run loop does not fail");
+    Finished {
+        sandbox,
+        outcome,
+        stdout: stdout.contents(),
+        warnings: warnings.contents(),
+    }
+}
+
+/// Runs `image` at `ring` (`None`: the image kind's default) with the
+/// default memory size.
+pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
+    let mut config = Config::new(image);
+    config.ring = ring;
+    run_config(kvm, config)
+}
+
+/// The repository root, where the C SDK's build command runs.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A command for the kvmini binary that cargo built for these tests.
+pub fn kvmini() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvmini"))
+}
+
+/// Runs kvmini with `args` and returns its output.
+pub fn kvmini_output(args: &[&str]) -> Output {
+    kvmini().args(args).output().expect("kvmini starts")
+}
+
+/// Text of a captured stream.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+/// Counts by hypercall, indexed like `kvmini_abi::Port::ALL`, from
+/// `(port, count)` pairs; ports not named count 0.
+pub fn by_hypercall(counts: &[(kvmini_abi::Port, u64)]) -> [u64; kvmini_abi::Port::ALL.len()] {
+    let mut all = [0; kvmini_abi::Port::ALL.len()];
+    for (port, n) in counts {
+        let i = kvmini_abi::Port::ALL
+            .iter()
+            .position(|p| p == port)
+            .expect("every port is in Port::ALL");
+        all[i] = *n;
+    }
+    all
+}
