@@ -69,6 +69,9 @@ pub struct MachineArgs {
     /// and exits 124
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
+    /// Run without the seccomp filter on the vCPU thread (for debugging)
+    #[arg(long)]
+    pub no_seccomp: bool,
     /// Most file descriptors the guest may have open, 0..2 included
     #[arg(long, value_name = "N", default_value_t = kvmini_abi::fs::DEFAULT_MAX_FDS,
           value_parser = clap::value_parser!(u32).range(3..=65536))]
@@ -275,6 +278,7 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         max_fds: args.max_fds,
         timeout,
         stop: signal_stop_handle().clone(),
+        seccomp: !args.no_seccomp,
     })
 }
 

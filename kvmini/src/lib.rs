@@ -45,6 +45,7 @@ pub mod memory;
 pub mod output;
 pub mod paging;
 pub mod sandbox;
+pub mod seccomp;
 pub mod stop;
 pub mod vcpu;
 pub mod view;

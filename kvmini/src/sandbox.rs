@@ -48,6 +48,9 @@ pub enum SandboxError {
     /// Writing kvmini's tables into guest memory failed.
     #[error("cannot write kvmini's tables into guest memory")]
     Setup(#[from] vm_memory::GuestMemoryError),
+    /// The seccomp filter could not be installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A granted directory could not be opened.
     #[error(transparent)]
     Grant(#[from] GrantError),
@@ -87,6 +90,8 @@ pub struct Config {
     /// The handle that stops this sandbox's runs (shared with whoever
     /// wants to stop it: a signal handler, another thread).
     pub stop: StopHandle,
+    /// Run the guest on a thread confined by kvmini's seccomp filter.
+    pub seccomp: bool,
 }
 
 impl Config {
@@ -102,6 +107,7 @@ impl Config {
             max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
             timeout: None,
             stop: StopHandle::new(),
+            seccomp: true,
         }
     }
 }
@@ -355,6 +361,7 @@ pub struct Sandbox {
     flat: bool,
     timeout: Option<Duration>,
     stop: StopHandle,
+    seccomp: bool,
 }
 
 impl fmt::Debug for Sandbox {
@@ -422,6 +429,7 @@ impl Sandbox {
             flat,
             timeout: config.timeout,
             stop: config.stop,
+            seccomp: config.seccomp,
         })
     }
 
@@ -521,7 +529,22 @@ impl Sandbox {
 
     /// Runs the guest until it exits, halts, crashes or makes an exit kvmini
     /// does not serve.
+    ///
+    /// With seccomp on (the default), the guest runs on a thread of its own
+    /// that installs the filter first and ends with the run, so the filter
+    /// never confines the caller.
     pub fn run(&mut self) -> Result<Outcome, SandboxError> {
+        if !self.seccomp {
+            return self.run_here(false);
+        }
+        std::thread::scope(|scope| match scope.spawn(|| self.run_here(true)).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+
+    /// Runs the guest on the calling thread, which becomes the vCPU thread.
+    fn run_here(&mut self, confine: bool) -> Result<Outcome, SandboxError> {
         self.vcpu.set_immediate_exit(false);
         let immediate_exit = self.vcpu.immediate_exit_address();
         let stop = self.stop.clone();
@@ -537,7 +560,12 @@ impl Sandbox {
             });
             (cancel, thread)
         });
-        let result = self.run_loop(&stop);
+        let result = match confine {
+            true => crate::seccomp::install()
+                .map_err(SandboxError::from)
+                .and_then(|()| self.run_loop(&stop)),
+            false => self.run_loop(&stop),
+        };
         if let Some((cancel, thread)) = watchdog {
             drop(cancel);
             let _ = thread.join();
