@@ -3,6 +3,7 @@
 //! A guest is a `#![no_std]`, `#![no_main]` binary that names its main
 //! function with [`entry!`]; it is linked as a static ELF with the script
 //! this crate exports (see the README's "Writing a Rust guest").
+//! Files in the host directories granted with `--dir` are in [`fs`].
 //!
 //! ```ignore
 //! #![no_std]
@@ -16,6 +17,7 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod fs;
 pub mod hypercall;
 mod print;
 mod runtime;

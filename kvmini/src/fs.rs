@@ -214,7 +214,13 @@ impl Filesystem {
         let resolved = self.grants.resolve(path)?;
         let writes = args.flags & O_ACCMODE != O_RDONLY || args.flags & O_TRUNC != 0;
         let flags = OFlags::from_bits_retain(args.flags);
-        let mode = Mode::from_bits_truncate(args.mode & 0o7777);
+        // Linux ignores the mode without O_CREAT; openat2 refuses one, so it
+        // is dropped here.
+        let mode = if args.flags & O_CREAT != 0 {
+            Mode::from_bits_truncate(args.mode & 0o7777)
+        } else {
+            Mode::empty()
+        };
         let file = if resolved.grant.read_only() {
             if writes {
                 return Err(EROFS);

@@ -16,10 +16,14 @@
  * loaded at or above 1 MiB. Each hypercall is one port I/O instruction and
  * therefore exactly one VM exit. `hlt` and syscall/sysenter are not
  * available at ring 3 here; a guest ends through exit() or halt().
+ *
+ * Files: open, read, write, ... with POSIX signatures that return -errno
+ * instead of setting errno (see "Filesystem calls" below).
  */
 #ifndef KVMINI_H
 #define KVMINI_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +34,24 @@
 #define KVMINI_PORT_DISPLAY       0x0402 /* out 32-bit: address of a string  */
 #define KVMINI_PORT_EXIT          0x0403 /* out 32-bit: exit status          */
 #define KVMINI_PORT_HALT          0x0404 /* out  8-bit: end with status 0    */
+
+/* Filesystem calls: out 32-bit of the address of the call's argument block. */
+#define KVMINI_PORT_OPEN      0x0410
+#define KVMINI_PORT_CLOSE     0x0411
+#define KVMINI_PORT_READ      0x0412
+#define KVMINI_PORT_WRITE     0x0413
+#define KVMINI_PORT_PREAD     0x0414
+#define KVMINI_PORT_PWRITE    0x0415
+#define KVMINI_PORT_LSEEK     0x0416
+#define KVMINI_PORT_FSTAT     0x0417
+#define KVMINI_PORT_STAT      0x0418
+#define KVMINI_PORT_FSYNC     0x0419
+#define KVMINI_PORT_FTRUNCATE 0x041A
+#define KVMINI_PORT_UNLINK    0x041B
+#define KVMINI_PORT_MKDIR     0x041C
+#define KVMINI_PORT_RMDIR     0x041D
+#define KVMINI_PORT_RENAME    0x041E
+#define KVMINI_PORT_GETDENTS  0x041F
 
 #define KVMINI_NORETURN __attribute__((noreturn))
 
@@ -124,6 +146,351 @@ static inline KVMINI_NORETURN void halt(void)
                      : "memory");
     for (;;) {
     }
+}
+
+/*
+ * Filesystem calls, on the host directories granted with `kvmini run --dir`
+ * (the first at /). POSIX names and signatures, but each returns what the
+ * Linux system call returns: >= 0 on success, -errno on failure (there is
+ * no errno variable). Values are Linux x86_64's; the argument blocks mirror
+ * kvmini-abi/src/fs.rs. Descriptors 0, 1 and 2 are the guest's stdin,
+ * stdout and stderr: write(1, ...) prints.
+ */
+typedef long ssize_t;
+typedef long off_t;
+typedef unsigned int mode_t;
+
+#define O_RDONLY    00
+#define O_WRONLY    01
+#define O_RDWR      02
+#define O_ACCMODE   03
+#define O_CREAT     0100
+#define O_EXCL      0200
+#define O_TRUNC     01000
+#define O_APPEND    02000
+#define O_DIRECTORY 0200000
+#define O_NOFOLLOW  0400000
+#define O_CLOEXEC   02000000 /* accepted and ignored */
+
+#define SEEK_SET 0
+#define SEEK_CUR 1
+#define SEEK_END 2
+
+#define STDIN_FILENO  0
+#define STDOUT_FILENO 1
+#define STDERR_FILENO 2
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096 /* the longest path kvmini reads, NUL included */
+#endif
+#ifndef NAME_MAX
+#define NAME_MAX 255
+#endif
+
+#define S_IFMT   0170000
+#define S_IFSOCK 0140000
+#define S_IFLNK  0120000
+#define S_IFREG  0100000
+#define S_IFBLK  0060000
+#define S_IFDIR  0040000
+#define S_IFCHR  0020000
+#define S_IFIFO  0010000
+#define S_ISDIR(m) (((m) & S_IFMT) == S_IFDIR)
+#define S_ISREG(m) (((m) & S_IFMT) == S_IFREG)
+#define S_ISLNK(m) (((m) & S_IFMT) == S_IFLNK)
+
+#define DT_UNKNOWN 0
+#define DT_FIFO    1
+#define DT_CHR     2
+#define DT_DIR     4
+#define DT_BLK     6
+#define DT_REG     8
+#define DT_LNK     10
+#define DT_SOCK    12
+
+/* The errno values kvmini returns (negated), from kvmini-abi/src/errno.rs. */
+#define EPERM        1
+#define ENOENT       2
+#define EIO          5
+#define EBADF        9
+#define EAGAIN       11
+#define EACCES       13
+#define EFAULT       14
+#define EBUSY        16
+#define EEXIST       17
+#define EXDEV        18 /* also: a path that would leave its --dir */
+#define ENOTDIR      20
+#define EISDIR       21
+#define EINVAL       22
+#define EMFILE       24
+#define EFBIG        27
+#define ENOSPC       28
+#define ESPIPE       29
+#define EROFS        30
+#define ENAMETOOLONG 36
+#define ENOSYS       38
+#define ENOTEMPTY    39
+#define ELOOP        40
+#define EOVERFLOW    75
+
+/* Linux x86_64's struct stat, as the kernel (not glibc) names its fields. */
+struct stat {
+    uint64_t st_dev;
+    uint64_t st_ino;
+    uint64_t st_nlink;
+    uint32_t st_mode;
+    uint32_t st_uid;
+    uint32_t st_gid;
+    uint32_t __pad0;
+    uint64_t st_rdev;
+    int64_t st_size;
+    int64_t st_blksize;
+    int64_t st_blocks;
+    int64_t st_atime;
+    int64_t st_atime_nsec;
+    int64_t st_mtime;
+    int64_t st_mtime_nsec;
+    int64_t st_ctime;
+    int64_t st_ctime_nsec;
+    int64_t __unused[3];
+};
+_Static_assert(sizeof(struct stat) == 144, "Linux x86_64 struct stat");
+_Static_assert(offsetof(struct stat, st_mode) == 24, "st_mode offset");
+_Static_assert(offsetof(struct stat, st_size) == 48, "st_size offset");
+_Static_assert(offsetof(struct stat, st_mtime) == 88, "st_mtime offset");
+
+/*
+ * One getdents64 record. d_reclen (a multiple of 8) is the distance to the
+ * next record; d_name is NUL-terminated. Records include "." and "..".
+ */
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+_Static_assert(offsetof(struct linux_dirent64, d_name) == 19, "d_name offset");
+
+/* Argument blocks; `result` is written by kvmini before the `out` returns. */
+struct kvmini_open_args {
+    uint64_t path;
+    uint32_t flags;
+    uint32_t mode;
+    int64_t result;
+};
+struct kvmini_fd_args {
+    int32_t fd;
+    uint32_t reserved;
+    int64_t result;
+};
+struct kvmini_io_args {
+    int32_t fd;
+    uint32_t reserved;
+    uint64_t buf;
+    uint64_t len;
+    int64_t offset;
+    int64_t result;
+};
+struct kvmini_seek_args {
+    int32_t fd;
+    uint32_t whence;
+    int64_t offset;
+    int64_t result;
+};
+struct kvmini_stat_args {
+    uint64_t path;
+    int32_t fd;
+    uint32_t reserved;
+    uint64_t stat;
+    int64_t result;
+};
+struct kvmini_truncate_args {
+    int32_t fd;
+    uint32_t reserved;
+    int64_t length;
+    int64_t result;
+};
+struct kvmini_path_args {
+    uint64_t path;
+    uint32_t mode;
+    uint32_t reserved;
+    int64_t result;
+};
+struct kvmini_rename_args {
+    uint64_t old_path;
+    uint64_t new_path;
+    int64_t result;
+};
+_Static_assert(sizeof(struct kvmini_open_args) == 24, "OpenArgs");
+_Static_assert(sizeof(struct kvmini_fd_args) == 16, "FdArgs");
+_Static_assert(sizeof(struct kvmini_io_args) == 40, "IoArgs");
+_Static_assert(sizeof(struct kvmini_seek_args) == 24, "SeekArgs");
+_Static_assert(sizeof(struct kvmini_stat_args) == 32, "StatArgs");
+_Static_assert(sizeof(struct kvmini_truncate_args) == 24, "TruncateArgs");
+_Static_assert(sizeof(struct kvmini_path_args) == 24, "PathArgs");
+_Static_assert(sizeof(struct kvmini_rename_args) == 24, "RenameArgs");
+
+/*
+ * One filesystem hypercall. The block's address escapes into the asm and
+ * the "memory" clobber makes the compiler store the block before the `out`
+ * and reload `result` (and any buffer kvmini filled) after it.
+ */
+static inline void kvmini_fs_call(uint16_t port, void *block)
+{
+    __asm__ volatile("outl %0, %1"
+                     :
+                     : "a"((uint32_t)(uintptr_t)block), "Nd"(port)
+                     : "memory");
+}
+
+#define KVMINI_ADDR(p) ((uint64_t)(uintptr_t)(p))
+
+/*
+ * mode is read only with O_CREAT, as open(2) does. Not `inline`: gcc
+ * never inlines a function that takes variable arguments.
+ */
+__attribute__((unused)) static int open(const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    struct kvmini_open_args a = {.path = KVMINI_ADDR(path),
+                                 .flags = (uint32_t)flags,
+                                 .mode = mode,
+                                 .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_OPEN, &a);
+    return (int)a.result;
+}
+
+static inline int kvmini_fd_call(uint16_t port, int fd)
+{
+    struct kvmini_fd_args a = {.fd = fd, .result = -ENOSYS};
+    kvmini_fs_call(port, &a);
+    return (int)a.result;
+}
+
+static inline int close(int fd)
+{
+    return kvmini_fd_call(KVMINI_PORT_CLOSE, fd);
+}
+
+static inline int fsync(int fd)
+{
+    return kvmini_fd_call(KVMINI_PORT_FSYNC, fd);
+}
+
+static inline ssize_t kvmini_io_call(uint16_t port, int fd, const void *buf,
+                                     size_t len, off_t offset)
+{
+    struct kvmini_io_args a = {.fd = fd,
+                               .buf = KVMINI_ADDR(buf),
+                               .len = len,
+                               .offset = offset,
+                               .result = -ENOSYS};
+    kvmini_fs_call(port, &a);
+    return a.result;
+}
+
+static inline ssize_t read(int fd, void *buf, size_t count)
+{
+    return kvmini_io_call(KVMINI_PORT_READ, fd, buf, count, 0);
+}
+
+static inline ssize_t write(int fd, const void *buf, size_t count)
+{
+    return kvmini_io_call(KVMINI_PORT_WRITE, fd, buf, count, 0);
+}
+
+static inline ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+    return kvmini_io_call(KVMINI_PORT_PREAD, fd, buf, count, offset);
+}
+
+static inline ssize_t pwrite(int fd, const void *buf, size_t count,
+                             off_t offset)
+{
+    return kvmini_io_call(KVMINI_PORT_PWRITE, fd, buf, count, offset);
+}
+
+/* A buffer too small for the next record gives -EINVAL; 0 means the end. */
+static inline ssize_t getdents64(int fd, void *dirp, size_t count)
+{
+    return kvmini_io_call(KVMINI_PORT_GETDENTS, fd, dirp, count, 0);
+}
+
+static inline off_t lseek(int fd, off_t offset, int whence)
+{
+    struct kvmini_seek_args a = {.fd = fd,
+                                 .whence = (uint32_t)whence,
+                                 .offset = offset,
+                                 .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_LSEEK, &a);
+    return a.result;
+}
+
+static inline int fstat(int fd, struct stat *st)
+{
+    struct kvmini_stat_args a = {
+        .fd = fd, .stat = KVMINI_ADDR(st), .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_FSTAT, &a);
+    return (int)a.result;
+}
+
+/* Follows symbolic links. */
+static inline int stat(const char *path, struct stat *st)
+{
+    struct kvmini_stat_args a = {.path = KVMINI_ADDR(path),
+                                 .fd = -1,
+                                 .stat = KVMINI_ADDR(st),
+                                 .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_STAT, &a);
+    return (int)a.result;
+}
+
+static inline int ftruncate(int fd, off_t length)
+{
+    struct kvmini_truncate_args a = {
+        .fd = fd, .length = length, .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_FTRUNCATE, &a);
+    return (int)a.result;
+}
+
+static inline int kvmini_path_call(uint16_t port, const char *path, mode_t mode)
+{
+    struct kvmini_path_args a = {
+        .path = KVMINI_ADDR(path), .mode = mode, .result = -ENOSYS};
+    kvmini_fs_call(port, &a);
+    return (int)a.result;
+}
+
+static inline int unlink(const char *path)
+{
+    return kvmini_path_call(KVMINI_PORT_UNLINK, path, 0);
+}
+
+static inline int mkdir(const char *path, mode_t mode)
+{
+    return kvmini_path_call(KVMINI_PORT_MKDIR, path, mode);
+}
+
+static inline int rmdir(const char *path)
+{
+    return kvmini_path_call(KVMINI_PORT_RMDIR, path, 0);
+}
+
+/* Replaces newpath if it exists, as Linux does. */
+static inline int rename(const char *oldpath, const char *newpath)
+{
+    struct kvmini_rename_args a = {.old_path = KVMINI_ADDR(oldpath),
+                                   .new_path = KVMINI_ADDR(newpath),
+                                   .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_RENAME, &a);
+    return (int)a.result;
 }
 
 /*
