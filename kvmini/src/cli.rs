@@ -120,6 +120,15 @@ pub enum CliError {
     /// The guest path is a directory.
     #[error("guest {} is a directory, not a guest image", .0.display())]
     GuestIsDirectory(PathBuf),
+    /// The demo's temporary directory could not be made.
+    #[error("cannot create the demo directory {}", .path.display())]
+    DemoDir {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// No built-in guest has that name.
     #[error("no built-in guest named {0:?} (kvmini demo --list shows them)")]
     UnknownDemo(String),
@@ -330,8 +339,12 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
         .collect::<Result<Vec<_>, _>>()?;
     let kvm = Kvm::open()?;
     let mut worst = 0;
-    for config in configs {
+    for (guest, mut config) in selected.iter().zip(configs) {
+        let dir = DemoDir::grant(guest, &mut config)?;
         let status = boot(&kvm, config, &args.machine)?;
+        if let Some(dir) = dir {
+            dir.show();
+        }
         if stopped_by_signal(status) {
             return Ok(status);
         }
@@ -355,8 +368,13 @@ fn tour() -> Result<u8, CliError> {
         let _ = std::io::stdout().flush();
         let mut config = Config::new(Image::Elf(guest.elf.to_vec()));
         config.stop = signal_stop_handle().clone();
+        let dir = DemoDir::grant(guest, &mut config)?;
         let mut sandbox = Sandbox::new(&kvm, config)?;
         let outcome = sandbox.run()?;
+        drop(sandbox);
+        if let Some(dir) = dir {
+            dir.show();
+        }
         println!("--- {}: {}", guest.name, summary(&outcome));
         report_failure(&outcome);
         let status = outcome.ending.status();
@@ -368,6 +386,86 @@ fn tour() -> Result<u8, CliError> {
         }
     }
     Ok(worst)
+}
+
+/// The directory a file-using demo guest sees as `/`: the user's first
+/// `--dir`, or a fresh temporary one that is shown and removed afterwards.
+struct DemoDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DemoDir {
+    fn grant(guest: &BuiltinGuest, config: &mut Config) -> Result<Option<Self>, CliError> {
+        if !guest.needs_dir {
+            return Ok(None);
+        }
+        if let Some(grant) = config.grants.first() {
+            return Ok(Some(DemoDir {
+                path: grant.host.clone(),
+                temporary: false,
+            }));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "kvmini-demo-{}-{}-{nanos}",
+            guest.name,
+            std::process::id()
+        ));
+        std::fs::create_dir(&path).map_err(|source| CliError::DemoDir {
+            path: path.clone(),
+            source,
+        })?;
+        config.grants.push(crate::grant::GrantSpec {
+            host: path.clone(),
+            guest: "/".to_owned(),
+            read_only: false,
+        });
+        println!(
+            "(the guest's / is the fresh host directory {})",
+            path.display()
+        );
+        Ok(Some(DemoDir {
+            path,
+            temporary: true,
+        }))
+    }
+
+    /// Prints what the guest left on the host's disk.
+    fn show(self) {
+        println!("on the host, {} now holds:", self.path.display());
+        list_tree(&self.path, &self.path);
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn list_tree(root: &std::path::Path, dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let shown = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        match entry.metadata() {
+            Ok(meta) if meta.is_dir() => {
+                println!("  {shown}/");
+                list_tree(root, &path);
+            }
+            Ok(meta) => println!("  {shown} ({} bytes)", meta.len()),
+            Err(_) => println!("  {shown}"),
+        }
+    }
 }
 
 /// Statuses 129 and up mean kvmini was told to stop: later guests are not run.

@@ -10,6 +10,8 @@ pub struct BuiltinGuest {
     pub summary: &'static str,
     /// The static ELF image.
     pub elf: &'static [u8],
+    /// It works on files, so the demo grants it a fresh directory as `/`.
+    pub needs_dir: bool,
 }
 
 /// `hello`: "Hello, world!" one byte per exit, then 42 in memory and RAX.
@@ -18,6 +20,7 @@ pub const HELLO: BuiltinGuest = BuiltinGuest {
     summary:
         "the classic: \"Hello, world!\" through port 0xE9, one exit per byte, then 42 left in RAX",
     elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hello")),
+    needs_dir: false,
 };
 
 /// `hypercalls`: every Part B hypercall and the one-exit `display` proof.
@@ -25,10 +28,20 @@ pub const HYPERCALLS: BuiltinGuest = BuiltinGuest {
     name: "hypercalls",
     summary: "printVal, getNumExits and display, with the proof that display costs one exit",
     elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hypercalls")),
+    needs_dir: false,
+};
+
+/// `files`: the filesystem hypercalls in a granted directory.
+pub const FILES: BuiltinGuest = BuiltinGuest {
+    name: "files",
+    summary:
+        "files in a granted directory: open, write, seek, read, stat, mkdir, rename, list, errors",
+    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/files")),
+    needs_dir: true,
 };
 
 /// Every built-in guest, in demo-tour order.
-pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS];
+pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS, FILES];
 
 /// Looks a built-in guest up by name.
 pub fn find(name: &str) -> Option<&'static BuiltinGuest> {

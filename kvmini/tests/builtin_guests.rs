@@ -140,7 +140,7 @@ fn cli_tour_runs_every_guest() {
 }
 
 #[test]
-fn cli_demo_list_names_both_guests() {
+fn cli_demo_list_names_every_guest() {
     // Listing runs no guest, so it needs no KVM.
     let out = kvmini_output(&["demo", "--list"]);
     assert_eq!(out.status.code(), Some(0));
@@ -149,7 +149,7 @@ fn cli_demo_list_names_both_guests() {
         .lines()
         .map(|line| line.split_whitespace().next().unwrap_or(""))
         .collect();
-    assert_eq!(names, ["hello", "hypercalls"], "{stdout}");
+    assert_eq!(names, ["hello", "hypercalls", "files"], "{stdout}");
     for guest in kvmini::guests::ALL {
         assert!(stdout.contains(guest.summary), "{stdout}");
     }
@@ -192,4 +192,71 @@ fn cli_verbose_describes_the_machine() {
     for needle in ["PML4", "GDT", "IDT", "kvm_run", "RIP = 0x100000", "ring 3"] {
         assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
     }
+}
+
+const FILES_STDOUT: &str = "\
+opened /notes.txt as fd 3 and /squares.txt as fd 4
+read 71 bytes back from /notes.txt:
+kvmini keeps this file on the host.
+line 1
+line 2
+line 3
+line 4
+line 5
+pread at offset 0: \"kvmini keeps this file on the host.\"
+/notes.txt is 71 bytes
+moved /squares.txt to /reports/squares.txt (77 bytes)
+ls /: notes.txt reports/
+open /no-such-file: -2 (ENOENT)
+create the existing /notes.txt with O_EXCL: -17 (EEXIST)
+open /../../etc/passwd: -2 (ENOENT) (.. stops at the granted root)
+rmdir /reports: -39 (ENOTEMPTY)
+";
+
+#[test]
+fn files_guest_leaves_its_files_on_the_host() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = kvmini::sandbox::Config::new(Image::Elf(kvmini::guests::FILES.elf.to_vec()));
+    config.grants.push(
+        kvmini::grant::GrantSpec::parse(dir.path().to_str().expect("utf-8 temp path"))
+            .expect("grant"),
+    );
+    let done = common::run_config(&kvm, config);
+    assert_eq!(done.stdout_text(), FILES_STDOUT);
+    assert_eq!(done.outcome.ending, Ending::Exited(0));
+    let notes = std::fs::read_to_string(dir.path().join("notes.txt")).expect("notes.txt");
+    assert_eq!(
+        notes,
+        "kvmini keeps this file on the host.\nline 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
+    let squares =
+        std::fs::read_to_string(dir.path().join("reports/squares.txt")).expect("squares.txt");
+    assert_eq!(squares.lines().nth(2), Some("3 squared is 9"));
+    assert!(!dir.path().join("squares.txt").exists());
+    // Every descriptor the guest opened was closed by the guest itself.
+    assert_eq!(done.sandbox.open_descriptors(), 3);
+}
+
+#[test]
+fn files_demo_shows_the_result_on_disk_and_cleans_up() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "files"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(FILES_STDOUT), "{stdout}");
+    assert!(
+        stdout.contains("  notes.txt (71 bytes)\n  reports/\n  reports/squares.txt (77 bytes)\n"),
+        "{stdout}"
+    );
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("(the guest's / is the fresh host directory "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("the demo names its directory");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was left behind");
 }
