@@ -14,6 +14,8 @@
 //! | `0x0404` | `halt` | `out` byte | ignored: ends the run with status 0, like `hlt` |
 //! | `0x0405` | exception | `out` byte | used only by kvmini's own exception handlers |
 //! | `0x0410`..`0x041F` | filesystem calls | `out` 32-bit | guest address of the call's argument block ([`fs`]) |
+//! | `0x0420` | host function call | `out` 32-bit | guest address of a [`host::HostCallArgs`] |
+//! | `0x0421` | arguments | `out` 32-bit | guest address of a [`host::ArgvArgs`] |
 //!
 //! Values that do not fit in 32 bits travel as the guest address of a
 //! `#[repr(C)]` argument block; see the `IN`/`OUT` notes on each field.
@@ -74,6 +76,11 @@ pub enum Port {
     Rename = 0x041E,
     /// `getdents64` ([`fs::IoArgs`]: `buf`/`len` receive [`fs::Dirent64`] records).
     Getdents = 0x041F,
+    /// A call to a function the embedding program registered
+    /// ([`host::HostCallArgs`]).
+    HostCall = 0x0420,
+    /// The guest's arguments ([`host::ArgvArgs`]).
+    Argv = 0x0421,
 }
 
 /// The error for a port that no hypercall owns.
@@ -108,6 +115,8 @@ impl TryFrom<u16> for Port {
             0x041D => Port::Rmdir,
             0x041E => Port::Rename,
             0x041F => Port::Getdents,
+            0x0420 => Port::HostCall,
+            0x0421 => Port::Argv,
             other => return Err(UnknownPort(other)),
         })
     }
@@ -124,7 +133,7 @@ pub enum Direction {
 
 impl Port {
     /// Every hypercall port, in ABI order.
-    pub const ALL: [Port; 23] = [
+    pub const ALL: [Port; 25] = [
         Port::Console,
         Port::PrintVal,
         Port::GetNumExits,
@@ -148,6 +157,8 @@ impl Port {
         Port::Rmdir,
         Port::Rename,
         Port::Getdents,
+        Port::HostCall,
+        Port::Argv,
     ];
 
     /// Position of this port in [`Port::ALL`], for per-hypercall counters.
@@ -176,6 +187,8 @@ impl Port {
             Port::Rmdir => 20,
             Port::Rename => 21,
             Port::Getdents => 22,
+            Port::HostCall => 23,
+            Port::Argv => 24,
         }
     }
 
@@ -215,6 +228,8 @@ impl Port {
             Port::Rmdir => "rmdir",
             Port::Rename => "rename",
             Port::Getdents => "getdents",
+            Port::HostCall => "host_call",
+            Port::Argv => "argv",
         }
     }
 
@@ -226,6 +241,7 @@ impl Port {
 
 pub mod errno;
 pub mod fs;
+pub mod host;
 
 /// Guest memory layout shared by kvmini and its guests.
 pub mod layout {
@@ -258,7 +274,7 @@ mod tests {
 
     #[test]
     fn unknown_ports_are_rejected() {
-        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0420, u16::MAX] {
+        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0422, u16::MAX] {
             assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
         }
     }

@@ -13,6 +13,7 @@ use crate::cpu::Ring;
 use crate::guests::{self, BuiltinGuest};
 use crate::kvm::Kvm;
 use crate::memory::{self, ByteSize};
+use crate::modes::{CpuMode, ModeError};
 use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
 use crate::stop::{StopHandle, StopReason};
 use kvmini_abi::Port;
@@ -46,6 +47,11 @@ pub struct MachineArgs {
     /// kernel; emulated on nested KVM)
     #[arg(long, value_parser = ["0", "3"])]
     pub ring: Option<String>,
+    /// CPU mode the guest starts in: long (64-bit, the default) or, for
+    /// flat images at ring 0, real, protected (32-bit, no paging), paged32
+    /// (32-bit, 4 MiB pages) or pae32 (32-bit, PAE paging)
+    #[arg(long, value_enum, default_value_t = CpuMode::Long)]
+    pub mode: CpuMode,
     /// Guest memory, a multiple of 2 MiB from 2M to 4G (K, M, G suffixes)
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub mem: String,
@@ -69,6 +75,14 @@ pub struct MachineArgs {
     /// and exits 124
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
+    /// Back guest memory with 2 MiB huge pages (falls back to normal pages,
+    /// with a warning, when the host has none reserved)
+    #[arg(long)]
+    pub hugepages: bool,
+    /// Touch all guest memory before the run, so the guest takes no page
+    /// faults (for latency-sensitive runs)
+    #[arg(long)]
+    pub prefault: bool,
     /// Run without the seccomp filter on the vCPU thread (for debugging)
     #[arg(long)]
     pub no_seccomp: bool,
@@ -84,12 +98,17 @@ pub struct RunArgs {
     /// The guest image
     pub guest: PathBuf,
     /// The image is a flat binary: loaded at guest physical 0, entered at 0
-    /// in long mode, identity-mapped, at ring 0 unless --ring 3
+    /// in long mode (or the --mode given), identity-mapped, at ring 0
+    /// unless --ring 3
     #[arg(long)]
     pub flat: bool,
     /// Machine options.
     #[command(flatten)]
     pub machine: MachineArgs,
+    /// Arguments for the guest (after `--`), read with the argv hypercall;
+    /// the guest's path is its first argument
+    #[arg(last = true, value_name = "ARGS")]
+    pub guest_args: Vec<std::ffi::OsString>,
 }
 
 /// `kvmini demo`.
@@ -277,6 +296,8 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         .as_deref()
         .map(crate::stop::parse_duration)
         .transpose()?;
+    crate::modes::check(args.mode, matches!(image, Image::Flat(_)), ring)
+        .map_err(crate::sandbox::SandboxError::from)?;
     Ok(Config {
         image,
         mem_size,
@@ -287,14 +308,26 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         max_fds: args.max_fds,
         timeout,
         stop: signal_stop_handle().clone(),
+        mode: args.mode,
         seccomp: !args.no_seccomp,
+        args: Vec::new(),
+        backing: memory::Backing {
+            hugepages: args.hugepages,
+            prefault: args.prefault,
+            snapshot: false,
+        },
     })
 }
 
 fn run(args: &RunArgs) -> Result<u8, CliError> {
     // Options first, then the image, then KVM: each error names the first
     // thing that is wrong, and no KVM is needed to find a bad argument.
-    let mut config = machine_config(Image::Flat(Vec::new()), &args.machine)?;
+    let kind = if args.flat {
+        Image::Flat(Vec::new())
+    } else {
+        Image::Elf(Vec::new())
+    };
+    let mut config = machine_config(kind, &args.machine)?;
     if args.guest.is_dir() {
         return Err(CliError::GuestIsDirectory(args.guest.clone()));
     }
@@ -302,6 +335,10 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         path: args.guest.clone(),
         source,
     })?;
+    config.args = std::iter::once(args.guest.as_os_str())
+        .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
+        .map(|a| a.as_encoded_bytes().to_vec())
+        .collect();
     config.image = if args.flat {
         Image::Flat(bytes)
     } else {
@@ -335,7 +372,7 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
     };
     let configs = selected
         .iter()
-        .map(|guest| machine_config(Image::Elf(guest.elf.to_vec()), &args.machine))
+        .map(|guest| machine_config(demo_image(guest, args.machine.mode)?, &args.machine))
         .collect::<Result<Vec<_>, _>>()?;
     let kvm = Kvm::open()?;
     let mut worst = 0;
@@ -353,6 +390,18 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
         }
     }
     Ok(worst)
+}
+
+/// The image of a built-in guest in `mode`: its ELF in long mode; in the
+/// other modes, hello's flat image for that mode (the only one there is).
+fn demo_image(guest: &BuiltinGuest, mode: CpuMode) -> Result<Image, CliError> {
+    if mode == CpuMode::Long {
+        return Ok(Image::Elf(guest.elf.to_vec()));
+    }
+    match crate::modes::hello(mode) {
+        Some(flat) if guest.name == guests::HELLO.name => Ok(Image::Flat(flat.to_vec())),
+        _ => Err(crate::sandbox::SandboxError::from(ModeError::NoDemo(mode)).into()),
+    }
 }
 
 /// The demo tour: every built-in guest, each introduced, each with a
@@ -515,6 +564,9 @@ fn report_failure(outcome: &Outcome) {
                 format_regs(&outcome.regs)
             );
         }
+        Ending::Unserved(refused @ crate::sandbox::Unserved::ModeRefused(_)) => {
+            eprintln!("kvmini: {refused}");
+        }
         Ending::Unserved(what) => {
             eprintln!(
                 "kvmini: the guest made an exit kvmini does not serve: {what}.\n  {}",
@@ -595,6 +647,12 @@ fn print_setup(sandbox: &mut Sandbox) {
             seg.file_size,
             seg.flags
         );
+    }
+    if sandbox.mode() != CpuMode::Long {
+        for line in crate::modes::describe(sandbox.mode(), &layout, image.entry) {
+            eprintln!("kvmini: {line}");
+        }
+        return;
     }
     eprintln!(
         "kvmini: vCPU: 64-bit long mode, ring {}, RIP = {:#x} (entry), RSP = {:#x}, CR3 = {:#x}, \

@@ -25,6 +25,7 @@ use vm_memory::ByteValued;
 
 use crate::grant::{Grants, Resolved};
 use crate::memory::{self, IovecBuf, Transfer};
+use crate::output::Input;
 use crate::view::{GuestView, ViewError};
 
 /// Largest directory listing one `getdents64` call returns.
@@ -33,14 +34,34 @@ const GETDENTS_MAX: usize = 1 << 20;
 /// What a guest descriptor refers to.
 #[derive(Debug)]
 enum Descriptor {
-    /// kvmini's stdin.
-    Stdin(std::io::Stdin),
+    /// The guest's stdin (what it reads is [`Filesystem`]'s `stdin`).
+    Stdin,
     /// The guest's stdout (kvmini's, or a capture).
     Stdout,
     /// The guest's stderr.
     Stderr,
     /// A file or directory under a grant.
     File(OwnedFd),
+}
+
+/// Where descriptor 0 reads from.
+enum StdinSource {
+    /// kvmini's stdin, read straight into guest memory.
+    Inherit(std::io::Stdin),
+    /// End of file.
+    Null,
+    /// A reader of the embedding program, copied through a buffer.
+    Reader(Box<dyn std::io::Read + Send>),
+}
+
+impl std::fmt::Debug for StdinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StdinSource::Inherit(_) => "Inherit",
+            StdinSource::Null => "Null",
+            StdinSource::Reader(_) => "Reader",
+        })
+    }
 }
 
 /// The result of one filesystem call, before it is written back.
@@ -58,6 +79,9 @@ pub struct StdioSinks<'a> {
 #[derive(Debug)]
 pub struct Filesystem {
     grants: Grants,
+    /// Where descriptor 0 reads from; kept here, not in the table, so that
+    /// a guest closing 0 does not lose it for the next run.
+    stdin: StdinSource,
     fds: Vec<Option<Descriptor>>,
     max_fds: usize,
     pieces: Vec<(u64, u64)>,
@@ -78,17 +102,19 @@ pub enum BlockStatus {
 }
 
 impl Filesystem {
-    /// A filesystem over `grants` with descriptors 0, 1 and 2 open and at
-    /// most `max_fds` descriptors in all.
-    pub fn new(grants: Grants, max_fds: u32) -> Self {
+    /// A filesystem over `grants` with descriptors 0 (reading `stdin`), 1
+    /// and 2 open and at most `max_fds` descriptors in all.
+    pub fn new(grants: Grants, max_fds: u32, stdin: Input) -> Self {
+        let stdin = match stdin {
+            Input::Inherit => StdinSource::Inherit(std::io::stdin()),
+            Input::Null => StdinSource::Null,
+            Input::Reader(reader) => StdinSource::Reader(reader),
+        };
         let max_fds = usize::try_from(max_fds).unwrap_or(usize::MAX).max(3);
         Filesystem {
             grants,
-            fds: vec![
-                Some(Descriptor::Stdin(std::io::stdin())),
-                Some(Descriptor::Stdout),
-                Some(Descriptor::Stderr),
-            ],
+            stdin,
+            fds: Self::stdio(),
             max_fds,
             pieces: Vec::new(),
             iovecs: IovecBuf::default(),
@@ -96,6 +122,21 @@ impl Filesystem {
             path: Vec::new(),
             path2: Vec::new(),
         }
+    }
+
+    /// A table with only 0, 1 and 2 open.
+    fn stdio() -> Vec<Option<Descriptor>> {
+        vec![
+            Some(Descriptor::Stdin),
+            Some(Descriptor::Stdout),
+            Some(Descriptor::Stderr),
+        ]
+    }
+
+    /// Closes every descriptor the guest opened and reopens 0, 1 and 2: the
+    /// table a new run starts with.
+    pub fn reset(&mut self) {
+        self.fds = Self::stdio();
     }
 
     /// Number of open guest descriptors.
@@ -256,11 +297,18 @@ impl Filesystem {
     }
 
     fn read(&mut self, view: &GuestView<'_>, args: &IoArgs, positioned: bool) -> CallResult {
-        let file = match lookup(&self.fds, args.fd)? {
-            Descriptor::File(file) => file.as_fd(),
-            Descriptor::Stdin(stdin) if !positioned => stdin.as_fd(),
-            Descriptor::Stdin(_) => return Err(ESPIPE),
-            Descriptor::Stdout | Descriptor::Stderr => return Err(EBADF),
+        if !positioned
+            && matches!(lookup(&self.fds, args.fd), Ok(Descriptor::Stdin))
+            && matches!(self.stdin, StdinSource::Reader(_))
+        {
+            return self.read_from_reader(view, args);
+        }
+        let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
+            (Descriptor::File(file), _) => file.as_fd(),
+            (Descriptor::Stdin, _) if positioned => return Err(ESPIPE),
+            (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
+            (Descriptor::Stdin, _) => return Ok(0),
+            (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(EBADF),
         };
         let offset = Self::offset(args, positioned)?;
         view.pieces(args.buf, args.len, true, &mut self.pieces)
@@ -277,6 +325,31 @@ impl Filesystem {
         i64::try_from(n).map_err(|_| EINVAL)
     }
 
+    /// `read` on descriptor 0 when it is a reader: one `read` of the
+    /// reader (like a pipe, it may return less than asked), copied into the
+    /// guest buffer.
+    fn read_from_reader(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
+        view.pieces(args.buf, args.len, true, &mut self.pieces)
+            .map_err(|_| EFAULT)?;
+        let want = usize::try_from(args.len)
+            .unwrap_or(usize::MAX)
+            .min(GETDENTS_MAX);
+        self.scratch.resize(want, 0);
+        let StdinSource::Reader(reader) = &mut self.stdin else {
+            return Err(EBADF);
+        };
+        let n = loop {
+            match reader.read(&mut self.scratch) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        };
+        view.write_bytes(args.buf, &self.scratch[..n])
+            .map_err(|_| EFAULT)?;
+        i64::try_from(n).map_err(|_| EINVAL)
+    }
+
     fn write(
         &mut self,
         view: &GuestView<'_>,
@@ -290,7 +363,7 @@ impl Filesystem {
         let sink: &mut dyn Write = match lookup(&self.fds, args.fd)? {
             Descriptor::Stdout if !positioned => stdio.stdout,
             Descriptor::Stderr if !positioned => stdio.stderr,
-            Descriptor::Stdin(_) => return Err(EBADF),
+            Descriptor::Stdin => return Err(EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(ESPIPE),
             Descriptor::File(file) => {
                 let n = memory::transfer(
@@ -358,7 +431,10 @@ impl Filesystem {
         } else {
             match self.descriptor(args.fd)? {
                 Descriptor::File(file) => rustix::fs::fstat(file),
-                Descriptor::Stdin(stdin) => rustix::fs::fstat(stdin),
+                Descriptor::Stdin => match &self.stdin {
+                    StdinSource::Inherit(stdin) => rustix::fs::fstat(stdin),
+                    _ => return Err(EINVAL),
+                },
                 Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
             }

@@ -6,7 +6,12 @@ use std::io::{self, Write};
 
 use kvmini_abi::Port;
 
+use std::mem::offset_of;
+
+use kvmini_abi::host::{ArgvArgs, HostCallArgs};
+
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
+use crate::host::HostFunctions;
 use crate::view::GuestView;
 
 /// How much a `display` string may hold, and how much of the scratch buffer
@@ -30,9 +35,14 @@ pub enum Action {
 /// The hypercall handlers and the state they keep for one guest.
 pub struct Hypercalls {
     stdout: Box<dyn Write + Send>,
+    /// The guest's stderr; `None` shares `warnings`.
+    stderr: Option<Box<dyn Write + Send>>,
     warnings: Box<dyn Write + Send>,
     scratch: Vec<u8>,
     fs: Filesystem,
+    host_functions: HostFunctions,
+    /// The guest's arguments, each followed by its NUL.
+    argv: Vec<u8>,
 }
 
 impl std::fmt::Debug for Hypercalls {
@@ -43,9 +53,9 @@ impl std::fmt::Debug for Hypercalls {
 
 impl Hypercalls {
     /// Handlers that print the guest's output to `stdout` and warnings
-    /// about bad guest requests to `warnings`.
-    /// Filesystem calls go to `fs`; the guest's stderr (descriptor 2) goes
-    /// to `warnings` too.
+    /// about bad guest requests to `warnings`. Filesystem calls go to `fs`;
+    /// the guest's stderr (descriptor 2) goes to `warnings` too unless
+    /// [`Hypercalls::with_stderr`] says otherwise.
     pub fn new(
         stdout: Box<dyn Write + Send>,
         warnings: Box<dyn Write + Send>,
@@ -53,10 +63,37 @@ impl Hypercalls {
     ) -> Self {
         Hypercalls {
             stdout,
+            stderr: None,
             warnings,
             scratch: Vec::new(),
             fs,
+            host_functions: HostFunctions::default(),
+            argv: Vec::new(),
         }
+    }
+
+    /// Sends the guest's stderr to `stderr`.
+    pub fn with_stderr(mut self, stderr: Box<dyn Write + Send>) -> Self {
+        self.stderr = Some(stderr);
+        self
+    }
+
+    /// Serves host function calls with `functions`.
+    pub fn with_host_functions(mut self, functions: HostFunctions) -> Self {
+        self.host_functions = functions;
+        self
+    }
+
+    /// Gives the guest these arguments.
+    pub fn with_argv<S: AsRef<[u8]>>(mut self, args: &[S]) -> Self {
+        self.argv.clear();
+        for arg in args {
+            // An argument cannot hold a NUL: it would end early in the guest.
+            self.argv
+                .extend(arg.as_ref().iter().map(|&b| if b == 0 { b' ' } else { b }));
+            self.argv.push(0);
+        }
+        self
     }
 
     /// The guest's filesystem.
@@ -84,9 +121,13 @@ impl Hypercalls {
                 return Ok(Action::Halt);
             }
             fs_call if fs_call.is_fs() => {
+                let stderr = match self.stderr.as_mut() {
+                    Some(stderr) => &mut **stderr,
+                    None => &mut *self.warnings,
+                };
                 let mut stdio = StdioSinks {
                     stdout: &mut *self.stdout,
-                    stderr: &mut *self.warnings,
+                    stderr,
                 };
                 let gva = u64::from(value);
                 if self.fs.call(fs_call, gva, view, &mut stdio)? == BlockStatus::BadBlock {
@@ -102,10 +143,77 @@ impl Hypercalls {
                     )));
                 }
             }
+            Port::HostCall => return self.host_call(u64::from(value), view),
+            Port::Argv => return self.argv(u64::from(value), view),
             // Served by the run loop, which has the registers.
             _ => {}
         }
         Ok(Action::Resume)
+    }
+
+    /// Calls a host function; its result goes back into the block.
+    fn host_call(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
+        let Ok(args) = view.read_obj::<HostCallArgs>(block) else {
+            return self.bad_block(Port::HostCall, block);
+        };
+        let result = self.host_functions.call(&args, view);
+        self.write_result(
+            Port::HostCall,
+            block + offset_of!(HostCallArgs, result) as u64,
+            result,
+            view,
+        )
+    }
+
+    /// Copies the guest's arguments into its buffer if they fit; the result
+    /// is the size they need.
+    fn argv(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
+        let Ok(args) = view.read_obj::<ArgvArgs>(block) else {
+            return self.bad_block(Port::Argv, block);
+        };
+        let need = self.argv.len() as u64;
+        let result = if args.len < need {
+            i64::try_from(need).unwrap_or(i64::MAX)
+        } else {
+            match view.write_bytes(args.buf, &self.argv) {
+                Ok(()) => i64::try_from(need).unwrap_or(i64::MAX),
+                Err(_) => -i64::from(kvmini_abi::errno::EFAULT),
+            }
+        };
+        self.write_result(
+            Port::Argv,
+            block + offset_of!(ArgvArgs, result) as u64,
+            result,
+            view,
+        )
+    }
+
+    fn write_result(
+        &mut self,
+        port: Port,
+        at: u64,
+        result: i64,
+        view: &GuestView<'_>,
+    ) -> io::Result<Action> {
+        match view.write_obj(at, result) {
+            Ok(()) => Ok(Action::Resume),
+            Err(_) => self.bad_block(port, at),
+        }
+    }
+
+    /// An argument block the guest cannot read or write: a warning, and
+    /// -EFAULT in RAX, the one place left to say so.
+    fn bad_block(&mut self, port: Port, block: u64) -> io::Result<Action> {
+        self.stdout.flush()?;
+        writeln!(
+            self.warnings,
+            "kvmini: {}: argument block at {block:#x} is not writable guest memory; -EFAULT in RAX",
+            port.name()
+        )?;
+        let efault = -i64::from(kvmini_abi::errno::EFAULT);
+        Ok(Action::ResumeWithRax(u64::from_ne_bytes(
+            efault.to_ne_bytes(),
+        )))
     }
 
     /// Prints the NUL-terminated string at guest virtual address `gva` in
@@ -127,8 +235,17 @@ impl Hypercalls {
         Ok(())
     }
 
+    /// Forgets per-run state: the guest's descriptors.
+    pub fn reset(&mut self) {
+        self.fs.reset();
+    }
+
     /// Flushes the guest's output.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.stdout.flush()
+        self.stdout.flush()?;
+        if let Some(stderr) = self.stderr.as_mut() {
+            stderr.flush()?;
+        }
+        self.warnings.flush()
     }
 }

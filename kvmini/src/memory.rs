@@ -49,6 +49,12 @@ pub enum MemoryError {
     /// A bounds-checked access failed.
     #[error("guest memory access failed")]
     Access(#[from] GuestMemoryError),
+    /// The memfd behind a snapshot failed.
+    #[error("cannot set up snapshot-backed guest memory")]
+    Backing(#[source] io::Error),
+    /// Mapping guest memory with the asked-for backing failed.
+    #[error("cannot map guest memory (for --hugepages: are huge pages reserved in /proc/sys/vm/nr_hugepages?)")]
+    Map(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Parses a memory size such as `64M`, `2G`, `4096K` or `2097152`.
@@ -98,6 +104,122 @@ pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
     })?;
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
         .map_err(|source| MemoryError::Allocate { size, source })
+}
+
+/// How guest memory is backed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backing {
+    /// Use 2 MiB huge pages (MAP_HUGETLB); fails if the host has none
+    /// reserved (see /proc/sys/vm/nr_hugepages).
+    pub hugepages: bool,
+    /// Touch every page up front (MAP_POPULATE), so the guest takes no
+    /// page faults on first access.
+    pub prefault: bool,
+    /// Back memory with a private mapping of a memfd, so that it can be
+    /// frozen into a snapshot and reset to it ([`Snapshot`]).
+    pub snapshot: bool,
+}
+
+/// Allocates guest memory with the given backing.
+pub fn allocate_with(
+    size: u64,
+    backing: Backing,
+) -> Result<(GuestMemory, Option<Snapshot>), MemoryError> {
+    use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+    use vm_memory::FileOffset;
+
+    if backing == Backing::default() {
+        return Ok((allocate(size)?, None));
+    }
+    check_size(size)?;
+    let len = usize::try_from(size).map_err(|_| MemoryError::SizeNotAllowed {
+        size,
+        reason: "it does not fit in this host's address space",
+    })?;
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+    if backing.prefault {
+        flags |= libc::MAP_POPULATE;
+    }
+    let mut builder =
+        MmapRegionBuilder::new(len).with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE);
+    let mut memfd = None;
+    if backing.snapshot {
+        let mut memfd_flags = rustix::fs::MemfdFlags::CLOEXEC;
+        if backing.hugepages {
+            memfd_flags |= rustix::fs::MemfdFlags::HUGETLB;
+        }
+        let fd = rustix::fs::memfd_create(c"kvmini-guest", memfd_flags)
+            .map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
+        rustix::fs::ftruncate(&fd, size).map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
+        let file = std::fs::File::from(fd);
+        memfd = Some(file.try_clone().map_err(MemoryError::Backing)?);
+        builder = builder.with_file_offset(FileOffset::new(file, 0));
+    } else {
+        flags |= libc::MAP_ANONYMOUS;
+        if backing.hugepages {
+            flags |= libc::MAP_HUGETLB;
+        }
+    }
+    let region = builder
+        .with_mmap_flags(flags)
+        .build()
+        .map_err(|e| MemoryError::Map(Box::new(e)))?;
+    let region =
+        GuestRegionMmap::new(region, GuestAddress(0)).ok_or(MemoryError::SizeNotAllowed {
+            size,
+            reason: "it does not fit in the guest's address space",
+        })?;
+    let mem =
+        GuestMemoryMmap::from_regions(vec![region]).map_err(|e| MemoryError::Map(Box::new(e)))?;
+    let snapshot = memfd.map(|file| Snapshot { file, len });
+    Ok((mem, snapshot))
+}
+
+/// The pristine contents of a snapshot-backed guest memory: the memfd under
+/// its private mapping. Guest and kvmini writes go to private copies of
+/// the pages; dropping those copies (`MADV_DONTNEED`) brings back the
+/// memfd's contents, so a reset costs in proportion to the pages touched.
+#[derive(Debug)]
+pub struct Snapshot {
+    file: std::fs::File,
+    len: usize,
+}
+
+impl Snapshot {
+    /// Makes the current contents of `ranges` (guest physical, the only
+    /// ones written since allocation) the pristine state, and drops every
+    /// private page.
+    pub fn freeze(&self, mem: &GuestMemory, ranges: &[(u64, u64)]) -> Result<(), MemoryError> {
+        use std::os::unix::fs::FileExt;
+        let mut page = vec![0u8; 1 << 16];
+        for &(start, end) in ranges {
+            let mut at = start;
+            while at < end {
+                let n = usize::try_from((end - at).min(page.len() as u64)).unwrap_or(page.len());
+                mem.read_slice(&mut page[..n], GuestAddress(at))?;
+                self.file
+                    .write_all_at(&page[..n], at)
+                    .map_err(MemoryError::Backing)?;
+                at += n as u64;
+            }
+        }
+        self.reset(mem)
+    }
+
+    /// Brings guest memory back to the frozen state.
+    pub fn reset(&self, mem: &GuestMemory) -> Result<(), MemoryError> {
+        let ptr = mem.get_host_address(GuestAddress(0))?;
+        // SAFETY: `ptr..ptr + len` is exactly the guest mapping, a private
+        // file mapping owned by `mem`; MADV_DONTNEED only drops its private
+        // copies, after which reads see the memfd again. No Rust reference
+        // into guest memory exists across this call (all access goes
+        // through volatile vm-memory slices).
+        let rc = unsafe { libc::madvise(ptr.cast(), self.len, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            return Err(MemoryError::Backing(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
 }
 
 /// Where guest memory lives in kvmini's own address space, for `KVM_SET_USER_MEMORY_REGION`

@@ -50,6 +50,9 @@ pub enum PagingError {
     /// The page exists but is read-only.
     #[error("address {0:#x} is read-only")]
     NotWritable(u64),
+    /// A 32-bit paging mode was asked for an address of 4 GiB or more.
+    #[error("address {0:#x} is beyond the 32-bit address space")]
+    Beyond32Bits(u64),
 }
 
 /// How the guest's CPU translates addresses, read from its control registers.
@@ -59,21 +62,37 @@ pub enum PagingMode {
     Disabled,
     /// Long mode, 4-level tables.
     Long,
+    /// 32-bit paging without PAE (CR4.PAE clear): a page directory and
+    /// page tables of 1024 4-byte entries, 4 KiB pages, and 4 MiB pages
+    /// when `pse` (CR4.PSE) is set.
+    Legacy32 {
+        /// CR4.PSE: a directory entry with PS set maps a 4 MiB page
+        /// (otherwise PS is ignored and the entry points at a page table).
+        pse: bool,
+    },
+    /// 32-bit PAE paging (CR4.PAE set, EFER.LMA clear): a 4-entry PDPT,
+    /// page directories and page tables of 512 8-byte entries, 4 KiB and
+    /// 2 MiB pages.
+    Pae32,
 }
 
 impl PagingMode {
-    /// Reads the paging mode from CR0 and EFER.
-    pub fn from_registers(cr0: u64, efer: u64) -> Self {
+    /// Reads the paging mode from CR0, CR4 and EFER.
+    pub fn from_registers(cr0: u64, cr4: u64, efer: u64) -> Self {
         const CR0_PG: u64 = 1 << 31;
+        const CR4_PSE: u64 = 1 << 4;
+        const CR4_PAE: u64 = 1 << 5;
         const EFER_LMA: u64 = 1 << 10;
         if cr0 & CR0_PG == 0 {
             PagingMode::Disabled
         } else if efer & EFER_LMA != 0 {
             PagingMode::Long
+        } else if cr4 & CR4_PAE != 0 {
+            PagingMode::Pae32
         } else {
-            // kvmini sets up only long mode; a guest that leaves it is
-            // translated as unpaged, which at worst gives it EFAULT.
-            PagingMode::Disabled
+            PagingMode::Legacy32 {
+                pse: cr4 & CR4_PSE != 0,
+            }
         }
     }
 }
@@ -116,6 +135,8 @@ pub fn translate(
             writable: true,
         },
         PagingMode::Long => walk_long(mem, cr3, gva)?,
+        PagingMode::Legacy32 { pse } => walk_legacy32(mem, cr3, gva, pse)?,
+        PagingMode::Pae32 => walk_pae32(mem, cr3, gva)?,
     };
     if access.user && !t.user {
         return Err(PagingError::NotUser(gva));
@@ -165,6 +186,113 @@ fn walk_long(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, Pagin
         table = entry & ADDR_MASK;
     }
     unreachable!("level 1 is always a leaf")
+}
+
+/// Reads the table entry at `entry_addr`, an `E` (`u32` or `u64`).
+fn read_entry<E: vm_memory::ByteValued + Into<u64>>(
+    mem: &GuestMemory,
+    gva: u64,
+    entry_addr: u64,
+) -> Result<u64, PagingError> {
+    mem.read_obj::<E>(GuestAddress(entry_addr))
+        .map(Into::into)
+        .map_err(|_: GuestMemoryError| PagingError::TableOutsideMemory {
+            gva,
+            table: entry_addr,
+        })
+}
+
+/// The leaf of a walk: `page_size` bytes from `base`.
+fn leaf(gva: u64, base: u64, page_size: u64, user: bool, writable: bool) -> Translation {
+    let offset = gva & (page_size - 1);
+    Translation {
+        gpa: base + offset,
+        len_in_page: page_size - offset,
+        user,
+        writable,
+    }
+}
+
+/// 32-bit paging: CR3 bits 12..31 locate the page directory; address bits
+/// 22..31 index it, bits 12..21 index the page table. A directory entry
+/// with PS (and CR4.PSE) maps a 4 MiB page whose address bits 22..31 are
+/// the entry's, and 32..39 its bits 13..20 (PSE-36).
+fn walk_legacy32(
+    mem: &GuestMemory,
+    cr3: u64,
+    gva: u64,
+    pse: bool,
+) -> Result<Translation, PagingError> {
+    if gva > u64::from(u32::MAX) {
+        return Err(PagingError::Beyond32Bits(gva));
+    }
+    const TABLE_MASK: u64 = 0xFFFF_F000;
+    let pde = read_entry::<u32>(mem, gva, (cr3 & TABLE_MASK) + ((gva >> 22) & 0x3FF) * 4)?;
+    if pde & PTE_P == 0 {
+        return Err(PagingError::NotPresent { gva, level: 2 });
+    }
+    let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
+    if pse && pde & PTE_PS != 0 {
+        let base = (pde & 0xFFC0_0000) | ((pde & 0x001F_E000) << 19);
+        return Ok(leaf(gva, base, 4 << 20, user, writable));
+    }
+    let pte = read_entry::<u32>(mem, gva, (pde & TABLE_MASK) + ((gva >> 12) & 0x3FF) * 4)?;
+    if pte & PTE_P == 0 {
+        return Err(PagingError::NotPresent { gva, level: 1 });
+    }
+    Ok(leaf(
+        gva,
+        pte & TABLE_MASK,
+        PAGE_SIZE,
+        user && pte & PTE_US != 0,
+        writable && pte & PTE_RW != 0,
+    ))
+}
+
+/// PAE paging: CR3 bits 5..31 locate the 4-entry PDPT, indexed by address
+/// bits 30..31; then a page directory (bits 21..29, PS: a 2 MiB page) and
+/// a page table (bits 12..20). PDPT entries have no R/W or U/S bits.
+fn walk_pae32(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, PagingError> {
+    if gva > u64::from(u32::MAX) {
+        return Err(PagingError::Beyond32Bits(gva));
+    }
+    let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((gva >> 30) & 3) * 8)?;
+    if pdpte & PTE_P == 0 {
+        return Err(PagingError::NotPresent { gva, level: 3 });
+    }
+    let pde = read_entry::<u64>(
+        mem,
+        gva,
+        (pdpte & ADDR_MASK) + ((gva >> 21) & (ENTRIES - 1)) * 8,
+    )?;
+    if pde & PTE_P == 0 {
+        return Err(PagingError::NotPresent { gva, level: 2 });
+    }
+    let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
+    if pde & PTE_PS != 0 {
+        return Ok(leaf(
+            gva,
+            pde & ADDR_MASK & !(SIZE_2M - 1),
+            SIZE_2M,
+            user,
+            writable,
+        ));
+    }
+    let pte = read_entry::<u64>(
+        mem,
+        gva,
+        (pde & ADDR_MASK) + ((gva >> 12) & (ENTRIES - 1)) * 8,
+    )?;
+    if pte & PTE_P == 0 {
+        return Err(PagingError::NotPresent { gva, level: 1 });
+    }
+    Ok(leaf(
+        gva,
+        pte & ADDR_MASK,
+        PAGE_SIZE,
+        user && pte & PTE_US != 0,
+        writable && pte & PTE_RW != 0,
+    ))
 }
 
 /// Builds the identity map of all guest memory: 2 MiB pages, except 4 KiB
@@ -224,6 +352,10 @@ mod tests {
 
     const USER_READ: Access = Access {
         user: true,
+        write: false,
+    };
+    const KERNEL_READ: Access = Access {
+        user: false,
         write: false,
     };
 
@@ -359,6 +491,168 @@ mod tests {
         put(&m, 0x1000, 0x1000 | PTE_P | PTE_RW | PTE_US);
         let t = translate(&m, PagingMode::Long, 0x1000, 0x123, USER_READ).unwrap();
         assert_eq!(t.gpa, 0x1123);
+    }
+
+    fn put32(mem: &GuestMemory, addr: u64, value: u32) {
+        mem.write_obj(value, GuestAddress(addr)).unwrap();
+    }
+
+    #[test]
+    fn paging_mode_from_cr0_cr4_and_efer() {
+        const PG: u64 = 1 << 31;
+        const PSE: u64 = 1 << 4;
+        const PAE: u64 = 1 << 5;
+        const LMA: u64 = 1 << 10;
+        let mode = PagingMode::from_registers;
+        assert_eq!(mode(0x10, 0, 0), PagingMode::Disabled);
+        assert_eq!(mode(0x11, PAE, 0), PagingMode::Disabled);
+        assert_eq!(mode(PG | 1, 0, 0), PagingMode::Legacy32 { pse: false });
+        assert_eq!(mode(PG | 1, PSE, 0), PagingMode::Legacy32 { pse: true });
+        assert_eq!(mode(PG | 1, PAE | PSE, 0), PagingMode::Pae32);
+        assert_eq!(mode(PG | 1, PAE, LMA | (1 << 8)), PagingMode::Long);
+    }
+
+    #[test]
+    fn legacy32_four_mib_and_four_kib_pages() {
+        let m = mem(16 << 20);
+        let (pd, pt) = (0x1000, 0x2000);
+        // PD[0] -> PT; PT[5]: virtual 0x5000 -> physical 0x9000, read-only.
+        put32(&m, pd, 0x2000 | 0x7);
+        put32(&m, pt + 5 * 4, 0x9000 | 0x5);
+        // PD[1]: virtual 4 MiB -> a 4 MiB page at physical 8 MiB, supervisor.
+        put32(&m, pd + 4, 0x80_0000 | 0x83);
+        let pse = PagingMode::Legacy32 { pse: true };
+        let walk = |mode, gva| translate(&m, mode, pd, gva, USER_READ);
+        let small = walk(pse, 0x5123).unwrap();
+        assert_eq!((small.gpa, small.len_in_page), (0x9123, 0xEDD));
+        assert!(small.user && !small.writable);
+        let kernel = Access {
+            user: false,
+            write: true,
+        };
+        let big = translate(&m, pse, pd, 0x40_0010, kernel).unwrap();
+        assert_eq!((big.gpa, big.len_in_page), (0x80_0010, (4 << 20) - 0x10));
+        assert_eq!(walk(pse, 0x40_0010), Err(PagingError::NotUser(0x40_0010)));
+        assert_eq!(
+            translate(
+                &m,
+                pse,
+                pd,
+                0x5000,
+                Access {
+                    user: true,
+                    write: true
+                }
+            ),
+            Err(PagingError::NotWritable(0x5000))
+        );
+        // CR3's low 12 bits are flags, not part of the directory address.
+        assert_eq!(
+            translate(&m, pse, pd | 0x18, 0x5000, kernel).map(|t| t.gpa),
+            Err(PagingError::NotWritable(0x5000))
+        );
+        assert_eq!(
+            translate(&m, pse, pd | 0x18, 0x5000, KERNEL_READ)
+                .unwrap()
+                .gpa,
+            0x9000
+        );
+        // Without CR4.PSE, PS is ignored: PD[1] points at a page table at
+        // 8 MiB, whose entries are all zero.
+        assert_eq!(
+            walk(PagingMode::Legacy32 { pse: false }, 0x40_0010),
+            Err(PagingError::NotPresent {
+                gva: 0x40_0010,
+                level: 1
+            })
+        );
+        assert_eq!(
+            walk(pse, 0x80_0000),
+            Err(PagingError::NotPresent {
+                gva: 0x80_0000,
+                level: 2
+            })
+        );
+        assert_eq!(
+            walk(pse, 0x6000),
+            Err(PagingError::NotPresent {
+                gva: 0x6000,
+                level: 1
+            })
+        );
+        // The last directory entry covers the top of the 4 GiB space.
+        put32(&m, pd + 1023 * 4, 0x40_0000 | 0x87);
+        assert_eq!(walk(pse, 0xFFFF_FFFF).unwrap().gpa, 0x7F_FFFF);
+        assert_eq!(walk(pse, 1 << 32), Err(PagingError::Beyond32Bits(1 << 32)));
+        // PSE-36: entry bits 13..20 are physical address bits 32..39.
+        put32(&m, pd + 2 * 4, 0x2000 | 0x87);
+        assert_eq!(walk(pse, 0x80_0000).unwrap().gpa, 1 << 32);
+        // A directory outside guest memory.
+        assert_eq!(
+            translate(&m, pse, 0x4000_0000, 0x10, USER_READ),
+            Err(PagingError::TableOutsideMemory {
+                gva: 0x10,
+                table: 0x4000_0000
+            })
+        );
+    }
+
+    #[test]
+    fn pae32_two_mib_and_four_kib_pages() {
+        let m = mem(8 << 20);
+        // The PDPT need only be 32-byte aligned.
+        let (pdpt, pd0, pd3, pt) = (0x1020, 0x2000, 0x3000, 0x4000);
+        put(&m, pdpt, pd0 | PTE_P);
+        put(&m, pdpt + 3 * 8, pd3 | PTE_P);
+        // PD0[1]: virtual 2 MiB -> 2 MiB page at physical 4 MiB.
+        put(&m, pd0 + 8, 0x40_0000 | PTE_P | PTE_RW | PTE_US | PTE_PS);
+        // PD3[511] -> PT; PT[511]: the last 4 KiB of the 4 GiB space ->
+        // physical 0x7000, writable, supervisor.
+        put(&m, pd3 + 511 * 8, pt | PTE_P | PTE_RW | PTE_US);
+        put(&m, pt + 511 * 8, 0x7000 | PTE_P | PTE_RW | (1 << 63));
+        let walk = |gva, access| translate(&m, PagingMode::Pae32, pdpt, gva, access);
+        let big = walk(0x20_1234, USER_READ).unwrap();
+        assert_eq!((big.gpa, big.len_in_page), (0x40_1234, (2 << 20) - 0x1234));
+        assert!(big.user && big.writable);
+        let kernel = Access {
+            user: false,
+            write: true,
+        };
+        let top = walk(0xFFFF_FFF0, kernel).unwrap();
+        assert_eq!((top.gpa, top.len_in_page), (0x7FF0, 0x10));
+        assert_eq!(
+            walk(0xFFFF_FFF0, USER_READ),
+            Err(PagingError::NotUser(0xFFFF_FFF0))
+        );
+        assert_eq!(
+            walk(0x4000_0000, USER_READ),
+            Err(PagingError::NotPresent {
+                gva: 0x4000_0000,
+                level: 3
+            })
+        );
+        assert_eq!(
+            walk(0x40_0000, USER_READ),
+            Err(PagingError::NotPresent {
+                gva: 0x40_0000,
+                level: 2
+            })
+        );
+        assert_eq!(
+            walk(0xFFFF_E000, kernel),
+            Err(PagingError::NotPresent {
+                gva: 0xFFFF_E000,
+                level: 1
+            })
+        );
+        assert_eq!(
+            walk(1 << 32, USER_READ),
+            Err(PagingError::Beyond32Bits(1 << 32))
+        );
+        assert!(matches!(
+            translate(&m, PagingMode::Pae32, 0x4000_0000, 0, USER_READ),
+            Err(PagingError::TableOutsideMemory { .. })
+        ));
     }
 
     #[test]

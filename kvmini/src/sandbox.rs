@@ -12,12 +12,15 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::cpu::{self, Ring};
 use crate::fs::Filesystem;
 use crate::grant::{GrantError, GrantSpec, Grants};
+use crate::host::{HostCall, HostFunctions};
 use crate::hypercall::{Action, Hypercalls};
 use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
-use crate::paging::{self, PagingMode};
+use crate::modes::{self, CpuMode, ModeError};
+use crate::output::{Input, Output, Stream};
+use crate::paging::PagingMode;
 use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{self, Exit, Vcpu, VcpuError};
 use crate::view::GuestView;
@@ -48,6 +51,11 @@ pub enum SandboxError {
     /// Writing kvmini's tables into guest memory failed.
     #[error("cannot write kvmini's tables into guest memory")]
     Setup(#[from] vm_memory::GuestMemoryError),
+    /// `reset` on a sandbox that was not built reusable, or that runs its
+    /// guest at ring 0 or outside long mode (where the guest could change
+    /// CPU state a reset does not restore).
+    #[error("this sandbox cannot be reset: {0}")]
+    NotResettable(&'static str),
     /// The seccomp filter could not be installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
@@ -57,6 +65,9 @@ pub enum SandboxError {
     /// Writing the guest's output failed.
     #[error("cannot write the guest's output")]
     Output(#[from] io::Error),
+    /// The CPU mode cannot run this image or ring.
+    #[error(transparent)]
+    Mode(#[from] ModeError),
 }
 
 /// A guest image.
@@ -66,6 +77,13 @@ pub enum Image {
     Elf(Vec<u8>),
     /// A flat binary, loaded at guest physical 0 and entered at 0.
     Flat(Vec<u8>),
+}
+
+/// Where the builder gets the guest from.
+#[derive(Debug)]
+enum Source {
+    Image(Image),
+    ElfFile(std::path::PathBuf),
 }
 
 /// Everything a sandbox is built from.
@@ -90,8 +108,15 @@ pub struct Config {
     /// The handle that stops this sandbox's runs (shared with whoever
     /// wants to stop it: a signal handler, another thread).
     pub stop: StopHandle,
+    /// The CPU mode the guest starts in: long mode unless a flat image
+    /// asks for another ([`crate::modes`]).
+    pub mode: CpuMode,
     /// Run the guest on a thread confined by kvmini's seccomp filter.
     pub seccomp: bool,
+    /// The guest's arguments, read with the argv hypercall.
+    pub args: Vec<Vec<u8>>,
+    /// How guest memory is backed (huge pages, prefaulting, snapshots).
+    pub backing: memory::Backing,
 }
 
 impl Config {
@@ -107,7 +132,10 @@ impl Config {
             max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
             timeout: None,
             stop: StopHandle::new(),
+            mode: CpuMode::Long,
             seccomp: true,
+            args: Vec::new(),
+            backing: memory::Backing::default(),
         }
     }
 }
@@ -189,6 +217,9 @@ pub enum Unserved {
     },
     /// Triple fault.
     Shutdown,
+    /// A shutdown as the very first exit of a mode this host's KVM may
+    /// not run (32-bit paging on nested kvm-pvm): nothing ran.
+    ModeRefused(CpuMode),
     /// VM entry failed.
     FailEntry(u64),
     /// KVM could not handle the exit.
@@ -246,6 +277,7 @@ impl fmt::Display for Unserved {
                 "KVM_EXIT_MMIO: {} guest physical address {addr:#x}, where there is no memory",
                 if *write { "write to" } else { "read from" }
             ),
+            Unserved::ModeRefused(mode) => f.write_str(&modes::refusal_message(*mode)),
             Unserved::Shutdown => write!(
                 f,
                 "KVM_EXIT_SHUTDOWN: triple fault (an exception that could not be delivered)"
@@ -349,8 +381,324 @@ pub struct Region {
     pub end: u64,
 }
 
+/// The guest's standard streams and kvmini's warnings about it.
+struct Stdio {
+    stdin: Input,
+    stdout: Box<dyn Write + Send>,
+    stderr: Option<Box<dyn Write + Send>>,
+    warnings: Box<dyn Write + Send>,
+}
+
+/// Builds a [`Sandbox`]. Every setting has a default except the guest.
+///
+/// ```
+/// # use kvmini::sandbox::Sandbox;
+/// # use kvmini::output::{Capture, Output};
+/// # if !kvmini::kvm::available() && std::env::var_os("KVMINI_REQUIRE_KVM").is_none() {
+/// #     return Ok(());
+/// # }
+/// let kvm = kvmini::kvm::Kvm::open()?;
+/// let out = Capture::new();
+/// let mut sandbox = Sandbox::builder()
+///     .elf(kvmini::guests::HELLO.elf)
+///     .memory(8 << 20)
+///     .stdout(Output::Capture(out.clone()))
+///     .build(&kvm)?;
+/// sandbox.run()?;
+/// assert_eq!(out.contents(), b"Hello, world!\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SandboxBuilder {
+    image: Option<Source>,
+    mem_size: Option<u64>,
+    ring: Option<Ring>,
+    grants: Vec<GrantSpec>,
+    timeout: Option<Duration>,
+    max_fds: Option<u32>,
+    args: Vec<Vec<u8>>,
+    stdin: Input,
+    stdout: Output,
+    stderr: Option<Output>,
+    warnings: Output,
+    host_functions: HostFunctions,
+    trace: bool,
+    seccomp: Option<bool>,
+    stop: Option<StopHandle>,
+    backing: memory::Backing,
+}
+
+/// Errors of [`SandboxBuilder::build`] before any VM exists.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No guest was given.
+    #[error("no guest image: call elf(), elf_file() or flat()")]
+    NoImage,
+    /// The guest file could not be read.
+    #[error("cannot read guest {}", .path.display())]
+    ReadImage {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Building the sandbox failed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+impl SandboxBuilder {
+    /// The guest: a static x86_64 ELF.
+    pub fn elf(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.image = Some(Source::Image(Image::Elf(bytes.into())));
+        self
+    }
+
+    /// The guest: a static x86_64 ELF read from `path` at build time.
+    pub fn elf_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.image = Some(Source::ElfFile(path.into()));
+        self
+    }
+
+    /// The guest: a flat binary loaded and entered at guest physical 0.
+    pub fn flat(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.image = Some(Source::Image(Image::Flat(bytes.into())));
+        self
+    }
+
+    /// Guest memory in bytes (a multiple of 2 MiB, 2 MiB to 4 GiB).
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.mem_size = Some(bytes);
+        self
+    }
+
+    /// The ring the guest runs at (ELF default: 3; flat default: 0).
+    pub fn ring(mut self, ring: Ring) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// Grants host directory `host` to the guest at `guest_path` (`/` for
+    /// its root), read-only or not.
+    pub fn dir(
+        mut self,
+        host: impl Into<std::path::PathBuf>,
+        guest_path: &str,
+        read_only: bool,
+    ) -> Self {
+        self.grants.push(GrantSpec {
+            host: host.into(),
+            guest: guest_path.to_owned(),
+            read_only,
+        });
+        self
+    }
+
+    /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Most descriptors the guest may have open, 0..2 included.
+    pub fn max_fds(mut self, max: u32) -> Self {
+        self.max_fds = Some(max);
+        self
+    }
+
+    /// The guest's arguments (read with the argv hypercall).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        self.args = args.into_iter().map(|a| a.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// The guest's stdin (default: kvmini's).
+    pub fn stdin(mut self, input: Input) -> Self {
+        self.stdin = input;
+        self
+    }
+
+    /// The guest's stdout: console, printVal, display, print! and
+    /// descriptor 1 (default: kvmini's).
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// The guest's stderr, descriptor 2 (default: kvmini's).
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = Some(output);
+        self
+    }
+
+    /// kvmini's warnings about the guest's bad requests (default: stderr).
+    pub fn warnings(mut self, output: Output) -> Self {
+        self.warnings = output;
+        self
+    }
+
+    /// Registers a host function the guest calls with `host_call(id, ...)`.
+    pub fn host_function<F>(mut self, id: u32, function: F) -> Self
+    where
+        F: FnMut(&HostCall<'_>) -> Result<u64, crate::host::Errno> + Send + 'static,
+    {
+        self.host_functions.insert(id, Box::new(function));
+        self
+    }
+
+    /// One line per exit on stderr.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
+
+    /// Runs the guest under kvmini's seccomp filter (default: on).
+    pub fn seccomp(mut self, on: bool) -> Self {
+        self.seccomp = Some(on);
+        self
+    }
+
+    /// Makes the sandbox reusable: [`Sandbox::reset`] brings it back to
+    /// its state before the first run (memory is then backed by a memfd
+    /// snapshot, copy-on-write).
+    pub fn reusable(mut self, on: bool) -> Self {
+        self.backing.snapshot = on;
+        self
+    }
+
+    /// Backs guest memory with huge pages where the host has them.
+    pub fn hugepages(mut self, on: bool) -> Self {
+        self.backing.hugepages = on;
+        self
+    }
+
+    /// Touches all guest memory before the first run, so that the guest
+    /// takes no page faults later.
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.backing.prefault = on;
+        self
+    }
+
+    /// Stops the guest through this handle (default: a handle of its own,
+    /// see [`Sandbox::stop_handle`]).
+    pub fn stop_handle(mut self, handle: StopHandle) -> Self {
+        self.stop = Some(handle);
+        self
+    }
+
+    /// Creates the VM and loads the guest.
+    pub fn build(self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
+        let image = match self.image.ok_or(BuildError::NoImage)? {
+            Source::Image(image) => image,
+            Source::ElfFile(path) => match std::fs::read(&path) {
+                Ok(bytes) => Image::Elf(bytes),
+                Err(source) => return Err(BuildError::ReadImage { path, source }),
+            },
+        };
+        let mut config = Config::new(image);
+        if let Some(size) = self.mem_size {
+            config.mem_size = size;
+        }
+        config.ring = self.ring.or(config.ring);
+        config.grants.extend(self.grants);
+        config.timeout = self.timeout.or(config.timeout);
+        if let Some(max) = self.max_fds {
+            config.max_fds = max;
+        }
+        config.args = self.args;
+        config.trace |= self.trace;
+        if let Some(on) = self.seccomp {
+            config.seccomp = on;
+        }
+        if let Some(stop) = self.stop {
+            config.stop = stop;
+        }
+        config.backing = self.backing;
+        let stdio = Stdio {
+            stdin: self.stdin,
+            stdout: self.stdout.into_writer(Stream::Stdout),
+            stderr: self.stderr.map(|o| o.into_writer(Stream::Stderr)),
+            warnings: self.warnings.into_writer(Stream::Stderr),
+        };
+        Ok(Sandbox::from_parts(
+            kvm,
+            config,
+            stdio,
+            self.host_functions,
+        )?)
+    }
+}
+
+/// The vCPU state a reusable sandbox returns to.
+#[derive(Clone, Copy, Debug, Default)]
+struct PristineCpu {
+    regs: kvm_regs,
+    sregs: kvm_bindings::kvm_sregs,
+    fpu: kvm_bindings::kvm_fpu,
+}
+
+impl PristineCpu {
+    fn save(vcpu: &Vcpu) -> Result<Self, SandboxError> {
+        let fd = vcpu.fd();
+        let setup = |what| move |source| VcpuError::Setup { what, source };
+        Ok(PristineCpu {
+            regs: fd.get_regs().map_err(setup("registers"))?,
+            sregs: fd.get_sregs().map_err(setup("system registers"))?,
+            fpu: fd.get_fpu().map_err(setup("FPU state"))?,
+        })
+    }
+
+    fn restore(&self, vcpu: &mut Vcpu) -> Result<(), SandboxError> {
+        let fd = vcpu.fd();
+        let setup = |what| move |source| VcpuError::Setup { what, source };
+        fd.set_sregs(&self.sregs)
+            .map_err(setup("system registers"))?;
+        fd.set_regs(&self.regs).map_err(setup("registers"))?;
+        fd.set_fpu(&self.fpu).map_err(setup("FPU state"))?;
+        Ok(())
+    }
+}
+
+/// What [`Sandbox::reset`] needs.
+#[derive(Debug)]
+struct Reusable {
+    memory: memory::Snapshot,
+    cpu: PristineCpu,
+    mode_is_long: bool,
+}
+
+/// Allocates guest memory as `config` asks; huge pages fall back to normal
+/// pages with a warning when the host has none.
+fn allocate_memory(
+    config: &Config,
+    warnings: &mut dyn Write,
+) -> Result<(memory::GuestMemory, Option<memory::Snapshot>), SandboxError> {
+    match memory::allocate_with(config.mem_size, config.backing) {
+        Err(memory::MemoryError::Map(e)) if config.backing.hugepages => {
+            let _ = writeln!(
+                warnings,
+                "kvmini: no huge pages for guest memory ({e}); using normal pages \
+                 (reserve some with: echo N > /proc/sys/vm/nr_hugepages)"
+            );
+            let backing = memory::Backing {
+                hugepages: false,
+                ..config.backing
+            };
+            Ok(memory::allocate_with(config.mem_size, backing)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// One guest, ready to run.
 pub struct Sandbox {
+    /// Memory snapshot and vCPU state for [`Sandbox::reset`].
+    snapshot: Option<Reusable>,
     vcpu: Vcpu,
     vm: Vm,
     image: LoadedImage,
@@ -362,6 +710,7 @@ pub struct Sandbox {
     timeout: Option<Duration>,
     stop: StopHandle,
     seccomp: bool,
+    mode: CpuMode,
 }
 
 impl fmt::Debug for Sandbox {
@@ -389,12 +738,39 @@ impl Sandbox {
         stdout: Box<dyn Write + Send>,
         warnings: Box<dyn Write + Send>,
     ) -> Result<Self, SandboxError> {
+        Self::from_parts(
+            kvm,
+            config,
+            Stdio {
+                stdin: Input::Inherit,
+                stdout,
+                stderr: None,
+                warnings,
+            },
+            HostFunctions::default(),
+        )
+    }
+
+    /// A builder for a sandbox: the guest, its machine, its files, its
+    /// input and output, and the host functions it may call.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// Builds the VM from its parts (see [`Sandbox::builder`]).
+    fn from_parts(
+        kvm: &Kvm,
+        config: Config,
+        stdio: Stdio,
+        host_functions: HostFunctions,
+    ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
-        let mem = memory::allocate(config.mem_size)?;
+        let mut stdio = stdio;
+        let (mem, snapshot) = allocate_memory(&config, &mut *stdio.warnings)?;
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
-        paging::build_identity_map(&mem, &layout, flat)?;
-        cpu::write_system_tables(&mem, &layout)?;
+        modes::check(config.mode, flat, config.ring)?;
+        modes::write_tables(&mem, &layout, config.mode, flat)?;
         let image = match &config.image {
             Image::Elf(bytes) => loader::load_elf(
                 &mem,
@@ -416,19 +792,46 @@ impl Sandbox {
         let ring = config
             .ring
             .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
+        if let Some(snapshot) = &snapshot {
+            // Everything written so far: the image and kvmini's own area.
+            let image_range = (
+                image.lowest & !0xFFF,
+                image.highest.next_multiple_of(0x1000),
+            );
+            snapshot.freeze(&mem, &[image_range, (layout.system_base, layout.mem_size)])?;
+        }
         let vm = Vm::new(kvm, mem)?;
-        let vcpu = vm.create_vcpu(kvm, image.entry, layout.stack_top(), ring)?;
+        let vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
+        let pristine = match &snapshot {
+            Some(_) => Some(PristineCpu::save(&vcpu)?),
+            None => None,
+        };
         Ok(Sandbox {
             vcpu,
             vm,
             image,
             ring,
-            hypercalls: Hypercalls::new(stdout, warnings, Filesystem::new(grants, config.max_fds)),
+            snapshot: snapshot.map(|memory| Reusable {
+                memory,
+                cpu: pristine.unwrap_or_default(),
+                mode_is_long: config.mode == CpuMode::Long,
+            }),
+            hypercalls: {
+                let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+                let mut calls = Hypercalls::new(stdio.stdout, stdio.warnings, fs)
+                    .with_host_functions(host_functions)
+                    .with_argv(&config.args);
+                if let Some(stderr) = stdio.stderr {
+                    calls = calls.with_stderr(stderr);
+                }
+                calls
+            },
             trace: config.trace,
             timing: config.timing,
             flat,
             timeout: config.timeout,
             stop: config.stop,
+            mode: config.mode,
             seccomp: config.seccomp,
         })
     }
@@ -436,6 +839,26 @@ impl Sandbox {
     /// Number of guest descriptors open (0..2 included unless closed).
     pub fn open_descriptors(&self) -> usize {
         self.hypercalls.filesystem().open_count()
+    }
+
+    /// Brings the sandbox back to its state before the first run: guest
+    /// memory (only the pages touched since are dropped and re-read from
+    /// the snapshot), registers, FPU state and the descriptor table. What a
+    /// guest did in one run cannot be seen by the next.
+    pub fn reset(&mut self) -> Result<(), SandboxError> {
+        let Some(reusable) = &self.snapshot else {
+            return Err(SandboxError::NotResettable("build it with .reusable(true)"));
+        };
+        if self.ring != Ring::Three || !reusable.mode_is_long {
+            return Err(SandboxError::NotResettable(
+                "only ring-3 long-mode guests can be reset (a ring-0 guest can change MSRs)",
+            ));
+        }
+        reusable.memory.reset(self.vm.memory())?;
+        reusable.cpu.restore(&mut self.vcpu)?;
+        self.hypercalls.reset();
+        self.stop.take();
+        Ok(())
     }
 
     /// A handle that stops this sandbox's guest from another thread.
@@ -446,6 +869,11 @@ impl Sandbox {
     /// The ring the guest runs at.
     pub fn ring(&self) -> Ring {
         self.ring
+    }
+
+    /// The CPU mode the guest started in.
+    pub fn mode(&self) -> CpuMode {
+        self.mode
     }
 
     /// The loaded image.
@@ -481,6 +909,9 @@ impl Sandbox {
     /// The regions of guest physical memory, in address order.
     pub fn regions(&self) -> Vec<Region> {
         let l = self.vm.layout();
+        if self.mode != CpuMode::Long {
+            return modes::regions(self.mode, l, &self.image);
+        }
         let mut regions = Vec::new();
         if !self.flat {
             regions.push(Region {
@@ -636,7 +1067,7 @@ impl Sandbox {
                 let sregs = self.vcpu.sregs();
                 let view = GuestView::new(
                     self.vm.memory(),
-                    PagingMode::from_registers(sregs.cr0, sregs.efer),
+                    PagingMode::from_registers(sregs.cr0, sregs.cr4, sregs.efer),
                     sregs.cr3,
                     sregs.cs.dpl == 3,
                 );
@@ -672,6 +1103,9 @@ impl Sandbox {
             }
             Exit::Shutdown => {
                 stats.other_exits += 1;
+                if modes::host_may_refuse(self.mode) && stats.exits == 1 {
+                    return unserved(Unserved::ModeRefused(self.mode));
+                }
                 unserved(Unserved::Shutdown)
             }
             Exit::FailEntry { reason } => {

@@ -1,0 +1,118 @@
+//! Reusable sandboxes: `reset` brings back the state before the first run,
+//! and nothing a guest did in one run is visible in the next.
+
+mod common;
+
+use common::kvm_or_skip;
+use kvmini::cpu::Ring;
+use kvmini::output::{Capture, Output};
+use kvmini::sandbox::{Ending, Sandbox, SandboxError};
+use vm_memory::{Bytes, GuestAddress};
+
+/// A ring-3 flat guest that increments the counter at 0x1000, prints it
+/// and exits 0:
+///   mov rax, [0x1000]; inc rax; mov [0x1000], rax
+///   mov dx, 0x400; out dx, eax        ; printVal
+///   mov dx, 0x403; xor eax, eax; out dx, eax   ; exit(0)
+const COUNTER: &[u8] = &[
+    0x48, 0x8b, 0x04, 0x25, 0x00, 0x10, 0x00, 0x00, 0x48, 0xff, 0xc0, 0x48, 0x89, 0x04, 0x25, 0x00,
+    0x10, 0x00, 0x00, 0x66, 0xba, 0x00, 0x04, 0xef, 0x66, 0xba, 0x03, 0x04, 0x31, 0xc0, 0xef,
+];
+
+fn counter_sandbox(kvm: &kvmini::kvm::Kvm, out: &Capture) -> Sandbox {
+    Sandbox::builder()
+        .flat(COUNTER)
+        .ring(Ring::Three)
+        .memory(4 << 20)
+        .reusable(true)
+        .stdout(Output::Capture(out.clone()))
+        .build(kvm)
+        .expect("build")
+}
+
+fn counter(sandbox: &Sandbox) -> u64 {
+    sandbox
+        .memory()
+        .read_obj(GuestAddress(0x1000))
+        .expect("read the counter")
+}
+
+#[test]
+fn reset_restores_memory_and_registers() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let out = Capture::new();
+    let mut sandbox = counter_sandbox(&kvm, &out);
+    for _ in 0..3 {
+        let outcome = sandbox.run().expect("run");
+        assert_eq!(outcome.ending, Ending::Exited(0));
+        assert_eq!(outcome.stats.exits, 2);
+        assert_eq!(counter(&sandbox), 1);
+        sandbox.reset().expect("reset");
+        assert_eq!(counter(&sandbox), 0, "the guest's write survived reset");
+    }
+    // Every run started from the same state, so each printed 1.
+    assert_eq!(out.contents(), b"1\n1\n1\n");
+}
+
+#[test]
+fn host_writes_are_undone_too() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let out = Capture::new();
+    let mut sandbox = counter_sandbox(&kvm, &out);
+    // A write from the host side (as hypercalls make) is also private to
+    // the run.
+    sandbox
+        .memory()
+        .write_obj(41u64, GuestAddress(0x1000))
+        .expect("write");
+    sandbox.run().expect("run");
+    assert_eq!(out.contents(), b"42\n");
+    sandbox.reset().expect("reset");
+    assert_eq!(counter(&sandbox), 0);
+}
+
+#[test]
+fn descriptors_do_not_survive_reset() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sandbox = Sandbox::builder()
+        .elf(kvmini::guests::FILES.elf)
+        .dir(dir.path(), "/", false)
+        .reusable(true)
+        .stdout(Output::Null)
+        .build(&kvm)
+        .expect("build");
+    assert_eq!(sandbox.run().expect("run").ending, Ending::Exited(0));
+    sandbox.reset().expect("reset");
+    assert_eq!(sandbox.open_descriptors(), 3);
+    // The files the guest made are on the host, not in the snapshot: a
+    // second run finds /reports already there and reports the error.
+    let outcome = sandbox.run().expect("second run");
+    assert_eq!(outcome.ending, Ending::Exited(1));
+}
+
+#[test]
+fn only_reusable_ring_3_sandboxes_reset() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let mut plain = Sandbox::builder()
+        .elf(kvmini::guests::HELLO.elf)
+        .stdout(Output::Null)
+        .build(&kvm)
+        .expect("build");
+    assert!(matches!(plain.reset(), Err(SandboxError::NotResettable(_))));
+    let mut ring0 = Sandbox::builder()
+        .flat(COUNTER)
+        .reusable(true)
+        .stdout(Output::Null)
+        .build(&kvm)
+        .expect("build");
+    assert!(matches!(ring0.reset(), Err(SandboxError::NotResettable(_))));
+}
