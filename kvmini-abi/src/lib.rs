@@ -16,6 +16,7 @@
 //! | `0x0410`..`0x041F` | filesystem calls | `out` 32-bit | guest address of the call's argument block ([`fs`]) |
 //! | `0x0420` | host function call | `out` 32-bit | guest address of a [`host::HostCallArgs`] |
 //! | `0x0421` | arguments | `out` 32-bit | guest address of a [`host::ArgvArgs`] |
+//! | `0x0422` | batch | `out` 32-bit | guest address of a [`batch::BatchArgs`]: many calls, one exit |
 //!
 //! Values that do not fit in 32 bits travel as the guest address of a
 //! `#[repr(C)]` argument block; see the `IN`/`OUT` notes on each field.
@@ -81,6 +82,8 @@ pub enum Port {
     HostCall = 0x0420,
     /// The guest's arguments ([`host::ArgvArgs`]).
     Argv = 0x0421,
+    /// Several filesystem or host calls in one exit ([`batch::BatchArgs`]).
+    Batch = 0x0422,
 }
 
 /// The error for a port that no hypercall owns.
@@ -117,6 +120,7 @@ impl TryFrom<u16> for Port {
             0x041F => Port::Getdents,
             0x0420 => Port::HostCall,
             0x0421 => Port::Argv,
+            0x0422 => Port::Batch,
             other => return Err(UnknownPort(other)),
         })
     }
@@ -133,7 +137,7 @@ pub enum Direction {
 
 impl Port {
     /// Every hypercall port, in ABI order.
-    pub const ALL: [Port; 25] = [
+    pub const ALL: [Port; 26] = [
         Port::Console,
         Port::PrintVal,
         Port::GetNumExits,
@@ -159,6 +163,7 @@ impl Port {
         Port::Getdents,
         Port::HostCall,
         Port::Argv,
+        Port::Batch,
     ];
 
     /// Position of this port in [`Port::ALL`], for per-hypercall counters.
@@ -189,6 +194,7 @@ impl Port {
             Port::Getdents => 22,
             Port::HostCall => 23,
             Port::Argv => 24,
+            Port::Batch => 25,
         }
     }
 
@@ -230,7 +236,14 @@ impl Port {
             Port::Getdents => "getdents",
             Port::HostCall => "host_call",
             Port::Argv => "argv",
+            Port::Batch => "batch",
         }
+    }
+
+    /// True for the calls a batch may hold: the filesystem calls, host
+    /// function calls and argv.
+    pub const fn batchable(self) -> bool {
+        self.is_fs() || matches!(self, Port::HostCall | Port::Argv)
     }
 
     /// True for the filesystem calls, whose value is an argument block address.
@@ -239,6 +252,7 @@ impl Port {
     }
 }
 
+pub mod batch;
 pub mod errno;
 pub mod fs;
 pub mod host;
@@ -274,7 +288,7 @@ mod tests {
 
     #[test]
     fn unknown_ports_are_rejected() {
-        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0422, u16::MAX] {
+        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0423, u16::MAX] {
             assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
         }
     }

@@ -94,8 +94,8 @@ pub struct Filesystem {
 /// Whether the argument block itself could be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockStatus {
-    /// The call ran and its result is in the block.
-    Done,
+    /// The call ran and its result (also in the block) is this.
+    Done(i64),
     /// The block is not readable and writable guest memory: nothing was
     /// done; the caller reports -EFAULT another way.
     BadBlock,
@@ -164,7 +164,7 @@ impl Filesystem {
                 };
                 let at = block + offset_of!($ty, result) as u64;
                 Ok(match view.write_obj(at, result) {
-                    Ok(()) => BlockStatus::Done,
+                    Ok(()) => BlockStatus::Done(result),
                     Err(_) => BlockStatus::BadBlock,
                 })
             }};
@@ -193,7 +193,7 @@ impl Filesystem {
             Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
                 .rename(view, a)),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
-            _ => Ok(BlockStatus::Done),
+            _ => Ok(BlockStatus::Done(-i64::from(kvmini_abi::errno::EINVAL))),
         }
     }
 

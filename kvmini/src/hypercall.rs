@@ -8,6 +8,8 @@ use kvmini_abi::Port;
 
 use std::mem::offset_of;
 
+use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
+use kvmini_abi::errno;
 use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
@@ -43,6 +45,8 @@ pub struct Hypercalls {
     host_functions: HostFunctions,
     /// The guest's arguments, each followed by its NUL.
     argv: Vec<u8>,
+    /// The checked entries of the batch being run (kept to reuse its space).
+    batch_entries: Vec<(Port, u64)>,
 }
 
 impl std::fmt::Debug for Hypercalls {
@@ -69,6 +73,7 @@ impl Hypercalls {
             fs,
             host_functions: HostFunctions::default(),
             argv: Vec::new(),
+            batch_entries: Vec::new(),
         }
     }
 
@@ -120,85 +125,121 @@ impl Hypercalls {
                 self.stdout.flush()?;
                 return Ok(Action::Halt);
             }
-            fs_call if fs_call.is_fs() => {
-                let stderr = match self.stderr.as_mut() {
-                    Some(stderr) => &mut **stderr,
-                    None => &mut *self.warnings,
-                };
-                let mut stdio = StdioSinks {
-                    stdout: &mut *self.stdout,
-                    stderr,
-                };
-                let gva = u64::from(value);
-                if self.fs.call(fs_call, gva, view, &mut stdio)? == BlockStatus::BadBlock {
-                    self.stdout.flush()?;
-                    writeln!(
-                        self.warnings,
-                        "kvmini: {}: argument block at {gva:#x} is not writable guest memory; -EFAULT in RAX",
-                        fs_call.name()
-                    )?;
-                    let efault = -i64::from(kvmini_abi::errno::EFAULT);
-                    return Ok(Action::ResumeWithRax(u64::from_ne_bytes(
-                        efault.to_ne_bytes(),
-                    )));
+            Port::Batch => return self.batch(u64::from(value), view),
+            call if call.batchable() => {
+                let block = u64::from(value);
+                if self.call_block(call, block, view)?.is_none() {
+                    return self.bad_block(call, block);
                 }
             }
-            Port::HostCall => return self.host_call(u64::from(value), view),
-            Port::Argv => return self.argv(u64::from(value), view),
             // Served by the run loop, which has the registers.
             _ => {}
         }
         Ok(Action::Resume)
     }
 
-    /// Calls a host function; its result goes back into the block.
-    fn host_call(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
-        let Ok(args) = view.read_obj::<HostCallArgs>(block) else {
-            return self.bad_block(Port::HostCall, block);
-        };
-        let result = self.host_functions.call(&args, view);
-        self.write_result(
-            Port::HostCall,
-            block + offset_of!(HostCallArgs, result) as u64,
-            result,
-            view,
-        )
-    }
-
-    /// Copies the guest's arguments into its buffer if they fit; the result
-    /// is the size they need.
-    fn argv(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
-        let Ok(args) = view.read_obj::<ArgvArgs>(block) else {
-            return self.bad_block(Port::Argv, block);
-        };
-        let need = self.argv.len() as u64;
-        let result = if args.len < need {
-            i64::try_from(need).unwrap_or(i64::MAX)
-        } else {
-            match view.write_bytes(args.buf, &self.argv) {
-                Ok(()) => i64::try_from(need).unwrap_or(i64::MAX),
-                Err(_) => -i64::from(kvmini_abi::errno::EFAULT),
-            }
-        };
-        self.write_result(
-            Port::Argv,
-            block + offset_of!(ArgvArgs, result) as u64,
-            result,
-            view,
-        )
-    }
-
-    fn write_result(
+    /// Runs one call whose argument block is at `block`: its result, or
+    /// `None` when the block is not readable and writable guest memory.
+    fn call_block(
         &mut self,
         port: Port,
-        at: u64,
-        result: i64,
+        block: u64,
         view: &GuestView<'_>,
-    ) -> io::Result<Action> {
+    ) -> io::Result<Option<i64>> {
+        if port.is_fs() {
+            let stderr = match self.stderr.as_mut() {
+                Some(stderr) => &mut **stderr,
+                None => &mut *self.warnings,
+            };
+            let mut stdio = StdioSinks {
+                stdout: &mut *self.stdout,
+                stderr,
+            };
+            return Ok(match self.fs.call(port, block, view, &mut stdio)? {
+                BlockStatus::Done(result) => Some(result),
+                BlockStatus::BadBlock => None,
+            });
+        }
+        let (result, at) = match port {
+            Port::HostCall => {
+                let Ok(args) = view.read_obj::<HostCallArgs>(block) else {
+                    return Ok(None);
+                };
+                let result = self.host_functions.call(&args, view);
+                (result, block + offset_of!(HostCallArgs, result) as u64)
+            }
+            Port::Argv => {
+                let Ok(args) = view.read_obj::<ArgvArgs>(block) else {
+                    return Ok(None);
+                };
+                // The arguments are copied only if all of them fit; the
+                // result is always the size they need.
+                let need = i64::try_from(self.argv.len()).unwrap_or(i64::MAX);
+                let result = if args.len < self.argv.len() as u64 {
+                    need
+                } else {
+                    match view.write_bytes(args.buf, &self.argv) {
+                        Ok(()) => need,
+                        Err(_) => -i64::from(errno::EFAULT),
+                    }
+                };
+                (result, block + offset_of!(ArgvArgs, result) as u64)
+            }
+            _ => return Ok(Some(-i64::from(errno::EINVAL))),
+        };
+        Ok(view.write_obj(at, result).ok().map(|()| result))
+    }
+
+    /// Runs a batch: every entry is checked first, then each call runs in
+    /// order with its result in its own block; the batch's result is the
+    /// number of calls run.
+    fn batch(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
+        let Ok(args) = view.read_obj::<BatchArgs>(block) else {
+            return self.bad_block(Port::Batch, block);
+        };
+        let result = match self.load_batch(&args, view) {
+            Err(errno) => -i64::from(errno),
+            Ok(()) => {
+                let entries = std::mem::take(&mut self.batch_entries);
+                let mut ran = 0i64;
+                for &(port, call_block) in &entries {
+                    ran += 1;
+                    // A call whose block is unusable failed with EFAULT.
+                    let result = self
+                        .call_block(port, call_block, view)?
+                        .unwrap_or(-i64::from(errno::EFAULT));
+                    if result < 0 && args.flags & BATCH_STOP_ON_ERROR != 0 {
+                        break;
+                    }
+                }
+                self.batch_entries = entries;
+                ran
+            }
+        };
+        let at = block + offset_of!(BatchArgs, result) as u64;
         match view.write_obj(at, result) {
             Ok(()) => Ok(Action::Resume),
-            Err(_) => self.bad_block(port, at),
+            Err(_) => self.bad_block(Port::Batch, block),
         }
+    }
+
+    /// Reads and checks a batch's entries into `batch_entries`.
+    fn load_batch(&mut self, args: &BatchArgs, view: &GuestView<'_>) -> Result<(), i32> {
+        if args.count > BATCH_MAX || args.flags & !BATCH_STOP_ON_ERROR != 0 {
+            return Err(errno::EINVAL);
+        }
+        self.batch_entries.clear();
+        let size = std::mem::size_of::<BatchEntry>() as u64;
+        for i in 0..u64::from(args.count) {
+            let at = args.entries.checked_add(i * size).ok_or(errno::EFAULT)?;
+            let entry = view.read_obj::<BatchEntry>(at).map_err(|_| errno::EFAULT)?;
+            let port = Port::try_from(entry.port).map_err(|_| errno::EINVAL)?;
+            if !port.batchable() {
+                return Err(errno::EINVAL);
+            }
+            self.batch_entries.push((port, entry.block));
+        }
+        Ok(())
     }
 
     /// An argument block the guest cannot read or write: a warning, and
