@@ -388,3 +388,89 @@ fn help_and_version_succeed() {
     );
     assert_eq!(text(&version.stderr), "");
 }
+
+#[test]
+fn segment_beyond_mem() {
+    // A valid static ELF whose one segment sits at 32 MiB, run with 4 MiB.
+    let mut elf = elf64_header(ET_EXEC, EM_X86_64, 1);
+    elf.extend(elf64_phdr(
+        PT_LOAD,
+        5,
+        [0, 0x200_0000, 0x200_0000, 120, 0x1000, 0x1000],
+    ));
+    // The entry must be inside the executable segment.
+    elf[24..32].copy_from_slice(&0x200_0000u64.to_le_bytes());
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = dir.path().join("guest.elf");
+    fs::write(&guest, &elf).expect("write the guest");
+    let line = kvmini_error(&output(kvmini().args(["run", "--mem", "4M"]).arg(&guest)));
+    assert_eq!(
+        line,
+        "kvmini: segment 0x2000000..0x2001000 does not fit in guest memory: allowed 0x100000..0x3f0000 (raise --mem)"
+    );
+}
+
+/// `kvmini run ARGS... GUEST` on an existing (unused) file: the options are
+/// checked before the image and before KVM is opened.
+fn option_error(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = dir.path().join("guest.elf");
+    fs::write(&guest, b"unused").expect("write the guest");
+    kvmini_error(&output(kvmini().arg("run").args(args).arg(&guest)))
+}
+
+#[test]
+fn dir_that_does_not_exist() {
+    assert_eq!(
+        option_error(&["--dir", "/nonexistent/kvmini-dir"]),
+        "kvmini: --dir /nonexistent/kvmini-dir: no such directory"
+    );
+}
+
+#[test]
+fn dir_that_is_a_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").expect("write");
+    let spec = file.to_str().expect("utf-8 path").to_owned();
+    assert_eq!(
+        option_error(&["--dir", &spec]),
+        format!("kvmini: --dir {spec}: not a directory")
+    );
+}
+
+#[test]
+fn dir_with_a_relative_guest_path() {
+    assert_eq!(
+        option_error(&["--dir", "/tmp:data"]),
+        "kvmini: --dir /tmp:data: no such directory"
+    );
+    assert_eq!(
+        option_error(&["--dir", ":/data"]),
+        "kvmini: --dir :/data: the guest path must be absolute, like /data"
+    );
+}
+
+#[test]
+fn bad_timeouts() {
+    for bad in ["-1", "0", "abc", "5x"] {
+        assert_eq!(
+            option_error(&["--timeout", bad]),
+            format!(
+                "kvmini: invalid duration \"{bad}\": expected a positive number with a unit, e.g. 500ms, 5s, 2m, 1h"
+            )
+        );
+    }
+}
+
+#[test]
+fn max_fds_out_of_range() {
+    let line = option_error(&["--max-fds", "2"]);
+    assert!(
+        line.starts_with("kvmini: invalid value '2' for '--max-fds <N>'"),
+        "{line}"
+    );
+}
