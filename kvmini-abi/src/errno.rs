@@ -36,6 +36,8 @@ pub const ENOSPC: i32 = 28;
 pub const ESPIPE: i32 = 29;
 /// Read-only file system.
 pub const EROFS: i32 = 30;
+/// Result out of range (a buffer too small for the answer).
+pub const ERANGE: i32 = 34;
 /// File name too long.
 pub const ENAMETOOLONG: i32 = 36;
 /// Function not implemented.
@@ -68,6 +70,7 @@ pub const fn name(errno: i32) -> &'static str {
         ENOSPC => "ENOSPC",
         ESPIPE => "ESPIPE",
         EROFS => "EROFS",
+        ERANGE => "ERANGE",
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",
         ENOTEMPTY => "ENOTEMPTY",

@@ -69,6 +69,7 @@ errno_consts!(
     ENOSPC,
     ESPIPE,
     EROFS,
+    ERANGE,
     ENAMETOOLONG,
     ENOSYS,
     ENOTEMPTY,

@@ -3,7 +3,9 @@
 //! A guest is a `#![no_std]`, `#![no_main]` binary that names its main
 //! function with [`entry!`]; it is linked as a static ELF with the script
 //! this crate exports (see the README's "Writing a Rust guest").
-//! Files in the host directories granted with `--dir` are in [`fs`].
+//! Files in the host directories granted with `--dir` are in [`fs`], the
+//! guest's arguments in [`env`](mod@env), and calls to functions of the
+//! program that embeds kvmini in [`host`].
 //!
 //! ```ignore
 //! #![no_std]
@@ -17,7 +19,9 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod env;
 pub mod fs;
+pub mod host;
 pub mod hypercall;
 mod print;
 mod runtime;

@@ -40,6 +40,19 @@ pub const FILES: BuiltinGuest = BuiltinGuest {
     needs_dir: true,
 };
 
+/// `kvstore`: a key-value store kept by the embedding program, reached
+/// through host functions 1 = `set(key_ptr, key_len, val_ptr, val_len)`,
+/// 2 = `get(key_ptr, key_len, out_ptr, out_len)` (the value's length, or
+/// -ENOENT) and 3 = `count()`. Not in [`ALL`]: the CLI registers no host
+/// functions (`kvmini/examples/host_function.rs` does).
+pub const KVSTORE: BuiltinGuest = BuiltinGuest {
+    name: "kvstore",
+    summary: "a key-value store in the embedding program, through host functions \
+              1 = set(key, value), 2 = get(key, out) -> length or -ENOENT, 3 = count()",
+    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/kvstore")),
+    needs_dir: false,
+};
+
 /// Every built-in guest, in demo-tour order.
 pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS, FILES];
 

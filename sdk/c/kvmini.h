@@ -227,6 +227,7 @@ typedef unsigned int mode_t;
 #define ENOSPC       28
 #define ESPIPE       29
 #define EROFS        30
+#define ERANGE       34
 #define ENAMETOOLONG 36
 #define ENOSYS       38
 #define ENOTEMPTY    39
@@ -552,6 +553,105 @@ int memcmp(const void *a, const void *b, size_t n)
             return p[i] < q[i] ? -1 : 1;
     }
     return 0;
+}
+
+/*
+ * Host functions and arguments. The blocks mirror kvmini-abi/src/host.rs;
+ * each call is one `out` of the block's address, so one VM exit.
+ */
+#define KVMINI_PORT_HOST_CALL 0x0420
+#define KVMINI_PORT_ARGV      0x0421
+#define KVMINI_HOST_CALL_ARGS 6
+
+struct kvmini_host_call_args {
+    uint32_t id;
+    uint32_t reserved;
+    uint64_t args[KVMINI_HOST_CALL_ARGS];
+    int64_t result;
+};
+struct kvmini_argv_args {
+    uint64_t buf;
+    uint64_t len;
+    int64_t result;
+};
+_Static_assert(sizeof(struct kvmini_host_call_args) == 64, "HostCallArgs");
+_Static_assert(sizeof(struct kvmini_argv_args) == 24, "ArgvArgs");
+
+/*
+ * Calls host function `id`, which the program embedding kvmini registered
+ * (SandboxBuilder::host_function): its value (>= 0), or -errno: -ENOSYS
+ * when no function has this id, -EOVERFLOW when it returned more than
+ * INT64_MAX, -EFAULT (from kvmini's accessors) when a pointer argument is
+ * not guest memory the host function may use. Pointers travel as
+ * integers: KVMINI_ADDR(p).
+ */
+static inline long kvmini_host_call(uint32_t id, uint64_t a0, uint64_t a1,
+                                    uint64_t a2, uint64_t a3, uint64_t a4,
+                                    uint64_t a5)
+{
+    struct kvmini_host_call_args a = {.id = id,
+                                      .args = {a0, a1, a2, a3, a4, a5},
+                                      .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_HOST_CALL, &a);
+    return (long)a.result;
+}
+
+/* host_call's worker: v[0] is the id, v[1..6] the arguments. */
+static inline long kvmini_host_call_array(
+    const uint64_t v[KVMINI_HOST_CALL_ARGS + 1])
+{
+    return kvmini_host_call((uint32_t)v[0], v[1], v[2], v[3], v[4], v[5],
+                            v[6]);
+}
+
+/*
+ * host_call(id), host_call(id, a0), ... host_call(id, a0, ..., a5): the
+ * arguments not given are zero (they fill an array initializer, so a
+ * seventh is an "excess elements" diagnostic). No variadic function is
+ * involved: with -O2 this is the same code as kvmini_host_call.
+ */
+#define host_call(...)                                                      \
+    kvmini_host_call_array(                                                 \
+        (const uint64_t[KVMINI_HOST_CALL_ARGS + 1]){__VA_ARGS__})
+
+/*
+ * The guest's arguments (argv): kvmini copies them into buf, each followed
+ * by its NUL, only if all of them fit in len bytes; the result is always
+ * the size they need (or -errno), so kvmini_argv(0, 0) asks for the size.
+ * `kvmini run GUEST -- a b` gives "GUEST" (the path as given), "a", "b";
+ * an embedding program sets them with SandboxBuilder::args (none by
+ * default).
+ */
+static inline long kvmini_argv(char *buf, size_t len)
+{
+    struct kvmini_argv_args a = {
+        .buf = KVMINI_ADDR(buf), .len = len, .result = -ENOSYS};
+    kvmini_fs_call(KVMINI_PORT_ARGV, &a);
+    return (long)a.result;
+}
+
+/*
+ * Splits the `size` bytes that kvmini_argv copied to buf into argv[0..max)
+ * and returns the number of arguments (which may be more than max: only the
+ * first max are stored). argv[i] points into buf.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static inline int kvmini_split_args(char *buf, long size, char **argv,
+                                    int max)
+{
+    int argc = 0;
+    long start = 0;
+    for (long i = 0; i < size; i++) {
+        if (buf[i] == '\0') {
+            if (argc < max)
+                argv[argc] = buf + start;
+            argc++;
+            start = i + 1;
+        }
+    }
+    return argc;
 }
 
 #endif /* KVMINI_H */
