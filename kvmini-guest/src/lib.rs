@@ -19,6 +19,7 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod env;
 pub mod fs;
 pub mod host;

@@ -12,18 +12,19 @@ use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use kvmini_abi::errno::{
-    EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, EROFS, ESPIPE,
-    EXDEV,
+    EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, EROFS,
+    ESPIPE, EXDEV,
 };
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
-    O_ACCMODE, O_CREAT, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR, SEEK_END, SEEK_SET,
+    O_ACCMODE, O_CREAT, O_EXCL, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR, SEEK_END,
+    SEEK_SET,
 };
 use kvmini_abi::Port;
 use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
 use vm_memory::ByteValued;
 
-use crate::grant::{Grants, Resolved};
+use crate::grant::{Grants, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
 use crate::output::Input;
 use crate::view::{GuestView, ViewError};
@@ -253,6 +254,10 @@ impl Filesystem {
         }
         let slot = self.lowest_free()?;
         let resolved = self.grants.resolve(path)?;
+        // A path that must be a directory cannot be created as a file.
+        if resolved.trailing.is_dir() && args.flags & O_CREAT != 0 {
+            return Err(EISDIR);
+        }
         let writes = args.flags & O_ACCMODE != O_RDONLY || args.flags & O_TRUNC != 0;
         let flags = OFlags::from_bits_retain(args.flags);
         // Linux ignores the mode without O_CREAT; openat2 refuses one, so it
@@ -266,10 +271,14 @@ impl Filesystem {
             if writes {
                 return Err(EROFS);
             }
-            // O_CREAT on a read-only grant opens an existing file and
-            // refuses only to create one.
-            match resolved.open(flags & !OFlags::CREATE & !OFlags::EXCL, mode) {
+            // O_CREAT on a read-only grant opens an existing file (EEXIST
+            // with O_EXCL, as a read-only mount gives) and refuses only to
+            // create one.
+            match resolved.open(flags & !OFlags::CREATE & !OFlags::EXCL, Mode::empty()) {
                 Err(ENOENT) if args.flags & O_CREAT != 0 => return Err(EROFS),
+                Ok(_) if args.flags & O_CREAT != 0 && args.flags & O_EXCL != 0 => {
+                    return Err(EEXIST)
+                }
                 other => other?,
             }
         } else {
@@ -476,6 +485,21 @@ impl Filesystem {
     fn path_call(&mut self, view: &GuestView<'_>, port: Port, args: &PathArgs) -> CallResult {
         Self::read_path(view, args.path, &mut self.path)?;
         let resolved = self.writable(&self.path)?;
+        match (port, resolved.trailing) {
+            // `rmdir("d/.")`: Linux refuses to remove a directory by ".".
+            (Port::Rmdir, Trailing::Dot) => return Err(EINVAL),
+            // `unlink("x/")`: EISDIR for a directory, ENOTDIR for a file.
+            (Port::Unlink, t) if t.is_dir() => {
+                resolved.is_directory()?;
+                return Err(EISDIR);
+            }
+            // `mkdir("d/.")` names "d" itself, which must then exist.
+            (Port::Mkdir, Trailing::Dot) => {
+                resolved.is_directory()?;
+                return Err(EEXIST);
+            }
+            _ => {}
+        }
         let (dir, name) = match resolved.parent_and_name() {
             Err(EBUSY) if port == Port::Mkdir => return Err(EEXIST),
             other => other?,
@@ -500,6 +524,13 @@ impl Filesystem {
         let new = self.writable(&self.path2)?;
         if !std::ptr::eq(old.grant, new.grant) {
             return Err(EXDEV);
+        }
+        if old.trailing == Trailing::Dot || new.trailing == Trailing::Dot {
+            return Err(EBUSY);
+        }
+        // A trailing slash on either side: the source must be a directory.
+        if old.trailing.is_dir() || new.trailing.is_dir() {
+            old.is_directory()?;
         }
         let (old_dir, old_name) = old.parent_and_name()?;
         let (new_dir, new_name) = new.parent_and_name()?;

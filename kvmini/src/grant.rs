@@ -111,6 +111,41 @@ pub struct Resolved<'a> {
     pub grant: &'a Grant,
     /// Components below the grant's directory (empty: the directory itself).
     pub rest: Vec<Vec<u8>>,
+    /// How the guest's path ended: a trailing `/` or `.` means "directory"
+    /// to Linux, which normalization alone would forget.
+    pub trailing: Trailing,
+}
+
+/// The end of a guest path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trailing {
+    /// A name (`a/b`).
+    #[default]
+    Name,
+    /// A slash (`a/b/`): the path must name a directory.
+    Slash,
+    /// A final `.` (`a/b/.`, `.`): a directory, and not one that can be
+    /// removed or renamed through this name.
+    Dot,
+}
+
+impl Trailing {
+    /// How `path` ends.
+    pub fn of(path: &[u8]) -> Self {
+        let last = path.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+        if last == b"." {
+            Trailing::Dot
+        } else if path.ends_with(b"/") && path.iter().any(|&b| b != b'/') {
+            Trailing::Slash
+        } else {
+            Trailing::Name
+        }
+    }
+
+    /// True unless the path ends in a plain name.
+    pub fn is_dir(self) -> bool {
+        self != Trailing::Name
+    }
 }
 
 impl Resolved<'_> {
@@ -119,9 +154,27 @@ impl Resolved<'_> {
         join(&self.rest)
     }
 
-    /// Opens the path beneath the grant.
+    /// Opens the path beneath the grant (as a directory only, when the
+    /// path ended in `/` or `.`).
     pub fn open(&self, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+        let flags = if self.trailing.is_dir() {
+            flags | OFlags::DIRECTORY
+        } else {
+            flags
+        };
         open_beneath(&self.grant.dir, &self.relative(), flags, mode)
+    }
+
+    /// True when the path names an existing directory; the errno of the
+    /// lookup otherwise (ENOTDIR for a file).
+    pub fn is_directory(&self) -> Result<(), i32> {
+        open_beneath(
+            &self.grant.dir,
+            &self.relative(),
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .map(drop)
     }
 
     /// Splits off the last component: the parent directory (opened
@@ -242,6 +295,7 @@ impl Grants {
         Ok(Resolved {
             grant,
             rest: components[grant.guest.len()..].to_vec(),
+            trailing: Trailing::of(path),
         })
     }
 }
@@ -267,6 +321,17 @@ mod tests {
         let g = GrantSpec::parse("dir:/a/../b/").unwrap();
         assert_eq!(g.guest, "/b");
         assert!(GrantSpec::parse(":/x").is_err());
+    }
+
+    #[test]
+    fn trailing_slashes_and_dots_are_kept() {
+        assert_eq!(Trailing::of(b"a/b"), Trailing::Name);
+        assert_eq!(Trailing::of(b"a/b/"), Trailing::Slash);
+        assert_eq!(Trailing::of(b"a/b//"), Trailing::Slash);
+        assert_eq!(Trailing::of(b"a/."), Trailing::Dot);
+        assert_eq!(Trailing::of(b"."), Trailing::Dot);
+        assert_eq!(Trailing::of(b"/"), Trailing::Name);
+        assert_eq!(Trailing::of(b"a/.."), Trailing::Name);
     }
 
     #[test]

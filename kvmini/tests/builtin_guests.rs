@@ -211,6 +211,7 @@ open /no-such-file: -2 (ENOENT)
 create the existing /notes.txt with O_EXCL: -17 (EEXIST)
 open /../../etc/passwd: -2 (ENOENT) (.. stops at the granted root)
 rmdir /reports: -39 (ENOTEMPTY)
+batch: 8 writes, 40 bytes to /batch.txt, in 1 exit
 ";
 
 #[test]
@@ -236,6 +237,8 @@ fn files_guest_leaves_its_files_on_the_host() {
         std::fs::read_to_string(dir.path().join("reports/squares.txt")).expect("squares.txt");
     assert_eq!(squares.lines().nth(2), Some("3 squared is 9"));
     assert!(!dir.path().join("squares.txt").exists());
+    let batch = std::fs::read_to_string(dir.path().join("batch.txt")).expect("batch.txt");
+    assert_eq!(batch, "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\n");
     // Every descriptor the guest opened was closed by the guest itself.
     assert_eq!(done.sandbox.open_descriptors(), 3);
 }
@@ -250,7 +253,7 @@ fn files_demo_shows_the_result_on_disk_and_cleans_up() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains(FILES_STDOUT), "{stdout}");
     assert!(
-        stdout.contains("  notes.txt (71 bytes)\n  reports/\n  reports/squares.txt (77 bytes)\n"),
+        stdout.contains("  batch.txt (40 bytes)\n  notes.txt (71 bytes)\n  reports/\n  reports/squares.txt (77 bytes)\n"),
         "{stdout}"
     );
     let dir = stdout

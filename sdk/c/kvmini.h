@@ -333,16 +333,75 @@ _Static_assert(sizeof(struct kvmini_path_args) == 24, "PathArgs");
 _Static_assert(sizeof(struct kvmini_rename_args) == 24, "RenameArgs");
 
 /*
+ * Batches: several filesystem or host calls in one exit (port 0x0422).
+ * Fill an array of entries (each a call's port and the address of its
+ * usual argument block) and submit it; every call's result lands in its own
+ * block, and kvmini_submit returns how many calls ran, or -errno if the
+ * batch itself is bad (then none ran). Mirrors kvmini-abi's batch module.
+ */
+#define KVMINI_PORT_BATCH 0x0422
+#define KVMINI_BATCH_STOP_ON_ERROR 1u
+#define KVMINI_BATCH_MAX 4096u
+
+struct kvmini_batch_entry {
+    uint16_t port;        /* IN  */
+    uint16_t reserved[3];
+    uint64_t block;       /* IN: address of the call's argument block */
+};
+
+struct kvmini_batch_args {
+    uint64_t entries; /* IN: address of the entry array */
+    uint32_t count;   /* IN */
+    uint32_t flags;   /* IN: KVMINI_BATCH_STOP_ON_ERROR or 0 */
+    int64_t result;   /* OUT: calls run, or -errno */
+};
+
+_Static_assert(sizeof(struct kvmini_batch_entry) == 16, "BatchEntry");
+_Static_assert(sizeof(struct kvmini_batch_args) == 24, "BatchArgs");
+
+static inline long kvmini_submit(struct kvmini_batch_entry *entries,
+                                 uint32_t count, uint32_t flags)
+{
+    struct kvmini_batch_args a = {.entries = (uint64_t)(uintptr_t)entries,
+                                  .count = count,
+                                  .flags = flags,
+                                  .result = -ENOSYS};
+    __asm__ volatile("outl %0, %1"
+                     :
+                     : "a"((uint32_t)(uintptr_t)&a), "Nd"(KVMINI_PORT_BATCH)
+                     : "memory");
+    return (long)a.result;
+}
+
+/* Sets entry `i` to the call on `port` with argument block `block`. */
+static inline void kvmini_batch_set(struct kvmini_batch_entry *entries,
+                                    uint32_t i, uint16_t port, void *block)
+{
+    entries[i].port = port;
+    entries[i].reserved[0] = entries[i].reserved[1] = entries[i].reserved[2] = 0;
+    entries[i].block = (uint64_t)(uintptr_t)block;
+}
+
+/*
  * One filesystem hypercall. The block's address escapes into the asm and
  * the "memory" clobber makes the compiler store the block before the `out`
- * and reload `result` (and any buffer kvmini filled) after it.
+ * and reload `result` (and any buffer kvmini filled) after it. Defining
+ * KVMINI_BATCH_EACH_CALL before including this header sends every call
+ * through the batch path instead (a batch of one), which must give the
+ * same results.
  */
 static inline void kvmini_fs_call(uint16_t port, void *block)
 {
+#ifdef KVMINI_BATCH_EACH_CALL
+    struct kvmini_batch_entry entry[1];
+    kvmini_batch_set(entry, 0, port, block);
+    (void)kvmini_submit(entry, 1, 0);
+#else
     __asm__ volatile("outl %0, %1"
                      :
                      : "a"((uint32_t)(uintptr_t)block), "Nd"(port)
                      : "memory");
+#endif
 }
 
 #define KVMINI_ADDR(p) ((uint64_t)(uintptr_t)(p))

@@ -7,7 +7,10 @@
 
 use core::fmt::Write;
 
+use kvmini_guest::batch::Batch;
+use kvmini_guest::fs::sys::IoArgs;
 use kvmini_guest::fs::{self, File, OpenOptions, SeekFrom};
+use kvmini_guest::hypercall::get_num_exits;
 use kvmini_guest::{print, println};
 
 kvmini_guest::entry!(main);
@@ -112,6 +115,21 @@ fn demo() -> fs::Result<()> {
     );
     let not_empty = fs::remove_dir(c"/reports");
     println!("rmdir /reports: {}", outcome(not_empty));
+    // Eight writes in one exit: a batch.
+    let log = File::create(c"/batch.txt")?;
+    let lines: [&[u8]; 8] = [
+        b"one\n", b"two\n", b"three\n", b"four\n", b"five\n", b"six\n", b"seven\n", b"eight\n",
+    ];
+    let mut blocks = [IoArgs::default(); 8];
+    let mut batch = Batch::<8>::new();
+    for (block, line) in blocks.iter_mut().zip(lines) {
+        batch.write(block, log.as_raw_fd(), line)?;
+    }
+    let before = get_num_exits();
+    let ran = batch.submit(true)?;
+    let exits = get_num_exits() - before - 1;
+    let written: i64 = blocks.iter().map(|b| b.result).sum();
+    println!("batch: {ran} writes, {written} bytes to /batch.txt, in {exits} exit");
     notes.sync_all()?;
     Ok(())
 }
