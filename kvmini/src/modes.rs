@@ -32,10 +32,23 @@
 //! the first MiB and a little more ([`REAL_MODE_REACH`]); it needs no
 //! tables, and its stack is below 64 KiB ([`REAL_MODE_STACK`]).
 //!
-//! No mode here has an interrupt table: the IDT limit is 0, so an
-//! exception cannot be delivered and ends the run as a triple fault
-//! (`KVM_EXIT_SHUTDOWN`). kvmini's exception reports are a long-mode
-//! feature.
+//! kvmini installs no exception handlers in these modes (its exception
+//! reports are a long-mode feature). The 32-bit modes get an IDT limit
+//! of 0, so an exception cannot be delivered and ends the run as a triple
+//! fault (`KVM_EXIT_SHUTDOWN`). Real mode keeps its interrupt vector
+//! table at 0 (IDTR base 0, limit 0x3FF, as at reset): an exception jumps
+//! through the 4-byte vector at 4 × its number, which is in the flat
+//! image's first KiB, so an image that may fault brings its own vectors
+//! (the hello does not fault). A limit of 0 would not stop this
+//! everywhere: nested KVM through kvm-pvm emulates real-mode exceptions
+//! and delivers them through the table at 0 whatever the limit.
+//!
+//! Not every host's KVM runs every mode. Nested KVM through kvm-pvm runs
+//! real mode and protected mode (emulated, at ring 0) but neither 32-bit
+//! paging mode: it ends such a guest with `KVM_EXIT_SHUTDOWN` before its
+//! first instruction, even with these very tables. kvmini reports a
+//! shutdown as the first exit of a paged32 or pae32 guest as the host's
+//! refusal ([`host_may_refuse`], [`refusal_message`]), exit status 126.
 //!
 //! Hypercalls that take a guest address (`display`) translate it the way
 //! the guest's CPU does ([`crate::paging::PagingMode::from_registers`]):
@@ -153,10 +166,15 @@ pub fn check(mode: CpuMode, flat: bool, ring: Option<Ring>) -> Result<(), ModeEr
 /// reaches it. A flat image longer than 0x7000 bytes overlaps it and must
 /// set up its own stack.
 pub const REAL_MODE_STACK: u64 = 0x7000;
-/// Real mode addresses (segment × 16 + offset) reach the first MiB and
-/// 64 KiB more: a flat image loads as in the other modes (anywhere below
-/// kvmini's area), but real-mode code reaches only this much of it.
+/// Real mode addresses (segment × 16 + offset, at most 0xFFFF × 16 +
+/// 0xFFFF) end here, 16 bytes short of 1 MiB + 64 KiB. A flat image loads
+/// as in the other modes (anywhere below kvmini's area), but real-mode
+/// code reaches only this much of it.
 pub const REAL_MODE_REACH: u64 = 0x10_FFF0;
+
+/// Real mode's IDTR limit: 256 vectors of 4 bytes (segment:offset) from
+/// address 0, the interrupt vector table.
+pub const REAL_MODE_IVT_LIMIT: u16 = 0x3FF;
 
 /// The 32-bit code segment selector (GDT entry 1).
 pub const CODE32_SELECTOR: u16 = 0x08;
@@ -311,8 +329,12 @@ pub fn sregs(mut sregs: kvm_sregs, layout: &Layout, mode: CpuMode, ring: Ring) -
         CpuMode::Real => (0, 0),
         _ => (layout.gdt(), 3 * 8 - 1),
     };
-    // No IDT: an exception is a triple fault.
-    (sregs.idt.base, sregs.idt.limit) = (0, 0);
+    // Real mode: the interrupt vector table at 0. The 32-bit modes: no
+    // IDT, so an exception is a triple fault.
+    (sregs.idt.base, sregs.idt.limit) = match mode {
+        CpuMode::Real => (0, REAL_MODE_IVT_LIMIT),
+        _ => (0, 0),
+    };
     sregs.cr3 = cr3(mode, layout);
     sregs.cr0 = match mode {
         CpuMode::Real => CR0_ET,
@@ -574,7 +596,9 @@ pub fn describe(mode: CpuMode, layout: &Layout, entry: u64) -> Vec<String> {
     ));
     lines.push(match mode {
         CpuMode::Real => {
-            "  no GDT, no page tables; IDT limit 0 (an exception is a triple fault)".to_owned()
+            "  no GDT, no page tables; IDTR base 0x0, limit 0x3ff: the interrupt vector table, \
+             in the image's first KiB (kvmini installs no vectors)"
+                .to_owned()
         }
         _ => format!(
             "  GDT at {:#x}, limit {:#x}: null, 32-bit code {CODE32_SELECTOR:#x}, 32-bit data {DATA32_SELECTOR:#x}; \
@@ -610,7 +634,7 @@ mod tests {
 
     #[test]
     fn the_paged_modes_identity_map_all_of_memory() {
-        for size in [2 << 20, 6 << 20, 64 << 20, (1 << 30) + (2 << 20)] {
+        for size in [2 << 20, 6 << 20, 64 << 20, (1 << 30) + (2 << 20), 4 << 30] {
             let mem = memory::allocate(size).unwrap();
             let layout = Layout::new(size);
             for mode in [CpuMode::Paged32, CpuMode::Pae32] {
@@ -663,7 +687,8 @@ mod tests {
             CpuMode::Paged32,
             CpuMode::Pae32,
         ] {
-            assert_eq!(s(mode).idt.limit, 0);
+            let limit = if mode == CpuMode::Real { 0x3FF } else { 0 };
+            assert_eq!((s(mode).idt.base, s(mode).idt.limit), (0, limit));
             let regs = entry_regs(mode, 0, &layout, Ring::Zero);
             assert_eq!((regs.rip, regs.rflags), (0, 2));
         }

@@ -424,6 +424,7 @@ pub struct SandboxBuilder {
     host_functions: HostFunctions,
     trace: bool,
     timing: bool,
+    mode: Option<CpuMode>,
     seccomp: Option<bool>,
     stop: Option<StopHandle>,
     backing: memory::Backing,
@@ -471,6 +472,13 @@ impl SandboxBuilder {
     /// Guest memory in bytes (a multiple of 2 MiB, 2 MiB to 4 GiB).
     pub fn memory(mut self, bytes: u64) -> Self {
         self.mem_size = Some(bytes);
+        self
+    }
+
+    /// The CPU mode of a flat image (default: long mode; the others run at
+    /// ring 0).
+    pub fn mode(mut self, mode: CpuMode) -> Self {
+        self.mode = Some(mode);
         self
     }
 
@@ -621,6 +629,9 @@ impl SandboxBuilder {
         }
         config.args = self.args;
         config.trace |= self.trace;
+        if let Some(mode) = self.mode {
+            config.mode = mode;
+        }
         config.timing |= self.timing;
         if let Some(on) = self.seccomp {
             config.seccomp = on;

@@ -1,0 +1,617 @@
+//! The classic CPU modes (`--mode`): the built-in flat hello of each mode,
+//! the `display` hypercall from 16- and 32-bit code, `--verbose`'s
+//! register setup, and the refusals.
+//!
+//! Some hosts' KVM cannot run 32-bit paging: nested KVM through kvm-pvm
+//! ends such a guest with `KVM_EXIT_SHUTDOWN` before its first
+//! instruction. To tell that from a kvmini bug, a probe here builds a tiny
+//! VM of its own with kvm-ioctls, without kvmini, and runs two
+//! instructions under the same kind of paging. When the probe gets a
+//! shutdown, the test checks that kvmini reports the refusal instead.
+
+mod common;
+
+use common::{by_hypercall, kvm_or_skip, kvmini_output, run_config, text, Finished};
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::VcpuExit;
+use kvmini::cpu::Ring;
+use kvmini::kvm::Kvm;
+use kvmini::layout::Layout;
+use kvmini::memory::MEM_DEFAULT;
+use kvmini::modes::{self, CpuMode};
+use kvmini::sandbox::{Config, Ending, Image, Unserved, STATUS_GUEST_FAULT};
+use kvmini_abi::Port;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// The layout of every guest here (default memory size).
+const LAYOUT: Layout = Layout::new(MEM_DEFAULT);
+
+/// The two kinds of 32-bit paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paging32 {
+    /// Two-level, 4 MiB pages (CR4.PSE): what `--mode paged32` uses.
+    NonPae,
+    /// Three-level PAE, 2 MiB pages (CR4.PAE): what `--mode pae32` uses.
+    Pae,
+}
+
+impl Paging32 {
+    fn mode(self) -> CpuMode {
+        match self {
+            Paging32::NonPae => CpuMode::Paged32,
+            Paging32::Pae => CpuMode::Pae32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Paging32::NonPae => "32-bit non-PAE paging",
+            Paging32::Pae => "32-bit PAE paging",
+        }
+    }
+}
+
+/// Whether this host's KVM runs 32-bit code under `paging`: a VM built here
+/// with kvm-ioctls alone (no kvmini code), 4 MiB of memory, an identity
+/// map of the first 4 MiB (non-PAE) or 2 MiB (PAE) with one large page,
+/// flat 32-bit segments, and two instructions at 0: `nop; hlt`. `true` when
+/// it halts, `false` when KVM ends it with `KVM_EXIT_SHUTDOWN`; anything
+/// else fails the test.
+fn host_runs(kvm: &Kvm, paging: Paging32) -> bool {
+    const SIZE: usize = 4 << 20;
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), SIZE)]).expect("4 MiB");
+    mem.write_slice(&[0x90, 0xF4], GuestAddress(0)) // nop; hlt
+        .expect("code");
+    let (cr3, cr4) = match paging {
+        Paging32::NonPae => {
+            // Page directory at 0x1000: entry 0 = a 4 MiB page at 0 (P, RW, PS).
+            mem.write_obj(0x83u32, GuestAddress(0x1000)).expect("PD");
+            (0x1000, 1 << 4) // CR4.PSE
+        }
+        Paging32::Pae => {
+            // PDPT at 0x1000 -> page directory at 0x2000: entry 0 = a
+            // 2 MiB page at 0 (P, RW, PS).
+            mem.write_obj(0x2001u64, GuestAddress(0x1000))
+                .expect("PDPT");
+            mem.write_obj(0x83u64, GuestAddress(0x2000)).expect("PD");
+            (0x1000, 1 << 5) // CR4.PAE
+        }
+    };
+    let handle = kvm.handle();
+    let vm = handle.create_vm().expect("probe VM");
+    let host = mem.get_host_address(GuestAddress(0)).expect("host address") as u64;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: SIZE as u64,
+        userspace_addr: host,
+    };
+    // SAFETY: the region is `mem`'s one mapping, which lives until the end
+    // of this function, after `vm` (declared later, so dropped first).
+    unsafe { vm.set_user_memory_region(region) }.expect("probe memory");
+    let mut vcpu = vm.create_vcpu(0).expect("probe vCPU");
+    let cpuid = handle
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .expect("supported CPUID");
+    vcpu.set_cpuid2(&cpuid).expect("probe CPUID");
+    let mut sregs = vcpu.get_sregs().expect("probe sregs");
+    let flat = |selector, type_| kvm_segment {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    sregs.cs = flat(0x08, 0xB);
+    sregs.ds = flat(0x10, 0x3);
+    sregs.es = sregs.ds;
+    sregs.ss = sregs.ds;
+    sregs.cr3 = cr3;
+    sregs.cr4 = cr4;
+    sregs.cr0 = (1 << 31) | (1 << 4) | 1; // PG, ET, PE
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs).expect("probe sregs");
+    vcpu.set_regs(&kvm_regs {
+        rip: 0,
+        rsp: 0x3000,
+        rflags: 2,
+        ..Default::default()
+    })
+    .expect("probe regs");
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => true,
+        Ok(VcpuExit::Shutdown) => false,
+        other => panic!("the {} probe ended with {other:?}", paging.name()),
+    }
+}
+
+/// `host_runs`, or `None` (skipped) without KVM.
+fn probe(paging: Paging32) -> Option<bool> {
+    let kvm = kvm_or_skip()?;
+    let runs = host_runs(&kvm, paging);
+    if !runs {
+        eprintln!(
+            "skipping: this host's KVM cannot run {} (probe got KVM_EXIT_SHUTDOWN)",
+            paging.name()
+        );
+    }
+    Some(runs)
+}
+
+/// Runs the flat `image` in `mode` through the library.
+fn run_mode(kvm: &Kvm, mode: CpuMode, image: &[u8]) -> Finished {
+    let mut config = Config::new(Image::Flat(image.to_vec()));
+    config.mode = mode;
+    run_config(kvm, config)
+}
+
+/// Checks a finished classic hello: its output, 14 console exits and one
+/// `hlt`, 42 in (E)AX and at guest physical 0x400, RIP past the `hlt`.
+fn assert_hello(run: &Finished, image: &[u8]) {
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 15);
+    assert_eq!(
+        (stats.io_exits, stats.hlt_exits, stats.other_exits),
+        (14, 1, 0)
+    );
+    assert_eq!(stats.by_hypercall, by_hypercall(&[(Port::Console, 14)]));
+    assert_eq!(run.outcome.regs.rax, 42);
+    assert_eq!(run.outcome.regs.rip, image.len() as u64);
+    let answer: u64 = run
+        .sandbox
+        .memory()
+        .read_obj(GuestAddress(0x400))
+        .expect("0x400 is guest memory");
+    assert_eq!(answer, 42);
+}
+
+/// Checks that kvmini reported the host's refusal of `mode`: the first and
+/// only exit a shutdown, nothing printed, status 126.
+fn assert_refused(run: &Finished, mode: CpuMode) {
+    assert_eq!(
+        run.outcome.ending,
+        Ending::Unserved(Unserved::ModeRefused(mode))
+    );
+    assert_eq!(run.outcome.ending.status(), STATUS_GUEST_FAULT);
+    assert_eq!(run.stdout, b"");
+    assert_eq!(
+        (run.outcome.stats.exits, run.outcome.stats.other_exits),
+        (1, 1)
+    );
+}
+
+/// The one-line report of the binary when the host refuses `mode`.
+fn refusal_line(mode: CpuMode) -> String {
+    format!("kvmini: {}\n", modes::refusal_message(mode))
+}
+
+/// Runs `kvmini ARGS`, checks its status, and returns (stdout, stderr).
+fn kvmini_status(args: &[&str], status: i32) -> (String, String) {
+    let out = kvmini_output(args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(status),
+        "kvmini {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
+#[test]
+fn real_mode_hello() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = run_mode(&kvm, CpuMode::Real, modes::HELLO_REAL);
+    assert_eq!(run.sandbox.mode(), CpuMode::Real);
+    assert_eq!(run.sandbox.ring(), Ring::Zero);
+    assert_hello(&run, modes::HELLO_REAL);
+}
+
+#[test]
+fn protected_mode_hello() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = run_mode(&kvm, CpuMode::Protected, modes::HELLO_32);
+    assert_eq!(run.sandbox.mode(), CpuMode::Protected);
+    assert_hello(&run, modes::HELLO_32);
+}
+
+/// The hello of a paged 32-bit mode: the full check where the probe runs,
+/// the refusal (library and binary) where it gets a shutdown.
+fn paged_hello(paging: Paging32) {
+    let Some(host_runs) = probe(paging) else {
+        return;
+    };
+    let Some(kvm) = kvm_or_skip() else { return };
+    let mode = paging.mode();
+    let run = run_mode(&kvm, mode, modes::HELLO_32);
+    if host_runs {
+        assert_hello(&run, modes::HELLO_32);
+        return;
+    }
+    assert_refused(&run, mode);
+    let (stdout, stderr) = kvmini_status(
+        &["demo", "hello", "--mode", mode.name()],
+        i32::from(STATUS_GUEST_FAULT),
+    );
+    assert_eq!(stdout, "");
+    assert_eq!(stderr, refusal_line(mode));
+}
+
+#[test]
+fn paged32_hello_or_the_hosts_refusal() {
+    paged_hello(Paging32::NonPae);
+}
+
+#[test]
+fn pae32_hello_or_the_hosts_refusal() {
+    paged_hello(Paging32::Pae);
+}
+
+#[test]
+fn refusal_message_names_the_mode_the_cause_and_what_works() {
+    let paged = modes::refusal_message(CpuMode::Paged32);
+    for part in [
+        "this host's KVM refused to run --mode paged32",
+        "KVM_EXIT_SHUTDOWN before the first instruction completed (0 exits served)",
+        "--mode pae32 or --mode long",
+    ] {
+        assert!(paged.contains(part), "{paged}");
+    }
+    let pae = modes::refusal_message(CpuMode::Pae32);
+    assert!(pae.contains("refused to run --mode pae32"), "{pae}");
+    assert!(pae.contains("--mode long works instead"), "{pae}");
+    assert_eq!(Unserved::ModeRefused(CpuMode::Paged32).to_string(), paged);
+}
+
+#[test]
+fn long_mode_is_the_default_and_unchanged() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    assert_eq!(Config::new(Image::Flat(vec![0xF4])).mode, CpuMode::Long);
+    // The 64-bit classic hello, as a flat image in long mode.
+    #[rustfmt::skip]
+    let hello64 = [
+        &[0x66, 0xBA, 0xE9, 0x00][..],               // mov dx, 0xE9
+        &b"Hello, world!\n".iter().flat_map(|&c| [0xB0, c, 0xEE]).collect::<Vec<u8>>(),
+                                                     // mov al, c; out dx, al
+        &[0x48, 0xC7, 0x04, 0x25, 0x00, 0x04, 0x00, 0x00,
+          0x2A, 0x00, 0x00, 0x00],                   // mov qword [0x400], 42
+        &[0xB8, 0x2A, 0x00, 0x00, 0x00],             // mov eax, 42
+        &[0xF4],                                     // hlt
+    ]
+    .concat();
+    let run = run_mode(&kvm, CpuMode::Long, &hello64);
+    assert_hello(&run, &hello64);
+    // `demo hello --mode long` is the ring-3 Rust hello, as without --mode.
+    let plain = kvmini_status(&["demo", "hello"], 0);
+    let long = kvmini_status(&["demo", "hello", "--mode", "long"], 0);
+    assert_eq!(plain, ("Hello, world!\n".to_owned(), String::new()));
+    assert_eq!(long, plain);
+    let (_, verbose) = kvmini_status(&["demo", "hello", "--mode", "long", "--verbose"], 0);
+    assert!(
+        verbose.contains("kvmini: vCPU: 64-bit long mode, ring 3,"),
+        "{verbose}"
+    );
+}
+
+#[test]
+fn every_mode_through_the_binary() {
+    let Some(_) = kvm_or_skip() else { return };
+    let Some(non_pae) = probe(Paging32::NonPae) else {
+        return;
+    };
+    let Some(pae) = probe(Paging32::Pae) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for mode in CpuMode::ALL {
+        let hello = match modes::hello(mode) {
+            Some(image) => image,
+            None => continue,
+        };
+        let path = dir.path().join(format!("{mode}.bin"));
+        std::fs::write(&path, hello).expect("write the image");
+        let runs = match mode {
+            CpuMode::Paged32 => non_pae,
+            CpuMode::Pae32 => pae,
+            _ => true,
+        };
+        let path = path.to_str().expect("UTF-8 temp path");
+        for args in [
+            vec!["run", "--flat", path, "--mode", mode.name(), "--stats"],
+            vec!["demo", "hello", "--mode", mode.name(), "--stats"],
+        ] {
+            if runs {
+                let (stdout, stderr) = kvmini_status(&args, 0);
+                assert_eq!(stdout, "Hello, world!\n", "{args:?}");
+                assert!(
+                    stderr.contains("kvmini: 15 exits: io 14, hlt 1, mmio 0, other 0;"),
+                    "{args:?}: {stderr}"
+                );
+                assert!(
+                    stderr.contains("kvmini: final rip=")
+                        && stderr.contains(" rax=0x2a (42), status 0"),
+                    "{args:?}: {stderr}"
+                );
+            } else {
+                let (stdout, stderr) = kvmini_status(&args, i32::from(STATUS_GUEST_FAULT));
+                assert_eq!(stdout, "");
+                assert!(stderr.starts_with(&refusal_line(mode)), "{stderr}");
+            }
+        }
+    }
+}
+
+#[test]
+fn verbose_shows_each_modes_registers() {
+    let Some(_) = kvm_or_skip() else { return };
+    let cases: [(CpuMode, &[&str]); 4] = [
+        (
+            CpuMode::Real,
+            &[
+                "kvmini: vCPU: 16-bit real mode (--mode real), ring 0, CS:IP = 0x0:0x0 (entry), SS:SP = 0x0:0x7000\n",
+                "kvmini:   CR0 = 0x10 (ET), CR4 = 0, EFER = 0\n",
+                "kvmini:   CS = 0x0 (base 0x0, limit 0xffff, 16-bit code, DPL 0), \
+                 DS = ES = FS = GS = SS = 0x0 (base 0x0, limit 0xffff, 16-bit data, DPL 0)\n",
+                "no GDT, no page tables; IDTR base 0x0, limit 0x3ff: the interrupt vector table",
+            ],
+        ),
+        (
+            CpuMode::Protected,
+            &[
+                "kvmini: vCPU: 32-bit protected mode without paging (--mode protected), ring 0, EIP = 0x0 (entry), ESP = ",
+                "kvmini:   CR0 = 0x11 (PE|ET), CR4 = 0, EFER = 0\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0), \
+                 DS = ES = FS = GS = SS = 0x10 (base 0x0, limit 0xffffffff, 32-bit data, DPL 0)\n",
+                "GDT at 0x3ff8000, limit 0x17: null, 32-bit code 0x8, 32-bit data 0x10",
+            ],
+        ),
+        (
+            CpuMode::Paged32,
+            &[
+                "kvmini:   CR0 = 0x80000011 (PE|ET|PG), CR4 = 0x10 (PSE), EFER = 0, CR3 = 0x3ff0000 (page directory)\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0)",
+                "4 MiB pages (PS), identity-mapped",
+                "page directory (CR3), 4 MiB pages",
+            ],
+        ),
+        (
+            CpuMode::Pae32,
+            &[
+                "kvmini:   CR0 = 0x80000011 (PE|ET|PG), CR4 = 0x20 (PAE), EFER = 0, CR3 = 0x3ff0000 (PDPT)\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0)",
+                "page tables: PDPT at 0x3ff0000, page directories from 0x3ff2000, 2 MiB pages (PS)",
+                "PDPT (CR3)",
+            ],
+        ),
+    ];
+    for (mode, expected) in cases {
+        // The setup is printed before the run, whether the host runs it or not.
+        let out = kvmini_output(&["demo", "hello", "--mode", mode.name(), "--verbose"]);
+        let stderr = text(&out.stderr);
+        for line in expected {
+            assert!(
+                stderr.contains(line),
+                "--mode {mode}: {line:?} not in\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("64-bit long mode"), "{stderr}");
+    }
+}
+
+/// `mov dx, 0x402` (display), then `display(address)` for each address,
+/// then `hlt`; 32-bit code.
+fn display_32(addresses: &[u32]) -> Vec<u8> {
+    let mut code = vec![0x66, 0xBA, 0x02, 0x04]; // mov dx, 0x402
+    for address in addresses {
+        code.push(0xB8); // mov eax, address
+        code.extend_from_slice(&address.to_le_bytes());
+        code.push(0xEF); // out dx, eax
+    }
+    code.push(0xF4); // hlt
+    code
+}
+
+/// Where a string appended to `code` at `at` (or the end) will be.
+fn string_at(code: &mut Vec<u8>, at: usize, s: &[u8]) -> u32 {
+    code.resize(code.len().max(at), 0x90);
+    code.extend_from_slice(s);
+    u32::try_from(at).expect("small image")
+}
+
+#[test]
+fn display_from_protected_mode_is_identity() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // The code's length does not depend on the addresses in it.
+    let len = display_32(&[0, 0]).len();
+    let end = u32::try_from(MEM_DEFAULT).expect("64 MiB fits");
+    let mut code = display_32(&[u32::try_from(len).expect("small"), end]);
+    string_at(&mut code, len, b"32-bit, no paging\n\0");
+    let run = run_mode(&kvm, CpuMode::Protected, &code);
+    assert_eq!(run.stdout_text(), "32-bit, no paging\n");
+    assert_eq!(
+        run.warnings_text(),
+        "kvmini: display(0x4000000) ignored: address 0x4000000 maps to 0x4000000, outside guest memory\n"
+    );
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[(Port::Display, 2)])
+    );
+    assert_eq!(run.outcome.stats.exits, 3);
+}
+
+#[test]
+fn display_from_real_mode_takes_a_linear_address() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // 16-bit code: the 32-bit operand-size prefix (0x66) for the address.
+    #[rustfmt::skip]
+    let mut code = vec![
+        0xBA, 0x02, 0x04,                         // mov dx, 0x402
+        0x66, 0xB8, 0x00, 0x00, 0x00, 0x00,       // mov eax, (the string)
+        0x66, 0xEF,                               // out dx, eax
+        0xF4,                                     // hlt
+    ];
+    let at = string_at(&mut code, 0x20, b"16-bit\n\0");
+    code[5..9].copy_from_slice(&at.to_le_bytes());
+    let run = run_mode(&kvm, CpuMode::Real, &code);
+    assert_eq!(run.stdout_text(), "16-bit\n");
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    assert_eq!(run.outcome.stats.exits, 2);
+}
+
+/// A paged 32-bit guest that maps virtual 200 MiB (0x0C80_0000) to
+/// physical 0 with one large page in kvmini's own directory, reloads CR3,
+/// and displays its string through both addresses: the second goes
+/// through the page walk, not through the identity map.
+fn remapping_display(paging: Paging32) -> (Vec<u8>, &'static str) {
+    const VIRTUAL: u32 = 0x0C80_0000;
+    let pde = match paging {
+        // One 4-byte entry per 4 MiB in the page directory at CR3.
+        Paging32::NonPae => LAYOUT.pml4() + u64::from(VIRTUAL >> 22) * 4,
+        // One 8-byte entry per 2 MiB in the first GiB's page directory.
+        Paging32::Pae => LAYOUT.pd(0) + u64::from(VIRTUAL >> 21) * 8,
+    };
+    let pde = u32::try_from(pde).expect("below 4 GiB");
+    let mut code = vec![0xC7, 0x05]; // mov dword [pde], 0x83 (P, RW, PS; base 0)
+    code.extend_from_slice(&pde.to_le_bytes());
+    code.extend_from_slice(&0x83u32.to_le_bytes());
+    code.extend_from_slice(&[0x0F, 0x20, 0xD8]); // mov eax, cr3
+    code.extend_from_slice(&[0x0F, 0x22, 0xD8]); // mov cr3, eax (flush the TLB)
+    let text = "through the page tables\n";
+    let at = 0x40;
+    code.extend_from_slice(&display_32(&[at, VIRTUAL + at]));
+    let mut terminated = text.as_bytes().to_vec();
+    terminated.push(0);
+    string_at(&mut code, at as usize, &terminated);
+    (code, text)
+}
+
+fn paged_display(paging: Paging32) {
+    let Some(host_runs) = probe(paging) else {
+        return;
+    };
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (code, text) = remapping_display(paging);
+    let run = run_mode(&kvm, paging.mode(), &code);
+    if !host_runs {
+        assert_refused(&run, paging.mode());
+        return;
+    }
+    assert_eq!(run.stdout_text(), text.repeat(2));
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[(Port::Display, 2)])
+    );
+}
+
+#[test]
+fn display_from_pae32_walks_the_pae_tables() {
+    paged_display(Paging32::Pae);
+}
+
+#[test]
+fn display_from_paged32_walks_the_two_level_tables() {
+    paged_display(Paging32::NonPae);
+}
+
+/// Checks that kvmini refuses `args` with status 125 and one line.
+fn refused(args: &[&str]) -> String {
+    let (stdout, stderr) = kvmini_status(args, 125);
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn modes_other_than_long_take_flat_images_at_ring_0() {
+    assert_eq!(
+        refused(&["demo", "hello", "--mode", "real", "--ring", "3"]),
+        "kvmini: --ring 3 needs --mode long: in --mode real the guest runs at ring 0 \
+         (leave --ring out, or give --ring 0)\n"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("hello.bin");
+    std::fs::write(&image, modes::HELLO_32).expect("write the image");
+    let image = image.to_str().expect("UTF-8 temp path");
+    assert_eq!(
+        refused(&["run", "--flat", image, "--mode", "pae32", "--ring", "3"]),
+        "kvmini: --ring 3 needs --mode long: in --mode pae32 the guest runs at ring 0 \
+         (leave --ring out, or give --ring 0)\n"
+    );
+    assert_eq!(
+        refused(&["run", image, "--mode", "protected"]),
+        "kvmini: --mode protected runs flat images only (run --flat IMAGE): \
+         ELF guests are 64-bit and run in long mode\n"
+    );
+    assert_eq!(
+        refused(&["demo", "hypercalls", "--mode", "real"]),
+        "kvmini: --mode real: only the hello demo has a built-in image for this mode \
+         (kvmini demo hello --mode real)\n"
+    );
+    let bad = refused(&["demo", "hello", "--mode", "v86"]);
+    assert!(
+        bad.contains("invalid value 'v86' for '--mode <MODE>'"),
+        "{bad}"
+    );
+    // The library refuses the same.
+    let Some(kvm) = kvm_or_skip() else { return };
+    let mut config = Config::new(Image::Flat(modes::HELLO_REAL.to_vec()));
+    config.mode = CpuMode::Real;
+    config.ring = Some(Ring::Three);
+    let error = kvmini::sandbox::Sandbox::new(&kvm, config).expect_err("ring 3 is refused");
+    assert_eq!(
+        error.to_string(),
+        modes::ModeError::RingThree(CpuMode::Real).to_string()
+    );
+}
+
+#[test]
+fn real_mode_exceptions_vector_through_the_image() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // Vector 6 (invalid opcode) at 6 * 4 = 0x18: segment 0, offset 0x40.
+    let mut code = vec![0x0F, 0x0B]; // ud2
+    code.resize(0x18, 0x90);
+    code.extend_from_slice(&[0x40, 0x00, 0x00, 0x00]); // 0000:0040
+    code.resize(0x40, 0x90);
+    #[rustfmt::skip]
+    code.extend_from_slice(&[
+        0xB0, b'E',       // mov al, 'E'
+        0xE6, 0xE9,       // out 0xE9, al
+        0xF4,             // hlt
+    ]);
+    let run = run_mode(&kvm, CpuMode::Real, &code);
+    assert_eq!(run.stdout_text(), "E");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    assert_eq!(run.outcome.stats.exits, 2);
+    // The CPU pushed FLAGS, CS and IP (the `ud2`'s own address) on the
+    // stack at 0:0x7000.
+    let ip: u16 = run
+        .sandbox
+        .memory()
+        .read_obj(GuestAddress(modes::REAL_MODE_STACK - 6))
+        .expect("the stack is guest memory");
+    assert_eq!(ip, 0);
+}
+
+#[test]
+fn a_32_bit_exception_is_a_triple_fault() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = run_mode(&kvm, CpuMode::Protected, &[0x0F, 0x0B]); // ud2
+    assert_eq!(run.outcome.ending, Ending::Unserved(Unserved::Shutdown));
+    assert_eq!(run.outcome.ending.status(), STATUS_GUEST_FAULT);
+    assert_eq!(run.outcome.stats.exits, 1);
+}
