@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod builder;
 pub mod cli;
 pub mod cpu;
 pub mod fs;
@@ -44,6 +45,7 @@ pub mod layout;
 pub mod loader;
 pub mod memory;
 pub mod modes;
+pub mod outcome;
 pub mod output;
 pub mod paging;
 pub mod sandbox;

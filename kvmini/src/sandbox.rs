@@ -12,26 +12,19 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::cpu::{self, Ring};
 use crate::fs::Filesystem;
 use crate::grant::{GrantError, GrantSpec, Grants};
-use crate::host::{HostCall, HostFunctions};
+use crate::host::HostFunctions;
 use crate::hypercall::{Action, Hypercalls};
 use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
-use crate::output::{Input, Output, Stream};
+use crate::output::Input;
 use crate::paging::PagingMode;
 use crate::stop::{StopHandle, StopReason};
-use crate::vcpu::{self, Exit, Vcpu, VcpuError};
+use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::view::GuestView;
 use crate::vm::{Vm, VmError};
-
-/// Exit status for kvmini's own errors (bad arguments, bad guest image, no KVM).
-pub const STATUS_KVMINI_ERROR: u8 = 125;
-/// Exit status when the guest crashed or made an exit kvmini does not serve.
-pub const STATUS_GUEST_FAULT: u8 = 126;
-/// Exit status when the guest ran past its time limit.
-pub const STATUS_TIMEOUT: u8 = 124;
 
 /// Errors that stop a sandbox from being built or run (never the guest's fault).
 #[derive(Debug, thiserror::Error)]
@@ -77,13 +70,6 @@ pub enum Image {
     Elf(Vec<u8>),
     /// A flat binary, loaded at guest physical 0 and entered at 0.
     Flat(Vec<u8>),
-}
-
-/// Where the builder gets the guest from.
-#[derive(Debug)]
-enum Source {
-    Image(Image),
-    ElfFile(std::path::PathBuf),
 }
 
 /// Everything a sandbox is built from.
@@ -140,235 +126,11 @@ impl Config {
     }
 }
 
-/// A crash reported by kvmini's exception handlers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Crash {
-    /// Exception vector.
-    pub vector: u8,
-    /// Error code the CPU pushed (0 when it pushes none).
-    pub error_code: u64,
-    /// Faulting instruction.
-    pub rip: u64,
-    /// Stack pointer at the fault.
-    pub rsp: u64,
-    /// Ring the guest was in.
-    pub ring: u8,
-    /// Faulting address of a page fault.
-    pub cr2: u64,
-}
-
-impl fmt::Display for Crash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "guest crashed: {}", cpu::exception_name(self.vector))?;
-        if self.vector == 14 {
-            let e = self.error_code;
-            let what = if e & 0x10 != 0 {
-                "executing"
-            } else if e & 0x2 != 0 {
-                "writing"
-            } else {
-                "reading"
-            };
-            let why = if e & 1 == 0 {
-                "not mapped"
-            } else {
-                "not allowed"
-            };
-            write!(f, " {what} {:#x} ({why})", self.cr2)?;
-        } else if self.error_code != 0 {
-            write!(f, " (error code {:#x})", self.error_code)?;
-        }
-        write!(f, " at rip {:#x} (ring {})", self.rip, self.ring)
-    }
-}
-
-/// An exit kvmini does not serve.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Unserved {
-    /// An I/O port no hypercall owns.
-    UnknownPort {
-        /// The port.
-        port: u16,
-        /// `in` or `out`.
-        direction: Direction,
-        /// Access size.
-        size: u8,
-    },
-    /// A hypercall port used with the wrong direction or size, or with
-    /// string I/O that KVM batched into one exit.
-    BadAccess {
-        /// The hypercall.
-        port: Port,
-        /// `in` or `out`.
-        direction: Direction,
-        /// Access size.
-        size: u8,
-        /// Repeat count.
-        count: u32,
-    },
-    /// A write to the exception port that did not come from kvmini's handlers.
-    ForgedException,
-    /// Access to guest-physical memory that does not exist.
-    Mmio {
-        /// The address.
-        addr: u64,
-        /// Write or read.
-        write: bool,
-    },
-    /// Triple fault.
-    Shutdown,
-    /// A shutdown as the very first exit of a mode this host's KVM may
-    /// not run (32-bit paging on nested kvm-pvm): nothing ran.
-    ModeRefused(CpuMode),
-    /// VM entry failed.
-    FailEntry(u64),
-    /// KVM could not handle the exit.
-    InternalError {
-        /// KVM's sub-code.
-        suberror: u32,
-        /// The ring the guest was in.
-        ring: u8,
-    },
-    /// Any other KVM exit.
-    Other(u32),
-}
-
-impl fmt::Display for Unserved {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dir = |d: &Direction| match d {
-            Direction::In => "in",
-            Direction::Out => "out",
-        };
-        match self {
-            Unserved::UnknownPort {
-                port,
-                direction,
-                size,
-            } => write!(
-                f,
-                "KVM_EXIT_IO: {}-byte `{}` on port {port:#x}, which no hypercall owns",
-                size,
-                dir(direction)
-            ),
-            Unserved::BadAccess {
-                port,
-                direction,
-                size,
-                count,
-            } => {
-                let (want_dir, want_size) = port.access();
-                write!(
-                    f,
-                    "KVM_EXIT_IO: {size}-byte `{}`{} on port {:#x} ({}), which takes only {want_size}-byte `{}`",
-                    dir(direction),
-                    if *count > 1 { " (string I/O)" } else { "" },
-                    *port as u16,
-                    port.name(),
-                    dir(&want_dir)
-                )
-            }
-            Unserved::ForgedException => write!(
-                f,
-                "KVM_EXIT_IO: guest code wrote to the exception port {:#x}, which only kvmini's handlers may use",
-                Port::Exception as u16
-            ),
-            Unserved::Mmio { addr, write } => write!(
-                f,
-                "KVM_EXIT_MMIO: {} guest physical address {addr:#x}, where there is no memory",
-                if *write { "write to" } else { "read from" }
-            ),
-            Unserved::ModeRefused(mode) => f.write_str(&modes::refusal_message(*mode)),
-            Unserved::Shutdown => write!(
-                f,
-                "KVM_EXIT_SHUTDOWN: triple fault (an exception that could not be delivered)"
-            ),
-            Unserved::FailEntry(reason) => write!(
-                f,
-                "KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest (reason {reason:#x})"
-            ),
-            Unserved::InternalError { suberror, ring } => {
-                write!(f, "KVM_EXIT_INTERNAL_ERROR (suberror {suberror}): KVM could not handle an exit")?;
-                if *ring == 0 {
-                    write!(
-                        f,
-                        "; at ring 0 on nested KVM (kvm-pvm) guest code runs in KVM's instruction emulator, \
-                         which has no SSE arithmetic: run the guest at ring 3 (--ring 3)"
-                    )?;
-                }
-                Ok(())
-            }
-            Unserved::Other(reason) => write!(
-                f,
-                "{} (exit reason {reason})",
-                vcpu::exit_reason_name(*reason)
-            ),
-        }
-    }
-}
-
-/// How a guest run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// The guest called `exit(code)`.
-    Exited(u32),
-    /// `hlt` at ring 0, or the `halt` hypercall.
-    Halted,
-    /// A CPU exception in the guest.
-    Crashed(Crash),
-    /// An exit kvmini does not serve.
-    Unserved(Unserved),
-    /// Stopped at its time limit.
-    TimedOut(Duration),
-    /// Stopped because kvmini received this signal.
-    Stopped(i32),
-}
-
-impl Ending {
-    /// The process exit status kvmini reports for this ending.
-    pub fn status(&self) -> u8 {
-        match self {
-            Ending::Exited(code) => code.to_le_bytes()[0],
-            Ending::Halted => 0,
-            Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
-            Ending::TimedOut(_) => STATUS_TIMEOUT,
-            Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
-        }
-    }
-}
-
-/// Counters and timings of one run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Exits caused by the guest (what `getNumExits` reports).
-    pub exits: u64,
-    /// I/O exits.
-    pub io_exits: u64,
-    /// HLT exits.
-    pub hlt_exits: u64,
-    /// MMIO exits.
-    pub mmio_exits: u64,
-    /// Other exits (shutdown, errors).
-    pub other_exits: u64,
-    /// Returns from KVM_RUN caused by a signal, not by the guest.
-    pub interruptions: u64,
-    /// Exits by hypercall, indexed like [`Port::ALL`].
-    pub by_hypercall: [u64; Port::ALL.len()],
-    /// Time inside KVM_RUN (only with `Config::timing`).
-    pub guest_time: Duration,
-    /// Time in kvmini between exits (only with `Config::timing`).
-    pub vmm_time: Duration,
-}
-
-/// The result of [`Sandbox::run`].
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// How the guest ended.
-    pub ending: Ending,
-    /// Counters and timings.
-    pub stats: Stats,
-    /// General registers at the end.
-    pub regs: kvm_regs,
-}
+pub use crate::builder::{BuildError, SandboxBuilder};
+pub use crate::outcome::{
+    format_regs, Crash, Ending, Outcome, Stats, Unserved, STATUS_GUEST_FAULT, STATUS_KVMINI_ERROR,
+    STATUS_TIMEOUT,
+};
 
 /// One region of the memory map, for `--verbose`.
 #[derive(Clone, Debug)]
@@ -382,277 +144,11 @@ pub struct Region {
 }
 
 /// The guest's standard streams and kvmini's warnings about it.
-struct Stdio {
-    stdin: Input,
-    stdout: Box<dyn Write + Send>,
-    stderr: Option<Box<dyn Write + Send>>,
-    warnings: Box<dyn Write + Send>,
-}
-
-/// Builds a [`Sandbox`]. Every setting has a default except the guest.
-///
-/// ```
-/// # use kvmini::sandbox::Sandbox;
-/// # use kvmini::output::{Capture, Output};
-/// # if !kvmini::kvm::available() && std::env::var_os("KVMINI_REQUIRE_KVM").is_none() {
-/// #     return Ok(());
-/// # }
-/// let kvm = kvmini::kvm::Kvm::open()?;
-/// let out = Capture::new();
-/// let mut sandbox = Sandbox::builder()
-///     .elf(kvmini::guests::HELLO.elf)
-///     .memory(8 << 20)
-///     .stdout(Output::Capture(out.clone()))
-///     .build(&kvm)?;
-/// sandbox.run()?;
-/// assert_eq!(out.contents(), b"Hello, world!\n");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Default)]
-pub struct SandboxBuilder {
-    image: Option<Source>,
-    mem_size: Option<u64>,
-    ring: Option<Ring>,
-    grants: Vec<GrantSpec>,
-    timeout: Option<Duration>,
-    max_fds: Option<u32>,
-    args: Vec<Vec<u8>>,
-    stdin: Input,
-    stdout: Output,
-    stderr: Option<Output>,
-    warnings: Output,
-    host_functions: HostFunctions,
-    trace: bool,
-    timing: bool,
-    mode: Option<CpuMode>,
-    seccomp: Option<bool>,
-    stop: Option<StopHandle>,
-    backing: memory::Backing,
-}
-
-/// Errors of [`SandboxBuilder::build`] before any VM exists.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// No guest was given.
-    #[error("no guest image: call elf(), elf_file() or flat()")]
-    NoImage,
-    /// The guest file could not be read.
-    #[error("cannot read guest {}", .path.display())]
-    ReadImage {
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// Building the sandbox failed.
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-}
-
-impl SandboxBuilder {
-    /// The guest: a static x86_64 ELF.
-    pub fn elf(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.image = Some(Source::Image(Image::Elf(bytes.into())));
-        self
-    }
-
-    /// The guest: a static x86_64 ELF read from `path` at build time.
-    pub fn elf_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.image = Some(Source::ElfFile(path.into()));
-        self
-    }
-
-    /// The guest: a flat binary loaded and entered at guest physical 0.
-    pub fn flat(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.image = Some(Source::Image(Image::Flat(bytes.into())));
-        self
-    }
-
-    /// Guest memory in bytes (a multiple of 2 MiB, 2 MiB to 4 GiB).
-    pub fn memory(mut self, bytes: u64) -> Self {
-        self.mem_size = Some(bytes);
-        self
-    }
-
-    /// The CPU mode of a flat image (default: long mode; the others run at
-    /// ring 0).
-    pub fn mode(mut self, mode: CpuMode) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-
-    /// The ring the guest runs at (ELF default: 3; flat default: 0).
-    pub fn ring(mut self, ring: Ring) -> Self {
-        self.ring = Some(ring);
-        self
-    }
-
-    /// Grants host directory `host` to the guest at `guest_path` (`/` for
-    /// its root), read-only or not.
-    pub fn dir(
-        mut self,
-        host: impl Into<std::path::PathBuf>,
-        guest_path: &str,
-        read_only: bool,
-    ) -> Self {
-        self.grants.push(GrantSpec {
-            host: host.into(),
-            guest: guest_path.to_owned(),
-            read_only,
-        });
-        self
-    }
-
-    /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`]).
-    pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = Some(limit);
-        self
-    }
-
-    /// Most descriptors the guest may have open, 0..2 included.
-    pub fn max_fds(mut self, max: u32) -> Self {
-        self.max_fds = Some(max);
-        self
-    }
-
-    /// The guest's arguments (read with the argv hypercall). A NUL inside
-    /// an argument would end it early in the guest, so it becomes a space.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<[u8]>,
-    {
-        self.args = args.into_iter().map(|a| a.as_ref().to_vec()).collect();
-        self
-    }
-
-    /// The guest's stdin (default: kvmini's).
-    pub fn stdin(mut self, input: Input) -> Self {
-        self.stdin = input;
-        self
-    }
-
-    /// The guest's stdout: console, printVal, display, print! and
-    /// descriptor 1 (default: kvmini's).
-    pub fn stdout(mut self, output: Output) -> Self {
-        self.stdout = output;
-        self
-    }
-
-    /// The guest's stderr, descriptor 2 (default: kvmini's).
-    pub fn stderr(mut self, output: Output) -> Self {
-        self.stderr = Some(output);
-        self
-    }
-
-    /// kvmini's warnings about the guest's bad requests (default: stderr).
-    pub fn warnings(mut self, output: Output) -> Self {
-        self.warnings = output;
-        self
-    }
-
-    /// Registers a host function the guest calls with `host_call(id, ...)`.
-    pub fn host_function<F>(mut self, id: u32, function: F) -> Self
-    where
-        F: FnMut(&HostCall<'_>) -> Result<u64, crate::host::Errno> + Send + 'static,
-    {
-        self.host_functions.insert(id, Box::new(function));
-        self
-    }
-
-    /// One line per exit on stderr.
-    pub fn trace(mut self, on: bool) -> Self {
-        self.trace = on;
-        self
-    }
-
-    /// Measures time in the guest and in kvmini ([`Stats::guest_time`],
-    /// [`Stats::vmm_time`]); two clock reads per exit.
-    pub fn timing(mut self, on: bool) -> Self {
-        self.timing = on;
-        self
-    }
-
-    /// Runs the guest under kvmini's seccomp filter (default: on).
-    pub fn seccomp(mut self, on: bool) -> Self {
-        self.seccomp = Some(on);
-        self
-    }
-
-    /// Makes the sandbox reusable: [`Sandbox::reset`] brings it back to
-    /// its state before the first run (memory is then backed by a memfd
-    /// snapshot, copy-on-write).
-    pub fn reusable(mut self, on: bool) -> Self {
-        self.backing.snapshot = on;
-        self
-    }
-
-    /// Backs guest memory with huge pages where the host has them.
-    pub fn hugepages(mut self, on: bool) -> Self {
-        self.backing.hugepages = on;
-        self
-    }
-
-    /// Touches all guest memory before the first run, so that the guest
-    /// takes no page faults later.
-    pub fn prefault(mut self, on: bool) -> Self {
-        self.backing.prefault = on;
-        self
-    }
-
-    /// Stops the guest through this handle (default: a handle of its own,
-    /// see [`Sandbox::stop_handle`]).
-    pub fn stop_handle(mut self, handle: StopHandle) -> Self {
-        self.stop = Some(handle);
-        self
-    }
-
-    /// Creates the VM and loads the guest.
-    pub fn build(self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
-        let image = match self.image.ok_or(BuildError::NoImage)? {
-            Source::Image(image) => image,
-            Source::ElfFile(path) => match std::fs::read(&path) {
-                Ok(bytes) => Image::Elf(bytes),
-                Err(source) => return Err(BuildError::ReadImage { path, source }),
-            },
-        };
-        let mut config = Config::new(image);
-        if let Some(size) = self.mem_size {
-            config.mem_size = size;
-        }
-        config.ring = self.ring.or(config.ring);
-        config.grants.extend(self.grants);
-        config.timeout = self.timeout.or(config.timeout);
-        if let Some(max) = self.max_fds {
-            config.max_fds = max;
-        }
-        config.args = self.args;
-        config.trace |= self.trace;
-        if let Some(mode) = self.mode {
-            config.mode = mode;
-        }
-        config.timing |= self.timing;
-        if let Some(on) = self.seccomp {
-            config.seccomp = on;
-        }
-        if let Some(stop) = self.stop {
-            config.stop = stop;
-        }
-        config.backing = self.backing;
-        let stdio = Stdio {
-            stdin: self.stdin,
-            stdout: self.stdout.into_writer(Stream::Stdout),
-            stderr: self.stderr.map(|o| o.into_writer(Stream::Stderr)),
-            warnings: self.warnings.into_writer(Stream::Stderr),
-        };
-        Ok(Sandbox::from_parts(
-            kvm,
-            config,
-            stdio,
-            self.host_functions,
-        )?)
-    }
+pub(crate) struct Stdio {
+    pub(crate) stdin: Input,
+    pub(crate) stdout: Box<dyn Write + Send>,
+    pub(crate) stderr: Option<Box<dyn Write + Send>>,
+    pub(crate) warnings: Box<dyn Write + Send>,
 }
 
 /// The vCPU state a reusable sandbox returns to.
@@ -779,7 +275,7 @@ impl Sandbox {
     }
 
     /// Builds the VM from its parts (see [`Sandbox::builder`]).
-    fn from_parts(
+    pub(crate) fn from_parts(
         kvm: &Kvm,
         config: Config,
         stdio: Stdio,
@@ -1231,14 +727,4 @@ impl Sandbox {
         // stopping the guest for.
         let _ = writeln!(io::stderr(), "[exit {n:>6}] rip={rip:#010x} {line}");
     }
-}
-
-/// Formats the general registers as the error paragraph prints them.
-pub fn format_regs(regs: &kvm_regs) -> String {
-    format!(
-        "rip={:#x} rsp={:#x} rflags={:#x}\n  rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}\n  rsi={:#x} rdi={:#x} rbp={:#x}\n  r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
-        regs.rip, regs.rsp, regs.rflags, regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi,
-        regs.rdi, regs.rbp, regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14,
-        regs.r15
-    )
 }

@@ -1,0 +1,288 @@
+//! The sandbox builder: the guest, its machine, its files, its input and
+//! output, and the host functions it may call.
+
+use std::io;
+use std::time::Duration;
+
+use crate::cpu::Ring;
+use crate::grant::GrantSpec;
+use crate::host::{HostCall, HostFunctions};
+use crate::kvm::Kvm;
+use crate::memory;
+use crate::modes::CpuMode;
+use crate::output::{Input, Output, Stream};
+use crate::sandbox::{Config, Image, Sandbox, SandboxError, Stdio};
+use crate::stop::StopHandle;
+
+/// Where the builder gets the guest from.
+#[derive(Debug)]
+enum Source {
+    Image(Image),
+    ElfFile(std::path::PathBuf),
+}
+
+/// Builds a [`Sandbox`]. Every setting has a default except the guest.
+///
+/// ```
+/// # use kvmini::sandbox::Sandbox;
+/// # use kvmini::output::{Capture, Output};
+/// # if !kvmini::kvm::available() && std::env::var_os("KVMINI_REQUIRE_KVM").is_none() {
+/// #     return Ok(());
+/// # }
+/// let kvm = kvmini::kvm::Kvm::open()?;
+/// let out = Capture::new();
+/// let mut sandbox = Sandbox::builder()
+///     .elf(kvmini::guests::HELLO.elf)
+///     .memory(8 << 20)
+///     .stdout(Output::Capture(out.clone()))
+///     .build(&kvm)?;
+/// sandbox.run()?;
+/// assert_eq!(out.contents(), b"Hello, world!\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SandboxBuilder {
+    image: Option<Source>,
+    mem_size: Option<u64>,
+    ring: Option<Ring>,
+    grants: Vec<GrantSpec>,
+    timeout: Option<Duration>,
+    max_fds: Option<u32>,
+    args: Vec<Vec<u8>>,
+    stdin: Input,
+    stdout: Output,
+    stderr: Option<Output>,
+    warnings: Output,
+    host_functions: HostFunctions,
+    trace: bool,
+    timing: bool,
+    mode: Option<CpuMode>,
+    seccomp: Option<bool>,
+    stop: Option<StopHandle>,
+    backing: memory::Backing,
+}
+
+/// Errors of [`SandboxBuilder::build`] before any VM exists.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No guest was given.
+    #[error("no guest image: call elf(), elf_file() or flat()")]
+    NoImage,
+    /// The guest file could not be read.
+    #[error("cannot read guest {}", .path.display())]
+    ReadImage {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Building the sandbox failed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+impl SandboxBuilder {
+    /// The guest: a static x86_64 ELF.
+    pub fn elf(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.image = Some(Source::Image(Image::Elf(bytes.into())));
+        self
+    }
+
+    /// The guest: a static x86_64 ELF read from `path` at build time.
+    pub fn elf_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.image = Some(Source::ElfFile(path.into()));
+        self
+    }
+
+    /// The guest: a flat binary loaded and entered at guest physical 0.
+    pub fn flat(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.image = Some(Source::Image(Image::Flat(bytes.into())));
+        self
+    }
+
+    /// Guest memory in bytes (a multiple of 2 MiB, 2 MiB to 4 GiB).
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.mem_size = Some(bytes);
+        self
+    }
+
+    /// The CPU mode of a flat image (default: long mode; the others run at
+    /// ring 0).
+    pub fn mode(mut self, mode: CpuMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The ring the guest runs at (ELF default: 3; flat default: 0).
+    pub fn ring(mut self, ring: Ring) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// Grants host directory `host` to the guest at `guest_path` (`/` for
+    /// its root), read-only or not.
+    pub fn dir(
+        mut self,
+        host: impl Into<std::path::PathBuf>,
+        guest_path: &str,
+        read_only: bool,
+    ) -> Self {
+        self.grants.push(GrantSpec {
+            host: host.into(),
+            guest: guest_path.to_owned(),
+            read_only,
+        });
+        self
+    }
+
+    /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Most descriptors the guest may have open, 0..2 included.
+    pub fn max_fds(mut self, max: u32) -> Self {
+        self.max_fds = Some(max);
+        self
+    }
+
+    /// The guest's arguments (read with the argv hypercall). A NUL inside
+    /// an argument would end it early in the guest, so it becomes a space.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        self.args = args.into_iter().map(|a| a.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// The guest's stdin (default: kvmini's).
+    pub fn stdin(mut self, input: Input) -> Self {
+        self.stdin = input;
+        self
+    }
+
+    /// The guest's stdout: console, printVal, display, print! and
+    /// descriptor 1 (default: kvmini's).
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// The guest's stderr, descriptor 2 (default: kvmini's).
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = Some(output);
+        self
+    }
+
+    /// kvmini's warnings about the guest's bad requests (default: stderr).
+    pub fn warnings(mut self, output: Output) -> Self {
+        self.warnings = output;
+        self
+    }
+
+    /// Registers a host function the guest calls with `host_call(id, ...)`.
+    pub fn host_function<F>(mut self, id: u32, function: F) -> Self
+    where
+        F: FnMut(&HostCall<'_>) -> Result<u64, crate::host::Errno> + Send + 'static,
+    {
+        self.host_functions.insert(id, Box::new(function));
+        self
+    }
+
+    /// One line per exit on stderr.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
+
+    /// Measures time in the guest and in kvmini ([`Stats::guest_time`],
+    /// [`Stats::vmm_time`]); two clock reads per exit.
+    pub fn timing(mut self, on: bool) -> Self {
+        self.timing = on;
+        self
+    }
+
+    /// Runs the guest under kvmini's seccomp filter (default: on).
+    pub fn seccomp(mut self, on: bool) -> Self {
+        self.seccomp = Some(on);
+        self
+    }
+
+    /// Makes the sandbox reusable: [`Sandbox::reset`] brings it back to
+    /// its state before the first run (memory is then backed by a memfd
+    /// snapshot, copy-on-write).
+    pub fn reusable(mut self, on: bool) -> Self {
+        self.backing.snapshot = on;
+        self
+    }
+
+    /// Backs guest memory with huge pages where the host has them.
+    pub fn hugepages(mut self, on: bool) -> Self {
+        self.backing.hugepages = on;
+        self
+    }
+
+    /// Touches all guest memory before the first run, so that the guest
+    /// takes no page faults later.
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.backing.prefault = on;
+        self
+    }
+
+    /// Stops the guest through this handle (default: a handle of its own,
+    /// see [`Sandbox::stop_handle`]).
+    pub fn stop_handle(mut self, handle: StopHandle) -> Self {
+        self.stop = Some(handle);
+        self
+    }
+
+    /// Creates the VM and loads the guest.
+    pub fn build(self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
+        let image = match self.image.ok_or(BuildError::NoImage)? {
+            Source::Image(image) => image,
+            Source::ElfFile(path) => match std::fs::read(&path) {
+                Ok(bytes) => Image::Elf(bytes),
+                Err(source) => return Err(BuildError::ReadImage { path, source }),
+            },
+        };
+        let mut config = Config::new(image);
+        if let Some(size) = self.mem_size {
+            config.mem_size = size;
+        }
+        config.ring = self.ring.or(config.ring);
+        config.grants.extend(self.grants);
+        config.timeout = self.timeout.or(config.timeout);
+        if let Some(max) = self.max_fds {
+            config.max_fds = max;
+        }
+        config.args = self.args;
+        config.trace |= self.trace;
+        if let Some(mode) = self.mode {
+            config.mode = mode;
+        }
+        config.timing |= self.timing;
+        if let Some(on) = self.seccomp {
+            config.seccomp = on;
+        }
+        if let Some(stop) = self.stop {
+            config.stop = stop;
+        }
+        config.backing = self.backing;
+        let stdio = Stdio {
+            stdin: self.stdin,
+            stdout: self.stdout.into_writer(Stream::Stdout),
+            stderr: self.stderr.map(|o| o.into_writer(Stream::Stderr)),
+            warnings: self.warnings.into_writer(Stream::Stderr),
+        };
+        Ok(Sandbox::from_parts(
+            kvm,
+            config,
+            stdio,
+            self.host_functions,
+        )?)
+    }
+}

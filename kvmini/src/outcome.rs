@@ -1,0 +1,259 @@
+//! How a run ended: the ending and the exit status it maps to, the
+//! counters and timings of the run, and the registers at the end.
+
+use std::fmt;
+use std::time::Duration;
+
+use kvm_bindings::kvm_regs;
+use kvmini_abi::{Direction, Port};
+
+use crate::cpu;
+use crate::modes::{self, CpuMode};
+use crate::vcpu;
+
+/// Exit status for kvmini's own errors (bad arguments, bad guest image, no KVM).
+pub const STATUS_KVMINI_ERROR: u8 = 125;
+/// Exit status when the guest crashed or made an exit kvmini does not serve.
+pub const STATUS_GUEST_FAULT: u8 = 126;
+/// Exit status when the guest ran past its time limit.
+pub const STATUS_TIMEOUT: u8 = 124;
+
+/// A crash reported by kvmini's exception handlers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crash {
+    /// Exception vector.
+    pub vector: u8,
+    /// Error code the CPU pushed (0 when it pushes none).
+    pub error_code: u64,
+    /// Faulting instruction.
+    pub rip: u64,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// Ring the guest was in.
+    pub ring: u8,
+    /// Faulting address of a page fault.
+    pub cr2: u64,
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guest crashed: {}", cpu::exception_name(self.vector))?;
+        if self.vector == 14 {
+            let e = self.error_code;
+            let what = if e & 0x10 != 0 {
+                "executing"
+            } else if e & 0x2 != 0 {
+                "writing"
+            } else {
+                "reading"
+            };
+            let why = if e & 1 == 0 {
+                "not mapped"
+            } else {
+                "not allowed"
+            };
+            write!(f, " {what} {:#x} ({why})", self.cr2)?;
+        } else if self.error_code != 0 {
+            write!(f, " (error code {:#x})", self.error_code)?;
+        }
+        write!(f, " at rip {:#x} (ring {})", self.rip, self.ring)
+    }
+}
+
+/// An exit kvmini does not serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// An I/O port no hypercall owns.
+    UnknownPort {
+        /// The port.
+        port: u16,
+        /// `in` or `out`.
+        direction: Direction,
+        /// Access size.
+        size: u8,
+    },
+    /// A hypercall port used with the wrong direction or size, or with
+    /// string I/O that KVM batched into one exit.
+    BadAccess {
+        /// The hypercall.
+        port: Port,
+        /// `in` or `out`.
+        direction: Direction,
+        /// Access size.
+        size: u8,
+        /// Repeat count.
+        count: u32,
+    },
+    /// A write to the exception port that did not come from kvmini's handlers.
+    ForgedException,
+    /// Access to guest-physical memory that does not exist.
+    Mmio {
+        /// The address.
+        addr: u64,
+        /// Write or read.
+        write: bool,
+    },
+    /// Triple fault.
+    Shutdown,
+    /// A shutdown as the very first exit of a mode this host's KVM may
+    /// not run (32-bit paging on nested kvm-pvm): nothing ran.
+    ModeRefused(CpuMode),
+    /// VM entry failed.
+    FailEntry(u64),
+    /// KVM could not handle the exit.
+    InternalError {
+        /// KVM's sub-code.
+        suberror: u32,
+        /// The ring the guest was in.
+        ring: u8,
+    },
+    /// Any other KVM exit.
+    Other(u32),
+}
+
+impl fmt::Display for Unserved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = |d: &Direction| match d {
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        match self {
+            Unserved::UnknownPort {
+                port,
+                direction,
+                size,
+            } => write!(
+                f,
+                "KVM_EXIT_IO: {}-byte `{}` on port {port:#x}, which no hypercall owns",
+                size,
+                dir(direction)
+            ),
+            Unserved::BadAccess {
+                port,
+                direction,
+                size,
+                count,
+            } => {
+                let (want_dir, want_size) = port.access();
+                write!(
+                    f,
+                    "KVM_EXIT_IO: {size}-byte `{}`{} on port {:#x} ({}), which takes only {want_size}-byte `{}`",
+                    dir(direction),
+                    if *count > 1 { " (string I/O)" } else { "" },
+                    *port as u16,
+                    port.name(),
+                    dir(&want_dir)
+                )
+            }
+            Unserved::ForgedException => write!(
+                f,
+                "KVM_EXIT_IO: guest code wrote to the exception port {:#x}, which only kvmini's handlers may use",
+                Port::Exception as u16
+            ),
+            Unserved::Mmio { addr, write } => write!(
+                f,
+                "KVM_EXIT_MMIO: {} guest physical address {addr:#x}, where there is no memory",
+                if *write { "write to" } else { "read from" }
+            ),
+            Unserved::ModeRefused(mode) => f.write_str(&modes::refusal_message(*mode)),
+            Unserved::Shutdown => write!(
+                f,
+                "KVM_EXIT_SHUTDOWN: triple fault (an exception that could not be delivered)"
+            ),
+            Unserved::FailEntry(reason) => write!(
+                f,
+                "KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest (reason {reason:#x})"
+            ),
+            Unserved::InternalError { suberror, ring } => {
+                write!(f, "KVM_EXIT_INTERNAL_ERROR (suberror {suberror}): KVM could not handle an exit")?;
+                if *ring == 0 {
+                    write!(
+                        f,
+                        "; at ring 0 on nested KVM (kvm-pvm) guest code runs in KVM's instruction emulator, \
+                         which has no SSE arithmetic: run the guest at ring 3 (--ring 3)"
+                    )?;
+                }
+                Ok(())
+            }
+            Unserved::Other(reason) => write!(
+                f,
+                "{} (exit reason {reason})",
+                vcpu::exit_reason_name(*reason)
+            ),
+        }
+    }
+}
+
+/// How a guest run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The guest called `exit(code)`.
+    Exited(u32),
+    /// `hlt` at ring 0, or the `halt` hypercall.
+    Halted,
+    /// A CPU exception in the guest.
+    Crashed(Crash),
+    /// An exit kvmini does not serve.
+    Unserved(Unserved),
+    /// Stopped at its time limit.
+    TimedOut(Duration),
+    /// Stopped because kvmini received this signal.
+    Stopped(i32),
+}
+
+impl Ending {
+    /// The process exit status kvmini reports for this ending.
+    pub fn status(&self) -> u8 {
+        match self {
+            Ending::Exited(code) => code.to_le_bytes()[0],
+            Ending::Halted => 0,
+            Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
+            Ending::TimedOut(_) => STATUS_TIMEOUT,
+            Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
+        }
+    }
+}
+
+/// Counters and timings of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Exits caused by the guest (what `getNumExits` reports).
+    pub exits: u64,
+    /// I/O exits.
+    pub io_exits: u64,
+    /// HLT exits.
+    pub hlt_exits: u64,
+    /// MMIO exits.
+    pub mmio_exits: u64,
+    /// Other exits (shutdown, errors).
+    pub other_exits: u64,
+    /// Returns from KVM_RUN caused by a signal, not by the guest.
+    pub interruptions: u64,
+    /// Exits by hypercall, indexed like [`Port::ALL`].
+    pub by_hypercall: [u64; Port::ALL.len()],
+    /// Time inside KVM_RUN (only with `Config::timing`).
+    pub guest_time: Duration,
+    /// Time in kvmini between exits (only with `Config::timing`).
+    pub vmm_time: Duration,
+}
+
+/// The result of [`Sandbox::run`].
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How the guest ended.
+    pub ending: Ending,
+    /// Counters and timings.
+    pub stats: Stats,
+    /// General registers at the end.
+    pub regs: kvm_regs,
+}
+
+/// Formats the general registers as the error paragraph prints them.
+pub fn format_regs(regs: &kvm_regs) -> String {
+    format!(
+        "rip={:#x} rsp={:#x} rflags={:#x}\n  rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x}\n  rsi={:#x} rdi={:#x} rbp={:#x}\n  r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+        regs.rip, regs.rsp, regs.rflags, regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi,
+        regs.rdi, regs.rbp, regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14,
+        regs.r15
+    )
+}
