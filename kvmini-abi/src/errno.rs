@@ -4,6 +4,8 @@
 pub const EPERM: i32 = 1;
 /// No such file or directory.
 pub const ENOENT: i32 = 2;
+/// Interrupted (by kvmini stopping the guest).
+pub const EINTR: i32 = 4;
 /// I/O error.
 pub const EIO: i32 = 5;
 /// Bad file descriptor.
@@ -54,6 +56,7 @@ pub const fn name(errno: i32) -> &'static str {
     match errno {
         EPERM => "EPERM",
         ENOENT => "ENOENT",
+        EINTR => "EINTR",
         EIO => "EIO",
         EBADF => "EBADF",
         EAGAIN => "EAGAIN",

@@ -12,8 +12,8 @@ use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use kvmini_abi::errno::{
-    EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR, EROFS,
-    ESPIPE, EXDEV,
+    EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR,
+    EROFS, ESPIPE, EXDEV,
 };
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
@@ -159,11 +159,16 @@ impl Filesystem {
                 let Ok(args) = view.read_obj::<$ty>(block) else {
                     return Ok(BlockStatus::BadBlock);
                 };
+                let at = block + offset_of!($ty, result) as u64;
+                // A result that cannot be written back means the call must
+                // not happen at all.
+                if view.check_writable(at, 8).is_err() {
+                    return Ok(BlockStatus::BadBlock);
+                }
                 let result = match $handler(self, &args) {
                     Ok(value) => value,
                     Err(errno) => -i64::from(errno),
                 };
-                let at = block + offset_of!($ty, result) as u64;
                 Ok(match view.write_obj(at, result) {
                     Ok(()) => BlockStatus::Done(result),
                     Err(_) => BlockStatus::BadBlock,
@@ -347,12 +352,12 @@ impl Filesystem {
         let StdinSource::Reader(reader) = &mut self.stdin else {
             return Err(EBADF);
         };
-        let n = loop {
-            match reader.read(&mut self.scratch) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
-            }
+        let n = match reader.read(&mut self.scratch) {
+            Ok(n) => n,
+            // Interrupted by kvmini's stop signal (or any other): the guest
+            // gets EINTR, as from a pipe, and the stop takes effect.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(EINTR),
+            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
         };
         view.write_bytes(args.buf, &self.scratch[..n])
             .map_err(|_| EFAULT)?;

@@ -14,6 +14,7 @@ use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
 use crate::host::HostFunctions;
+use crate::stop::StopHandle;
 use crate::view::GuestView;
 
 /// How much a `display` string may hold, and how much of the scratch buffer
@@ -47,6 +48,8 @@ pub struct Hypercalls {
     argv: Vec<u8>,
     /// The checked entries of the batch being run (kept to reuse its space).
     batch_entries: Vec<(Port, u64)>,
+    /// The sandbox's stop handle, checked between the calls of a batch.
+    stop: StopHandle,
 }
 
 impl std::fmt::Debug for Hypercalls {
@@ -74,12 +77,19 @@ impl Hypercalls {
             host_functions: HostFunctions::default(),
             argv: Vec::new(),
             batch_entries: Vec::new(),
+            stop: StopHandle::new(),
         }
     }
 
     /// Sends the guest's stderr to `stderr`.
     pub fn with_stderr(mut self, stderr: Box<dyn Write + Send>) -> Self {
         self.stderr = Some(stderr);
+        self
+    }
+
+    /// Ends batches early when `stop` is asked to stop the guest.
+    pub fn with_stop_handle(mut self, stop: StopHandle) -> Self {
+        self.stop = stop;
         self
     }
 
@@ -162,11 +172,15 @@ impl Hypercalls {
         }
         let (result, at) = match port {
             Port::HostCall => {
+                let at = block + offset_of!(HostCallArgs, result) as u64;
                 let Ok(args) = view.read_obj::<HostCallArgs>(block) else {
                     return Ok(None);
                 };
-                let result = self.host_functions.call(&args, view);
-                (result, block + offset_of!(HostCallArgs, result) as u64)
+                // A result that cannot be written back means no call.
+                if view.check_writable(at, 8).is_err() {
+                    return Ok(None);
+                }
+                (self.host_functions.call(&args, view), at)
             }
             Port::Argv => {
                 let Ok(args) = view.read_obj::<ArgvArgs>(block) else {
@@ -203,6 +217,11 @@ impl Hypercalls {
                 let entries = std::mem::take(&mut self.batch_entries);
                 let mut ran = 0i64;
                 for &(port, call_block) in &entries {
+                    // A stop (timeout, signal) ends a long batch between
+                    // calls; the run loop then sees it on the next entry.
+                    if self.stop.pending().is_some() {
+                        break;
+                    }
                     ran += 1;
                     // A call whose block is unusable failed with EFAULT.
                     let result = self
@@ -262,7 +281,9 @@ impl Hypercalls {
     /// guest goes on.
     fn display(&mut self, gva: u64, view: &GuestView<'_>) -> io::Result<()> {
         self.scratch.clear();
-        let result = view.read_c_string(gva, u64::MAX, &mut self.scratch);
+        // A string longer than guest memory exists only through aliased
+        // page tables; stopping there bounds the work of one exit.
+        let result = view.read_c_string(gva, view.memory_size(), &mut self.scratch);
         match result {
             Ok(()) => self.stdout.write_all(&self.scratch)?,
             Err(e) => {

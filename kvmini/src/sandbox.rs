@@ -337,6 +337,7 @@ impl Sandbox {
                 let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
                 let mut calls = Hypercalls::new(stdio.stdout, stdio.warnings, fs)
                     .with_host_functions(host_functions)
+                    .with_stop_handle(config.stop.clone())
                     .with_argv(&config.args);
                 if let Some(stderr) = stdio.stderr {
                     calls = calls.with_stderr(stderr);

@@ -62,6 +62,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_futex,
     libc::SYS_rt_sigreturn,
     libc::SYS_rt_sigprocmask,
+    // A panic that aborts must be able to raise SIGABRT and kill kvmini.
+    libc::SYS_rt_sigaction,
+    libc::SYS_tgkill,
     libc::SYS_sigaltstack,
     libc::SYS_clock_gettime,
     libc::SYS_sched_yield,

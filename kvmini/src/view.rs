@@ -22,6 +22,14 @@ pub enum ViewError {
         /// Where it maps.
         gpa: u64,
     },
+    /// A buffer longer than guest memory itself.
+    #[error("buffer at {gva:#x} of {len} bytes is longer than guest memory")]
+    TooLong {
+        /// Start of the buffer.
+        gva: u64,
+        /// Its length.
+        len: u64,
+    },
     /// No NUL before the limit.
     #[error("string at {gva:#x} has no NUL terminator within {limit} bytes")]
     Unterminated {
@@ -79,6 +87,12 @@ impl<'a> GuestView<'a> {
         let end = gva
             .checked_add(len)
             .ok_or(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))?;
+        // No buffer is longer than guest memory unless the guest's tables
+        // map pages more than once; refusing it bounds the walk (and the
+        // work one call can cost) by the size of guest memory.
+        if len > self.memory_size() {
+            return Err(ViewError::TooLong { gva, len });
+        }
         let pass = |call: bool, f: &mut dyn FnMut(u64, u64)| -> Result<(), ViewError> {
             let mut at = gva;
             while at < end {
@@ -157,6 +171,18 @@ impl<'a> GuestView<'a> {
     ) -> Result<(), ViewError> {
         pieces.clear();
         self.for_each_piece(gva, len, write, |gpa, n| pieces.push((gpa, n)))
+    }
+
+    /// Size of guest memory in bytes: the longest buffer or string a guest
+    /// can have without mapping pages twice.
+    pub fn memory_size(&self) -> u64 {
+        self.mem.last_addr().0 + 1
+    }
+
+    /// Checks that `len` bytes at `gva` are writable guest memory, so that
+    /// a call can refuse a result block before doing anything.
+    pub fn check_writable(&self, gva: u64, len: u64) -> Result<(), ViewError> {
+        self.for_each_piece(gva, len, true, |_, _| {})
     }
 
     /// Guest memory behind this view.

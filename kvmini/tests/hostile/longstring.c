@@ -1,0 +1,20 @@
+/*
+ * longstring.c - a ring-3 guest that fills 250 MiB of its memory, from
+ * 2 MiB up, with 'x' and no NUL, then asks kvmini to display it: kvmini
+ * collects the whole string before printing it. Then it spins. The test
+ * runs it with 256 MiB of guest memory, a timeout, and an address-space
+ * limit on kvmini that the collected string does not fit in.
+ */
+#include "hostile.h"
+
+#define START 0x200000UL
+#define LEN (250UL << 20)
+
+int body(void)
+{
+    memset((void *)START, 'x', LEN);
+    fill(START + LEN, '\0', 1);
+    display((const char *)START);
+    for (;;) {
+    }
+}
