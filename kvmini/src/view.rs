@@ -194,6 +194,9 @@ impl<'a> GuestView<'a> {
     /// `out`, reading at most `limit` bytes. On error `out` may hold a
     /// prefix of the string.
     pub fn read_c_string(&self, gva: u64, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
+        // No string is longer than guest memory unless the guest's tables
+        // alias pages; the cap bounds the work and the buffer of one call.
+        let limit = limit.min(self.memory_size());
         let mut at = gva;
         let mut chunk = [0u8; 512];
         loop {
@@ -294,6 +297,35 @@ mod tests {
             .for_each_piece(0x40_1000, 0x2000, false, |_, _| visited += 1)
             .is_err());
         assert_eq!(visited, 0);
+    }
+
+    #[test]
+    fn strings_through_aliased_tables_stop_at_the_memory_size() {
+        // Every 4 KiB page of the lower half maps the same page of 'A's,
+        // so the "string" there would be 2^47 bytes long.
+        let mem = memory::allocate(4 << 20).unwrap();
+        let (pml4, pdpt, pd, pt) = (0x20_0000, 0x20_1000, 0x20_2000, 0x20_3000);
+        let t = PTE_P | PTE_RW | PTE_US;
+        for i in 0..512u64 {
+            for (table, next) in [(pt, 0x30_0000), (pd, pt), (pdpt, pd)] {
+                mem.write_obj(next | t, GuestAddress(table + i * 8))
+                    .unwrap();
+            }
+            let top = if i < 256 { pdpt | t } else { 0 };
+            mem.write_obj(top, GuestAddress(pml4 + i * 8)).unwrap();
+        }
+        mem.write_slice(&[b'A'; 4096], GuestAddress(0x30_0000))
+            .unwrap();
+        let view = GuestView::new(&mem, PagingMode::Long, pml4, false);
+        let mut out = Vec::new();
+        assert_eq!(
+            view.read_c_string(0, u64::MAX, &mut out),
+            Err(ViewError::Unterminated {
+                gva: 0,
+                limit: 4 << 20
+            })
+        );
+        assert_eq!(out.len(), 4 << 20);
     }
 
     #[test]
