@@ -205,15 +205,26 @@ fn join(components: &[Vec<u8>]) -> CString {
 }
 
 fn open_beneath(dir: &OwnedFd, path: &CString, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
-    rustix::fs::openat2(
-        dir,
-        path.as_c_str(),
-        flags | OFlags::CLOEXEC,
-        mode,
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| e.raw_os_error())
+    // openat2 answers EAGAIN when a rename or mount anywhere on the host
+    // raced with a `..` it was resolving; the kernel asks callers to retry.
+    let mut tries = 0;
+    loop {
+        let result = rustix::fs::openat2(
+            dir,
+            path.as_c_str(),
+            flags | OFlags::CLOEXEC,
+            mode,
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        );
+        match result {
+            Err(e) if e == rustix::io::Errno::AGAIN && tries < OPENAT2_RETRIES => tries += 1,
+            other => return other.map_err(|e| e.raw_os_error()),
+        }
+    }
 }
+
+/// How often an openat2 that raced with a rename or mount is retried.
+const OPENAT2_RETRIES: u32 = 64;
 
 /// Splits a guest path into normalized components. Relative paths are
 /// taken from `/` (guests have no working directory).
