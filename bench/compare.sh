@@ -4,7 +4,7 @@
 # kvm-ioctls alone, native system calls, or the unbatched calls), their
 # ratio, the target and whether it is met.
 #
-#   bench/compare.sh            # about 6-8 minutes on 2 cores
+#   bench/compare.sh                       # about 3 minutes on 2 cores, plus the build
 #   WARM_UP=1 MEASURE=5 bench/compare.sh   # longer, steadier
 #
 # Needs /dev/kvm, cc (gcc) for the C guests under bench/guests/, and about
@@ -100,7 +100,7 @@ for r in 3 0; do
     k=$(calc "$(median null_hypercall_ring$r/kvmini) / 1000" 2)
     f=$(calc "$(median null_hypercall_ring$r/floor) / 1000" 2)
     row "1 null hypercall, ring $r (us/call)" "$k" "$f" "$(calc "$k / $f")" "<=1.03"
-    # The same, paired: alternating runs, median of the per-pair ratios.
+    # The same, paired: runs in turn; median times, median of the ratios.
     k=$(calc "$(fact paired.null_hypercall_ring$r.kvmini_us)" 2)
     f=$(calc "$(fact paired.null_hypercall_ring$r.floor_us)" 2)
     row "1 null hypercall, ring $r, paired (us/call)" "$k" "$f" "$(calc "$(fact paired.null_hypercall_ring$r.kvmini_ratio)")" "<=1.03"

@@ -191,9 +191,10 @@ const SIDES: [&str; 5] = [
 ];
 
 /// The same comparison, paired: `ROUNDS` runs of 4,000 calls on each
-/// side, in turn, the order rotating each round; the median of the
-/// per-round ratios to the floor, which load from other processes moves
-/// much less than two criterion measurements taken one after the other.
+/// side, in turn, the order rotating each round; the median time of each
+/// side, and the median of the per-round ratios to the floor, which load
+/// from other processes moves much less than two criterion measurements
+/// taken one after the other.
 /// Three more sides show where a difference comes from: the floor with
 /// KVM's sync-regs area on (registers and system registers copied into
 /// `kvm_run` at every exit, as kvmini asks), and kvmini without its
@@ -231,7 +232,7 @@ fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
             side(which);
         }
         let mut ratios: [Vec<f64>; SIDES.len()] = Default::default();
-        let mut sums = [0.0f64; SIDES.len()];
+        let mut times: [Vec<f64>; SIDES.len()] = Default::default();
         for round in 0..ROUNDS {
             let mut t = [0.0f64; SIDES.len()];
             for i in 0..SIDES.len() {
@@ -241,20 +242,23 @@ fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
             for (ratio, t_side) in ratios.iter_mut().zip(t) {
                 ratio.push(t_side / t[1]);
             }
-            for (sum, t) in sums.iter_mut().zip(t) {
-                *sum += t;
+            for (times, t) in times.iter_mut().zip(t) {
+                times.push(t);
             }
         }
         let r = ring.number();
-        let per_call = |sum: f64| sum * 1e6 / (ROUNDS as f64 * f64::from(N));
-        let mut line = format!("paired, ring {r}, us/call (median ratio to the floor):");
-        for ((name, sum), ratio) in SIDES.iter().zip(sums).zip(&mut ratios) {
-            ratio.sort_by(f64::total_cmp);
-            let median = ratio[ROUNDS / 2];
-            line.push_str(&format!(" {name} {:.2} ({median:.3})", per_call(sum)));
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let per_call = |t: f64| t * 1e6 / f64::from(N);
+        let mut line = format!("paired, ring {r}, median us/call (median ratio to the floor):");
+        for ((name, times), ratio) in SIDES.iter().zip(&mut times).zip(&mut ratios) {
+            let (us, ratio) = (per_call(median(times)), median(ratio));
+            line.push_str(&format!(" {name} {us:.2} ({ratio:.3})"));
             let key = format!("paired.null_hypercall_ring{r}.{name}");
-            fact(&format!("{key}_us"), per_call(sum));
-            fact(&format!("{key}_ratio"), median);
+            fact(&format!("{key}_us"), us);
+            fact(&format!("{key}_ratio"), ratio);
         }
         println!("{line}");
     }
