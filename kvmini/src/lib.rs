@@ -52,5 +52,6 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod stop;
 pub mod vcpu;
+pub mod vcpu_thread;
 pub mod view;
 pub mod vm;

@@ -23,6 +23,7 @@ use crate::output::Input;
 use crate::paging::PagingMode;
 use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
+use crate::vcpu_thread::VcpuThread;
 use crate::view::GuestView;
 use crate::vm::{Vm, VmError};
 
@@ -61,6 +62,10 @@ pub enum SandboxError {
     /// The CPU mode cannot run this image or ring.
     #[error(transparent)]
     Mode(#[from] ModeError),
+    /// An earlier run of this sandbox panicked (a kvmini bug) and took the
+    /// VM with it.
+    #[error("this sandbox lost its VM to a panic in an earlier run")]
+    Poisoned,
 }
 
 /// A guest image.
@@ -160,23 +165,35 @@ struct PristineCpu {
 }
 
 impl PristineCpu {
-    fn save(vcpu: &Vcpu) -> Result<Self, SandboxError> {
-        let fd = vcpu.fd();
+    fn save(vcpu: &mut Vcpu) -> Result<Self, SandboxError> {
         let setup = |what| move |source| VcpuError::Setup { what, source };
+        let (regs, sregs) = match vcpu.registers_on_entry() {
+            Some(both) => both,
+            None => {
+                let fd = vcpu.fd();
+                (
+                    fd.get_regs().map_err(setup("registers"))?,
+                    fd.get_sregs().map_err(setup("system registers"))?,
+                )
+            }
+        };
         Ok(PristineCpu {
-            regs: fd.get_regs().map_err(setup("registers"))?,
-            sregs: fd.get_sregs().map_err(setup("system registers"))?,
-            fpu: fd.get_fpu().map_err(setup("FPU state"))?,
+            regs,
+            sregs,
+            fpu: vcpu.fd().get_fpu().map_err(setup("FPU state"))?,
         })
     }
 
     fn restore(&self, vcpu: &mut Vcpu) -> Result<(), SandboxError> {
-        let fd = vcpu.fd();
-        let setup = |what| move |source| VcpuError::Setup { what, source };
-        fd.set_sregs(&self.sregs)
-            .map_err(setup("system registers"))?;
-        fd.set_regs(&self.regs).map_err(setup("registers"))?;
-        fd.set_fpu(&self.fpu).map_err(setup("FPU state"))?;
+        // General and system registers go through the sync-regs area and
+        // take effect at the next entry; the FPU has no such path.
+        vcpu.set_registers_on_entry(&self.regs, &self.sregs);
+        vcpu.fd()
+            .set_fpu(&self.fpu)
+            .map_err(|source| VcpuError::Setup {
+                what: "FPU state",
+                source,
+            })?;
         Ok(())
     }
 }
@@ -216,13 +233,11 @@ fn allocate_memory(
 pub struct Sandbox {
     /// Memory snapshot and vCPU state for [`Sandbox::reset`].
     snapshot: Option<Reusable>,
-    vcpu: Vcpu,
-    vm: Vm,
+    /// The VM and what serves its exits: moved to a confined vCPU thread
+    /// for each run, and back. `None` only if a run panicked.
+    machine: Option<Box<Machine>>,
     image: LoadedImage,
     ring: Ring,
-    hypercalls: Hypercalls,
-    trace: bool,
-    timing: bool,
     flat: bool,
     timeout: Option<Duration>,
     stop: StopHandle,
@@ -230,12 +245,35 @@ pub struct Sandbox {
     mode: CpuMode,
 }
 
+/// What a run needs: the VM, its vCPU, and the hypercalls they serve.
+struct Machine {
+    vcpu: Vcpu,
+    vm: Vm,
+    hypercalls: Hypercalls,
+    trace: bool,
+    timing: bool,
+    timeout: Option<Duration>,
+    stop: StopHandle,
+    mode: CpuMode,
+    /// The paging of every hypercall of a guest that cannot change it (ring
+    /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
+    /// means reading it from the system registers at each exit.
+    fixed_paging: Option<FixedPaging>,
+}
+
+/// Paging a ring-3 long-mode guest cannot change.
+#[derive(Clone, Copy, Debug)]
+struct FixedPaging {
+    cr3: u64,
+}
+
 impl fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("layout", self.vm.layout())
-            .field("ring", &self.ring)
-            .finish_non_exhaustive()
+        let mut s = f.debug_struct("Sandbox");
+        if let Some(machine) = &self.machine {
+            s.field("layout", machine.vm.layout());
+        }
+        s.field("ring", &self.ring).finish_non_exhaustive()
     }
 }
 
@@ -318,14 +356,39 @@ impl Sandbox {
             snapshot.freeze(&mem, &[image_range, (layout.system_base, layout.mem_size)])?;
         }
         let vm = Vm::new(kvm, mem)?;
-        let vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
+        let mut vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
         let pristine = match &snapshot {
-            Some(_) => Some(PristineCpu::save(&vcpu)?),
+            Some(_) => Some(PristineCpu::save(&mut vcpu)?),
             None => None,
         };
+        // A ring-3 guest cannot load CR3 or change the tables kvmini built
+        // (they are supervisor-only), so its paging is known for good.
+        let fixed_paging = (ring == Ring::Three && config.mode == CpuMode::Long)
+            .then(|| FixedPaging { cr3: layout.pml4() });
+        vcpu.sync_system_registers(fixed_paging.is_none());
+        let hypercalls = {
+            let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            let mut calls = Hypercalls::new(stdio.stdout, stdio.warnings, fs)
+                .with_host_functions(host_functions)
+                .with_stop_handle(config.stop.clone())
+                .with_argv(&config.args);
+            if let Some(stderr) = stdio.stderr {
+                calls = calls.with_stderr(stderr);
+            }
+            calls
+        };
         Ok(Sandbox {
-            vcpu,
-            vm,
+            machine: Some(Box::new(Machine {
+                vcpu,
+                vm,
+                hypercalls,
+                trace: config.trace,
+                timing: config.timing,
+                timeout: config.timeout,
+                stop: config.stop.clone(),
+                mode: config.mode,
+                fixed_paging,
+            })),
             image,
             ring,
             snapshot: snapshot.map(|memory| Reusable {
@@ -333,19 +396,6 @@ impl Sandbox {
                 cpu: pristine.unwrap_or_default(),
                 mode_is_long: config.mode == CpuMode::Long,
             }),
-            hypercalls: {
-                let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
-                let mut calls = Hypercalls::new(stdio.stdout, stdio.warnings, fs)
-                    .with_host_functions(host_functions)
-                    .with_stop_handle(config.stop.clone())
-                    .with_argv(&config.args);
-                if let Some(stderr) = stdio.stderr {
-                    calls = calls.with_stderr(stderr);
-                }
-                calls
-            },
-            trace: config.trace,
-            timing: config.timing,
             flat,
             timeout: config.timeout,
             stop: config.stop,
@@ -354,9 +404,22 @@ impl Sandbox {
         })
     }
 
+    /// The VM and its run state. Only a run that panicked can have taken
+    /// it; every method after that reports the panic again.
+    fn machine(&self) -> &Machine {
+        match &self.machine {
+            Some(machine) => machine,
+            None => panic!("{}", SandboxError::Poisoned),
+        }
+    }
+
+    fn machine_mut(&mut self) -> Result<&mut Machine, SandboxError> {
+        self.machine.as_deref_mut().ok_or(SandboxError::Poisoned)
+    }
+
     /// Number of guest descriptors open (0..2 included unless closed).
     pub fn open_descriptors(&self) -> usize {
-        self.hypercalls.filesystem().open_count()
+        self.machine().hypercalls.filesystem().open_count()
     }
 
     /// Brings the sandbox back to its state before the first run: guest
@@ -372,9 +435,11 @@ impl Sandbox {
                 "only ring-3 long-mode guests can be reset (a ring-0 guest can change MSRs)",
             ));
         }
-        reusable.memory.reset(self.vm.memory())?;
-        reusable.cpu.restore(&mut self.vcpu)?;
-        self.hypercalls.reset();
+        let cpu = reusable.cpu;
+        let machine = self.machine.as_deref_mut().ok_or(SandboxError::Poisoned)?;
+        reusable.memory.reset(machine.vm.memory())?;
+        cpu.restore(&mut machine.vcpu)?;
+        machine.hypercalls.reset();
         self.stop.take();
         Ok(())
     }
@@ -401,32 +466,34 @@ impl Sandbox {
 
     /// The guest physical memory map.
     pub fn layout(&self) -> &Layout {
-        self.vm.layout()
+        self.machine().vm.layout()
     }
 
     /// Guest memory, bounds-checked.
     pub fn memory(&self) -> &memory::GuestMemory {
-        self.vm.memory()
+        self.machine().vm.memory()
     }
 
     /// Host virtual address of guest memory.
     pub fn memory_host_address(&self) -> u64 {
-        memory::host_address(self.vm.memory()).unwrap_or(0)
+        memory::host_address(self.memory()).unwrap_or(0)
     }
 
     /// Host virtual address of the vCPU's `kvm_run` area.
     pub fn kvm_run_host_address(&mut self) -> u64 {
-        self.vcpu.kvm_run_address()
+        self.machine_mut()
+            .map(|m| m.vcpu.kvm_run_address())
+            .unwrap_or(0)
     }
 
     /// Size of the vCPU's `kvm_run` mapping.
     pub fn kvm_run_size(&self) -> usize {
-        self.vcpu.run_size()
+        self.machine().vcpu.run_size()
     }
 
     /// The regions of guest physical memory, in address order.
     pub fn regions(&self) -> Vec<Region> {
-        let l = self.vm.layout();
+        let l = self.layout();
         if self.mode != CpuMode::Long {
             return modes::regions(self.mode, l, &self.image);
         }
@@ -479,47 +546,75 @@ impl Sandbox {
     /// Runs the guest until it exits, halts, crashes or makes an exit kvmini
     /// does not serve.
     ///
-    /// With seccomp on (the default), the guest runs on a thread of its own
-    /// that installs the filter first and ends with the run, so the filter
-    /// never confines the caller.
+    /// With seccomp on (the default), the guest runs on a vCPU thread that
+    /// has installed kvmini's filter ([`crate::vcpu_thread`]), so the filter
+    /// never confines the caller; the call returns when the run ends.
     pub fn run(&mut self) -> Result<Outcome, SandboxError> {
-        if !self.seccomp {
-            return self.run_here(false);
-        }
-        std::thread::scope(|scope| match scope.spawn(|| self.run_here(true)).join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        })
+        let watchdog = self
+            .timeout
+            .map(|limit| Watchdog::start(limit, self.stop.clone()));
+        let result = if self.seccomp {
+            self.run_confined()
+        } else {
+            self.machine_mut()?.run()
+        };
+        drop(watchdog);
+        result
     }
 
-    /// Runs the guest on the calling thread, which becomes the vCPU thread.
-    fn run_here(&mut self, confine: bool) -> Result<Outcome, SandboxError> {
+    fn run_confined(&mut self) -> Result<Outcome, SandboxError> {
+        let thread = VcpuThread::get()?;
+        let mut machine = self.machine.take().ok_or(SandboxError::Poisoned)?;
+        let (machine, result) = thread.run(move || {
+            let result = machine.run();
+            (machine, result)
+        });
+        self.machine = Some(machine);
+        result
+    }
+}
+
+/// A thread that stops a run when its time limit passes, unless dropped
+/// first. It is started by the caller of [`Sandbox::run`], because the
+/// confined vCPU thread may not start threads.
+struct Watchdog {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(limit: Duration, stop: StopHandle) -> Self {
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                stop.stop(StopReason::Timeout);
+            }
+        });
+        Watchdog {
+            cancel: Some(cancel),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Machine {
+    /// Runs the guest on the calling thread, which becomes the vCPU thread
+    /// for the run (the thread a stop signals).
+    fn run(&mut self) -> Result<Outcome, SandboxError> {
         self.vcpu.set_immediate_exit(false);
         let immediate_exit = self.vcpu.immediate_exit_address();
         let stop = self.stop.clone();
         let _attached = stop.attach(immediate_exit);
-        let watchdog = self.timeout.map(|limit| {
-            let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
-            let stop = stop.clone();
-            let thread = std::thread::spawn(move || {
-                if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                {
-                    stop.stop(StopReason::Timeout);
-                }
-            });
-            (cancel, thread)
-        });
-        let result = match confine {
-            true => crate::seccomp::install()
-                .map_err(SandboxError::from)
-                .and_then(|()| self.run_loop(&stop)),
-            false => self.run_loop(&stop),
-        };
-        if let Some((cancel, thread)) = watchdog {
-            drop(cancel);
-            let _ = thread.join();
-        }
-        result
+        self.run_loop(&stop)
     }
 
     /// The run loop proper: KVM_RUN, serve the exit, repeat.
@@ -580,15 +675,22 @@ impl Sandbox {
                     Err(u) => return unserved(u),
                 };
                 if port == Port::Exception {
-                    return Ok(Some(self.exception()));
+                    return Ok(Some(self.exception()?));
                 }
-                let sregs = self.vcpu.sregs();
-                let view = GuestView::new(
-                    self.vm.memory(),
-                    PagingMode::from_registers(sregs.cr0, sregs.cr4, sregs.efer),
-                    sregs.cr3,
-                    sregs.cs.dpl == 3,
-                );
+                let view = match self.fixed_paging {
+                    Some(fixed) => {
+                        GuestView::new(self.vm.memory(), PagingMode::Long, fixed.cr3, true)
+                    }
+                    None => {
+                        let sregs = self.vcpu.sregs()?;
+                        GuestView::new(
+                            self.vm.memory(),
+                            PagingMode::from_registers(sregs.cr0, sregs.cr4, sregs.efer),
+                            sregs.cr3,
+                            sregs.cs.dpl == 3,
+                        )
+                    }
+                };
                 Ok(match self.hypercalls.out(port, value, &view)? {
                     Action::Resume => None,
                     Action::ResumeWithRax(rax) => {
@@ -632,7 +734,7 @@ impl Sandbox {
             }
             Exit::InternalError { suberror } => {
                 stats.other_exits += 1;
-                let ring = self.vcpu.sregs().cs.dpl;
+                let ring = self.vcpu.sregs()?.cs.dpl;
                 unserved(Unserved::InternalError { suberror, ring })
             }
             Exit::Other { reason } => {
@@ -671,11 +773,11 @@ impl Sandbox {
     }
 
     /// Reads the frame that kvmini's exception handler left on its stack.
-    fn exception(&mut self) -> Ending {
+    fn exception(&mut self) -> Result<Ending, SandboxError> {
         let layout = *self.vm.layout();
         let (rip, rsp, cpl, cr2) = {
             let regs = *self.vcpu.regs();
-            let sregs = self.vcpu.sregs();
+            let sregs = self.vcpu.sregs()?;
             (regs.rip, regs.rsp, sregs.cs.dpl, sregs.cr2)
         };
         let from_handler = cpl == 0 && cpu::exception_tail_range(&layout).contains(&rip);
@@ -684,7 +786,7 @@ impl Sandbox {
                 .checked_add(9 * 8)
                 .is_some_and(|end| end <= layout.exception_stack_top());
         if !from_handler || !frame_fits {
-            return Ending::Unserved(Unserved::ForgedException);
+            return Ok(Ending::Unserved(Unserved::ForgedException));
         }
         let mut frame = [0u64; 9];
         for (i, slot) in (0u64..).zip(frame.iter_mut()) {
@@ -695,14 +797,14 @@ impl Sandbox {
                 .unwrap_or(0);
         }
         let [_rax, _rdx, vector, error_code, fault_rip, cs, _rflags, fault_rsp, _ss] = frame;
-        Ending::Crashed(Crash {
+        Ok(Ending::Crashed(Crash {
             vector: u8::try_from(vector).unwrap_or(u8::MAX),
             error_code,
             rip: fault_rip,
             rsp: fault_rsp,
             ring: u8::try_from(cs & 3).unwrap_or(0),
             cr2,
-        })
+        }))
     }
 
     fn trace_exit(&mut self, n: u64, exit: &Exit) {

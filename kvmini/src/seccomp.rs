@@ -11,9 +11,13 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-/// `KVM_RUN`: the only ioctl the run loop makes (registers travel through
-/// the sync-regs area, not ioctls).
+/// `KVM_RUN`: the ioctl of every exit (registers travel through the
+/// sync-regs area, not ioctls).
 const KVM_RUN: u64 = 0xAE80;
+/// `KVM_GET_SREGS`: read-only, for the rare exits that need the system
+/// registers of a guest whose system registers are not synced at every exit
+/// (an exception report).
+const KVM_GET_SREGS: u64 = 0x8138_AE83;
 
 /// Errors of building or installing the filter.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,9 @@ pub enum SeccompError {
     /// The kernel refused the filter.
     #[error("cannot install the seccomp filter (run with --no-seccomp to go without)")]
     Install(#[source] seccompiler::Error),
+    /// The thread that would install it and run the guest did not start.
+    #[error("cannot start a vCPU thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// The system calls of the run loop, file hypercalls included.
@@ -81,10 +88,15 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
     }
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let kvm_run = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, KVM_RUN)
-        .and_then(|c| SeccompRule::new(vec![c]))
-        .map_err(SeccompError::Build)?;
-    rules.insert(libc::SYS_ioctl, vec![kvm_run]);
+    let ioctl = |request| {
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(SeccompError::Build)
+    };
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![ioctl(KVM_RUN)?, ioctl(KVM_GET_SREGS)?],
+    );
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
@@ -106,6 +118,13 @@ pub fn install() -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ioctl_numbers_are_kvms() {
+        // _IOR(KVMIO, 0x83, struct kvm_sregs)
+        let size = u64::try_from(std::mem::size_of::<kvm_bindings::kvm_sregs>()).unwrap();
+        assert_eq!(KVM_GET_SREGS, (2 << 30) | (size << 16) | (0xAE << 8) | 0x83);
+    }
 
     #[test]
     fn the_filter_compiles_and_blocks_what_it_does_not_list() {

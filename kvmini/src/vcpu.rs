@@ -26,6 +26,9 @@ pub enum VcpuError {
     /// `KVM_RUN` failed with an error other than an interruption.
     #[error("KVM_RUN failed")]
     Run(#[source] kvm_ioctls::Error),
+    /// `KVM_GET_SREGS` failed.
+    #[error("cannot read the vCPU's system registers")]
+    SystemRegisters(#[source] kvm_ioctls::Error),
 }
 
 /// Why `KVM_RUN` returned, reduced to what kvmini acts on.
@@ -110,16 +113,34 @@ pub fn exit_reason_name(reason: u32) -> &'static str {
 pub struct Vcpu {
     fd: VcpuFd,
     run_size: usize,
+    sync_sregs: bool,
 }
 
 impl Vcpu {
     /// Wraps a vCPU whose `kvm_run` mapping is `run_size` bytes
-    /// (KVM_GET_VCPU_MMAP_SIZE) and asks KVM to mirror its registers into
-    /// `kvm_run` on every exit.
+    /// (KVM_GET_VCPU_MMAP_SIZE) and asks KVM to mirror its general and
+    /// system registers into `kvm_run` on every exit.
     pub fn new(mut fd: VcpuFd, run_size: usize) -> Self {
         fd.set_sync_valid_reg(SyncReg::Register);
         fd.set_sync_valid_reg(SyncReg::SystemRegister);
-        Vcpu { fd, run_size }
+        Vcpu {
+            fd,
+            run_size,
+            sync_sregs: true,
+        }
+    }
+
+    /// Whether KVM copies the system registers out at every exit. Copying
+    /// them costs about 2% of an exit; a guest that cannot change them (ring
+    /// 3 in long mode) needs them only for rare exits, which
+    /// [`Vcpu::sregs`] then reads with `KVM_GET_SREGS`.
+    pub fn sync_system_registers(&mut self, sync: bool) {
+        if sync {
+            self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        } else {
+            self.fd.clear_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        self.sync_sregs = sync;
     }
 
     /// The kvm-ioctls vCPU, for setup ioctls.
@@ -154,9 +175,36 @@ impl Vcpu {
         self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
-    /// System registers as of the last exit (no ioctl).
-    pub fn sregs(&mut self) -> &kvm_sregs {
-        &self.fd.sync_regs_mut().sregs
+    /// System registers as of the last exit: from the sync-regs area, or
+    /// with `KVM_GET_SREGS` when they are not synced.
+    pub fn sregs(&mut self) -> Result<kvm_sregs, VcpuError> {
+        if self.sync_sregs {
+            return Ok(self.fd.sync_regs_mut().sregs);
+        }
+        self.fd.get_sregs().map_err(VcpuError::SystemRegisters)
+    }
+
+    /// The general and system registers waiting in the sync-regs area for
+    /// the next entry, if [`Vcpu::set_registers_on_entry`] put them there
+    /// and the guest has not run since.
+    pub fn registers_on_entry(&mut self) -> Option<(kvm_regs, kvm_sregs)> {
+        let both = SyncReg::Register as u64 | SyncReg::SystemRegister as u64;
+        if self.fd.get_kvm_run().kvm_dirty_regs & both != both {
+            return None;
+        }
+        let sync = self.fd.sync_regs_mut();
+        Some((sync.regs, sync.sregs))
+    }
+
+    /// Sets the general and system registers for the next entry, through
+    /// the sync-regs area: KVM applies them when `KVM_RUN` next enters the
+    /// guest, which spares two ioctls.
+    pub fn set_registers_on_entry(&mut self, regs: &kvm_regs, sregs: &kvm_sregs) {
+        let sync = self.fd.sync_regs_mut();
+        sync.regs = *regs;
+        sync.sregs = *sregs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
     }
 
     /// Sets `kvm_run.immediate_exit`: while set, `KVM_RUN` returns at once
@@ -174,8 +222,10 @@ impl Vcpu {
             }
             Err(e) => return Err(VcpuError::Run(e)),
         }
-        // Registers written back by `set_rax` were applied on this entry.
+        // Registers written back through the sync area were applied on this
+        // entry.
         self.fd.clear_sync_dirty_reg(SyncReg::Register);
+        self.fd.clear_sync_dirty_reg(SyncReg::SystemRegister);
         let run = self.fd.get_kvm_run();
         Ok(match run.exit_reason {
             KVM_EXIT_IO => {

@@ -1,7 +1,9 @@
 //! The virtual machine (`KVM_CREATE_VM`): its guest memory slot and its one
 //! vCPU, set up for long mode.
 
-use kvm_bindings::kvm_userspace_memory_region;
+use std::sync::OnceLock;
+
+use kvm_bindings::{kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
 
 use crate::cpu::{self, Ring};
@@ -90,17 +92,32 @@ impl Vm {
         let fd = self.fd.create_vcpu(0).map_err(VcpuError::Create)?;
         fd.set_cpuid2(kvm.supported_cpuid())
             .map_err(setup("CPUID"))?;
-        let sregs = fd.get_sregs().map_err(setup("system registers"))?;
-        fd.set_sregs(&cpu::long_mode_sregs(sregs, &self.layout, ring))
-            .map_err(setup("system registers"))?;
-        fd.set_regs(&cpu::entry_regs(entry, stack_top, ring))
-            .map_err(setup("registers"))?;
+        let reset = reset_sregs(&fd).map_err(setup("system registers"))?;
         fd.set_fpu(&cpu::initial_fpu())
             .map_err(setup("FPU state"))?;
         let run_size = kvm
             .handle()
             .get_vcpu_mmap_size()
             .map_err(VmError::RunSize)?;
-        Ok(Vcpu::new(fd, run_size))
+        let mut vcpu = Vcpu::new(fd, run_size);
+        // Through the sync-regs area: KVM applies them at the first entry,
+        // which spares two ioctls per VM.
+        vcpu.set_registers_on_entry(
+            &cpu::entry_regs(entry, stack_top, ring),
+            &cpu::long_mode_sregs(reset, &self.layout, ring),
+        );
+        Ok(vcpu)
     }
+}
+
+/// The system registers of a vCPU 0 just after `KVM_CREATE_VCPU`, which
+/// kvmini's long-mode values are laid over. They are the same for every
+/// such vCPU, so they are read once per process.
+fn reset_sregs(fd: &kvm_ioctls::VcpuFd) -> Result<kvm_sregs, kvm_ioctls::Error> {
+    static RESET: OnceLock<kvm_sregs> = OnceLock::new();
+    if let Some(sregs) = RESET.get() {
+        return Ok(*sregs);
+    }
+    let sregs = fd.get_sregs()?;
+    Ok(*RESET.get_or_init(|| sregs))
 }
