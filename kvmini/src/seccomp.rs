@@ -97,6 +97,13 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
         libc::SYS_ioctl,
         vec![ioctl(KVM_RUN)?, ioctl(KVM_GET_SREGS)?],
     );
+    // A vCPU thread widens its own CPU affinity (pid 0: itself, no other
+    // thread) after its caller pinned it to one CPU for a fast wake-up
+    // (vcpu_thread.rs).
+    let itself = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0)
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(SeccompError::Build)?;
+    rules.insert(libc::SYS_sched_setaffinity, vec![itself]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
@@ -139,5 +146,23 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(result, (-1, Some(libc::EPERM)));
+    }
+
+    #[test]
+    fn a_confined_thread_may_change_its_own_affinity_only() {
+        use rustix::thread::{gettid, sched_getaffinity, sched_setaffinity};
+        let caller = gettid();
+        let (own, other) = std::thread::spawn(move || {
+            let cpus = sched_getaffinity(None).unwrap();
+            install().unwrap();
+            (
+                sched_setaffinity(None, &cpus),
+                sched_setaffinity(Some(caller), &cpus),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(own, Ok(()));
+        assert_eq!(other, Err(rustix::io::Errno::PERM));
     }
 }
