@@ -14,12 +14,14 @@ use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
 use crate::host::HostFunctions;
+use crate::memory;
 use crate::stop::StopHandle;
 use crate::view::GuestView;
 
-/// How much a `display` string may hold, and how much of the scratch buffer
-/// kvmini keeps between calls.
-const DISPLAY_KEEP: usize = 1 << 20;
+/// How many pieces of a `display` string kvmini keeps room for between
+/// calls (a string on kvmini's own identity map is one piece; more come
+/// only from guest-made tables).
+const DISPLAY_KEEP: usize = 4096;
 
 /// What the run loop does after a hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +43,8 @@ pub struct Hypercalls {
     /// The guest's stderr; `None` shares `warnings`.
     stderr: Option<Box<dyn Write + Send>>,
     warnings: Box<dyn Write + Send>,
-    scratch: Vec<u8>,
+    /// The guest-physical pieces of the string being displayed.
+    display_pieces: Vec<(u64, u64)>,
     fs: Filesystem,
     host_functions: HostFunctions,
     /// The guest's arguments, each followed by its NUL.
@@ -72,7 +75,7 @@ impl Hypercalls {
             stdout,
             stderr: None,
             warnings,
-            scratch: Vec::new(),
+            display_pieces: Vec::new(),
             fs,
             host_functions: HostFunctions::default(),
             argv: Vec::new(),
@@ -276,23 +279,32 @@ impl Hypercalls {
         )))
     }
 
-    /// Prints the NUL-terminated string at guest virtual address `gva` in
-    /// one piece; a bad pointer or a missing NUL is a warning, and the
-    /// guest goes on.
+    /// Prints the NUL-terminated string at guest virtual address `gva`
+    /// straight from guest memory, once its NUL is found; a bad pointer or a
+    /// missing NUL is a warning (and nothing printed), and the guest goes on.
     fn display(&mut self, gva: u64, view: &GuestView<'_>) -> io::Result<()> {
-        self.scratch.clear();
+        self.display_pieces.clear();
+        let pieces = &mut self.display_pieces;
         // A string longer than guest memory exists only through aliased
         // page tables; stopping there bounds the work of one exit.
-        let result = view.read_c_string(gva, view.memory_size(), &mut self.scratch);
+        let result = view.c_string_pieces(gva, view.memory_size(), |gpa, len| {
+            pieces.push((gpa, len));
+        });
         match result {
-            Ok(()) => self.stdout.write_all(&self.scratch)?,
+            Ok(_) => {
+                for &(gpa, len) in &self.display_pieces {
+                    let stdout = &mut self.stdout;
+                    memory::with_bytes(view.memory(), gpa, len, |bytes| stdout.write_all(bytes))
+                        .map_err(io::Error::other)??;
+                }
+            }
             Err(e) => {
                 self.stdout.flush()?;
                 writeln!(self.warnings, "kvmini: display({gva:#x}) ignored: {e}")?;
             }
         }
-        if self.scratch.capacity() > DISPLAY_KEEP {
-            self.scratch = Vec::new();
+        if self.display_pieces.capacity() > DISPLAY_KEEP {
+            self.display_pieces = Vec::new();
         }
         Ok(())
     }
@@ -309,5 +321,68 @@ impl Hypercalls {
             stderr.flush()?;
         }
         self.warnings.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::*;
+    use crate::grant::Grants;
+    use crate::layout::Layout;
+    use crate::output::{Capture, Input};
+    use crate::paging::{self, PagingMode, PTE_P, PTE_RW, PTE_US};
+
+    #[test]
+    fn display_prints_straight_from_guest_pages_or_only_warns() {
+        let size = 4 << 20;
+        let mem = crate::memory::allocate(size).unwrap();
+        let layout = Layout::new(size);
+        paging::build_identity_map(&mem, &layout, false).unwrap();
+        // Virtual 0x400000 -> physical 0x203000 and 0x401000 -> 0x201000.
+        let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
+        let user = PTE_P | PTE_RW | PTE_US;
+        for (addr, value) in [
+            (pml4, pdpt | user),
+            (pdpt, pd | user),
+            (pd + 2 * 8, pt | user),
+            (pt, 0x20_3000 | user),
+            (pt + 8, 0x20_1000 | user),
+        ] {
+            mem.write_obj(value, GuestAddress(addr)).unwrap();
+        }
+        mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
+        mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
+        mem.write_slice(b"kvmini\0", GuestAddress(0x10_8000))
+            .unwrap();
+        mem.write_slice(&[b'y'; 16], GuestAddress(layout.system_base - 16))
+            .unwrap();
+        let stdout = Capture::new();
+        let warnings = Capture::new();
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs);
+        let hand_made = GuestView::new(&mem, PagingMode::Long, pml4, true);
+        let own = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true)
+            .with_identity(paging::user_identity_range(&layout, false));
+        for (view, gva) in [
+            (&hand_made, 0x40_0FFE),
+            (&own, 0x10_8000),
+            (&own, layout.system_base - 16),
+            (&own, 0),
+        ] {
+            calls.display(gva, view).unwrap();
+        }
+        calls.flush().unwrap();
+        assert_eq!(stdout.contents(), b"abcdkvmini");
+        let top = layout.system_base;
+        assert_eq!(
+            String::from_utf8(warnings.contents()).unwrap(),
+            format!(
+                "kvmini: display({:#x}) ignored: address {top:#x} is not accessible from ring 3\n\
+                 kvmini: display(0x0) ignored: address 0x0 is not mapped (level 1 entry not present)\n",
+                top - 16
+            )
+        );
     }
 }

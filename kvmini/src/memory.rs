@@ -1,8 +1,10 @@
 //! Guest memory: one anonymous mapping, seen by the guest as its physical
 //! memory from address 0, and reached by kvmini only through `vm-memory`'s
-//! bounds-checked accessors. The one exception lives here too: zero-copy
-//! file I/O hands the kernel iovecs that point into guest memory, built from
-//! bounds-checked `vm-memory` slices.
+//! bounds-checked accessors. The exceptions live here too, built from
+//! bounds-checked `vm-memory` slices: zero-copy file I/O hands the kernel
+//! iovecs that point into guest memory, and `with_bytes` lends an exit
+//! handler guest bytes as a plain slice (to search for a string's NUL and
+//! write the string out without a copy).
 
 use std::fmt;
 use std::io;
@@ -234,6 +236,40 @@ pub fn read_u64(mem: &GuestMemory, gpa: u64) -> Result<u64, GuestMemoryError> {
     mem.read_obj::<u64>(GuestAddress(gpa))
 }
 
+/// Lends `f` the `len` bytes of guest physical memory at `gpa` as a plain
+/// slice, so that kvmini can search them or write them out without a copy.
+/// Fails, without calling `f`, unless the whole range lies in guest memory.
+///
+/// Only for kvmini's own exit handlers, which run while the vCPU is
+/// stopped; `f` must not write guest memory.
+pub(crate) fn with_bytes<R>(
+    mem: &GuestMemory,
+    gpa: u64,
+    len: u64,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, MemoryError> {
+    let out_of_range =
+        || MemoryError::Access(GuestMemoryError::InvalidGuestAddress(GuestAddress(gpa)));
+    let end = gpa.checked_add(len).ok_or_else(out_of_range)?;
+    if end > mem.last_addr().0.saturating_add(1) {
+        return Err(out_of_range());
+    }
+    let len = usize::try_from(len).map_err(|_| out_of_range())?;
+    if len == 0 {
+        return Ok(f(&[]));
+    }
+    // vm-memory checks again that the range lies within one region.
+    let slice = mem.get_slice(GuestAddress(gpa), len)?;
+    let guard = slice.ptr_guard();
+    // SAFETY: `guard` points at `slice.len()` (== `len`) bytes of the guest
+    // mapping, which `mem` keeps mapped for longer than this borrow of it.
+    // The vCPU is stopped while kvmini serves its exit, and the callers in
+    // this crate (searching and writing out guest strings) do not write
+    // guest memory from `f`, so the bytes do not change under the slice.
+    let bytes = unsafe { std::slice::from_raw_parts(guard.as_ptr(), slice.len()) };
+    Ok(f(bytes))
+}
+
 /// Most iovecs one `readv`/`writev` takes (Linux's IOV_MAX).
 const IOV_MAX: usize = 1024;
 
@@ -382,6 +418,30 @@ mod tests {
         }
         for size in [MEM_MIN, MEM_DEFAULT, MEM_MAX] {
             assert!(check_size(size).is_ok(), "{size}");
+        }
+    }
+
+    #[test]
+    fn with_bytes_lends_only_ranges_inside_guest_memory() {
+        let mem = allocate(MEM_MIN).unwrap();
+        mem.write_slice(b"abc", GuestAddress(MEM_MIN - 3)).unwrap();
+        let tail = with_bytes(&mem, MEM_MIN - 3, 3, <[u8]>::to_vec).unwrap();
+        assert_eq!(tail, b"abc");
+        assert_eq!(with_bytes(&mem, MEM_MIN, 0, <[u8]>::len).unwrap(), 0);
+        for (gpa, len) in [
+            (MEM_MIN - 3, 4),
+            (MEM_MIN, 1),
+            (0, MEM_MIN + 1),
+            (1, u64::MAX),
+            (u64::MAX, 2),
+            (u64::MAX, 0),
+        ] {
+            let mut called = false;
+            assert!(
+                with_bytes(&mem, gpa, len, |_| called = true).is_err(),
+                "{gpa:#x}+{len:#x}"
+            );
+            assert!(!called);
         }
     }
 

@@ -295,6 +295,15 @@ fn walk_pae32(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, Pagi
     ))
 }
 
+/// The virtual addresses that [`build_identity_map`] (with the same
+/// `map_null_page`) maps to themselves for ring 3, readable and writable:
+/// guest memory below kvmini's own area, less the null page unless it is
+/// mapped. For [`crate::view::GuestView::with_identity`].
+pub fn user_identity_range(layout: &Layout, map_null_page: bool) -> std::ops::Range<u64> {
+    let start = if map_null_page { 0 } else { PAGE_SIZE };
+    start..layout.system_base
+}
+
 /// Builds the identity map of all guest memory: 2 MiB pages, except 4 KiB
 /// pages in the first 2 MiB (to leave the null page unmapped when
 /// `map_null_page` is false) and in the last 2 MiB (kvmini's own area is

@@ -5,7 +5,7 @@
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
-use crate::memory::GuestMemory;
+use crate::memory::{self, GuestMemory};
 use crate::paging::{self, Access, PagingError, PagingMode};
 
 /// Errors of reading guest buffers and strings.
@@ -40,6 +40,10 @@ pub enum ViewError {
     },
 }
 
+/// Merged pieces `for_each_piece` keeps on its stack. A buffer in more
+/// physically discontiguous runs than this costs a second walk of the rest.
+const STACK_PIECES: usize = 16;
+
 /// The guest's view of memory at the time of one exit.
 #[derive(Clone, Copy, Debug)]
 pub struct GuestView<'a> {
@@ -47,6 +51,10 @@ pub struct GuestView<'a> {
     mode: PagingMode,
     cr3: u64,
     user: bool,
+    /// Start of the virtual range known to map to itself, read-write.
+    identity_start: u64,
+    /// Its end (exclusive); an empty range when there is none.
+    identity_end: u64,
 }
 
 impl<'a> GuestView<'a> {
@@ -58,7 +66,34 @@ impl<'a> GuestView<'a> {
             mode,
             cr3,
             user,
+            identity_start: 0,
+            identity_end: 0,
         }
+    }
+
+    /// Declares that within `range` virtual address == physical address and
+    /// the guest may read and write: true of a ring-3 long-mode guest whose
+    /// CR3 is kvmini's own identity map, as it can change neither CR3 nor
+    /// those supervisor-only tables (see [`paging::user_identity_range`]).
+    /// A buffer wholly inside `range` (and guest memory) is then one piece,
+    /// found without a page walk; anything else is walked as usual, which
+    /// gives the exact error.
+    pub fn with_identity(mut self, range: std::ops::Range<u64>) -> Self {
+        self.identity_start = range.start;
+        self.identity_end = range.end;
+        self
+    }
+
+    /// Whether `[gva, end)` lies inside the identity range and guest memory.
+    fn is_identity(&self, gva: u64, end: u64) -> bool {
+        self.identity_start <= gva && end <= self.identity_end && end <= self.memory_size()
+    }
+
+    /// Bytes from `gva` to the end of the identity range (or of guest
+    /// memory, if sooner), when `gva` lies inside both.
+    fn identity_span(&self, gva: u64) -> Option<u64> {
+        let top = self.identity_end.min(self.memory_size());
+        (self.identity_start <= gva && gva < top).then(|| top - gva)
     }
 
     /// Translates one address for reading or writing.
@@ -74,16 +109,9 @@ impl<'a> GuestView<'a> {
         Ok(t)
     }
 
-    /// Calls `f` with each guest-physical piece `(gpa, len)` of the virtual
-    /// range `[gva, gva + len)`, in order; fails before calling `f` at all
-    /// if any part is not mapped, so a bad buffer has no partial effect.
-    pub fn for_each_piece(
-        &self,
-        gva: u64,
-        len: u64,
-        write: bool,
-        mut f: impl FnMut(u64, u64),
-    ) -> Result<(), ViewError> {
+    /// The end of the buffer `[gva, gva + len)`, refused if it wraps or is
+    /// longer than guest memory.
+    fn buffer_end(&self, gva: u64, len: u64) -> Result<u64, ViewError> {
         let end = gva
             .checked_add(len)
             .ok_or(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))?;
@@ -93,26 +121,85 @@ impl<'a> GuestView<'a> {
         if len > self.memory_size() {
             return Err(ViewError::TooLong { gva, len });
         }
-        let pass = |call: bool, f: &mut dyn FnMut(u64, u64)| -> Result<(), ViewError> {
-            let mut at = gva;
-            while at < end {
-                let t = self.translate(at, write)?;
-                let piece = t.len_in_page.min(end - at);
-                // The piece must also end inside memory (a large page can
-                // extend past the end of a small guest).
-                let last = t.gpa + piece - 1;
-                if !self.mem.address_in_range(GuestAddress(last)) {
-                    return Err(ViewError::OutsideMemory { gva: at, gpa: last });
-                }
-                if call {
-                    f(t.gpa, piece);
-                }
-                at += piece;
+        Ok(end)
+    }
+
+    /// Walks `[gva, end)` once, translating and checking every page, and
+    /// hands `emit` each run of physically contiguous pages as one piece.
+    /// `emit` may already have been called when an error comes back.
+    fn walk(
+        &self,
+        gva: u64,
+        end: u64,
+        write: bool,
+        mut emit: impl FnMut(u64, u64),
+    ) -> Result<(), ViewError> {
+        let mut at = gva;
+        let mut run: Option<(u64, u64)> = None;
+        while at < end {
+            let t = self.translate(at, write)?;
+            let piece = t.len_in_page.min(end - at);
+            // The piece must also end inside memory (a large page can
+            // extend past the end of a small guest).
+            let last = t.gpa + piece - 1;
+            if !self.mem.address_in_range(GuestAddress(last)) {
+                return Err(ViewError::OutsideMemory { gva: at, gpa: last });
             }
-            Ok(())
-        };
-        pass(false, &mut |_, _| {})?;
-        pass(true, &mut f)
+            run = Some(extend_run(run, t.gpa, piece, &mut emit));
+            at += piece;
+        }
+        if let Some((gpa, len)) = run {
+            emit(gpa, len);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with each guest-physical piece `(gpa, len)` of the virtual
+    /// range `[gva, gva + len)`, in order, physically contiguous pages
+    /// merged into one piece; fails before calling `f` at all if any part
+    /// is not mapped, so a bad buffer has no partial effect.
+    ///
+    /// The pieces are all known before `f` runs, unless the buffer has more
+    /// than a few discontiguous runs: then the rest is walked again after
+    /// `f` has seen the first ones, and an `f` that rewrites the guest's
+    /// page tables on the way can make that second walk fail.
+    pub fn for_each_piece(
+        &self,
+        gva: u64,
+        len: u64,
+        write: bool,
+        mut f: impl FnMut(u64, u64),
+    ) -> Result<(), ViewError> {
+        let end = self.buffer_end(gva, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if self.is_identity(gva, end) {
+            f(gva, len);
+            return Ok(());
+        }
+        let mut kept = [(0u64, 0u64); STACK_PIECES];
+        let mut count = 0usize;
+        let mut kept_len = 0u64;
+        let mut overflowed = false;
+        self.walk(gva, end, write, |gpa, n| {
+            if overflowed || count == STACK_PIECES {
+                overflowed = true;
+            } else {
+                kept[count] = (gpa, n);
+                count += 1;
+                kept_len += n;
+            }
+        })?;
+        for &(gpa, n) in &kept[..count] {
+            f(gpa, n);
+        }
+        if overflowed {
+            // The first walk checked the whole buffer; the kept pieces end
+            // where a run ends, so walking on from there gives the rest.
+            self.walk(gva + kept_len, end, write, f)?;
+        }
+        Ok(())
     }
 
     /// Reads a `T` from guest virtual `gva`, piece by piece if it crosses
@@ -161,7 +248,8 @@ impl<'a> GuestView<'a> {
     }
 
     /// Collects the guest-physical pieces of `[gva, gva + len)` into
-    /// `pieces` (cleared first): the scatter list of a zero-copy transfer.
+    /// `pieces` (cleared first, and left empty on error), physically
+    /// contiguous pages merged: the scatter list of a zero-copy transfer.
     pub fn pieces(
         &self,
         gva: u64,
@@ -170,7 +258,19 @@ impl<'a> GuestView<'a> {
         pieces: &mut Vec<(u64, u64)>,
     ) -> Result<(), ViewError> {
         pieces.clear();
-        self.for_each_piece(gva, len, write, |gpa, n| pieces.push((gpa, n)))
+        let end = self.buffer_end(gva, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if self.is_identity(gva, end) {
+            pieces.push((gva, len));
+            return Ok(());
+        }
+        let result = self.walk(gva, end, write, |gpa, n| pieces.push((gpa, n)));
+        if result.is_err() {
+            pieces.clear();
+        }
+        result
     }
 
     /// Size of guest memory in bytes: the longest buffer or string a guest
@@ -182,7 +282,11 @@ impl<'a> GuestView<'a> {
     /// Checks that `len` bytes at `gva` are writable guest memory, so that
     /// a call can refuse a result block before doing anything.
     pub fn check_writable(&self, gva: u64, len: u64) -> Result<(), ViewError> {
-        self.for_each_piece(gva, len, true, |_, _| {})
+        let end = self.buffer_end(gva, len)?;
+        if len == 0 || self.is_identity(gva, end) {
+            return Ok(());
+        }
+        self.walk(gva, end, true, |_, _| {})
     }
 
     /// Guest memory behind this view.
@@ -190,44 +294,93 @@ impl<'a> GuestView<'a> {
         self.mem
     }
 
+    /// Finds the NUL-terminated string at `gva`, looking at no more than
+    /// `limit` bytes (nor more than guest memory holds), and returns its
+    /// length without the NUL. `f` gets the guest-physical pieces `(gpa,
+    /// len)` of the bytes looked at, in order, physically contiguous ones
+    /// merged: on success exactly the string without its NUL; on error
+    /// what was looked at before the fault or the limit.
+    pub fn c_string_pieces(
+        &self,
+        gva: u64,
+        limit: u64,
+        mut f: impl FnMut(u64, u64),
+    ) -> Result<u64, ViewError> {
+        // No string is longer than guest memory unless the guest's tables
+        // alias pages; the cap bounds the work of one call.
+        let limit = limit.min(self.memory_size());
+        let mut at = gva;
+        let mut run: Option<(u64, u64)> = None;
+        let result = loop {
+            let seen = at - gva;
+            if seen >= limit {
+                break Err(ViewError::Unterminated { gva, limit });
+            }
+            let (gpa, n) = match self.identity_span(at) {
+                Some(span) => (at, span.min(limit - seen)),
+                None => match self.translate(at, false) {
+                    Ok(t) => {
+                        let in_memory = self.mem.last_addr().0 - t.gpa + 1;
+                        (t.gpa, t.len_in_page.min(limit - seen).min(in_memory))
+                    }
+                    Err(e) => break Err(e),
+                },
+            };
+            let Ok(nul) = memory::with_bytes(self.mem, gpa, n, |bytes| memchr::memchr(0, bytes))
+            else {
+                break Err(ViewError::OutsideMemory { gva: at, gpa });
+            };
+            let used = nul.map_or(n, |i| i as u64);
+            if used > 0 {
+                run = Some(extend_run(run, gpa, used, &mut f));
+            }
+            if nul.is_some() {
+                break Ok(seen + used);
+            }
+            match at.checked_add(n) {
+                Some(next) => at = next,
+                None => break Err(ViewError::Unterminated { gva, limit }),
+            }
+        };
+        if let Some((gpa, len)) = run {
+            f(gpa, len);
+        }
+        result
+    }
+
     /// Appends the NUL-terminated string at `gva` (without its NUL) to
     /// `out`, reading at most `limit` bytes. On error `out` may hold a
     /// prefix of the string.
     pub fn read_c_string(&self, gva: u64, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
-        // No string is longer than guest memory unless the guest's tables
-        // alias pages; the cap bounds the work and the buffer of one call.
-        let limit = limit.min(self.memory_size());
-        let mut at = gva;
-        let mut chunk = [0u8; 512];
-        loop {
-            let seen = at - gva;
-            if seen >= limit {
-                return Err(ViewError::Unterminated { gva, limit });
+        let mut lost = None;
+        let result = self.c_string_pieces(gva, limit, |gpa, n| {
+            let copied = memory::with_bytes(self.mem, gpa, n, |bytes| out.extend_from_slice(bytes));
+            if copied.is_err() && lost.is_none() {
+                lost = Some(gpa);
             }
-            let t = self.translate(at, false)?;
-            let in_memory = self.mem.last_addr().0 - t.gpa + 1;
-            let n = t
-                .len_in_page
-                .min(limit - seen)
-                .min(in_memory)
-                .min(chunk.len() as u64);
-            let n_usize = usize::try_from(n).unwrap_or(chunk.len());
-            let buf = &mut chunk[..n_usize];
-            self.mem.read_slice(buf, GuestAddress(t.gpa)).map_err(|_| {
-                ViewError::OutsideMemory {
-                    gva: at,
-                    gpa: t.gpa,
-                }
-            })?;
-            if let Some(nul) = buf.iter().position(|&b| b == 0) {
-                out.extend_from_slice(&buf[..nul]);
-                return Ok(());
-            }
-            out.extend_from_slice(buf);
-            at = at
-                .checked_add(n)
-                .ok_or(ViewError::Unterminated { gva, limit })?;
+        });
+        match (result, lost) {
+            (Ok(_), Some(gpa)) => Err(ViewError::OutsideMemory { gva, gpa }),
+            (result, _) => result.map(|_| ()),
         }
+    }
+}
+
+/// Adds the piece `(gpa, len)` to the physically contiguous `run`, or, if
+/// it does not follow on, hands the run to `emit` and starts a new one.
+fn extend_run(
+    run: Option<(u64, u64)>,
+    gpa: u64,
+    len: u64,
+    emit: &mut impl FnMut(u64, u64),
+) -> (u64, u64) {
+    match run {
+        Some((start, n)) if start + n == gpa => (start, n + len),
+        Some((start, n)) => {
+            emit(start, n);
+            (gpa, len)
+        }
+        None => (gpa, len),
     }
 }
 
@@ -236,7 +389,7 @@ mod tests {
     use super::*;
     use crate::layout::Layout;
     use crate::memory;
-    use crate::paging::{build_identity_map, PTE_P, PTE_RW, PTE_US};
+    use crate::paging::{build_identity_map, user_identity_range, PTE_P, PTE_RW, PTE_US};
 
     fn identity(size: u64) -> (GuestMemory, Layout) {
         let mem = memory::allocate(size).unwrap();
@@ -326,6 +479,255 @@ mod tests {
             })
         );
         assert_eq!(out.len(), 4 << 20);
+    }
+
+    /// Everything a view says about one buffer: the pieces (or the error)
+    /// of `for_each_piece` and `pieces`, `check_writable`, and a `u64` read.
+    type Answers = (
+        Result<Vec<(u64, u64)>, ViewError>,
+        Result<Vec<(u64, u64)>, ViewError>,
+        Result<(), ViewError>,
+        Result<u64, ViewError>,
+    );
+
+    fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool) -> Answers {
+        let mut seen = Vec::new();
+        let each = view
+            .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+            .map(|()| seen);
+        let mut pieces = vec![(1, 1)];
+        let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+        (
+            each,
+            collected,
+            view.check_writable(gva, len),
+            view.read_obj::<u64>(gva),
+        )
+    }
+
+    /// The same string through both views: its bytes (or the error, with
+    /// what was appended) and its pieces.
+    fn same_string(walked: &GuestView<'_>, fast: &GuestView<'_>, gva: u64, limit: u64) {
+        let read = |view: &GuestView<'_>| {
+            let mut out = Vec::new();
+            let result = view.read_c_string(gva, limit, &mut out);
+            let mut pieces = Vec::new();
+            let len = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+            (result, out, len, pieces)
+        };
+        let want = read(walked);
+        assert_eq!(read(fast), want, "string at {gva:#x} limit {limit:#x}");
+        if let (Ok(()), Ok(len)) = (&want.0, want.2) {
+            assert_eq!(len, want.1.len() as u64);
+        }
+    }
+
+    #[test]
+    fn identity_and_walked_paths_agree_on_kvmins_identity_map() {
+        for (size, map_null_page) in [(2 << 20, false), (8 << 20, false), (4 << 20, true)] {
+            let mem = memory::allocate(size).unwrap();
+            let layout = Layout::new(size);
+            build_identity_map(&mem, &layout, map_null_page).unwrap();
+            let range = user_identity_range(&layout, map_null_page);
+            let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+            let fast = walked.with_identity(range.clone());
+            let (start, top) = (range.start, layout.system_base);
+            // Strings: one across the null page's edge, one running into
+            // kvmini's area.
+            mem.write_slice(b"nul\0ab\0", GuestAddress(0xFFC)).unwrap();
+            mem.write_slice(&[b'y'; 32], GuestAddress(top - 32))
+                .unwrap();
+            // And one across the 4 KiB / 2 MiB page boundary.
+            if size > 2 << 20 {
+                mem.write_slice(&[b'z'; 0x3000], GuestAddress(0x1F_E000))
+                    .unwrap();
+                mem.write_slice(&[0], GuestAddress(0x20_1000)).unwrap();
+            }
+            let buffers = [
+                (start, 1),
+                (start, 0x10_0000),
+                (start.wrapping_sub(1), 2),
+                (0, 16),
+                (0xFF0, 0x20),
+                (0x10_2000, 1 << 20),
+                (0x1F_F000, 0x3000),
+                (top - 16, 16),
+                (top - 16, 17),
+                (top - 1, 2),
+                (top, 1),
+                (size - 1, 1),
+                (size, 1),
+                (start, top - start),
+                (start, top - start + 1),
+                (0, size),
+                (0, size + 1),
+                (0x1000, size),
+                (top - 8, 0),
+                (u64::MAX, 1),
+                (u64::MAX, 0),
+                (u64::MAX - 5, 10),
+                (0, u64::MAX),
+                (0x1000, u64::MAX),
+                (0x8000_0000_0000_0000, 8),
+                (0xFFFF_8000_0000_0000, 8),
+            ];
+            for (gva, len) in buffers {
+                for write in [false, true] {
+                    let want = answers(&walked, gva, len, write);
+                    let got = answers(&fast, gva, len, write);
+                    assert_eq!(got, want, "{size:#x} {gva:#x}+{len:#x} write {write}");
+                }
+            }
+            for gva in [
+                0,
+                0xFFC,
+                0xFFF,
+                0x1000,
+                0x1002,
+                0x1F_E000,
+                0x20_0800,
+                top - 32,
+                top - 1,
+                top,
+                size - 1,
+                size,
+                u64::MAX,
+                u64::MAX - 2,
+            ] {
+                for limit in [0, 1, 3, 4, 5, 0x1000, 0x3001, 0x3002, u64::MAX] {
+                    same_string(&walked, &fast, gva, limit);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_identity_fast_path_gives_one_piece_and_the_walk_merges() {
+        let (mem, layout) = identity(4 << 20);
+        let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let fast = walked.with_identity(user_identity_range(&layout, false));
+        let mut pieces = Vec::new();
+        for view in [walked, fast] {
+            // 4 KiB pages, then a 2 MiB page: contiguous, so one piece.
+            view.pieces(0x10_2000, 1 << 20, true, &mut pieces).unwrap();
+            assert_eq!(pieces, [(0x10_2000, 1 << 20)]);
+        }
+        // Page 0 is not in the range: the walk refuses it.
+        assert_eq!(
+            fast.pieces(0xFFF, 2, false, &mut pieces),
+            Err(ViewError::Fault(PagingError::NotPresent {
+                gva: 0xFFF,
+                level: 1
+            }))
+        );
+        assert!(pieces.is_empty());
+        // Inside the range nothing is walked: over tables that map nothing,
+        // the claimed range still reads, and a byte past it does not.
+        let blank = memory::allocate(2 << 20).unwrap();
+        blank.write_slice(b"hi\0", GuestAddress(0x1FFD)).unwrap();
+        let claimed =
+            GuestView::new(&blank, PagingMode::Long, 0x10_0000, true).with_identity(0x1000..0x2000);
+        assert_eq!(
+            claimed.read_obj::<u16>(0x1FFD),
+            Ok(u16::from_le_bytes(*b"hi"))
+        );
+        assert_eq!(
+            claimed.read_obj::<u32>(0x1FFD),
+            Err(ViewError::Fault(PagingError::NotPresent {
+                gva: 0x1FFD,
+                level: 4
+            }))
+        );
+        let mut out = Vec::new();
+        claimed.read_c_string(0x1FFD, u64::MAX, &mut out).unwrap();
+        assert_eq!(out, b"hi");
+        // A range claimed past guest memory does not let buffers out of it.
+        let unpaged = GuestView::new(&mem, PagingMode::Disabled, 0, true);
+        let everything = unpaged.with_identity(0..u64::MAX);
+        let size = 4 << 20;
+        for (gva, len) in [(size - 1, 2), (size, 1), (u64::MAX - 1, 1), (0, size)] {
+            for write in [false, true] {
+                assert_eq!(
+                    answers(&everything, gva, len, write),
+                    answers(&unpaged, gva, len, write),
+                    "{gva:#x}+{len:#x}"
+                );
+            }
+        }
+        mem.write_slice(&[b'q'; 16], GuestAddress(size - 16))
+            .unwrap();
+        for gva in [size - 16, size - 1, size, u64::MAX] {
+            same_string(&unpaged, &everything, gva, u64::MAX);
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            everything.read_c_string(size - 16, u64::MAX, &mut out),
+            Err(ViewError::OutsideMemory {
+                gva: size,
+                gpa: size
+            })
+        );
+        assert_eq!(out, [b'q'; 16]);
+    }
+
+    #[test]
+    fn many_discontiguous_runs_are_walked_past_the_stack_buffer() {
+        let (mem, _) = identity(4 << 20);
+        // Virtual 0x400000 + i pages, i < 80: pairs of physically
+        // contiguous pages, the pairs in reverse order, so 40 runs.
+        let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
+        let user = PTE_P | PTE_RW | PTE_US;
+        for (addr, value) in [
+            (pml4, pdpt | user),
+            (pdpt, pd | user),
+            (pd + 2 * 8, pt | user),
+        ] {
+            mem.write_obj(value, GuestAddress(addr)).unwrap();
+        }
+        let physical = |i: u64| 0x20_0000 + ((39 - i / 2) * 2 + i % 2) * 0x1000;
+        for i in 0..80 {
+            mem.write_obj(physical(i) | user, GuestAddress(pt + i * 8))
+                .unwrap();
+        }
+        let view = GuestView::new(&mem, PagingMode::Long, pml4, true);
+        let (gva, len) = (0x40_0800, 79 * 0x1000);
+        let mut want = vec![(physical(0) + 0x800, 0x1800)];
+        want.extend((1..39).map(|j| (physical(2 * j), 0x2000)));
+        want.push((physical(78), 0x1800));
+        assert!(want.len() > STACK_PIECES);
+        let mut pieces = Vec::new();
+        view.pieces(gva, len, true, &mut pieces).unwrap();
+        assert_eq!(pieces, want);
+        let mut seen = Vec::new();
+        view.for_each_piece(gva, len, true, |gpa, n| seen.push((gpa, n)))
+            .unwrap();
+        assert_eq!(seen, want);
+        // One more page, unmapped: nothing is visited, the error names it.
+        let unmapped = 0x40_0000 + 80 * 0x1000;
+        let missing = Err(ViewError::Fault(PagingError::NotPresent {
+            gva: unmapped,
+            level: 1,
+        }));
+        let mut visited = 0;
+        assert_eq!(
+            view.for_each_piece(gva, len + 0x1000, false, |_, _| visited += 1),
+            missing
+        );
+        assert_eq!(visited, 0);
+        assert_eq!(view.pieces(gva, len + 0x1000, false, &mut pieces), missing);
+        assert!(pieces.is_empty());
+        assert_eq!(view.check_writable(gva, len + 0x1000), missing);
+        // A string across all of them, read and found piece by piece.
+        let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        view.write_bytes(gva, &text).unwrap();
+        view.write_obj(gva + len, 0u8).unwrap();
+        let mut out = Vec::new();
+        view.read_c_string(gva, u64::MAX, &mut out).unwrap();
+        assert_eq!(out, text);
+        let mut string_pieces = Vec::new();
+        let found = view.c_string_pieces(gva, u64::MAX, |gpa, n| string_pieces.push((gpa, n)));
+        assert_eq!(found, Ok(len));
+        assert_eq!(string_pieces, want);
     }
 
     #[test]

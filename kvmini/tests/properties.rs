@@ -219,8 +219,18 @@ proptest! {
                 for &(gpa, n) in &pieces {
                     prop_assert!(n > 0);
                     prop_assert!(gpa < MEM_2M && n <= MEM_2M - gpa, "{gpa:#x}+{n:#x}");
-                    let t = paging::translate(&mem, mode, layout.pml4(), at, Access { user, write });
-                    prop_assert_eq!(t.map(|t| t.gpa), Ok(gpa));
+                    // Each page of a piece translates to the next bytes of it.
+                    let mut done = 0;
+                    while done < n {
+                        let access = Access { user, write };
+                        match paging::translate(&mem, mode, layout.pml4(), at + done, access) {
+                            Ok(t) => {
+                                prop_assert_eq!(t.gpa, gpa + done);
+                                done += t.len_in_page.min(n - done);
+                            }
+                            Err(e) => prop_assert!(false, "{:#x}: {e}", at + done),
+                        }
+                    }
                     at += n;
                 }
             }
