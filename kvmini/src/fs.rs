@@ -393,23 +393,14 @@ impl Filesystem {
             }
         };
         // The guest's stdout and stderr are writers (kvmini's own, or a
-        // capture), so their bytes are copied out piece by piece.
+        // capture): each piece is written to it straight from guest memory.
         let mut total = 0u64;
         for &(gpa, len) in &self.pieces {
-            let len = usize::try_from(len).map_err(|_| EFAULT)?;
-            self.scratch.resize(len, 0);
-            vm_memory::Bytes::read_slice(
-                view.memory(),
-                &mut self.scratch,
-                vm_memory::GuestAddress(gpa),
-            )
-            .map_err(|_| EFAULT)?;
-            sink.write_all(&self.scratch)
+            memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write_all(bytes))
+                .map_err(|_| EFAULT)?
                 .map_err(|e| e.raw_os_error().unwrap_or(EBADF))?;
-            total += len as u64;
+            total += len;
         }
-        self.scratch.clear();
-        self.scratch.shrink_to(GETDENTS_MAX);
         i64::try_from(total).map_err(|_| EINVAL)
     }
 

@@ -20,7 +20,7 @@ use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
 use crate::output::Input;
-use crate::paging::PagingMode;
+use crate::paging::{self, PagingMode};
 use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
@@ -262,9 +262,12 @@ struct Machine {
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct FixedPaging {
     cr3: u64,
+    /// Where kvmini's identity map gives the guest its own pages: a buffer
+    /// there needs no page walk.
+    identity: std::ops::Range<u64>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -363,8 +366,11 @@ impl Sandbox {
         };
         // A ring-3 guest cannot load CR3 or change the tables kvmini built
         // (they are supervisor-only), so its paging is known for good.
-        let fixed_paging = (ring == Ring::Three && config.mode == CpuMode::Long)
-            .then(|| FixedPaging { cr3: layout.pml4() });
+        let fixed_paging =
+            (ring == Ring::Three && config.mode == CpuMode::Long).then(|| FixedPaging {
+                cr3: layout.pml4(),
+                identity: paging::user_identity_range(&layout, flat),
+            });
         vcpu.sync_system_registers(fixed_paging.is_none());
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
@@ -677,9 +683,10 @@ impl Machine {
                 if port == Port::Exception {
                     return Ok(Some(self.exception()?));
                 }
-                let view = match self.fixed_paging {
+                let view = match &self.fixed_paging {
                     Some(fixed) => {
                         GuestView::new(self.vm.memory(), PagingMode::Long, fixed.cr3, true)
+                            .with_identity(fixed.identity.clone())
                     }
                     None => {
                         let sregs = self.vcpu.sregs()?;
