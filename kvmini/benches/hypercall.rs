@@ -182,10 +182,11 @@ fn allocations(kvm: &kvmini::kvm::Kvm) {
 }
 
 /// The sides of the paired comparison.
-const SIDES: [&str; 5] = [
+const SIDES: [&str; 6] = [
     "kvmini",
     "floor",
     "floor_sync",
+    "floor_sync_cpuid",
     "kvmini_noseccomp",
     "kvmini_noseccomp_thread",
 ];
@@ -195,12 +196,12 @@ const SIDES: [&str; 5] = [
 /// side, and the median of the per-round ratios to the floor, which load
 /// from other processes moves much less than two criterion measurements
 /// taken one after the other.
-/// Three more sides show where a difference comes from: the floor with
-/// KVM's sync-regs area on (registers and system registers copied into
-/// `kvm_run` at every exit, as kvmini asks), and kvmini without its
-/// seccomp filter, run on the calling thread (what `run` does then) and
-/// on a thread of its own (what `run` does with the filter, less the
-/// filter).
+/// Four more sides show where a difference comes from: the floor with
+/// KVM's sync-regs area on as kvmini asks for it (general registers copied
+/// into `kvm_run` at every exit, and system registers too at ring 0), the
+/// same with kvmini's CPUID (`KVM_SET_CPUID2` with what KVM supports), and
+/// kvmini without its seccomp filter, run on the calling thread (what
+/// `run` does then) and on a new thread of its own.
 fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
     const ROUNDS: usize = 15;
     const N: u32 = 4000;
@@ -212,10 +213,13 @@ fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
             sandbox.run().expect("run");
             start.elapsed().as_secs_f64()
         };
-        let floor_run = |sync: bool| {
+        let floor_run = |sync: bool, cpuid: bool| {
             let mut vm = FloorVm::new(floor_kvm, &image, ring);
             if sync {
-                vm.sync_regs();
+                vm.sync_regs(ring == Ring::Zero);
+            }
+            if cpuid {
+                vm.set_supported_cpuid(floor_kvm);
             }
             let start = Instant::now();
             vm.run(&mut |_| {});
@@ -223,9 +227,10 @@ fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
         };
         let side = |which: usize| match which {
             0 => kvmini_run(true),
-            1 => floor_run(false),
-            2 => floor_run(true),
-            3 => kvmini_run(false),
+            1 => floor_run(false, false),
+            2 => floor_run(true, false),
+            3 => floor_run(true, true),
+            4 => kvmini_run(false),
             _ => std::thread::scope(|s| s.spawn(|| kvmini_run(false)).join().expect("thread")),
         };
         for which in 0..SIDES.len() {

