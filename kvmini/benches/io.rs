@@ -397,9 +397,11 @@ fn mean_us(n: u32, mut f: impl FnMut()) -> f64 {
 /// (ring 3, kvmini's identity map): the scatter list of a 1 MiB buffer
 /// where the C guests keep theirs (0x102000, in the first 2 MiB, which
 /// kvmini maps with 4 KiB pages for ELF guests, to leave the null page
-/// out) and of one inside a 2 MiB page; reading a 64 KiB string the way
-/// `display` does, next to a plain scan and copy of the same bytes; and
-/// the native side's line count of 256 MiB.
+/// out) and of one inside a 2 MiB page, both with a page walk (as for a
+/// ring-0 guest) and through the identity range a ring-3 guest's exits
+/// use; reading a 64 KiB string the way `display` finds it, next to a
+/// plain scan and copy of the same bytes; and the native side's line count
+/// of 256 MiB.
 fn parts(kvm: &Kvm) {
     use kvmini::paging::PagingMode;
     use kvmini::view::GuestView;
@@ -413,18 +415,29 @@ fn parts(kvm: &Kvm) {
         .expect("build");
     let mem = sandbox.memory();
     let view = GuestView::new(mem, PagingMode::Long, sandbox.layout().pml4(), true);
+    let identity = view.with_identity(kvmini::paging::user_identity_range(sandbox.layout(), false));
     let mut pieces = Vec::new();
-    for (name, at) in [("4k", 0x10_2000u64), ("2m", 0x40_0000)] {
-        let us = mean_us(1000, || {
-            view.pieces(at, CHUNK as u64, true, &mut pieces)
-                .expect("pieces");
-        });
-        println!(
-            "parts: scatter list of 1 MiB at {at:#x}: {} pieces, {us:.2} us",
-            pieces.len()
-        );
-        fact(&format!("parts.pieces_{name}.count"), pieces.len() as f64);
-        fact(&format!("parts.pieces_{name}.us"), us);
+    for (how, view) in [("", view), ("_identity", identity)] {
+        for (name, at) in [("4k", 0x10_2000u64), ("2m", 0x40_0000)] {
+            let us = mean_us(1000, || {
+                view.pieces(at, CHUNK as u64, true, &mut pieces)
+                    .expect("pieces");
+            });
+            println!(
+                "parts: scatter list of 1 MiB at {at:#x}{}: {} pieces, {us:.2} us",
+                if how.is_empty() {
+                    ", walked"
+                } else {
+                    ", identity range"
+                },
+                pieces.len()
+            );
+            fact(
+                &format!("parts.pieces_{name}{how}.count"),
+                pieces.len() as f64,
+            );
+            fact(&format!("parts.pieces_{name}{how}.us"), us);
+        }
     }
     let mut string = text(DISPLAY_LEN);
     string.push(0);

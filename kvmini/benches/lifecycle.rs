@@ -330,6 +330,71 @@ fn reuse_breakdown(kvm: &Kvm) {
     );
     fact("reuse.thread_spawn_us", spawn);
     fact("reuse.thread_seccomp_us", confined);
+    handoff();
+}
+
+/// What handing a run to a pooled confined vCPU thread costs (an empty
+/// job, there and back), and why the caller pins the thread to its CPU
+/// first: a round trip between two plain threads on different CPUs and on
+/// one CPU. Medians of 300.
+fn handoff() {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let timed = |f: &mut dyn FnMut()| {
+        median(
+            (0..300)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .collect(),
+        )
+    };
+    let pooled = timed(&mut || {
+        kvmini::vcpu_thread::VcpuThread::get()
+            .expect("vCPU thread")
+            .run(|| ());
+    });
+    let round_trip = |one_cpu: bool| {
+        let (to, from_caller) = std::sync::mpsc::channel::<()>();
+        let (back, from_peer) = std::sync::mpsc::channel::<()>();
+        let here = rustix::thread::sched_getcpu();
+        let old = rustix::thread::sched_getaffinity(None).expect("affinity");
+        let mut cpu = rustix::thread::CpuSet::new();
+        cpu.set(here);
+        let peer = std::thread::spawn(move || {
+            if one_cpu {
+                rustix::thread::sched_setaffinity(None, &cpu).expect("pin");
+            }
+            for () in from_caller {
+                back.send(()).expect("send");
+            }
+        });
+        if one_cpu {
+            rustix::thread::sched_setaffinity(None, &cpu).expect("pin");
+        } else if old.count() < 2 {
+            return f64::NAN;
+        }
+        let us = timed(&mut || {
+            to.send(()).expect("send");
+            from_peer.recv().expect("recv");
+        });
+        drop(to);
+        peer.join().expect("peer");
+        rustix::thread::sched_setaffinity(None, &old).expect("unpin");
+        us
+    };
+    let (apart, together) = (round_trip(false), round_trip(true));
+    println!(
+        "handoff to a pooled vCPU thread and back {pooled:.1} us; two-thread round trip, \
+         free to run on any CPU {apart:.1} us, both on one CPU {together:.1} us"
+    );
+    fact("reuse.handoff_us", pooled);
+    fact("reuse.round_trip_any_cpu_us", apart);
+    fact("reuse.round_trip_one_cpu_us", together);
 }
 
 fn reuse(c: &mut Criterion) {

@@ -1,8 +1,7 @@
 //! The threads that run guests under kvmini's seccomp filter. Starting a
 //! thread and installing the filter costs more than a short run itself
-//! (about 160 µs here, and the first `KVM_RUN` on a new thread costs more
-//! again), so a confined thread is kept when its run ends and given the next
-//! run of any sandbox of the process.
+//! (docs/performance.md), so a confined thread is kept when its run ends
+//! and given the next run of any sandbox of the process.
 //!
 //! A run moves the sandbox's machine to the thread and back: the caller
 //! waits, so the guest still runs on one thread at a time, and nothing but
@@ -10,9 +9,9 @@
 //! sandboxes.
 //!
 //! Waking a thread that sleeps on another CPU costs an inter-processor
-//! interrupt, which in a virtual machine is slow (a round trip between two
-//! threads on different CPUs took about 70 µs on kvmini's development host,
-//! 7 µs on one CPU). So the caller first pins the thread to its own CPU,
+//! interrupt, which in a virtual machine is slow (docs/performance.md: a
+//! round trip between two threads took 36.9 µs when they could run on
+//! either CPU, 7.5 µs on one). So the caller first pins the thread to its own CPU,
 //! where the wake-up is local and the caller's CPU is free as soon as it
 //! waits; the thread then lets itself run anywhere again before it enters
 //! the guest, so long runs still spread over the machine.
