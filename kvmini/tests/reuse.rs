@@ -56,6 +56,43 @@ fn reset_restores_memory_and_registers() {
     assert_eq!(out.contents(), b"1\n1\n1\n");
 }
 
+/// A ring-3 flat guest that prints the low half of XMM0 and EBX, then
+/// changes both and exits: a run after a reset must print what the first
+/// run printed.
+///   movd eax, xmm0; printVal; mov eax, 0x12345; movd xmm0, eax
+///   mov eax, ebx; printVal; mov ebx, 7
+///   exit(0)
+const CLOBBER: &[u8] = &[
+    0x66, 0x0f, 0x7e, 0xc0, 0x66, 0xba, 0x00, 0x04, 0xef, // XMM0
+    0xb8, 0x45, 0x23, 0x01, 0x00, 0x66, 0x0f, 0x6e, 0xc0, //
+    0x89, 0xd8, 0x66, 0xba, 0x00, 0x04, 0xef, 0xbb, 0x07, 0x00, 0x00, 0x00, // EBX
+    0x66, 0xba, 0x03, 0x04, 0x31, 0xc0, 0xef, // exit(0)
+];
+
+#[test]
+fn reset_restores_sse_and_general_registers() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let out = Capture::new();
+    let mut sandbox = Sandbox::builder()
+        .flat(CLOBBER)
+        .ring(Ring::Three)
+        .memory(2 << 20)
+        .reusable(true)
+        .stdout(Output::Capture(out.clone()))
+        .build(&kvm)
+        .expect("build");
+    for _ in 0..3 {
+        let outcome = sandbox.run().expect("run");
+        assert_eq!(outcome.ending, Ending::Exited(0));
+        assert_eq!(outcome.regs.rbx, 7);
+        sandbox.reset().expect("reset");
+    }
+    // XMM0 and EBX are 0 at every start.
+    assert_eq!(out.contents(), b"0\n0\n".repeat(3));
+}
+
 #[test]
 fn host_writes_are_undone_too() {
     let Some(kvm) = kvm_or_skip() else {
