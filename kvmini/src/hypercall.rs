@@ -332,7 +332,7 @@ mod tests {
     use crate::grant::Grants;
     use crate::layout::Layout;
     use crate::output::{Capture, Input};
-    use crate::paging::{self, PagingMode, PTE_P, PTE_RW, PTE_US};
+    use crate::paging::{self, PagingMode};
 
     #[test]
     fn display_prints_straight_from_guest_pages_or_only_warns() {
@@ -341,17 +341,7 @@ mod tests {
         let layout = Layout::new(size);
         paging::build_identity_map(&mem, &layout, false).unwrap();
         // Virtual 0x400000 -> physical 0x203000 and 0x401000 -> 0x201000.
-        let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
-        let user = PTE_P | PTE_RW | PTE_US;
-        for (addr, value) in [
-            (pml4, pdpt | user),
-            (pdpt, pd | user),
-            (pd + 2 * 8, pt | user),
-            (pt, 0x20_3000 | user),
-            (pt + 8, 0x20_1000 | user),
-        ] {
-            mem.write_obj(value, GuestAddress(addr)).unwrap();
-        }
+        let pml4 = crate::view::map_user_pages(&mem, [0x20_3000, 0x20_1000]);
         mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
         mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
         mem.write_slice(b"kvmini\0", GuestAddress(0x10_8000))

@@ -384,6 +384,24 @@ fn extend_run(
     }
 }
 
+/// Hand-made tables for tests: virtual page `0x400000 + i * 4 KiB` maps to
+/// the `i`-th of `pages` (physical addresses), user and writable, through
+/// a PML4, PDPT, PD and PT at 0x100000..0x104000; nothing else is mapped.
+/// Returns the PML4's address, for CR3.
+#[cfg(test)]
+pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = u64>) -> u64 {
+    use crate::paging::{PTE_P, PTE_RW, PTE_US};
+    let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
+    let user = PTE_P | PTE_RW | PTE_US;
+    let tables = [(pml4, pdpt), (pdpt, pd), (pd + 2 * 8, pt)];
+    let leaves = (0u64..).zip(pages).map(|(i, page)| (pt + i * 8, page));
+    for (addr, next) in tables.into_iter().chain(leaves) {
+        mem.write_obj(next | user, GuestAddress(addr))
+            .expect("test tables fit in guest memory");
+    }
+    pml4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,19 +439,9 @@ mod tests {
     #[test]
     fn strings_follow_non_contiguous_physical_pages() {
         let (mem, _) = identity(4 << 20);
-        // Hand-made tables: virtual 0x400000 -> physical 0x20_3000 and
-        // virtual 0x401000 -> physical 0x20_1000 (reversed order).
-        let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
-        let user = PTE_P | PTE_RW | PTE_US;
-        for (addr, value) in [
-            (pml4, pdpt | user),
-            (pdpt, pd | user),
-            (pd + 2 * 8, pt | user),
-            (pt, 0x20_3000 | user),
-            (pt + 8, 0x20_1000 | user),
-        ] {
-            mem.write_obj(value, GuestAddress(addr)).unwrap();
-        }
+        // Virtual 0x400000 -> physical 0x20_3000 and virtual 0x401000 ->
+        // physical 0x20_1000 (reversed order).
+        let pml4 = map_user_pages(&mem, [0x20_3000, 0x20_1000]);
         mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
         mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
         let view = GuestView::new(&mem, PagingMode::Long, pml4, true);
@@ -675,20 +683,8 @@ mod tests {
         let (mem, _) = identity(4 << 20);
         // Virtual 0x400000 + i pages, i < 80: pairs of physically
         // contiguous pages, the pairs in reverse order, so 40 runs.
-        let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
-        let user = PTE_P | PTE_RW | PTE_US;
-        for (addr, value) in [
-            (pml4, pdpt | user),
-            (pdpt, pd | user),
-            (pd + 2 * 8, pt | user),
-        ] {
-            mem.write_obj(value, GuestAddress(addr)).unwrap();
-        }
         let physical = |i: u64| 0x20_0000 + ((39 - i / 2) * 2 + i % 2) * 0x1000;
-        for i in 0..80 {
-            mem.write_obj(physical(i) | user, GuestAddress(pt + i * 8))
-                .unwrap();
-        }
+        let pml4 = map_user_pages(&mem, (0..80).map(physical));
         let view = GuestView::new(&mem, PagingMode::Long, pml4, true);
         let (gva, len) = (0x40_0800, 79 * 0x1000);
         let mut want = vec![(physical(0) + 0x800, 0x1800)];
