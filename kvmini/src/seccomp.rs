@@ -97,13 +97,14 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
         libc::SYS_ioctl,
         vec![ioctl(KVM_RUN)?, ioctl(KVM_GET_SREGS)?],
     );
-    // A vCPU thread widens its own CPU affinity (pid 0: itself, no other
-    // thread) after its caller pinned it to one CPU for a fast wake-up
-    // (vcpu_thread.rs).
+    // A vCPU thread sets its own CPU affinity to its caller's after the
+    // caller pinned it to one CPU for a fast wake-up (vcpu_thread.rs), and
+    // may read it: pid 0, itself, and no other thread.
     let itself = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0)
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(SeccompError::Build)?;
-    rules.insert(libc::SYS_sched_setaffinity, vec![itself]);
+    rules.insert(libc::SYS_sched_setaffinity, vec![itself.clone()]);
+    rules.insert(libc::SYS_sched_getaffinity, vec![itself]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
@@ -149,20 +150,24 @@ mod tests {
     }
 
     #[test]
-    fn a_confined_thread_may_change_its_own_affinity_only() {
+    fn a_confined_thread_may_set_and_read_its_own_affinity_only() {
         use rustix::thread::{gettid, sched_getaffinity, sched_setaffinity};
         let caller = gettid();
-        let (own, other) = std::thread::spawn(move || {
+        let (own, other, read_own, read_other) = std::thread::spawn(move || {
             let cpus = sched_getaffinity(None).unwrap();
             install().unwrap();
             (
                 sched_setaffinity(None, &cpus),
                 sched_setaffinity(Some(caller), &cpus),
+                sched_getaffinity(None) == Ok(cpus),
+                sched_getaffinity(Some(caller)).err(),
             )
         })
         .join()
         .unwrap();
         assert_eq!(own, Ok(()));
         assert_eq!(other, Err(rustix::io::Errno::PERM));
+        assert!(read_own);
+        assert_eq!(read_other, Some(rustix::io::Errno::PERM));
     }
 }

@@ -11,10 +11,11 @@
 //! Waking a thread that sleeps on another CPU costs an inter-processor
 //! interrupt, which in a virtual machine is slow (docs/performance.md: a
 //! round trip between two threads took 36.9 µs when they could run on
-//! either CPU, 7.5 µs on one). So the caller first pins the thread to its own CPU,
-//! where the wake-up is local and the caller's CPU is free as soon as it
-//! waits; the thread then lets itself run anywhere again before it enters
-//! the guest, so long runs still spread over the machine.
+//! either CPU, 7.5 µs on one). So the caller first pins the thread to its
+//! own CPU, where the wake-up is local and the caller's CPU is free as soon
+//! as it waits; the thread then takes the caller's own CPU affinity before
+//! it enters the guest, so a long run can still move, and a guest runs
+//! only where the thread that asked for the run may run.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -40,6 +41,9 @@ static IDLE: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
 struct Handle {
     jobs: Sender<Job>,
     tid: Pid,
+    /// The process the thread belongs to: a child made by `fork` inherits
+    /// the idle list but not the threads behind it.
+    pid: u32,
 }
 
 /// How many idle threads are kept: beyond this, a thread whose run ended
@@ -57,7 +61,11 @@ impl VcpuThread {
     /// An idle confined thread, or a new one that has installed the
     /// filter. Fails only if the filter cannot be installed.
     pub fn get() -> Result<Self, SeccompError> {
-        let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = {
+            let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.retain(|handle| handle.pid == std::process::id());
+            idle.pop()
+        };
         let handle = match idle {
             Some(handle) => handle,
             None => start()?,
@@ -68,10 +76,17 @@ impl VcpuThread {
     }
 
     /// Runs `job` on the thread and returns its result; a panic in `job`
-    /// is resumed on the caller.
+    /// is resumed on the caller. The job runs on the CPUs the caller may
+    /// use.
     pub fn run<T: Send + 'static>(self, job: impl FnOnce() -> T + Send + 'static) -> T {
         let (reply, result) = mpsc::sync_channel::<Reply<T>>(1);
+        let callers_cpus = thread::sched_getaffinity(None).ok();
         let job: Job = Box::new(move || {
+            // Off the one CPU it was woken on, to wherever the caller may
+            // run, so that a long run can move.
+            if let Some(cpus) = &callers_cpus {
+                let _ = thread::sched_setaffinity(None, cpus);
+            }
             let _ = reply.send(panic::catch_unwind(AssertUnwindSafe(job)));
         });
         let sent = self.handle.as_ref().map(|handle| {
@@ -113,24 +128,22 @@ fn start() -> Result<Handle, SeccompError> {
         .spawn(move || serve(&ready, &incoming))
         .map_err(SeccompError::Thread)?;
     match confined.recv() {
-        Ok(Ok(tid)) => Ok(Handle { jobs, tid }),
+        Ok(Ok(tid)) => Ok(Handle {
+            jobs,
+            tid,
+            pid: std::process::id(),
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => panic!("kvmini: a vCPU thread ended while installing its filter"),
     }
 }
 
 fn serve(ready: &SyncSender<Result<Pid, SeccompError>>, incoming: &Receiver<Job>) {
-    // The CPUs this thread may use, as it inherited them: each run first
-    // returns to them from the one CPU its caller pinned it to.
-    let anywhere = thread::sched_getaffinity(None).ok();
     let installed = seccomp::install();
     let ok = installed.is_ok();
     let _ = ready.send(installed.map(|()| thread::gettid()));
     if ok {
         for job in incoming {
-            if let Some(cpus) = &anywhere {
-                let _ = thread::sched_setaffinity(None, cpus);
-            }
             job();
         }
     }
@@ -168,6 +181,52 @@ mod tests {
         let b = VcpuThread::get().unwrap();
         let (ta, tb) = (a.run(thread_id), b.run(thread_id));
         assert_ne!(ta, tb);
+    }
+
+    #[test]
+    fn a_run_takes_the_callers_cpu_affinity() {
+        let (pinned, full) = std::thread::spawn(|| {
+            let full = thread::sched_getaffinity(None).unwrap();
+            let mut one = CpuSet::new();
+            one.set(thread::sched_getcpu());
+            thread::sched_setaffinity(None, &one).unwrap();
+            let pinned = VcpuThread::get()
+                .unwrap()
+                .run(|| thread::sched_getaffinity(None).unwrap());
+            assert_eq!(pinned, one);
+            thread::sched_setaffinity(None, &full).unwrap();
+            let widened = VcpuThread::get()
+                .unwrap()
+                .run(|| thread::sched_getaffinity(None).unwrap());
+            (pinned.count(), (widened == full, full.count()))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pinned, 1);
+        assert!(
+            full.0,
+            "the thread kept a narrower affinity than its caller's"
+        );
+    }
+
+    #[test]
+    fn threads_of_another_process_are_never_handed_out() {
+        // What a child made by fork inherits: idle handles whose threads
+        // it does not have (here, a channel nobody receives on).
+        let (jobs, gone) = mpsc::channel::<Job>();
+        drop(gone);
+        let stale = Handle {
+            jobs,
+            tid: thread::gettid(),
+            pid: std::process::id().wrapping_add(1),
+        };
+        IDLE.lock().unwrap().push(stale);
+        assert_eq!(VcpuThread::get().unwrap().run(|| 5), 5);
+        let pids: Vec<u32> = IDLE.lock().unwrap().iter().map(|h| h.pid).collect();
+        assert!(
+            pids.iter().all(|&pid| pid == std::process::id()),
+            "{pids:?}"
+        );
     }
 
     #[test]
