@@ -56,6 +56,32 @@ fn round<P: Send>(
     .elapsed()
 }
 
+/// `iters` rounds one after another, for criterion's `iter_custom`: their
+/// total time.
+fn rounds<P: Send>(
+    iters: u64,
+    threads: u32,
+    prepare: impl Fn() -> P + Sync,
+    work: impl Fn(P) + Sync,
+) -> Duration {
+    (0..iters).map(|_| round(threads, &prepare, &work)).sum()
+}
+
+/// `iters` rounds in which each thread runs `lifecycle` `share` times,
+/// with nothing prepared untimed.
+fn lifecycle_rounds(iters: u64, threads: u32, share: u32, lifecycle: impl Fn() + Sync) -> Duration {
+    rounds(
+        iters,
+        threads,
+        || (),
+        |()| {
+            for _ in 0..share {
+                lifecycle();
+            }
+        },
+    )
+}
+
 fn hypercalls(c: &mut Criterion, kvm: &Kvm, floor_kvm: &kvm_ioctls::Kvm) {
     let mut group = c.benchmark_group("scale_hypercalls");
     group.sampling_mode(SamplingMode::Flat);
@@ -64,32 +90,26 @@ fn hypercalls(c: &mut Criterion, kvm: &Kvm, floor_kvm: &kvm_ioctls::Kvm) {
         let image = common::null_loop_image(TOTAL_CALLS / threads);
         group.bench_with_input(BenchmarkId::new("kvmini", threads), &threads, |b, &n| {
             b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        round(
-                            n,
-                            || common::kvmini_flat(kvm, &image, Ring::Three),
-                            |mut sandbox| {
-                                sandbox.run().expect("run");
-                            },
-                        )
-                    })
-                    .sum()
+                rounds(
+                    iters,
+                    n,
+                    || common::kvmini_flat(kvm, &image, Ring::Three),
+                    |mut sandbox| {
+                        sandbox.run().expect("run");
+                    },
+                )
             });
         });
         group.bench_with_input(BenchmarkId::new("floor", threads), &threads, |b, &n| {
             b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        round(
-                            n,
-                            || FloorVm::new(floor_kvm, &image, Ring::Three),
-                            |mut vm| {
-                                vm.run(&mut |_| {});
-                            },
-                        )
-                    })
-                    .sum()
+                rounds(
+                    iters,
+                    n,
+                    || FloorVm::new(floor_kvm, &image, Ring::Three),
+                    |mut vm| {
+                        vm.run(&mut |_| {});
+                    },
+                )
             });
         });
     }
@@ -105,37 +125,17 @@ fn lifecycles(c: &mut Criterion, kvm: &Kvm, floor_kvm: &kvm_ioctls::Kvm) {
         let share = TOTAL_LIFECYCLES / threads;
         group.bench_with_input(BenchmarkId::new("kvmini", threads), &threads, |b, &n| {
             b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        round(
-                            n,
-                            || (),
-                            |()| {
-                                for _ in 0..share {
-                                    let mut sandbox = common::kvmini_flat(kvm, &hello, Ring::Three);
-                                    sandbox.run().expect("run");
-                                }
-                            },
-                        )
-                    })
-                    .sum()
+                lifecycle_rounds(iters, n, share, || {
+                    let mut sandbox = common::kvmini_flat(kvm, &hello, Ring::Three);
+                    sandbox.run().expect("run");
+                })
             });
         });
         group.bench_with_input(BenchmarkId::new("floor", threads), &threads, |b, &n| {
             b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        round(
-                            n,
-                            || (),
-                            |()| {
-                                for _ in 0..share {
-                                    common::floor_lifecycle(floor_kvm, &hello, Ring::Three);
-                                }
-                            },
-                        )
-                    })
-                    .sum()
+                lifecycle_rounds(iters, n, share, || {
+                    common::floor_lifecycle(floor_kvm, &hello, Ring::Three);
+                })
             });
         });
     }

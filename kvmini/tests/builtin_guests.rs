@@ -22,6 +22,16 @@ bytes before a page boundary and ends on the next page.
 getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
 ";
 
+/// Runs kvmini with `args`, checks that the guest printed exactly `stdout`
+/// and kvmini exited 0, and returns kvmini's stderr.
+#[track_caller]
+fn cli_run(args: &[&str], stdout: &str) -> String {
+    let out = kvmini_output(args);
+    assert_eq!(text(&out.stdout), stdout);
+    assert_eq!(out.status.code(), Some(0));
+    text(&out.stderr)
+}
+
 #[test]
 fn hello_prints_halts_and_leaves_42_in_rax() {
     let Some(kvm) = kvm_or_skip() else { return };
@@ -74,10 +84,8 @@ fn cli_demo_hello_prints_hello() {
     if kvm_or_skip().is_none() {
         return;
     }
-    let out = kvmini_output(&["demo", "hello"]);
-    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
+    let stderr = cli_run(&["demo", "hello"], HELLO_OUTPUT);
+    assert_eq!(stderr, "");
 }
 
 #[test]
@@ -85,9 +93,7 @@ fn cli_demo_hypercalls_prints_exactly() {
     if kvm_or_skip().is_none() {
         return;
     }
-    let out = kvmini_output(&["demo", "hypercalls"]);
-    assert_eq!(text(&out.stdout), HYPERCALLS_OUTPUT);
-    assert_eq!(out.status.code(), Some(0));
+    cli_run(&["demo", "hypercalls"], HYPERCALLS_OUTPUT);
 }
 
 #[test]
@@ -95,10 +101,7 @@ fn cli_stats_report_rax_42() {
     if kvm_or_skip().is_none() {
         return;
     }
-    let out = kvmini_output(&["demo", "hello", "--stats"]);
-    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = text(&out.stderr);
+    let stderr = cli_run(&["demo", "hello", "--stats"], HELLO_OUTPUT);
     assert!(stderr.contains("rax=0x2a (42)"), "{stderr}");
     assert!(
         stderr.contains("kvmini: 15 exits: io 15, hlt 0, mmio 0, other 0"),
@@ -160,10 +163,7 @@ fn cli_trace_prints_one_line_per_exit() {
     if kvm_or_skip().is_none() {
         return;
     }
-    let out = kvmini_output(&["demo", "hello", "--trace"]);
-    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = text(&out.stderr);
+    let stderr = cli_run(&["demo", "hello", "--trace"], HELLO_OUTPUT);
     let exits: Vec<&str> = stderr
         .lines()
         .filter(|line| line.starts_with("[exit"))
@@ -185,10 +185,7 @@ fn cli_verbose_describes_the_machine() {
     if kvm_or_skip().is_none() {
         return;
     }
-    let out = kvmini_output(&["demo", "hello", "--verbose"]);
-    assert_eq!(text(&out.stdout), HELLO_OUTPUT);
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = text(&out.stderr);
+    let stderr = cli_run(&["demo", "hello", "--verbose"], HELLO_OUTPUT);
     for needle in ["PML4", "GDT", "IDT", "kvm_run", "RIP = 0x100000", "ring 3"] {
         assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
     }

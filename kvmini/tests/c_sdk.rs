@@ -4,29 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{by_hypercall, kvm_or_skip, kvmini, repo_root, run_image, text};
+use common::c_build::{cc_guest, repo_root};
+use common::{by_hypercall, kvm_or_skip, kvmini, run_image, text, Finished};
 use kvmini::cpu::Ring;
 use kvmini::sandbox::{Ending, Image};
 use kvmini_abi::Port;
-
-/// The SDK's build flags, as `sdk/c/kvmini.h` documents them; paths are
-/// relative to the repository root.
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-no-pie",
-    "-nostdlib",
-    "-static",
-    "-fno-stack-protector",
-    "-mno-red-zone",
-    "-I",
-    "sdk/c",
-    "-T",
-    "sdk/c/guest.ld",
-];
 
 /// Builds `source` (relative to the repository root) into `dir` with the
 /// SDK's flags plus `extra`, and returns the ELF's path.
@@ -35,25 +18,7 @@ fn build(source: &str, extra: &[&str], dir: &Path) -> PathBuf {
         .file_stem()
         .expect("the source has a name");
     let elf = dir.join(stem).with_extension("elf");
-    let output = Command::new("cc")
-        .current_dir(repo_root())
-        .args(CFLAGS)
-        .args(extra)
-        .arg("-o")
-        .arg(&elf)
-        .arg(source)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `cc` ({e}): gcc is part of kvmini's required toolchain \
-                 for the C SDK; install it (e.g. apt-get install gcc)"
-            )
-        });
-    assert!(
-        output.status.success(),
-        "cc failed to build {source}:\n{}",
-        text(&output.stderr)
-    );
+    cc_guest(extra, &elf, source);
     elf
 }
 
@@ -66,16 +31,41 @@ fn read(elf: &Path) -> Vec<u8> {
     std::fs::read(elf).expect("the built guest is readable")
 }
 
+/// Runs `kvmini run FLAGS ELF` and checks that it prints exactly the
+/// example's `expected_file`, nothing on stderr, and exits 0.
+#[track_caller]
+fn assert_cli_prints(flags: &[&str], elf: &Path, expected_file: &str) {
+    let out = kvmini()
+        .arg("run")
+        .args(flags)
+        .arg(elf)
+        .output()
+        .expect("kvmini runs");
+    assert_eq!(text(&out.stdout), expected(expected_file));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Checks a library run of the hello example: 14 console_putc + exit(0),
+/// as the example's comment says.
+#[track_caller]
+fn assert_hello_run(run: &Finished) {
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    assert_eq!(run.outcome.stats.exits, 15);
+    assert_eq!(
+        run.outcome.stats.by_hypercall,
+        by_hypercall(&[(Port::Console, 14), (Port::Exit, 1)])
+    );
+}
+
 #[test]
 fn hypercalls_example_prints_its_expected_output() {
     let dir = tempfile::tempdir().expect("temp dir");
     let elf = build("sdk/c/examples/hypercalls.c", &[], dir.path());
     let Some(kvm) = kvm_or_skip() else { return };
 
-    let out = kvmini().arg("run").arg(&elf).output().expect("kvmini runs");
-    assert_eq!(text(&out.stdout), expected("hypercalls.expected"));
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
+    assert_cli_prints(&[], &elf, "hypercalls.expected");
 
     // The example's closing comment lists its exits: 12 in all.
     let run = run_image(&kvm, Image::Elf(read(&elf)), None);
@@ -102,20 +92,10 @@ fn hello_example_prints_its_expected_output() {
     let elf = build("sdk/c/examples/hello.c", &[], dir.path());
     let Some(kvm) = kvm_or_skip() else { return };
 
-    let out = kvmini().arg("run").arg(&elf).output().expect("kvmini runs");
-    assert_eq!(text(&out.stdout), expected("hello.expected"));
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
+    assert_cli_prints(&[], &elf, "hello.expected");
 
-    // 14 console_putc + exit(0), as the example's comment says.
     let run = run_image(&kvm, Image::Elf(read(&elf)), None);
-    assert_eq!(run.stdout_text(), "Hello, world!\n");
-    assert_eq!(run.outcome.ending, Ending::Exited(0));
-    assert_eq!(run.outcome.stats.exits, 15);
-    assert_eq!(
-        run.outcome.stats.by_hypercall,
-        by_hypercall(&[(Port::Console, 14), (Port::Exit, 1)])
-    );
+    assert_hello_run(&run);
 }
 
 #[test]
@@ -130,24 +110,11 @@ fn hello_example_runs_at_ring_0() {
     );
     let Some(kvm) = kvm_or_skip() else { return };
 
-    let out = kvmini()
-        .args(["run", "--ring", "0"])
-        .arg(&elf)
-        .output()
-        .expect("kvmini runs");
-    assert_eq!(text(&out.stdout), expected("hello.expected"));
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
+    assert_cli_prints(&["--ring", "0"], &elf, "hello.expected");
 
     let run = run_image(&kvm, Image::Elf(read(&elf)), Some(Ring::Zero));
     assert_eq!(run.sandbox.ring(), Ring::Zero);
-    assert_eq!(run.stdout_text(), "Hello, world!\n");
-    assert_eq!(run.outcome.ending, Ending::Exited(0));
-    assert_eq!(run.outcome.stats.exits, 15);
-    assert_eq!(
-        run.outcome.stats.by_hypercall,
-        by_hypercall(&[(Port::Console, 14), (Port::Exit, 1)])
-    );
+    assert_hello_run(&run);
 }
 
 /// The string `tests/guests/display10k.c` builds: byte i is '!' + i % 94.

@@ -11,36 +11,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{kvm_or_skip, kvmini, repo_root, text};
+use common::c_build::cc_guest;
+use common::{kvm_or_skip, kvmini, text};
 use kvmini::host::{Errno, HostCall};
 use kvmini::kvm::Kvm;
 use kvmini::output::{Capture, Input, Output};
 use kvmini::sandbox::{BuildError, Ending, Outcome, Sandbox, SandboxBuilder};
 use kvmini::stop::StopReason;
-
-/// The C SDK's build flags (as `sdk/c/kvmini.h` documents them), relative
-/// to the repository root.
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-no-pie",
-    "-nostdlib",
-    "-static",
-    "-fno-stack-protector",
-    "-mno-red-zone",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-I",
-    "sdk/c",
-    "-T",
-    "sdk/c/guest.ld",
-];
 
 /// `tests/guests/embedding.c`, built once per test run.
 fn guest_path() -> &'static Path {
@@ -51,20 +31,10 @@ fn guest_path() -> &'static Path {
         // Built under a name of its own, then renamed: another test
         // process may be reading the previous build.
         let partial = dir.join(format!("embedding.elf.{}", std::process::id()));
-        let output = Command::new("cc")
-            .current_dir(repo_root())
-            .args(CFLAGS)
-            .arg("-o")
-            .arg(&partial)
-            .arg("kvmini/tests/guests/embedding.c")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `cc` ({e}): gcc is needed to build the C SDK's guests")
-            });
-        assert!(
-            output.status.success(),
-            "cc failed to build tests/guests/embedding.c:\n{}",
-            text(&output.stderr)
+        cc_guest(
+            &["-Wall", "-Wextra", "-Werror"],
+            &partial,
+            "kvmini/tests/guests/embedding.c",
         );
         std::fs::rename(&partial, &elf).expect("rename the built guest");
         elf

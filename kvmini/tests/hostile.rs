@@ -31,7 +31,8 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{kvm_or_skip, kvmini, repo_root, text};
+use common::c_build::cc_guest;
+use common::{kvm_or_skip, kvmini, text};
 use kvmini::cpu::Ring;
 use kvmini::host::Errno;
 use kvmini::kvm::Kvm;
@@ -67,23 +68,6 @@ fn kvm_pvm() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()
 }
 
-/// The C SDK's build command line, as `sdk/c/kvmini.h` gives it; paths are
-/// relative to the repository root.
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-no-pie",
-    "-nostdlib",
-    "-static",
-    "-fno-stack-protector",
-    "-mno-red-zone",
-    "-I",
-    "sdk/c",
-    "-T",
-    "sdk/c/guest.ld",
-];
-
 /// Builds `tests/hostile/NAME.c` once (warnings are failures) and returns
 /// the path of its ELF. Call with [`SERIAL`] held: `cc` runs as a child
 /// process, with pipes of its own.
@@ -98,19 +82,8 @@ fn guest_path(name: &str) -> PathBuf {
     fs::create_dir_all(&dir).expect("a directory for the built guests");
     let elf = dir.join(format!("{name}.elf"));
     let source = format!("kvmini/tests/hostile/{name}.c");
-    let out = Command::new("cc")
-        .current_dir(repo_root())
-        .args(CFLAGS)
-        .arg("-o")
-        .arg(&elf)
-        .arg(&source)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): the C SDK needs gcc"));
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "cc {source}:\n{}",
-        text(&out.stderr)
-    );
+    let out = cc_guest(&[], &elf, &source);
+    assert!(out.stderr.is_empty(), "cc {source}:\n{}", text(&out.stderr));
     built.insert(name.to_owned(), elf.clone());
     elf
 }

@@ -7,9 +7,13 @@
 // Each benchmark binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+// The tests' C build command, so that the benchmarks build their guests
+// exactly as the tests do.
+#[path = "../../tests/common/c_build.rs"]
+mod c_build;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -19,6 +23,9 @@ use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
 use kvmini::output::Output;
 use kvmini::sandbox::Sandbox;
+
+use c_build::cc_guest;
+pub use c_build::repo_root;
 
 /// Guest memory of every flat guest, kvmini's and the floor's: the
 /// smallest kvmini accepts, so that neither side pays for more.
@@ -48,11 +55,6 @@ pub fn kvm() -> Option<Kvm> {
     }
 }
 
-/// The repository root (where the C SDK's build command runs).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
 /// Where the benchmarks leave their non-time figures: `KVMINI_BENCH_OUT`,
 /// or `target/kvmini-bench` in the repository.
 pub fn out_dir() -> PathBuf {
@@ -79,33 +81,7 @@ pub fn fact(name: &str, value: f64) {
 /// command line into `dir`; returns the ELF's bytes.
 pub fn c_guest(name: &str, dir: &Path) -> Vec<u8> {
     let elf = dir.join(format!("{name}.elf"));
-    let source = format!("bench/guests/{name}.c");
-    let output = Command::new("cc")
-        .current_dir(repo_root())
-        .args([
-            "-O2",
-            "-ffreestanding",
-            "-fno-pic",
-            "-no-pie",
-            "-nostdlib",
-            "-static",
-            "-fno-stack-protector",
-            "-mno-red-zone",
-            "-I",
-            "sdk/c",
-            "-T",
-            "sdk/c/guest.ld",
-            "-o",
-        ])
-        .arg(&elf)
-        .arg(&source)
-        .output()
-        .expect("run cc (gcc builds the C guests)");
-    assert!(
-        output.status.success(),
-        "cc {source}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    cc_guest(&[], &elf, &format!("bench/guests/{name}.c"));
     std::fs::read(&elf).expect("read the built guest")
 }
 

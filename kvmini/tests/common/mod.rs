@@ -1,11 +1,12 @@
 //! Helpers shared by the integration tests: the KVM-or-skip convention,
-//! running a guest through the library with its output captured, and the
-//! kvmini binary.
+//! running a guest through the library with its output captured, the
+//! kvmini binary, and (in [`c_build`]) building C guests.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+pub mod c_build;
+
 use std::process::{Command, Output};
 
 use kvmini::cpu::Ring;
@@ -75,11 +76,6 @@ pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
     let mut config = Config::new(image);
     config.ring = ring;
     run_config(kvm, config)
-}
-
-/// The repository root, where the C SDK's build command runs.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// A command for the kvmini binary that cargo built for these tests.

@@ -8,53 +8,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kvmini::grant::GrantSpec;
 use kvmini::kvm::Kvm;
 use kvmini::sandbox::{Config, Image};
 
-use crate::common::{repo_root, run_config, text, Finished};
-
-/// The C SDK's build flags, as `sdk/c/kvmini.h` documents them; paths are
-/// relative to the repository root.
-pub const GUEST_CFLAGS: &[&str] = &[
-    "-O2",
-    "-ffreestanding",
-    "-fno-pic",
-    "-no-pie",
-    "-nostdlib",
-    "-static",
-    "-fno-stack-protector",
-    "-mno-red-zone",
-    "-I",
-    "sdk/c",
-    "-T",
-    "sdk/c/guest.ld",
-];
-
-/// Runs `cc` in the repository root with `args`, then `-o out source`.
-fn cc(args: &[&str], out: &Path, source: &str) {
-    let output = Command::new("cc")
-        .current_dir(repo_root())
-        .args(args)
-        .arg("-o")
-        .arg(out)
-        .arg(source)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `cc` ({e}): gcc is part of kvmini's required toolchain \
-                 for the C SDK; install it (e.g. apt-get install gcc)"
-            )
-        });
-    assert!(
-        output.status.success(),
-        "cc {} failed to build {source}:\n{}",
-        args.join(" "),
-        text(&output.stderr)
-    );
-}
+use crate::common::c_build::{cc, cc_guest};
+use crate::common::{run_config, Finished};
 
 /// Builds the guest `kvmini/tests/guests/<name>.c` with the SDK's flags
 /// plus `defines` (`-D...`) into `dir`, and returns the ELF's bytes.
@@ -62,9 +22,7 @@ pub fn build_guest(name: &str, defines: &[&str], dir: &Path) -> Vec<u8> {
     let source = format!("kvmini/tests/guests/{name}.c");
     let stem = defines.iter().fold(name.to_owned(), |s, d| s + "-" + d);
     let elf = dir.join(format!("{stem}.elf"));
-    let mut args = GUEST_CFLAGS.to_vec();
-    args.extend_from_slice(defines);
-    cc(&args, &elf, &source);
+    cc_guest(defines, &elf, &source);
     std::fs::read(&elf).expect("the built guest is readable")
 }
 
