@@ -31,6 +31,16 @@
 //! a value or -errno (-4095..-1); and after each input, nothing outside
 //! `grant/` changed, and the secret appears neither in the guest's output
 //! nor in guest memory.
+//!
+//! A ring-3 guest on kvmini's own tables (`Paging::Identity`) is served
+//! twice, each time on fresh memory and a fresh tree: through the walked
+//! view, then through the view the sandbox gives such a guest, with the
+//! identity range declared (`GuestView::with_identity`). Both must give
+//! the same actions, output, warnings, guest memory and tree, up to the
+//! first call before which kvmini's tables are no longer as built (the
+//! harness writes blocks anywhere; a ring-3 guest cannot write them) or
+//! that may report host-specific values (`stat`, `fstat` and `getdents`
+//! give inode numbers and times, which differ between two trees).
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -50,7 +60,7 @@ use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input as Stdin};
 use kvmini::paging::{self, PagingMode, PTE_P, PTE_PS, PTE_RW, PTE_US};
 use kvmini::view::GuestView;
-use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_STOP_ON_ERROR};
+use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
 use kvmini_abi::errno::EFAULT;
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, StatArgs, TruncateArgs, O_APPEND,
@@ -726,6 +736,10 @@ static ZEROS: OnceLock<Vec<u8>> = OnceLock::new();
 thread_local! {
     /// A copy of guest memory, kept between inputs.
     static IMAGE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Guest memory where a comparison stopped: walked, then with the
+    /// identity range. Kept between inputs, as `IMAGE`.
+    static SNAPSHOTS: std::cell::RefCell<[Vec<u8>; 2]> =
+        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
 }
 
 /// Whether the secret is somewhere in `haystack`, found with the C
@@ -745,7 +759,174 @@ fn leaks_secret(haystack: &[u8]) -> bool {
     !found.is_null()
 }
 
-fuzz_target!(|input: Input| {
+/// kvmini's page tables: everything from its PML4 up to its GDT.
+fn table_bytes(mem: &GuestMemory, layout: &Layout) -> Vec<u8> {
+    let mut bytes = vec![0; usize::try_from(layout.gdt() - layout.pml4()).expect("32 KiB")];
+    mem.read_slice(&mut bytes, GuestAddress(layout.pml4()))
+        .expect("tables inside memory");
+    bytes
+}
+
+/// Whether kvmini's tables are still `built`, compared a page at a time so
+/// that the check before every call allocates nothing.
+fn tables_intact(mem: &GuestMemory, layout: &Layout, built: &[u8]) -> bool {
+    let mut page = [0u8; 4096];
+    (layout.pml4()..)
+        .step_by(page.len())
+        .zip(built.chunks(page.len()))
+        .all(|(at, want)| {
+            let page = &mut page[..want.len()];
+            mem.read_slice(page, GuestAddress(at)).is_ok() && *page == *want
+        })
+}
+
+/// Whether `out(port, value)` may write host-specific values into guest
+/// memory: inode and device numbers and times (`stat`, `fstat`) and
+/// directory records (`getdents`), which differ between the two trees of
+/// a comparison. A batch's entries are read where kvmini's identity map
+/// puts them; an entry the guest cannot reach counts too, to be safe.
+fn host_specific(mem: &GuestMemory, port: Port, value: u32) -> bool {
+    let specific = |port: Port| matches!(port, Port::Stat | Port::Fstat | Port::Getdents);
+    if port != Port::Batch {
+        return specific(port);
+    }
+    let Ok(args) = mem.read_obj::<BatchArgs>(GuestAddress(u64::from(value))) else {
+        return false;
+    };
+    let size = size_of::<BatchEntry>() as u64;
+    (0..u64::from(args.count.min(BATCH_MAX))).any(|i| {
+        args.entries
+            .checked_add(i * size)
+            .and_then(|at| mem.read_obj::<BatchEntry>(GuestAddress(at)).ok())
+            .and_then(|entry| Port::try_from(entry.port).ok())
+            .is_some_and(specific)
+    })
+}
+
+/// A file in the tree, as a comparison sees it. A guest may make files
+/// and directories kvmini itself cannot open (mode 0, when not root):
+/// those count by the error.
+#[derive(Debug, PartialEq)]
+enum Node {
+    Dir {
+        mode: u32,
+        listed: Result<(), std::io::ErrorKind>,
+    },
+    File {
+        mode: u32,
+        len: u64,
+        head: Result<Vec<u8>, std::io::ErrorKind>,
+    },
+    Link(String),
+}
+
+/// Most bytes of a file compared (a guest can make sparse files of any
+/// size with `pwrite` or `ftruncate`).
+const FILE_HEAD: u64 = 1 << 20;
+
+/// The whole tree under `root`, paths relative to it, symlink targets with
+/// `root` written `ROOT`.
+fn tree(root: &Path) -> Vec<(String, Node)> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let list = |dir: &Path| -> std::io::Result<Vec<std::path::PathBuf>> {
+        let mut paths = fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        paths.sort();
+        Ok(paths)
+    };
+    let head = |path: &Path| -> std::io::Result<Vec<u8>> {
+        let mut head = Vec::new();
+        fs::File::open(path)?
+            .take(FILE_HEAD)
+            .read_to_end(&mut head)?;
+        Ok(head)
+    };
+    let mut nodes = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for path in list(&dir).expect("the tree's own directories list") {
+            let meta = fs::symlink_metadata(&path).expect("metadata");
+            let mode = meta.permissions().mode() & 0o7777;
+            let node = if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("readlink");
+                let target = target.to_string_lossy();
+                Node::Link(target.replace(&*root.to_string_lossy(), "ROOT"))
+            } else if meta.is_dir() {
+                let listed = fs::read_dir(&path).map(drop).map_err(|e| e.kind());
+                if listed.is_ok() {
+                    dirs.push(path.clone());
+                }
+                Node::Dir { mode, listed }
+            } else {
+                Node::File {
+                    mode,
+                    len: meta.len(),
+                    head: head(&path).map_err(|e| e.kind()),
+                }
+            };
+            let name = path.strip_prefix(root).expect("inside the tree");
+            nodes.push((name.to_string_lossy().into_owned(), node));
+        }
+    }
+    nodes
+}
+
+/// What the first calls of an input did: all of them, or those before the
+/// first that kvmini's tables had changed for or that may expose
+/// host-specific values. Guest memory at that point is in [`SNAPSHOTS`].
+struct Trace {
+    calls: usize,
+    actions: Vec<Action>,
+    stdout: Vec<u8>,
+    warnings: Vec<u8>,
+    stderr: Vec<u8>,
+    tree: Vec<(String, Node)>,
+}
+
+impl Trace {
+    /// Asserts that `self`, from the identity view, is `walked`.
+    fn assert_same(&self, walked: &Trace) {
+        assert_eq!(self.calls, walked.calls, "calls compared");
+        assert_eq!(self.actions, walked.actions, "actions");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        assert_eq!(text(&self.stdout), text(&walked.stdout), "stdout");
+        assert_eq!(text(&self.warnings), text(&walked.warnings), "warnings");
+        assert_eq!(text(&self.stderr), text(&walked.stderr), "stderr");
+        SNAPSHOTS.with_borrow(|[walked, fast]| {
+            // `==` first: a memcmp, where a search byte by byte would run
+            // instrumented.
+            if fast != walked {
+                let at = (0..fast.len())
+                    .find(|&i| fast.get(i) != walked.get(i))
+                    .unwrap_or(0);
+                panic!(
+                    "guest memory differs from {at:#x}: {:02x?} with the identity range, {:02x?} walked",
+                    &fast[at..fast.len().min(at + 16)],
+                    &walked[at..walked.len().min(at + 16)]
+                );
+            }
+        });
+        assert_eq!(self.tree, walked.tree, "the tree");
+    }
+}
+
+/// Which view serves the calls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// The one the input asks for; with `trace`, the calls the identity
+    /// view must agree on are recorded.
+    Asked { trace: bool },
+    /// kvmini's identity view (ring 3, its tables, the identity range), as
+    /// far as a comparison goes.
+    Identity,
+}
+
+/// Serves the input's calls on fresh memory and a fresh tree, checks
+/// everything that must hold after any input, and returns the trace when
+/// `which` asks for one.
+fn run(input: &Input, which: Run) -> Option<Trace> {
     let size: u64 = if input.four_mib { 4 << 20 } else { 2 << 20 };
     let layout = Layout::new(size);
     let ctx = Ctx {
@@ -759,9 +940,10 @@ fuzz_target!(|input: Input| {
     mem.write_slice(&zeros[..len], GuestAddress(0))
         .expect("zero");
     paging::build_identity_map(mem, &layout, input.map_null_page).expect("identity map");
+    let built = table_bytes(mem, &layout);
 
-    let tree = make_tree();
-    let root = tree.path();
+    let tree_dir = make_tree();
+    let root = tree_dir.path();
     let grants = Grants::open(&[
         GrantSpec {
             host: root.join("grant"),
@@ -818,7 +1000,29 @@ fuzz_target!(|input: Input| {
     for edit in input.edits.iter().take(MAX_EDITS) {
         apply(mem, size, edit);
     }
-    let view = GuestView::new(mem, mode, cr3, !input.ring0);
+    let view = match which {
+        Run::Asked { .. } => GuestView::new(mem, mode, cr3, !input.ring0),
+        Run::Identity => GuestView::new(mem, PagingMode::Long, layout.pml4(), true)
+            .with_identity(paging::user_identity_range(&layout, input.map_null_page)),
+    };
+    let tracing = which != Run::Asked { trace: false };
+    let take_trace = |calls: usize, actions: &[Action]| {
+        SNAPSHOTS.with_borrow_mut(|snapshots| {
+            let image = &mut snapshots[usize::from(which == Run::Identity)];
+            image.resize(len, 0);
+            mem.read_slice(image, GuestAddress(0)).expect("read");
+        });
+        Trace {
+            calls,
+            actions: actions.to_vec(),
+            stdout: stdout.contents(),
+            warnings: warnings.contents(),
+            stderr: stderr.contents(),
+            tree: tree(root),
+        }
+    };
+    let mut trace = None;
+    let mut actions = Vec::new();
 
     for (i, call) in input.calls.iter().take(MAX_CALLS).enumerate() {
         let (port, value, result_at) = match call {
@@ -860,9 +1064,22 @@ fuzz_target!(|input: Input| {
                 )
             }
         };
+        // The comparison ends where its premise does: the blocks written
+        // for this call may have overwritten kvmini's tables (a ring-3
+        // guest could not), or the call may report host-specific values.
+        if tracing
+            && trace.is_none()
+            && (!tables_intact(mem, &layout, &built) || host_specific(mem, port, value))
+        {
+            trace = Some(take_trace(i, &actions));
+            if which == Run::Identity {
+                break;
+            }
+        }
         let action = calls
             .out(port, value, &view)
             .unwrap_or_else(|e| panic!("call {i} ({}) failed: {e}", port.name()));
+        actions.push(action);
         match action {
             Action::Exit(_) | Action::Halt => break,
             Action::ResumeWithRax(rax) => {
@@ -881,6 +1098,9 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
+    }
+    if tracing && trace.is_none() {
+        trace = Some(take_trace(actions.len(), &actions));
     }
     drop(calls);
 
@@ -902,4 +1122,16 @@ fuzz_target!(|input: Input| {
         !leaks_secret(&stderr.contents()),
         "the secret reached the guest's stderr"
     );
+    trace
+}
+
+fuzz_target!(|input: Input| {
+    // A ring-3 guest on kvmini's tables is what the sandbox serves through
+    // the identity range: there it must change nothing but speed.
+    let compare = matches!(input.paging, Paging::Identity) && !input.ring0;
+    let walked = run(&input, Run::Asked { trace: compare });
+    if let Some(walked) = walked {
+        let fast = run(&input, Run::Identity).expect("a trace");
+        fast.assert_same(&walked);
+    }
 });

@@ -15,7 +15,14 @@
 //!   panic, never report a piece outside guest memory, report pieces that
 //!   add up to the requested length, report nothing on failure, and refuse
 //!   buffers longer than guest memory (which only tables that map pages
-//!   more than once could produce).
+//!   more than once could produce);
+//! * when the image holds kvmini's identity map and the edits left its
+//!   tables as built, a ring-3 view through those tables with the identity
+//!   range declared (`GuestView::with_identity`, as the sandbox makes for
+//!   a ring-3 long-mode guest) answers every call exactly as the same view
+//!   without it, which walks the tables: `read_obj`, `for_each_piece`,
+//!   `pieces`, `check_writable`, `read_c_string`, `c_string_pieces`, and
+//!   the bytes `write_bytes` and `write_obj` leave in memory.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -353,6 +360,151 @@ fn apply(mem: &GuestMemory, size: u64, edit: &Edit) {
     }
 }
 
+/// Lengths up to twice the memory size (longer ones are refused the same
+/// way), or anything when the range wraps.
+fn buffer_len(gva: u64, len: u64, size: u64) -> u64 {
+    if gva.checked_add(len).is_none() {
+        len
+    } else {
+        len % (2 * size + 1)
+    }
+}
+
+/// kvmini's page tables: everything from its PML4 up to its GDT.
+fn table_bytes(mem: &GuestMemory, layout: &Layout) -> Vec<u8> {
+    let mut bytes = vec![0; usize::try_from(layout.gdt() - layout.pml4()).expect("32 KiB")];
+    mem.read_slice(&mut bytes, GuestAddress(layout.pml4()))
+        .expect("tables inside memory");
+    bytes
+}
+
+/// A string as a view reads it, and as it finds its pieces.
+type StringAnswer = (
+    Result<(), ViewError>,
+    Vec<u8>,
+    Result<u64, ViewError>,
+    Vec<(u64, u64)>,
+);
+
+fn string_answer(view: &GuestView<'_>, gva: u64, limit: u64) -> StringAnswer {
+    let mut out = Vec::new();
+    let read = view.read_c_string(gva, limit, &mut out);
+    let mut pieces = Vec::new();
+    let found = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+    (read, out, found, pieces)
+}
+
+/// Everything a view answers about one buffer and one string, short of
+/// writing.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    byte: Result<u8, ViewError>,
+    word: Result<u64, ViewError>,
+    block: Result<[u8; 32], ViewError>,
+    each: Result<Vec<(u64, u64)>, ViewError>,
+    pieces: Result<Vec<(u64, u64)>, ViewError>,
+    writable: Result<(), ViewError>,
+    short_string: StringAnswer,
+    long_string: StringAnswer,
+}
+
+fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool, limit: u64) -> Answers {
+    let mut seen = Vec::new();
+    let each = view
+        .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+        .map(|()| seen);
+    // Not empty, so that a call that forgets to clear it shows.
+    let mut pieces = vec![(1, 1)];
+    let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+    Answers {
+        byte: view.read_obj(gva),
+        word: view.read_obj(gva),
+        block: view.read_obj(gva),
+        each,
+        pieces: collected,
+        writable: view.check_writable(gva, len),
+        short_string: string_answer(view, gva, limit % (4 * PAGE + 1)),
+        // kvmini's tables map each page once, and the view caps a limit
+        // at the memory size, so any limit is cheap here.
+        long_string: string_answer(view, gva, limit),
+    }
+}
+
+/// The bytes of guest memory at `ranges`, cut at the end of memory.
+fn bytes_at(mem: &GuestMemory, size: u64, ranges: &[(u64, u64)]) -> Vec<Vec<u8>> {
+    ranges
+        .iter()
+        .map(|&(at, n)| {
+            let n = n.min(size.saturating_sub(at));
+            let mut buf = vec![0; usize::try_from(n).expect("small range")];
+            if n > 0 {
+                mem.read_slice(&mut buf, GuestAddress(at))
+                    .expect("range inside memory");
+            }
+            buf
+        })
+        .collect()
+}
+
+/// Runs `write` and returns its result and what it left at `ranges`, then
+/// puts back what was there before.
+fn written(
+    mem: &GuestMemory,
+    size: u64,
+    ranges: &[(u64, u64)],
+    write: impl FnOnce() -> Result<(), ViewError>,
+) -> (Result<(), ViewError>, Vec<Vec<u8>>) {
+    let before = bytes_at(mem, size, ranges);
+    let result = write();
+    let after = bytes_at(mem, size, ranges);
+    for (&(at, _), old) in ranges.iter().zip(&before) {
+        if !old.is_empty() {
+            mem.write_slice(old, GuestAddress(at)).expect("restore");
+        }
+    }
+    (result, after)
+}
+
+/// The identity view `fast` and the walked view `walked` (the same, without
+/// the identity range) agree on `walk`'s address, and on that address
+/// folded into guest memory and just past it, where the identity range is.
+fn check_identity(
+    mem: &GuestMemory,
+    size: u64,
+    walked: &GuestView<'_>,
+    fast: &GuestView<'_>,
+    walk: &Walk,
+) {
+    let raw = walk.gva.resolve();
+    for gva in [raw, raw % (size + 2 * PAGE)] {
+        let len = buffer_len(gva, walk.len, size);
+        let want = answers(walked, gva, len, walk.write, walk.len);
+        let got = answers(fast, gva, len, walk.write, walk.len);
+        assert_eq!(got, want, "identity view at {gva:#x}+{len:#x}");
+
+        // Writes: where the walk puts the bytes, and where the identity
+        // map would, so that a write to the wrong place shows either way.
+        let n = len.min(3 * PAGE);
+        let data: Vec<u8> = (0..n).map(|i| i.to_le_bytes()[0] ^ 0x5A).collect();
+        let mut ranges = Vec::new();
+        let _ = walked.pieces(gva, n, true, &mut ranges);
+        if gva < size {
+            ranges.push((gva, n));
+        }
+        let want = written(mem, size, &ranges, || walked.write_bytes(gva, &data));
+        let got = written(mem, size, &ranges, || fast.write_bytes(gva, &data));
+        assert_eq!(got, want, "identity write at {gva:#x}+{n:#x}");
+        let word = 0x0123_4567_89AB_CDEF_u64;
+        let _ = walked.pieces(gva, 8, true, &mut ranges);
+        if gva < size {
+            ranges.push((gva, 8));
+        }
+        let want = written(mem, size, &ranges, || walked.write_obj(gva, word));
+        let got = written(mem, size, &ranges, || fast.write_obj(gva, word));
+        assert_eq!(got, want, "identity write_obj at {gva:#x}");
+    }
+}
+
 fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cr3: u64, walk: &Walk) {
     let gva = walk.gva.resolve();
     let access = Access {
@@ -384,11 +536,7 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cr3: u64, walk: &Walk) {
 
     // Lengths up to twice the memory size (longer ones are refused the
     // same way), or anything when the range wraps.
-    let len = if gva.checked_add(walk.len).is_none() {
-        walk.len
-    } else {
-        walk.len % (2 * size + 1)
-    };
+    let len = buffer_len(gva, walk.len, size);
     let mut pieces = Vec::new();
     let result = view.for_each_piece(gva, len, walk.write, |gpa, n| pieces.push((gpa, n)));
     // No buffer is longer than guest memory: tables that map pages more
@@ -455,12 +603,24 @@ fuzz_target!(|input: Input| {
     let size: u64 = if input.four_mib { 4 << 20 } else { 2 << 20 };
     let mem = memory::allocate(size).expect("guest memory");
     let layout = Layout::new(size);
+    let mut built = None;
     if input.identity_map {
         paging::build_identity_map(&mem, &layout, input.map_null_page).expect("identity map");
+        built = Some(table_bytes(&mem, &layout));
     }
     for edit in input.edits.iter().take(MAX_EDITS) {
         apply(&mem, size, edit);
     }
+    // The identity range is a promise about kvmini's tables: it holds only
+    // while they are as kvmini built them (a ring-3 guest cannot change
+    // them; these edits can).
+    let identity = built
+        .filter(|tables| *tables == table_bytes(&mem, &layout))
+        .map(|_| {
+            let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+            let range = paging::user_identity_range(&layout, input.map_null_page);
+            (walked, walked.with_identity(range))
+        });
     let mode = input.mode;
     let cr3 = match input.cr3 {
         // Page 0 of the Value space is kvmini's own PML4 when the identity
@@ -470,5 +630,8 @@ fuzz_target!(|input: Input| {
     };
     for walk in input.walks.iter().take(MAX_WALKS) {
         check_walk(&mem, size, mode, cr3, walk);
+        if let Some((walked, fast)) = &identity {
+            check_identity(&mem, size, walked, fast, walk);
+        }
     }
 });

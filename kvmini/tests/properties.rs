@@ -284,6 +284,181 @@ proptest! {
     }
 }
 
+/// Where a buffer of the identity-range property starts.
+#[derive(Clone, Debug)]
+enum Start {
+    /// Anywhere, as [`gva`] picks.
+    Any(u64),
+    /// In guest memory or just past it (an offset, folded into it).
+    Memory(u64),
+    /// Near the start of the identity range (`top` false: the null page's
+    /// end) or its end (`top`: kvmini's area).
+    Edge { top: bool, delta: i64 },
+}
+
+fn start() -> impl Strategy<Value = Start> {
+    prop_oneof![
+        1 => gva().prop_map(Start::Any),
+        2 => any::<u64>().prop_map(Start::Memory),
+        2 => (any::<bool>(), prop_oneof![-2i64..=2, -0x40i64..0x40, -0x3000i64..0x3000])
+            .prop_map(|(top, delta)| Start::Edge { top, delta }),
+    ]
+}
+
+/// A string as a view reads it, and as it finds its pieces.
+type StringAnswer = (
+    Result<(), ViewError>,
+    Vec<u8>,
+    Result<u64, ViewError>,
+    Vec<(u64, u64)>,
+);
+
+/// Everything a view answers about one buffer and one string, short of
+/// writing.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    byte: Result<u8, ViewError>,
+    word: Result<u64, ViewError>,
+    block: Result<[u8; 32], ViewError>,
+    each: Result<Vec<(u64, u64)>, ViewError>,
+    pieces: Result<Vec<(u64, u64)>, ViewError>,
+    writable: Result<(), ViewError>,
+    string: StringAnswer,
+}
+
+fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool, limit: u64) -> Answers {
+    let mut seen = Vec::new();
+    let each = view
+        .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+        .map(|()| seen);
+    // Not empty, so that a call that forgets to clear it shows.
+    let mut pieces = vec![(1, 1)];
+    let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+    let mut out = Vec::new();
+    let read = view.read_c_string(gva, limit, &mut out);
+    let mut string_pieces = Vec::new();
+    let found = view.c_string_pieces(gva, limit, |gpa, n| string_pieces.push((gpa, n)));
+    Answers {
+        byte: view.read_obj(gva),
+        word: view.read_obj(gva),
+        block: view.read_obj(gva),
+        each,
+        pieces: collected,
+        writable: view.check_writable(gva, len),
+        string: (read, out, found, string_pieces),
+    }
+}
+
+/// The bytes of guest memory at `ranges`, cut at the end of memory.
+fn bytes_at(mem: &GuestMemory, size: u64, ranges: &[(u64, u64)]) -> Vec<Vec<u8>> {
+    ranges
+        .iter()
+        .map(|&(at, n)| {
+            let mut buf = vec![0; usize_of(n.min(size.saturating_sub(at)))];
+            if !buf.is_empty() {
+                mem.read_slice(&mut buf, GuestAddress(at)).unwrap();
+            }
+            buf
+        })
+        .collect()
+}
+
+/// Runs `write`; returns its result and what it left at `ranges`, and puts
+/// back what was there before.
+fn written(
+    mem: &GuestMemory,
+    size: u64,
+    ranges: &[(u64, u64)],
+    write: impl FnOnce() -> Result<(), ViewError>,
+) -> (Result<(), ViewError>, Vec<Vec<u8>>) {
+    let before = bytes_at(mem, size, ranges);
+    let result = write();
+    let after = bytes_at(mem, size, ranges);
+    for (&(at, _), old) in ranges.iter().zip(&before) {
+        if !old.is_empty() {
+            mem.write_slice(old, GuestAddress(at)).unwrap();
+        }
+    }
+    (result, after)
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// On kvmini's own tables, a ring-3 view with the identity range
+    /// declared (as the sandbox makes for a ring-3 long-mode guest) gives
+    /// exactly the answers of the same view without it, which walks the
+    /// tables: reads, pieces, writability, strings, and what writes leave
+    /// in memory. The edits stay below kvmini's area, as a ring-3 guest's
+    /// writes do.
+    #[test]
+    fn the_identity_range_agrees_with_the_walk(
+        size in (1u64..=4).prop_map(|n| n * MEM_2M),
+        map_null_page in any::<bool>(),
+        edits in vec(edit(4 * MEM_2M), 0..16),
+        runs in vec((prop_oneof![0..4 * MEM_2M, Just(u64::MAX)], 1usize..6000, 1u8..=255), 0..4),
+        buffers in vec(
+            (start(), len(), any::<bool>(), prop_oneof![0u64..0x3000, any::<u64>()]),
+            1..8,
+        ),
+    ) {
+        let mem = memory::allocate(size).unwrap();
+        let layout = Layout::new(size);
+        paging::build_identity_map(&mem, &layout, map_null_page).unwrap();
+        let top = layout.system_base;
+        let below: Vec<Edit> = edits
+            .into_iter()
+            .filter_map(|e| match e {
+                Edit::Word { at, value } if at + 8 <= top => Some(Edit::Word { at, value }),
+                Edit::Bytes { at, mut bytes } if at < top => {
+                    bytes.truncate(usize_of(top - at));
+                    Some(Edit::Bytes { at, bytes })
+                }
+                _ => None,
+            })
+            .collect();
+        apply(&mem, size, &below);
+        // Long runs without a NUL, so that strings cross pages; `u64::MAX`
+        // is a run that ends where kvmini's area begins.
+        for (at, n, byte) in runs {
+            let at = if at == u64::MAX { top - n as u64 } else { at };
+            if at < top {
+                let n = n.min(usize_of(top - at));
+                mem.write_slice(&vec![byte; n], GuestAddress(at)).unwrap();
+            }
+        }
+        let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let fast = walked.with_identity(paging::user_identity_range(&layout, map_null_page));
+        for (start, len, write, limit) in buffers {
+            let gva = match start {
+                Start::Any(gva) => gva,
+                Start::Memory(offset) => offset % (size + 2 * PAGE),
+                Start::Edge { top: true, delta } => top.wrapping_add_signed(delta),
+                Start::Edge { top: false, delta } => PAGE.wrapping_add_signed(delta),
+            };
+            prop_assert_eq!(
+                answers(&fast, gva, len, write, limit),
+                answers(&walked, gva, len, write, limit),
+                "{:#x}+{:#x}", gva, len
+            );
+            // Writes: compared where the walk puts the bytes and where the
+            // identity map would, so that a write to the wrong place shows.
+            let n = len.min(0x3000);
+            let data: Vec<u8> = (0..n).map(|i| i.to_le_bytes()[0] ^ 0x5A).collect();
+            let mut ranges = Vec::new();
+            let _ = walked.pieces(gva, n, true, &mut ranges);
+            if gva < size {
+                ranges.push((gva, n));
+            }
+            prop_assert_eq!(
+                written(&mem, size, &ranges, || fast.write_bytes(gva, &data)),
+                written(&mem, size, &ranges, || walked.write_bytes(gva, &data)),
+                "write at {:#x}+{:#x}", gva, n
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The ELF loader.
 
