@@ -58,7 +58,7 @@ use kvmini::hypercall::{Action, Hypercalls};
 use kvmini::layout::Layout;
 use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input as Stdin};
-use kvmini::paging::{self, PagingMode, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use kvmini::paging::{self, CpuPaging, PagingMode, PTE_P, PTE_PS, PTE_RW, PTE_US};
 use kvmini::view::GuestView;
 use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
 use kvmini_abi::errno::EFAULT;
@@ -1000,9 +1000,12 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
     for edit in input.edits.iter().take(MAX_EDITS) {
         apply(mem, size, edit);
     }
+    // The CPU that reserves the fewest bits, so that walks reach as far as
+    // they can; reserved bits are the page-walk target's business.
+    let walk = |mode| paging::Paging::new(mode, true, CpuPaging::ALL_FEATURES);
     let view = match which {
-        Run::Asked { .. } => GuestView::new(mem, mode, cr3, !input.ring0),
-        Run::Identity => GuestView::new(mem, PagingMode::Long, layout.pml4(), true)
+        Run::Asked { .. } => GuestView::new(mem, walk(mode), cr3, !input.ring0),
+        Run::Identity => GuestView::new(mem, walk(PagingMode::Long), layout.pml4(), true)
             .with_identity(paging::user_identity_range(&layout, input.map_null_page)),
     };
     let tracing = which != Run::Asked { trace: false };

@@ -4,11 +4,13 @@
 //! starting from kvmini's own identity map) by writing table entries, whole
 //! tables and raw byte runs at guest-chosen places, then translates a few
 //! guest virtual addresses through an arbitrary CR3 in any paging mode
-//! (off, 4-level long mode, 32-bit with and without PSE, PAE). Checked:
+//! (off, 4-level long mode, 32-bit with and without PSE, PAE), on a CPU
+//! of the fuzzer's choosing (MAXPHYADDR, 1 GiB pages, PSE-36, EFER.NXE).
+//! Checked:
 //!
 //! * `paging::translate` never panics and agrees exactly with an
 //!   independent model of each walk written from the Intel SDM (result or
-//!   error);
+//!   error), reserved bits included;
 //! * every translation either lies inside guest memory or is refused by
 //!   `GuestView` (`OutsideMemory`);
 //! * `GuestView::read_obj`, `for_each_piece` and `read_c_string` never
@@ -28,7 +30,7 @@
 use arbitrary::Arbitrary;
 use kvmini::layout::Layout;
 use kvmini::memory::{self, GuestMemory};
-use kvmini::paging::{self, Access, PagingError, PagingMode, Translation};
+use kvmini::paging::{self, Access, CpuPaging, Paging, PagingError, PagingMode, Translation};
 use kvmini::view::{GuestView, ViewError};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
@@ -136,6 +138,7 @@ struct Input {
     identity_map: bool,
     map_null_page: bool,
     mode: Mode,
+    cpu: Cpu,
     cr3: Value,
     edits: Vec<Edit>,
     walks: Vec<Walk>,
@@ -150,14 +153,91 @@ enum Mode {
     Pae32,
 }
 
+/// The CPU the walk is made for.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Cpu {
+    /// MAXPHYADDR is 32 + this, at most 52.
+    phys_bits: u8,
+    gib_pages: bool,
+    pse36: bool,
+    nxe: bool,
+}
+
+impl Cpu {
+    fn maxphyaddr(self) -> u32 {
+        32 + u32::from(self.phys_bits % 21)
+    }
+}
+
 impl Mode {
-    fn paging(self) -> PagingMode {
-        match self {
+    fn paging(self, cpu: Cpu) -> Paging {
+        let mode = match self {
             Mode::Disabled => PagingMode::Disabled,
             Mode::Long => PagingMode::Long,
             Mode::Legacy32 { pse } => PagingMode::Legacy32 { pse },
             Mode::Pae32 => PagingMode::Pae32,
+        };
+        let features = CpuPaging {
+            phys_bits: u8::try_from(cpu.maxphyaddr()).expect("at most 52"),
+            gib_pages: cpu.gib_pages,
+            pse36: cpu.pse36,
+        };
+        Paging::new(mode, cpu.nxe, features)
+    }
+}
+
+/// Bits `low..=high` of a word.
+fn bits(low: u32, high: u32) -> u64 {
+    if low > high {
+        return 0;
+    }
+    (u64::MAX >> (63 - high)) & (u64::MAX << low)
+}
+
+/// The SDM's "reserved (must be 0)" bits of a present 4-level entry.
+fn long_rsvd(cpu: Cpu, level: u8, e: u64) -> u64 {
+    let ps = e & 0x80 != 0;
+    let mut r = bits(cpu.maxphyaddr(), 51);
+    if !cpu.nxe {
+        r |= bits(63, 63);
+    }
+    r | match (level, ps) {
+        (4, _) => bits(7, 7),
+        (3, true) if !cpu.gib_pages => bits(7, 7),
+        (3, true) => bits(13, 29),
+        (2, true) => bits(13, 20),
+        _ => 0,
+    }
+}
+
+/// The SDM's reserved bits of a present PAE entry.
+fn pae_rsvd(cpu: Cpu, level: u8, e: u64) -> u64 {
+    let m = cpu.maxphyaddr();
+    match level {
+        3 => bits(1, 2) | bits(5, 8) | bits(m, 63),
+        _ => {
+            let xd = if cpu.nxe { 0 } else { bits(63, 63) };
+            let large = if level == 2 && e & 0x80 != 0 {
+                bits(13, 20)
+            } else {
+                0
+            };
+            bits(m, 62) | xd | large
         }
+    }
+}
+
+/// Fails the walk with the CPU's reserved-bit fault when `e` sets any of
+/// `rsvd`.
+fn check_rsvd(gva: u64, level: u8, e: u64, rsvd: u64) -> Result<(), PagingError> {
+    if e & rsvd == 0 {
+        Ok(())
+    } else {
+        Err(PagingError::Reserved {
+            gva,
+            level,
+            entry: e,
+        })
     }
 }
 
@@ -185,11 +265,11 @@ fn leaf(gva: u64, frame: u64, page_size: u64, user: bool, writable: bool) -> Tra
     }
 }
 
-/// 4-level paging (Intel SDM 4.5), without reserved-bit checks (kvmini
-/// makes none).
+/// 4-level paging (Intel SDM 4.5).
 fn model_long(
     mem: &GuestMemory,
     size: u64,
+    cpu: Cpu,
     cr3: u64,
     gva: u64,
 ) -> Result<Translation, PagingError> {
@@ -205,6 +285,7 @@ fn model_long(
         if e & 1 == 0 {
             return Err(PagingError::NotPresent { gva, level });
         }
+        check_rsvd(gva, level, e, long_rsvd(cpu, level, e))?;
         writable &= e & 2 != 0;
         user &= e & 4 != 0;
         let large = (level == 2 || level == 3) && e & 0x80 != 0;
@@ -223,10 +304,12 @@ fn model_long(
     unreachable!("level 1 is a leaf")
 }
 
-/// 32-bit paging (Intel SDM 4.3), PSE-36 4 MiB pages when `pse`.
+/// 32-bit paging (Intel SDM 4.3), 4 MiB pages when `pse`, reaching past
+/// 4 GiB with PSE-36.
 fn model_legacy32(
     mem: &GuestMemory,
     size: u64,
+    cpu: Cpu,
     cr3: u64,
     gva: u64,
     pse: bool,
@@ -239,7 +322,12 @@ fn model_legacy32(
         return Err(PagingError::NotPresent { gva, level: 2 });
     }
     if pse && pde & 0x80 != 0 {
-        let frame = ((pde >> 22) << 22) | (((pde >> 13) & 0xFF) << 32);
+        // M = min(MAXPHYADDR, 40) with PSE-36, else 32: entry bits
+        // 13..M-20 are address bits 32..M-1, bits M-19..21 reserved.
+        let m = if cpu.pse36 { cpu.maxphyaddr().min(40) } else { 32 };
+        check_rsvd(gva, 2, pde, bits(m - 19, 21))?;
+        let high = if m > 32 { (pde >> 13) & bits(0, m - 33) } else { 0 };
+        let frame = ((pde >> 22) << 22) | (high << 32);
         return Ok(leaf(gva, frame, 4 << 20, pde & 4 != 0, pde & 2 != 0));
     }
     let pte = entry(
@@ -261,6 +349,7 @@ fn model_legacy32(
 fn model_pae32(
     mem: &GuestMemory,
     size: u64,
+    cpu: Cpu,
     cr3: u64,
     gva: u64,
 ) -> Result<Translation, PagingError> {
@@ -271,6 +360,7 @@ fn model_pae32(
     if pdpte & 1 == 0 {
         return Err(PagingError::NotPresent { gva, level: 3 });
     }
+    check_rsvd(gva, 3, pdpte, pae_rsvd(cpu, 3, pdpte))?;
     let pde = entry(
         mem,
         size,
@@ -281,6 +371,7 @@ fn model_pae32(
     if pde & 1 == 0 {
         return Err(PagingError::NotPresent { gva, level: 2 });
     }
+    check_rsvd(gva, 2, pde, pae_rsvd(cpu, 2, pde))?;
     if pde & 0x80 != 0 {
         let frame = pde & ADDR_MASK & !((2 << 20) - 1);
         return Ok(leaf(gva, frame, 2 << 20, pde & 4 != 0, pde & 2 != 0));
@@ -295,6 +386,7 @@ fn model_pae32(
     if pte & 1 == 0 {
         return Err(PagingError::NotPresent { gva, level: 1 });
     }
+    check_rsvd(gva, 1, pte, pae_rsvd(cpu, 1, pte))?;
     let user = pde & pte & 4 != 0;
     let writable = pde & pte & 2 != 0;
     Ok(leaf(gva, pte & ADDR_MASK, PAGE, user, writable))
@@ -306,15 +398,16 @@ fn model(
     mem: &GuestMemory,
     size: u64,
     mode: Mode,
+    cpu: Cpu,
     cr3: u64,
     gva: u64,
     a: Access,
 ) -> Result<Translation, PagingError> {
     let t = match mode {
         Mode::Disabled => leaf(gva, gva & !(PAGE - 1), PAGE, true, true),
-        Mode::Long => model_long(mem, size, cr3, gva)?,
-        Mode::Legacy32 { pse } => model_legacy32(mem, size, cr3, gva, pse)?,
-        Mode::Pae32 => model_pae32(mem, size, cr3, gva)?,
+        Mode::Long => model_long(mem, size, cpu, cr3, gva)?,
+        Mode::Legacy32 { pse } => model_legacy32(mem, size, cpu, cr3, gva, pse)?,
+        Mode::Pae32 => model_pae32(mem, size, cpu, cr3, gva)?,
     };
     if a.user && !t.user {
         Err(PagingError::NotUser(gva))
@@ -505,16 +598,16 @@ fn check_identity(
     }
 }
 
-fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cr3: u64, walk: &Walk) {
+fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk: &Walk) {
     let gva = walk.gva.resolve();
     let access = Access {
         user: walk.user,
         write: walk.write,
     };
-    let got = paging::translate(mem, mode.paging(), cr3, gva, access);
-    let want = model(mem, size, mode, cr3, gva, access);
-    assert_eq!(got, want, "{mode:?} cr3 {cr3:#x} gva {gva:#x}");
-    let mode = mode.paging();
+    let got = paging::translate(mem, mode.paging(cpu), cr3, gva, access);
+    let want = model(mem, size, mode, cpu, cr3, gva, access);
+    assert_eq!(got, want, "{mode:?} {cpu:?} cr3 {cr3:#x} gva {gva:#x}");
+    let mode = mode.paging(cpu);
 
     let view = GuestView::new(mem, mode, cr3, walk.user);
     // A one-byte read is refused exactly when the translation fails or
@@ -617,7 +710,9 @@ fuzz_target!(|input: Input| {
     let identity = built
         .filter(|tables| *tables == table_bytes(&mem, &layout))
         .map(|_| {
-            let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+            // kvmini's long mode leaves EFER.NXE clear.
+            let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+            let walked = GuestView::new(&mem, long, layout.pml4(), true);
             let range = paging::user_identity_range(&layout, input.map_null_page);
             (walked, walked.with_identity(range))
         });
@@ -629,7 +724,7 @@ fuzz_target!(|input: Input| {
         other => other.resolve(size / PAGE),
     };
     for walk in input.walks.iter().take(MAX_WALKS) {
-        check_walk(&mem, size, mode, cr3, walk);
+        check_walk(&mem, size, mode, input.cpu, cr3, walk);
         if let Some((walked, fast)) = &identity {
             check_identity(&mem, size, walked, fast, walk);
         }

@@ -403,7 +403,7 @@ fn mean_us(n: u32, mut f: impl FnMut()) -> f64 {
 /// plain scan and copy of the same bytes; and the native side's line count
 /// of 256 MiB.
 fn parts(kvm: &Kvm) {
-    use kvmini::paging::PagingMode;
+    use kvmini::paging::{CpuPaging, Paging, PagingMode};
     use kvmini::view::GuestView;
     use vm_memory::{Bytes, GuestAddress};
 
@@ -414,7 +414,12 @@ fn parts(kvm: &Kvm) {
         .build(kvm)
         .expect("build");
     let mem = sandbox.memory();
-    let view = GuestView::new(mem, PagingMode::Long, sandbox.layout().pml4(), true);
+    let view = GuestView::new(
+        mem,
+        Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES),
+        sandbox.layout().pml4(),
+        true,
+    );
     let identity = view.with_identity(kvmini::paging::user_identity_range(sandbox.layout(), false));
     let mut pieces = Vec::new();
     for (how, view) in [("", view), ("_identity", identity)] {

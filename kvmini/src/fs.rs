@@ -156,15 +156,11 @@ impl Filesystem {
     ) -> io::Result<BlockStatus> {
         macro_rules! serve {
             ($ty:ty, $handler:expr) => {{
-                let Ok(args) = view.read_obj::<$ty>(block) else {
-                    return Ok(BlockStatus::BadBlock);
-                };
-                let at = block + offset_of!($ty, result) as u64;
                 // A result that cannot be written back means the call must
                 // not happen at all.
-                if view.check_writable(at, 8).is_err() {
+                let Ok((args, at)) = view.read_block::<$ty>(block, offset_of!($ty, result)) else {
                     return Ok(BlockStatus::BadBlock);
-                }
+                };
                 let result = match $handler(self, &args) {
                     Ok(value) => value,
                     Err(errno) => -i64::from(errno),

@@ -174,19 +174,17 @@ impl Hypercalls {
             });
         }
         let (result, at) = match port {
+            // A result that cannot be written back means no call.
             Port::HostCall => {
-                let at = block + offset_of!(HostCallArgs, result) as u64;
-                let Ok(args) = view.read_obj::<HostCallArgs>(block) else {
+                let offset = offset_of!(HostCallArgs, result);
+                let Ok((args, at)) = view.read_block::<HostCallArgs>(block, offset) else {
                     return Ok(None);
                 };
-                // A result that cannot be written back means no call.
-                if view.check_writable(at, 8).is_err() {
-                    return Ok(None);
-                }
                 (self.host_functions.call(&args, view), at)
             }
             Port::Argv => {
-                let Ok(args) = view.read_obj::<ArgvArgs>(block) else {
+                let offset = offset_of!(ArgvArgs, result);
+                let Ok((args, at)) = view.read_block::<ArgvArgs>(block, offset) else {
                     return Ok(None);
                 };
                 // The arguments are copied only if all of them fit; the
@@ -200,7 +198,7 @@ impl Hypercalls {
                         Err(_) => -i64::from(errno::EFAULT),
                     }
                 };
-                (result, block + offset_of!(ArgvArgs, result) as u64)
+                (result, at)
             }
             _ => return Ok(Some(-i64::from(errno::EINVAL))),
         };
@@ -211,7 +209,8 @@ impl Hypercalls {
     /// order with its result in its own block; the batch's result is the
     /// number of calls run.
     fn batch(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
-        let Ok(args) = view.read_obj::<BatchArgs>(block) else {
+        let Ok((args, at)) = view.read_block::<BatchArgs>(block, offset_of!(BatchArgs, result))
+        else {
             return self.bad_block(Port::Batch, block);
         };
         let result = match self.load_batch(&args, view) {
@@ -238,7 +237,6 @@ impl Hypercalls {
                 ran
             }
         };
-        let at = block + offset_of!(BatchArgs, result) as u64;
         match view.write_obj(at, result) {
             Ok(()) => Ok(Action::Resume),
             Err(_) => self.bad_block(Port::Batch, block),
@@ -332,7 +330,7 @@ mod tests {
     use crate::grant::Grants;
     use crate::layout::Layout;
     use crate::output::{Capture, Input};
-    use crate::paging::{self, PagingMode};
+    use crate::paging::{self, CpuPaging, Paging, PagingMode};
 
     #[test]
     fn display_prints_straight_from_guest_pages_or_only_warns() {
@@ -352,8 +350,9 @@ mod tests {
         let warnings = Capture::new();
         let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
         let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs);
-        let hand_made = GuestView::new(&mem, PagingMode::Long, pml4, true);
-        let own = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true)
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let hand_made = GuestView::new(&mem, long, pml4, true);
+        let own = GuestView::new(&mem, long, layout.pml4(), true)
             .with_identity(paging::user_identity_range(&layout, false));
         for (view, gva) in [
             (&hand_made, 0x40_0FFE),
@@ -375,4 +374,53 @@ mod tests {
             )
         );
     }
+
+    /// Argument blocks at the very top of the address space: the address
+    /// of a field in them would wrap, which must be an -EFAULT for that
+    /// call (never arithmetic that overflows), for every call a batch can
+    /// hold.
+    #[test]
+    fn blocks_that_wrap_around_the_address_space_are_efault() {
+        use kvmini_abi::batch::{BatchArgs, BatchEntry};
+        let size = 4 << 20;
+        let mem = crate::memory::allocate(size).unwrap();
+        let layout = Layout::new(size);
+        paging::build_identity_map(&mem, &layout, false).unwrap();
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["a"]);
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, layout.pml4(), true)
+            .with_identity(paging::user_identity_range(&layout, false));
+        let tops = [0, 1, 7, 8, 23, 55, 56, 63, 64, 4095];
+        let (args_at, entries_at) = (0x10_0000u64, 0x10_1000u64);
+        for port in Port::ALL.into_iter().filter(|p| p.batchable()) {
+            let entries: Vec<BatchEntry> = tops
+                .iter()
+                .map(|&k| BatchEntry {
+                    port: port as u16,
+                    reserved: [0; 3],
+                    block: u64::MAX - k,
+                })
+                .collect();
+            for (i, entry) in (0u64..).zip(&entries) {
+                mem.write_obj(*entry, GuestAddress(entries_at + i * 16)).unwrap();
+            }
+            let args = BatchArgs {
+                entries: entries_at,
+                count: u32::try_from(entries.len()).unwrap(),
+                flags: 0,
+                result: 0,
+            };
+            mem.write_obj(args, GuestAddress(args_at)).unwrap();
+            let action = calls.out(Port::Batch, 0x10_0000, &view).unwrap();
+            assert!(matches!(action, Action::Resume), "{port:?}");
+            let done: BatchArgs = mem.read_obj(GuestAddress(args_at)).unwrap();
+            // Every call ran, and each failed on its own block.
+            assert_eq!(done.result, i64::try_from(tops.len()).unwrap(), "{port:?}");
+        }
+        assert_eq!(stdout.contents(), b"");
+        assert_eq!(warnings.contents(), b"");
+    }
+
 }

@@ -51,7 +51,7 @@
 //! refusal ([`host_may_refuse`], [`refusal_message`]), exit status 126.
 //!
 //! Hypercalls that take a guest address (`display`) translate it the way
-//! the guest's CPU does ([`crate::paging::PagingMode::from_registers`]):
+//! the guest's CPU does ([`crate::paging::Paging::from_registers`]):
 //! through the two-level or the PAE tables in CR3 when paging is on, and
 //! as a physical address when it is off. In real mode the guest passes a
 //! linear address (segment × 16 + offset, worked out by the guest), which
@@ -627,7 +627,7 @@ pub fn describe(mode: CpuMode, layout: &Layout, entry: u64) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::memory;
-    use crate::paging::{translate, Access, PagingMode};
+    use crate::paging::{translate, Access, CpuPaging, Paging};
 
     const KERNEL_READ: Access = Access {
         user: false,
@@ -642,7 +642,13 @@ mod tests {
             for mode in [CpuMode::Paged32, CpuMode::Pae32] {
                 write_tables(&mem, &layout, mode, true, Ring::Zero).unwrap();
                 let s = sregs(kvm_sregs::default(), &layout, mode, Ring::Zero);
-                let paging = PagingMode::from_registers(s.cr0, s.cr4, s.efer);
+                // The narrowest CPU with PAE: kvmini's tables must hold on any.
+                let narrowest = CpuPaging {
+                    phys_bits: 36,
+                    gib_pages: false,
+                    pse36: false,
+                };
+                let paging = Paging::from_registers(s.cr0, s.cr4, s.efer, narrowest);
                 for gva in [
                     0,
                     0x400,

@@ -53,6 +53,108 @@ pub enum PagingError {
     /// A 32-bit paging mode was asked for an address of 4 GiB or more.
     #[error("address {0:#x} is beyond the 32-bit address space")]
     Beyond32Bits(u64),
+    /// A present entry on the way sets a bit that the guest's CPU reserves
+    /// (the CPU answers such a walk with a page fault).
+    #[error("address {gva:#x}: level {level} entry {entry:#x} sets reserved bits")]
+    Reserved {
+        /// The address being translated.
+        gva: u64,
+        /// Table level of the entry (4 = PML4 .. 1 = PT).
+        level: u8,
+        /// The entry as read.
+        entry: u64,
+    },
+}
+
+/// What the guest's CPU reports about translation in its CPUID, which
+/// decides which bits of a table entry are reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuPaging {
+    /// MAXPHYADDR: physical address bits (CPUID 8000_0008h EAX bits 0..7).
+    pub phys_bits: u8,
+    /// 1 GiB pages in long mode (CPUID 8000_0001h EDX bit 26).
+    pub gib_pages: bool,
+    /// PSE-36: 4 MiB pages of 32-bit paging reach past 4 GiB (CPUID 01h
+    /// EDX bit 17).
+    pub pse36: bool,
+}
+
+impl CpuPaging {
+    /// Reads the features from the CPUID entries a vCPU is given. Without
+    /// leaf 8000_0008h, MAXPHYADDR is 36 when PAE is reported and 32
+    /// otherwise, as the SDM says.
+    pub fn from_cpuid(entries: &[kvm_bindings::kvm_cpuid_entry2]) -> Self {
+        let leaf = |function: u32| {
+            entries
+                .iter()
+                .find(|e| e.function == function && e.index == 0)
+        };
+        let edx1 = leaf(1).map_or(0, |e| e.edx);
+        let max_extended = leaf(0x8000_0000).map_or(0, |e| e.eax);
+        let phys_bits = match leaf(0x8000_0008) {
+            Some(e) if max_extended >= 0x8000_0008 => e.eax.to_le_bytes()[0],
+            _ if edx1 & (1 << 6) != 0 => 36,
+            _ => 32,
+        };
+        let gib_pages = max_extended >= 0x8000_0001
+            && leaf(0x8000_0001).is_some_and(|e| e.edx & (1 << 26) != 0);
+        CpuPaging {
+            phys_bits: phys_bits.clamp(32, 52),
+            gib_pages,
+            pse36: edx1 & (1 << 17) != 0,
+        }
+    }
+
+    /// A CPU with every feature and the widest physical address the
+    /// architecture allows: it reserves the fewest bits. For walking tables
+    /// with no vCPU behind them (tests, tools); a sandbox uses its vCPU's
+    /// CPUID.
+    pub const ALL_FEATURES: CpuPaging = CpuPaging {
+        phys_bits: 52,
+        gib_pages: true,
+        pse36: true,
+    };
+
+    /// MAXPHYADDR within what the architecture allows (32..=52), so that
+    /// no value of the public field makes a shift overflow.
+    fn width(self) -> u32 {
+        u32::from(self.phys_bits.clamp(32, 52))
+    }
+
+    /// Bits 63..MAXPHYADDR.
+    fn above_phys(self) -> u64 {
+        !((1u64 << self.width()) - 1)
+    }
+}
+
+/// How the guest's CPU translates at one moment: its paging mode, whether
+/// EFER.NXE makes bit 63 of an entry execute-disable rather than reserved,
+/// and the CPU's features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Paging {
+    /// The paging mode.
+    pub mode: PagingMode,
+    /// EFER.NXE.
+    pub nxe: bool,
+    /// What the CPU reports.
+    pub cpu: CpuPaging,
+}
+
+impl Paging {
+    /// Paging in `mode`, with EFER.NXE as `nxe`, on a CPU with `cpu`.
+    pub const fn new(mode: PagingMode, nxe: bool, cpu: CpuPaging) -> Self {
+        Paging { mode, nxe, cpu }
+    }
+
+    /// Reads the paging from CR0, CR4 and EFER of a CPU with `cpu`.
+    pub fn from_registers(cr0: u64, cr4: u64, efer: u64, cpu: CpuPaging) -> Self {
+        const EFER_NXE: u64 = 1 << 11;
+        Paging {
+            mode: PagingMode::from_registers(cr0, cr4, efer),
+            nxe: efer & EFER_NXE != 0,
+            cpu,
+        }
+    }
 }
 
 /// How the guest's CPU translates addresses, read from its control registers.
@@ -120,23 +222,26 @@ pub struct Access {
 }
 
 /// Translates `gva` through the tables rooted at `cr3`, checking `access`.
+/// A translation is given only where the guest's CPU would make the same
+/// one: an entry with a reserved bit set ends the walk, as the CPU's page
+/// fault would.
 pub fn translate(
     mem: &GuestMemory,
-    mode: PagingMode,
+    paging: Paging,
     cr3: u64,
     gva: u64,
     access: Access,
 ) -> Result<Translation, PagingError> {
-    let t = match mode {
+    let t = match paging.mode {
         PagingMode::Disabled => Translation {
             gpa: gva,
             len_in_page: PAGE_SIZE - (gva & (PAGE_SIZE - 1)),
             user: true,
             writable: true,
         },
-        PagingMode::Long => walk_long(mem, cr3, gva)?,
-        PagingMode::Legacy32 { pse } => walk_legacy32(mem, cr3, gva, pse)?,
-        PagingMode::Pae32 => walk_pae32(mem, cr3, gva)?,
+        PagingMode::Long => walk_long(mem, paging, cr3, gva)?,
+        PagingMode::Legacy32 { pse } => walk_legacy32(mem, paging.cpu, cr3, gva, pse)?,
+        PagingMode::Pae32 => walk_pae32(mem, paging, cr3, gva)?,
     };
     if access.user && !t.user {
         return Err(PagingError::NotUser(gva));
@@ -147,7 +252,36 @@ pub fn translate(
     Ok(t)
 }
 
-fn walk_long(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, PagingError> {
+/// Bit 63 of a 64-bit entry: execute-disable with EFER.NXE, else reserved.
+const PTE_XD: u64 = 1 << 63;
+
+/// The reserved bits of a present 4-level entry at `level` (Intel SDM
+/// 4.5.4, "Format of ..."): bits 51..MAXPHYADDR at every level, bit 63
+/// without NXE, PS in a PML4 entry, PS in a PDPT entry without 1 GiB
+/// pages, and the address bits below the page size in a large page (bit
+/// 12 is PAT there).
+fn long_reserved(paging: Paging, level: u8, entry: u64) -> u64 {
+    let mut reserved = paging.cpu.above_phys() & ADDR_MASK;
+    if !paging.nxe {
+        reserved |= PTE_XD;
+    }
+    let large = entry & PTE_PS != 0;
+    match level {
+        4 => reserved |= PTE_PS,
+        3 if large && !paging.cpu.gib_pages => reserved |= PTE_PS,
+        3 if large => reserved |= 0x3FFF_E000,
+        2 if large => reserved |= 0x001F_E000,
+        _ => {}
+    }
+    reserved
+}
+
+fn walk_long(
+    mem: &GuestMemory,
+    paging: Paging,
+    cr3: u64,
+    gva: u64,
+) -> Result<Translation, PagingError> {
     // Bits 63..47 must all equal bit 47.
     let top = gva >> 47;
     if top != 0 && top != 0x1_FFFF {
@@ -159,15 +293,12 @@ fn walk_long(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, Pagin
     for level in (1..=4u8).rev() {
         let shift = 12 + 9 * u32::from(level - 1);
         let index = (gva >> shift) & (ENTRIES - 1);
-        let entry_addr = table + index * 8;
-        let entry =
-            mem.read_obj::<u64>(GuestAddress(entry_addr))
-                .map_err(|_: GuestMemoryError| PagingError::TableOutsideMemory {
-                    gva,
-                    table: entry_addr,
-                })?;
+        let entry = read_entry::<u64>(mem, gva, table + index * 8)?;
         if entry & PTE_P == 0 {
             return Err(PagingError::NotPresent { gva, level });
+        }
+        if entry & long_reserved(paging, level, entry) != 0 {
+            return Err(PagingError::Reserved { gva, level, entry });
         }
         user &= entry & PTE_US != 0;
         writable &= entry & PTE_RW != 0;
@@ -216,9 +347,12 @@ fn leaf(gva: u64, base: u64, page_size: u64, user: bool, writable: bool) -> Tran
 /// 32-bit paging: CR3 bits 12..31 locate the page directory; address bits
 /// 22..31 index it, bits 12..21 index the page table. A directory entry
 /// with PS (and CR4.PSE) maps a 4 MiB page whose address bits 22..31 are
-/// the entry's, and 32..39 its bits 13..20 (PSE-36).
+/// the entry's, and bits 32..M-1 its bits 13..M-20 (PSE-36), where M is
+/// MAXPHYADDR capped at 40 with PSE-36 and 32 without; the entry's bits
+/// M-19..21 are reserved. Nothing else is reserved in 32-bit paging.
 fn walk_legacy32(
     mem: &GuestMemory,
+    cpu: CpuPaging,
     cr3: u64,
     gva: u64,
     pse: bool,
@@ -233,6 +367,16 @@ fn walk_legacy32(
     }
     let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
     if pse && pde & PTE_PS != 0 {
+        let m = if cpu.pse36 { cpu.width().min(40) } else { 32 };
+        // Bits 21..(M-19): at most bit 21, at least bits 21..13.
+        let reserved = 0x003F_E000 & !((1u64 << (m - 19)) - 1);
+        if pde & reserved != 0 {
+            return Err(PagingError::Reserved {
+                gva,
+                level: 2,
+                entry: pde,
+            });
+        }
         let base = (pde & 0xFFC0_0000) | ((pde & 0x001F_E000) << 19);
         return Ok(leaf(gva, base, 4 << 20, user, writable));
     }
@@ -249,25 +393,54 @@ fn walk_legacy32(
     ))
 }
 
+/// The reserved bits of a present PAE entry (Intel SDM 4.4.2): in a PDPT
+/// entry, bits 1, 2, 5..8 and 63..MAXPHYADDR; in a directory or table
+/// entry, bits 62..MAXPHYADDR, bit 63 without NXE, and in a 2 MiB page
+/// bits 13..20.
+fn pae_reserved(paging: Paging, level: u8, entry: u64) -> u64 {
+    let above_phys = paging.cpu.above_phys();
+    if level == 3 {
+        return above_phys | 0x1E6;
+    }
+    let mut reserved = above_phys & !PTE_XD;
+    if !paging.nxe {
+        reserved |= PTE_XD;
+    }
+    if level == 2 && entry & PTE_PS != 0 {
+        reserved |= 0x001F_E000;
+    }
+    reserved
+}
+
 /// PAE paging: CR3 bits 5..31 locate the 4-entry PDPT, indexed by address
 /// bits 30..31; then a page directory (bits 21..29, PS: a 2 MiB page) and
 /// a page table (bits 12..20). PDPT entries have no R/W or U/S bits.
-fn walk_pae32(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, PagingError> {
+fn walk_pae32(
+    mem: &GuestMemory,
+    paging: Paging,
+    cr3: u64,
+    gva: u64,
+) -> Result<Translation, PagingError> {
     if gva > u64::from(u32::MAX) {
         return Err(PagingError::Beyond32Bits(gva));
     }
+    let present = |entry: u64, level: u8| {
+        if entry & PTE_P == 0 {
+            Err(PagingError::NotPresent { gva, level })
+        } else if entry & pae_reserved(paging, level, entry) != 0 {
+            Err(PagingError::Reserved { gva, level, entry })
+        } else {
+            Ok(entry)
+        }
+    };
     let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((gva >> 30) & 3) * 8)?;
-    if pdpte & PTE_P == 0 {
-        return Err(PagingError::NotPresent { gva, level: 3 });
-    }
+    let pdpte = present(pdpte, 3)?;
     let pde = read_entry::<u64>(
         mem,
         gva,
         (pdpte & ADDR_MASK) + ((gva >> 21) & (ENTRIES - 1)) * 8,
     )?;
-    if pde & PTE_P == 0 {
-        return Err(PagingError::NotPresent { gva, level: 2 });
-    }
+    let pde = present(pde, 2)?;
     let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
     if pde & PTE_PS != 0 {
         return Ok(leaf(
@@ -283,9 +456,7 @@ fn walk_pae32(mem: &GuestMemory, cr3: u64, gva: u64) -> Result<Translation, Pagi
         gva,
         (pde & ADDR_MASK) + ((gva >> 12) & (ENTRIES - 1)) * 8,
     )?;
-    if pte & PTE_P == 0 {
-        return Err(PagingError::NotPresent { gva, level: 1 });
-    }
+    let pte = present(pte, 1)?;
     Ok(leaf(
         gva,
         pte & ADDR_MASK,
@@ -388,6 +559,20 @@ mod tests {
         write: false,
     };
 
+    const CPU: CpuPaging = CpuPaging {
+        phys_bits: 46,
+        gib_pages: true,
+        pse36: true,
+    };
+
+    fn paging(mode: PagingMode) -> Paging {
+        Paging {
+            mode,
+            nxe: true,
+            cpu: CPU,
+        }
+    }
+
     fn mem(size: u64) -> GuestMemory {
         memory::allocate(size).unwrap()
     }
@@ -401,19 +586,33 @@ mod tests {
         let m = mem(2 << 20);
         let layout = Layout::new(2 << 20);
         build_identity_map_with(&m, &layout, true, false).unwrap();
-        let t = translate(&m, PagingMode::Long, layout.pml4(), 0x1234, USER_READ).unwrap();
+        let t = translate(
+            &m,
+            paging(PagingMode::Long),
+            layout.pml4(),
+            0x1234,
+            USER_READ,
+        )
+        .unwrap();
         assert_eq!((t.gpa, t.len_in_page), (0x1234, SIZE_2M - 0x1234));
         // kvmini's area is then reachable like the rest (for ring 0 only).
         let top = layout.system_base + 8;
         assert_eq!(
-            translate(&m, PagingMode::Long, layout.pml4(), top, USER_READ).map(|t| t.gpa),
+            translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ).map(|t| t.gpa),
             Ok(top)
         );
         // Protected, the same memory needs small pages, and ring 3 is kept out.
         build_identity_map(&m, &layout, true).unwrap();
-        let t = translate(&m, PagingMode::Long, layout.pml4(), 0x1234, USER_READ).unwrap();
+        let t = translate(
+            &m,
+            paging(PagingMode::Long),
+            layout.pml4(),
+            0x1234,
+            USER_READ,
+        )
+        .unwrap();
         assert_eq!(t.len_in_page, PAGE_SIZE - 0x234);
-        assert!(translate(&m, PagingMode::Long, layout.pml4(), top, USER_READ).is_err());
+        assert!(translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ).is_err());
     }
 
     #[test]
@@ -430,7 +629,8 @@ mod tests {
                 size / 2,
             ];
             for gva in user_pages.into_iter().filter(|&a| a < layout.system_base) {
-                let t = translate(&m, PagingMode::Long, layout.pml4(), gva, USER_READ).unwrap();
+                let t =
+                    translate(&m, paging(PagingMode::Long), layout.pml4(), gva, USER_READ).unwrap();
                 assert_eq!(t.gpa, gva, "size {size:#x} gva {gva:#x}");
             }
         }
@@ -442,7 +642,8 @@ mod tests {
         let m = mem(size);
         let layout = Layout::new(size);
         build_identity_map(&m, &layout, false).unwrap();
-        let walk = |gva, access| translate(&m, PagingMode::Long, layout.pml4(), gva, access);
+        let walk =
+            |gva, access| translate(&m, paging(PagingMode::Long), layout.pml4(), gva, access);
         assert_eq!(
             walk(0x10, USER_READ),
             Err(PagingError::NotPresent {
@@ -477,7 +678,7 @@ mod tests {
         put(&m, pd + 8, pt | PTE_P | PTE_RW | PTE_US);
         // PT[3]: virtual 0x203000 -> physical 0x7000, read-only.
         put(&m, pt + 3 * 8, 0x7000 | PTE_P | PTE_US);
-        let walk = |gva| translate(&m, PagingMode::Long, pml4, gva, USER_READ).unwrap();
+        let walk = |gva| translate(&m, paging(PagingMode::Long), pml4, gva, USER_READ).unwrap();
         let one_gib = walk((1 << 30) + 0x1234);
         assert_eq!(
             (one_gib.gpa, one_gib.len_in_page),
@@ -493,7 +694,7 @@ mod tests {
             write: true,
         };
         assert_eq!(
-            translate(&m, PagingMode::Long, pml4, 0x20_3008, write),
+            translate(&m, paging(PagingMode::Long), pml4, 0x20_3008, write),
             Err(PagingError::NotWritable(0x20_3008))
         );
     }
@@ -503,13 +704,13 @@ mod tests {
         let m = mem(2 << 20);
         // CR3 beyond guest memory.
         assert!(matches!(
-            translate(&m, PagingMode::Long, 1 << 40, 0x1000, USER_READ),
+            translate(&m, paging(PagingMode::Long), 1 << 40, 0x1000, USER_READ),
             Err(PagingError::TableOutsideMemory { .. })
         ));
         // An entry pointing to a table beyond guest memory.
         put(&m, 0x1000, (3 << 30) | PTE_P | PTE_US);
         assert_eq!(
-            translate(&m, PagingMode::Long, 0x1000, 0x1000, USER_READ),
+            translate(&m, paging(PagingMode::Long), 0x1000, 0x1000, USER_READ),
             Err(PagingError::TableOutsideMemory {
                 gva: 0x1000,
                 table: 3 << 30
@@ -521,13 +722,13 @@ mod tests {
             u64::MAX - 0xFFFF_FFFF_FFFF,
         ] {
             assert_eq!(
-                translate(&m, PagingMode::Long, 0x1000, gva, USER_READ),
+                translate(&m, paging(PagingMode::Long), 0x1000, gva, USER_READ),
                 Err(PagingError::NonCanonical(gva))
             );
         }
         // The top of the canonical range is walked, not rejected.
         assert!(matches!(
-            translate(&m, PagingMode::Long, 0x1000, u64::MAX, USER_READ),
+            translate(&m, paging(PagingMode::Long), 0x1000, u64::MAX, USER_READ),
             Err(PagingError::NotPresent { level: 4, .. })
         ));
     }
@@ -538,7 +739,7 @@ mod tests {
         // Every level is the same page: PML4[0] -> PML4, so the walk reads the
         // same table four times and lands on the table itself.
         put(&m, 0x1000, 0x1000 | PTE_P | PTE_RW | PTE_US);
-        let t = translate(&m, PagingMode::Long, 0x1000, 0x123, USER_READ).unwrap();
+        let t = translate(&m, paging(PagingMode::Long), 0x1000, 0x123, USER_READ).unwrap();
         assert_eq!(t.gpa, 0x1123);
     }
 
@@ -570,7 +771,7 @@ mod tests {
         put32(&m, pt + 5 * 4, 0x9000 | 0x5);
         // PD[1]: virtual 4 MiB -> a 4 MiB page at physical 8 MiB, supervisor.
         put32(&m, pd + 4, 0x80_0000 | 0x83);
-        let pse = PagingMode::Legacy32 { pse: true };
+        let pse = paging(PagingMode::Legacy32 { pse: true });
         let walk = |mode, gva| translate(&m, mode, pd, gva, USER_READ);
         let small = walk(pse, 0x5123).unwrap();
         assert_eq!((small.gpa, small.len_in_page), (0x9123, 0xEDD));
@@ -609,7 +810,7 @@ mod tests {
         // Without CR4.PSE, PS is ignored: PD[1] points at a page table at
         // 8 MiB, whose entries are all zero.
         assert_eq!(
-            walk(PagingMode::Legacy32 { pse: false }, 0x40_0010),
+            walk(paging(PagingMode::Legacy32 { pse: false }), 0x40_0010),
             Err(PagingError::NotPresent {
                 gva: 0x40_0010,
                 level: 1
@@ -659,7 +860,7 @@ mod tests {
         // physical 0x7000, writable, supervisor.
         put(&m, pd3 + 511 * 8, pt | PTE_P | PTE_RW | PTE_US);
         put(&m, pt + 511 * 8, 0x7000 | PTE_P | PTE_RW | (1 << 63));
-        let walk = |gva, access| translate(&m, PagingMode::Pae32, pdpt, gva, access);
+        let walk = |gva, access| translate(&m, paging(PagingMode::Pae32), pdpt, gva, access);
         let big = walk(0x20_1234, USER_READ).unwrap();
         assert_eq!((big.gpa, big.len_in_page), (0x40_1234, (2 << 20) - 0x1234));
         assert!(big.user && big.writable);
@@ -699,15 +900,279 @@ mod tests {
             Err(PagingError::Beyond32Bits(1 << 32))
         );
         assert!(matches!(
-            translate(&m, PagingMode::Pae32, 0x4000_0000, 0, USER_READ),
+            translate(&m, paging(PagingMode::Pae32), 0x4000_0000, 0, USER_READ),
             Err(PagingError::TableOutsideMemory { .. })
         ));
+    }
+
+    /// Long-mode tables at 0x1000 (PML4), 0x2000 (PDPT), 0x3000 (PD) and
+    /// 0x4000 (PT): virtual 0 -> PT[0], 2 MiB -> a 2 MiB page at 2 MiB,
+    /// 1 GiB -> a 1 GiB page at 0; `leaf_bits` are ORed into the leaf
+    /// under test (PT[0], PD[1] or PDPT[1]).
+    fn long_tables(m: &GuestMemory, pml4_bits: u64, level: u8, leaf_bits: u64) {
+        let table = PTE_P | PTE_RW | PTE_US;
+        put(m, 0x1000, 0x2000 | table | pml4_bits);
+        put(m, 0x2000, 0x3000 | table);
+        put(
+            m,
+            0x2008,
+            PTE_P | PTE_US | PTE_PS | if level == 3 { leaf_bits } else { 0 },
+        );
+        put(m, 0x3000, 0x4000 | table);
+        put(
+            m,
+            0x3008,
+            0x20_0000 | table | PTE_PS | if level == 2 { leaf_bits } else { 0 },
+        );
+        put(
+            m,
+            0x4000,
+            0x5000 | table | if level == 1 { leaf_bits } else { 0 },
+        );
+    }
+
+    #[test]
+    fn long_mode_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
+        let m = mem(4 << 20);
+        let gva_at = |level: u8| match level {
+            1 => 0x123,
+            2 => 0x20_0123,
+            _ => (1 << 30) + 0x123,
+        };
+        let narrow = CpuPaging {
+            phys_bits: 39,
+            gib_pages: false,
+            pse36: false,
+        };
+        // (CPU, NXE, PML4 bits, leaf level, leaf bits, the level refused).
+        let refused = [
+            // A PML4 entry with PS set.
+            (CPU, true, PTE_PS, 1, 0, 4),
+            // XD without EFER.NXE, at each level.
+            (CPU, false, PTE_XD, 1, 0, 4),
+            (CPU, false, 0, 1, PTE_XD, 1),
+            (CPU, false, 0, 2, PTE_XD, 2),
+            (CPU, false, 0, 3, PTE_XD, 3),
+            // A 1 GiB page whose base has bits 13..29 set, and any 1 GiB
+            // page on a CPU without them.
+            (CPU, true, 0, 3, 1 << 13, 3),
+            (CPU, true, 0, 3, 1 << 29, 3),
+            (narrow, true, 0, 3, 0, 3),
+            // A 2 MiB page whose base has bits 13..20 set.
+            (CPU, true, 0, 2, 1 << 13, 2),
+            (CPU, true, 0, 2, 1 << 20, 2),
+            // Address bits at and above MAXPHYADDR (up to 51).
+            (CPU, true, 0, 1, 1 << 46, 1),
+            (CPU, true, 0, 1, 1 << 51, 1),
+            (narrow, true, 0, 1, 1 << 39, 1),
+            (narrow, true, 1 << 40, 1, 0, 4),
+        ];
+        for (cpu, nxe, pml4_bits, level, leaf_bits, at) in refused {
+            long_tables(&m, pml4_bits, level, leaf_bits);
+            let gva = gva_at(level);
+            let got = translate(
+                &m,
+                Paging::new(PagingMode::Long, nxe, cpu),
+                0x1000,
+                gva,
+                KERNEL_READ,
+            );
+            assert!(
+                matches!(got, Err(PagingError::Reserved { gva: g, level: l, .. }) if g == gva && l == at),
+                "{cpu:?} nxe {nxe} pml4 {pml4_bits:#x} level {level} bits {leaf_bits:#x}: {got:?}"
+            );
+        }
+        // What the CPU allows: XD with NXE, PAT (bit 12) in large pages,
+        // ignored bits 52..62, address bits below MAXPHYADDR.
+        let allowed = [
+            (CPU, true, PTE_XD, 1, PTE_XD, 0x5123),
+            (CPU, true, 0, 2, 1 << 12, 0x20_0123),
+            (CPU, true, 0, 3, 1 << 12, 0x123),
+            (CPU, false, 0x7FF << 52, 1, 0x7FF << 52, 0x5123),
+            (narrow, true, 0, 2, 0, 0x20_0123),
+        ];
+        for (cpu, nxe, pml4_bits, level, leaf_bits, gpa) in allowed {
+            long_tables(&m, pml4_bits, level, leaf_bits);
+            let got = translate(
+                &m,
+                Paging::new(PagingMode::Long, nxe, cpu),
+                0x1000,
+                gva_at(level),
+                KERNEL_READ,
+            );
+            assert_eq!(
+                got.map(|t| t.gpa),
+                Ok(gpa),
+                "{cpu:?} level {level} bits {leaf_bits:#x}"
+            );
+        }
+        // A physical address below MAXPHYADDR but past guest memory is the
+        // view's business, not a reserved bit.
+        long_tables(&m, 0, 1, 1 << 45);
+        assert_eq!(
+            translate(&m, paging(PagingMode::Long), 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa),
+            Ok((1 << 45) | 0x5123)
+        );
+        // A reserved bit in an entry that is not present is never looked at.
+        put(&m, 0x4000, PTE_XD | PTE_PS | (1 << 51));
+        assert_eq!(
+            translate(
+                &m,
+                Paging::new(PagingMode::Long, false, CPU),
+                0x1000,
+                0x123,
+                KERNEL_READ
+            ),
+            Err(PagingError::NotPresent {
+                gva: 0x123,
+                level: 1
+            })
+        );
+    }
+
+    #[test]
+    fn pae_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
+        let m = mem(4 << 20);
+        let cpu36 = CpuPaging {
+            phys_bits: 36,
+            gib_pages: false,
+            pse36: true,
+        };
+        // PDPT at 0x1000 -> PD at 0x2000: PD[0] -> PT at 0x3000, PT[0] ->
+        // 0x5000; PD[1] -> a 2 MiB page at 2 MiB.
+        let setup = |pdpte_bits: u64, pde_bits: u64, big_bits: u64, pte_bits: u64| {
+            put(&m, 0x1000, 0x2000 | PTE_P | pdpte_bits);
+            put(&m, 0x2000, 0x3000 | PTE_P | PTE_RW | pde_bits);
+            put(&m, 0x2008, 0x20_0000 | PTE_P | PTE_RW | PTE_PS | big_bits);
+            put(&m, 0x3000, 0x5000 | PTE_P | PTE_RW | pte_bits);
+        };
+        let walk = |nxe, cpu, gva| {
+            translate(
+                &m,
+                Paging::new(PagingMode::Pae32, nxe, cpu),
+                0x1000,
+                gva,
+                KERNEL_READ,
+            )
+        };
+        let refused = [
+            // PDPT entries: R/W, U/S, bits 5..8, and 63..MAXPHYADDR (bit
+            // 63 even with NXE).
+            ((PTE_RW, 0, 0, 0), true, CPU, 0x123, 3),
+            ((PTE_US, 0, 0, 0), true, CPU, 0x123, 3),
+            ((1 << 5, 0, 0, 0), true, CPU, 0x123, 3),
+            ((1 << 8, 0, 0, 0), true, CPU, 0x123, 3),
+            ((PTE_XD, 0, 0, 0), true, CPU, 0x123, 3),
+            ((1 << 36, 0, 0, 0), true, cpu36, 0x123, 3),
+            // Directory and table entries: bits 62..MAXPHYADDR (52..62 are
+            // reserved here, unlike in long mode), 63 without NXE.
+            ((0, 1 << 62, 0, 0), true, CPU, 0x123, 2),
+            ((0, 0, 0, 1 << 52), true, CPU, 0x123, 1),
+            ((0, 0, 0, 1 << 40), true, cpu36, 0x123, 1),
+            ((0, 0, 0, PTE_XD), false, CPU, 0x123, 1),
+            ((0, PTE_XD, 0, 0), false, CPU, 0x123, 2),
+            // A 2 MiB page with bits 13..20 set.
+            ((0, 0, 1 << 13, 0), true, CPU, 0x20_0123, 2),
+            ((0, 0, 1 << 20, 0), true, CPU, 0x20_0123, 2),
+        ];
+        for ((a, b, c, d), nxe, cpu, gva, at) in refused {
+            setup(a, b, c, d);
+            let got = walk(nxe, cpu, gva);
+            assert!(
+                matches!(got, Err(PagingError::Reserved { level, .. }) if level == at),
+                "bits {a:#x} {b:#x} {c:#x} {d:#x} nxe {nxe}: {got:?}"
+            );
+        }
+        setup(1 << 3 | 1 << 4, PTE_XD, 1 << 12, PTE_XD);
+        assert_eq!(walk(true, cpu36, 0x123).map(|t| t.gpa), Ok(0x5123));
+        assert_eq!(walk(true, cpu36, 0x20_0123).map(|t| t.gpa), Ok(0x20_0123));
+    }
+
+    #[test]
+    fn legacy32_four_mib_pages_reserve_the_bits_pse36_does_not_use() {
+        let m = mem(4 << 20);
+        let pse = PagingMode::Legacy32 { pse: true };
+        let cpu = |phys_bits, pse36| CpuPaging {
+            phys_bits,
+            gib_pages: false,
+            pse36,
+        };
+        let walk = |pde: u32, cpu| {
+            put32(&m, 0x1000, pde);
+            translate(&m, Paging::new(pse, false, cpu), 0x1000, 0x123, KERNEL_READ)
+        };
+        let big = 0x83;
+        // Bit 21 is always reserved; with MAXPHYADDR 36 so are bits 17..20;
+        // without PSE-36, bits 13..20 as well.
+        for (pde, cpu) in [
+            (big | 1 << 21, cpu(46, true)),
+            (big | 1 << 17, cpu(36, true)),
+            (big | 1 << 13, cpu(46, false)),
+        ] {
+            assert!(
+                matches!(walk(pde, cpu), Err(PagingError::Reserved { level: 2, .. })),
+                "{pde:#x}"
+            );
+        }
+        assert_eq!(
+            walk(big | 1 << 16, cpu(36, true)).map(|t| t.gpa),
+            Ok((1 << 35) | 0x123)
+        );
+        assert_eq!(
+            walk(big | 1 << 20, cpu(46, true)).map(|t| t.gpa),
+            Ok((1 << 39) | 0x123)
+        );
+        // Without CR4.PSE nothing is reserved: PS is ignored, and the
+        // entry points at a page table.
+        put32(&m, 0x1000, 0x2000 | 0x83);
+        put32(&m, 0x2000, 0x7003);
+        let no_pse = Paging::new(PagingMode::Legacy32 { pse: false }, false, cpu(32, false));
+        assert_eq!(
+            translate(&m, no_pse, 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa),
+            Ok(0x7123)
+        );
+    }
+
+    #[test]
+    fn cpu_features_come_from_the_vcpus_cpuid() {
+        use kvm_bindings::kvm_cpuid_entry2;
+        let entry = |function, eax, edx| kvm_cpuid_entry2 {
+            function,
+            eax,
+            edx,
+            ..Default::default()
+        };
+        let full = [
+            entry(1, 0, 1 << 6 | 1 << 17),
+            entry(0x8000_0000, 0x8000_0008, 0),
+            entry(0x8000_0001, 0, 1 << 26),
+            entry(0x8000_0008, 0x3027, 0),
+        ];
+        assert_eq!(
+            CpuPaging::from_cpuid(&full),
+            CpuPaging {
+                phys_bits: 39,
+                gib_pages: true,
+                pse36: true
+            }
+        );
+        // Without leaf 8000_0008h: 36 bits with PAE, 32 without.
+        let pae_only = [entry(1, 0, 1 << 6), entry(0x8000_0000, 0x8000_0001, 0)];
+        assert_eq!(
+            CpuPaging::from_cpuid(&pae_only),
+            CpuPaging {
+                phys_bits: 36,
+                gib_pages: false,
+                pse36: false
+            }
+        );
+        assert_eq!(CpuPaging::from_cpuid(&[]).phys_bits, 32);
     }
 
     #[test]
     fn unpaged_mode_is_identity() {
         let m = mem(2 << 20);
-        let t = translate(&m, PagingMode::Disabled, 0, 0x1FFF, USER_READ).unwrap();
+        let t = translate(&m, paging(PagingMode::Disabled), 0, 0x1FFF, USER_READ).unwrap();
         assert_eq!((t.gpa, t.len_in_page), (0x1FFF, 1));
     }
 }

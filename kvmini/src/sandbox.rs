@@ -20,7 +20,7 @@ use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
 use crate::output::Input;
-use crate::paging::{self, PagingMode};
+use crate::paging::{self, CpuPaging, Paging, PagingMode};
 use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
@@ -259,11 +259,15 @@ struct Machine {
     /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
     /// means reading it from the system registers at each exit.
     fixed_paging: Option<FixedPaging>,
+    /// What the vCPU's CPUID says about paging: which entry bits are
+    /// reserved in the guest's own tables.
+    cpu_paging: CpuPaging,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
 #[derive(Clone, Debug)]
 struct FixedPaging {
+    paging: Paging,
     cr3: u64,
     /// Where kvmini's identity map gives the guest its own pages: a buffer
     /// there needs no page walk.
@@ -359,6 +363,8 @@ impl Sandbox {
             snapshot.freeze(&mem, &[image_range, (layout.system_base, layout.mem_size)])?;
         }
         let vm = Vm::new(kvm, mem)?;
+        // The vCPU is given KVM's supported CPUID as it is (see `Vm::create_vcpu`).
+        let cpu_paging = CpuPaging::from_cpuid(kvm.supported_cpuid().as_slice());
         let mut vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
         let pristine = match &snapshot {
             Some(_) => Some(PristineCpu::save(&mut vcpu)?),
@@ -368,6 +374,8 @@ impl Sandbox {
         // (they are supervisor-only), so its paging is known for good.
         let fixed_paging =
             (ring == Ring::Three && config.mode == CpuMode::Long).then(|| FixedPaging {
+                // kvmini's long mode leaves EFER.NXE clear.
+                paging: Paging::new(PagingMode::Long, false, cpu_paging),
                 cr3: layout.pml4(),
                 identity: paging::user_identity_range(&layout, flat),
             });
@@ -394,6 +402,7 @@ impl Sandbox {
                 stop: config.stop.clone(),
                 mode: config.mode,
                 fixed_paging,
+                cpu_paging,
             })),
             image,
             ring,
@@ -684,15 +693,18 @@ impl Machine {
                     return Ok(Some(self.exception()?));
                 }
                 let view = match &self.fixed_paging {
-                    Some(fixed) => {
-                        GuestView::new(self.vm.memory(), PagingMode::Long, fixed.cr3, true)
-                            .with_identity(fixed.identity.clone())
-                    }
+                    Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
+                        .with_identity(fixed.identity.clone()),
                     None => {
                         let sregs = self.vcpu.sregs()?;
                         GuestView::new(
                             self.vm.memory(),
-                            PagingMode::from_registers(sregs.cr0, sregs.cr4, sregs.efer),
+                            Paging::from_registers(
+                                sregs.cr0,
+                                sregs.cr4,
+                                sregs.efer,
+                                self.cpu_paging,
+                            ),
                             sregs.cr3,
                             sregs.cs.dpl == 3,
                         )

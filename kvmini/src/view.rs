@@ -6,7 +6,7 @@
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::memory::{self, GuestMemory};
-use crate::paging::{self, Access, PagingError, PagingMode};
+use crate::paging::{self, Access, Paging, PagingError};
 
 /// Errors of reading guest buffers and strings.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,7 +48,7 @@ const STACK_PIECES: usize = 16;
 #[derive(Clone, Copy, Debug)]
 pub struct GuestView<'a> {
     mem: &'a GuestMemory,
-    mode: PagingMode,
+    paging: Paging,
     cr3: u64,
     user: bool,
     /// Start of the virtual range known to map to itself, read-write.
@@ -58,12 +58,12 @@ pub struct GuestView<'a> {
 }
 
 impl<'a> GuestView<'a> {
-    /// A view with the guest's paging mode and CR3; `user` when the guest
+    /// A view with the guest's paging and CR3; `user` when the guest
     /// ran at ring 3, so that pages it could not touch are refused.
-    pub fn new(mem: &'a GuestMemory, mode: PagingMode, cr3: u64, user: bool) -> Self {
+    pub fn new(mem: &'a GuestMemory, paging: Paging, cr3: u64, user: bool) -> Self {
         GuestView {
             mem,
-            mode,
+            paging,
             cr3,
             user,
             identity_start: 0,
@@ -102,7 +102,7 @@ impl<'a> GuestView<'a> {
             user: self.user,
             write,
         };
-        let t = paging::translate(self.mem, self.mode, self.cr3, gva, access)?;
+        let t = paging::translate(self.mem, self.paging, self.cr3, gva, access)?;
         if !self.mem.address_in_range(GuestAddress(t.gpa)) {
             return Err(ViewError::OutsideMemory { gva, gpa: t.gpa });
         }
@@ -222,6 +222,34 @@ impl<'a> GuestView<'a> {
             return Err(ViewError::OutsideMemory { gva, gpa: gva });
         }
         Ok(value)
+    }
+
+    /// Reads the argument block `T` at guest virtual `block`, whose `i64`
+    /// result lies `result_offset` bytes into it, and checks that the
+    /// result can be written back: the block and the address of its
+    /// result. The block's extent is checked for wrapping before any
+    /// address inside it is worked out, then read, then the result's page
+    /// checked for writing; an error means the call must not run.
+    pub fn read_block<T: ByteValued + Default>(
+        &self,
+        block: u64,
+        result_offset: usize,
+    ) -> Result<(T, u64), ViewError> {
+        let size = std::mem::size_of::<T>();
+        let wraps = ViewError::Fault(PagingError::NonCanonical(u64::MAX));
+        if result_offset.checked_add(8).is_none_or(|end| end > size) {
+            // A result outside its block is a mistake in kvmini, not the
+            // guest's; refusing the block is still the safe answer.
+            return Err(wraps);
+        }
+        self.buffer_end(block, size as u64)?;
+        let result_at = u64::try_from(result_offset)
+            .ok()
+            .and_then(|offset| block.checked_add(offset))
+            .ok_or(wraps)?;
+        let args = self.read_obj::<T>(block)?;
+        self.check_writable(result_at, 8)?;
+        Ok((args, result_at))
     }
 
     /// Writes `value` to guest virtual `gva`, which must be writable.
@@ -407,7 +435,13 @@ mod tests {
     use super::*;
     use crate::layout::Layout;
     use crate::memory;
-    use crate::paging::{build_identity_map, user_identity_range, PTE_P, PTE_RW, PTE_US};
+    use crate::paging::{
+        build_identity_map, user_identity_range, CpuPaging, PagingMode, PTE_P, PTE_RW, PTE_US,
+    };
+
+    fn paging(mode: PagingMode) -> Paging {
+        Paging::new(mode, false, CpuPaging::ALL_FEATURES)
+    }
 
     fn identity(size: u64) -> (GuestMemory, Layout) {
         let mem = memory::allocate(size).unwrap();
@@ -419,7 +453,7 @@ mod tests {
     #[test]
     fn strings_are_read_across_pages_and_to_the_end_of_memory() {
         let (mem, layout) = identity(4 << 20);
-        let view = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let view = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
         let text = vec![b'x'; 10_000];
         mem.write_slice(&text, GuestAddress(0x10_0F00)).unwrap();
         let mut out = Vec::new();
@@ -444,7 +478,7 @@ mod tests {
         let pml4 = map_user_pages(&mem, [0x20_3000, 0x20_1000]);
         mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
         mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
-        let view = GuestView::new(&mem, PagingMode::Long, pml4, true);
+        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, true);
         let mut out = Vec::new();
         view.read_c_string(0x40_0FFE, 4096, &mut out).unwrap();
         assert_eq!(out, b"abcd");
@@ -477,7 +511,7 @@ mod tests {
         }
         mem.write_slice(&[b'A'; 4096], GuestAddress(0x30_0000))
             .unwrap();
-        let view = GuestView::new(&mem, PagingMode::Long, pml4, false);
+        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, false);
         let mut out = Vec::new();
         assert_eq!(
             view.read_c_string(0, u64::MAX, &mut out),
@@ -537,7 +571,7 @@ mod tests {
             let layout = Layout::new(size);
             build_identity_map(&mem, &layout, map_null_page).unwrap();
             let range = user_identity_range(&layout, map_null_page);
-            let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+            let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
             let fast = walked.with_identity(range.clone());
             let (start, top) = (range.start, layout.system_base);
             // Strings: one across the null page's edge, one running into
@@ -612,7 +646,7 @@ mod tests {
     #[test]
     fn the_identity_fast_path_gives_one_piece_and_the_walk_merges() {
         let (mem, layout) = identity(4 << 20);
-        let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
         let fast = walked.with_identity(user_identity_range(&layout, false));
         let mut pieces = Vec::new();
         for view in [walked, fast] {
@@ -633,8 +667,8 @@ mod tests {
         // the claimed range still reads, and a byte past it does not.
         let blank = memory::allocate(2 << 20).unwrap();
         blank.write_slice(b"hi\0", GuestAddress(0x1FFD)).unwrap();
-        let claimed =
-            GuestView::new(&blank, PagingMode::Long, 0x10_0000, true).with_identity(0x1000..0x2000);
+        let claimed = GuestView::new(&blank, paging(PagingMode::Long), 0x10_0000, true)
+            .with_identity(0x1000..0x2000);
         assert_eq!(
             claimed.read_obj::<u16>(0x1FFD),
             Ok(u16::from_le_bytes(*b"hi"))
@@ -650,7 +684,7 @@ mod tests {
         claimed.read_c_string(0x1FFD, u64::MAX, &mut out).unwrap();
         assert_eq!(out, b"hi");
         // A range claimed past guest memory does not let buffers out of it.
-        let unpaged = GuestView::new(&mem, PagingMode::Disabled, 0, true);
+        let unpaged = GuestView::new(&mem, paging(PagingMode::Disabled), 0, true);
         let everything = unpaged.with_identity(0..u64::MAX);
         let size = 4 << 20;
         for (gva, len) in [(size - 1, 2), (size, 1), (u64::MAX - 1, 1), (0, size)] {
@@ -685,7 +719,7 @@ mod tests {
         // contiguous pages, the pairs in reverse order, so 40 runs.
         let physical = |i: u64| 0x20_0000 + ((39 - i / 2) * 2 + i % 2) * 0x1000;
         let pml4 = map_user_pages(&mem, (0..80).map(physical));
-        let view = GuestView::new(&mem, PagingMode::Long, pml4, true);
+        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, true);
         let (gva, len) = (0x40_0800, 79 * 0x1000);
         let mut want = vec![(physical(0) + 0x800, 0x1800)];
         want.extend((1..39).map(|j| (physical(2 * j), 0x2000)));
@@ -729,7 +763,7 @@ mod tests {
     #[test]
     fn bad_pointers_are_errors() {
         let (mem, layout) = identity(2 << 20);
-        let view = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let view = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
         let mut out = Vec::new();
         for gva in [
             0,

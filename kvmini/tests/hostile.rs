@@ -1731,3 +1731,102 @@ fn a_call_whose_block_is_read_only_does_nothing() {
     );
     assert_eq!(run.ending, Ending::Exited(0));
 }
+
+/// Runs `reserved.c` at ring 0, `case` naming the bad entry the guest
+/// touches itself (or none).
+fn reserved(kvm: &Kvm, case: &str) -> Run {
+    run(
+        kvm,
+        base()
+            .elf(guest("reserved"))
+            .ring(Ring::Zero)
+            .args(["reserved.elf", case]),
+    )
+}
+
+/// Whether the vCPU's CPUID (KVM's supported CPUID, as kvmini gives it)
+/// reports 1 GiB pages: CPUID 8000_0001h EDX bit 26.
+fn vcpu_has_gib_pages(kvm: &Kvm) -> bool {
+    kvm.supported_cpuid()
+        .as_slice()
+        .iter()
+        .any(|e| e.function == 0x8000_0001 && e.edx & (1 << 26) != 0)
+}
+
+#[test]
+fn ring0_entries_with_reserved_bits_are_not_served() {
+    let _serial = serial();
+    let Some(kvm) = kvm_or_skip() else { return };
+    let run = reserved(&kvm, "");
+    // A served mapping prints "served" twice: display, then write.
+    let gib = if vcpu_has_gib_pages(&kvm) {
+        "served\nserved\n1 GiB page: 7\n"
+    } else {
+        "1 GiB page: -14 EFAULT\n"
+    };
+    assert_eq!(
+        run.stdout,
+        format!(
+            "1 GiB page, base bit 13 set: -14 EFAULT\n\
+             {gib}\
+             2 MiB page, bit 13 set: -14 EFAULT\n\
+             served\nserved\n2 MiB page: 7\n\
+             4 KiB page, XD without NXE: -14 EFAULT\n\
+             4 KiB page, an address bit at MAXPHYADDR: -14 EFAULT\n\
+             served\nserved\n4 KiB page: 7\n\
+             PML4 entry with PS set: -14 EFAULT\n"
+        )
+    );
+    let mut levels = vec![3];
+    if !vcpu_has_gib_pages(&kvm) {
+        levels.push(3);
+    }
+    levels.extend([2, 1, 1]);
+    let warnings: Vec<&str> = run.warnings.lines().collect();
+    assert_eq!(warnings.len(), levels.len(), "{}", run.warnings);
+    for (warning, level) in warnings.iter().zip(levels) {
+        assert!(
+            warning.starts_with("kvmini: display(0x")
+                && warning.contains(&format!(": level {level} entry 0x"))
+                && warning.ends_with(" sets reserved bits"),
+            "{warning}"
+        );
+    }
+    assert_eq!(run.ending, Ending::Exited(0));
+}
+
+#[test]
+fn ring0_the_cpu_faults_on_the_entries_kvmini_refuses() {
+    let _serial = serial();
+    let Some(kvm) = kvm_or_skip() else { return };
+    let gib_plain_faults = !vcpu_has_gib_pages(&kvm);
+    for (case, faults) in [
+        ("gib", true),
+        ("mib", true),
+        ("xd", true),
+        ("wide", true),
+        ("pml4-ps", true),
+        ("gib-plain", gib_plain_faults),
+        ("mib-plain", false),
+        ("plain", false),
+    ] {
+        let run = reserved(&kvm, case);
+        if faults {
+            let Ending::Crashed(crash) = &run.ending else {
+                panic!(
+                    "{case}: expected a page fault, got {:?}: {}",
+                    run.ending, run.stdout
+                );
+            };
+            // A supervisor read of a present page with a reserved bit set.
+            assert_eq!((crash.vector, crash.error_code & 0xF), (14, 0x9), "{case}");
+        } else {
+            // The guest read the 's' of "served".
+            assert_eq!(
+                (&run.ending, run.stdout.as_str()),
+                (&Ending::Exited(1), "loaded: 115\n"),
+                "{case}"
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@ use kvmini::layout::Layout;
 use kvmini::loader::{self, LoadWindow, LoaderError};
 use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input};
-use kvmini::paging::{self, Access, PagingMode};
+use kvmini::paging::{self, Access, CpuPaging, Paging, PagingMode};
 use kvmini::stop::parse_duration;
 use kvmini::view::{GuestView, ViewError};
 use kvmini_abi::layout::ELF_LOAD_MIN;
@@ -99,13 +99,27 @@ fn image(size: u64, identity: bool, edits: &[Edit]) -> (GuestMemory, Layout) {
     (mem, layout)
 }
 
-fn mode() -> impl Strategy<Value = PagingMode> {
-    prop_oneof![
+/// kvmini's own long-mode paging (EFER.NXE clear), on any CPU.
+const KVMINI_LONG: Paging = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+
+/// A paging mode, EFER.NXE and a CPU (MAXPHYADDR 32..52, with and without
+/// 1 GiB pages and PSE-36).
+fn mode() -> impl Strategy<Value = Paging> {
+    let mode = prop_oneof![
         Just(PagingMode::Disabled),
         Just(PagingMode::Long),
         any::<bool>().prop_map(|pse| PagingMode::Legacy32 { pse }),
         Just(PagingMode::Pae32),
-    ]
+    ];
+    let cpu =
+        (32u8..=52, any::<bool>(), any::<bool>()).prop_map(|(phys_bits, gib_pages, pse36)| {
+            CpuPaging {
+                phys_bits,
+                gib_pages,
+                pse36,
+            }
+        });
+    (mode, any::<bool>(), cpu).prop_map(|(mode, nxe, cpu)| Paging::new(mode, nxe, cpu))
 }
 
 /// Guest virtual addresses, with the edges well represented: the top of
@@ -183,7 +197,7 @@ proptest! {
     ) {
         let (mem, layout) = image(size, true, &[]);
         let access = Access { user: true, write };
-        let t = paging::translate(&mem, PagingMode::Long, layout.pml4(), gva, access);
+        let t = paging::translate(&mem, KVMINI_LONG, layout.pml4(), gva, access);
         if gva < layout.system_base {
             prop_assert_eq!(t.map(|t| t.gpa), Ok(gva));
         } else {
@@ -206,7 +220,7 @@ proptest! {
     ) {
         let edits: &[Edit] = if identity_only { &[] } else { &edits };
         let (mem, layout) = image(MEM_2M, true, edits);
-        let mode = if identity_only { PagingMode::Long } else { mode };
+        let mode = if identity_only { KVMINI_LONG } else { mode };
         let view = GuestView::new(&mem, mode, layout.pml4(), user);
         let mut pieces = Vec::new();
         let result = view.for_each_piece(gva, len, write, |gpa, n| pieces.push((gpa, n)));
@@ -257,7 +271,7 @@ proptest! {
             let n = n.min(usize_of(MEM_2M - at));
             mem.write_slice(&vec![byte; n], GuestAddress(at)).unwrap();
         }
-        let mode = if identity_only { PagingMode::Long } else { mode };
+        let mode = if identity_only { KVMINI_LONG } else { mode };
         // Made-up tables may map one page again and again, and
         // `read_c_string` does not stop at the memory size by itself: a
         // large limit there would mean a string that long (see
@@ -427,7 +441,7 @@ proptest! {
                 mem.write_slice(&vec![byte; n], GuestAddress(at)).unwrap();
             }
         }
-        let walked = GuestView::new(&mem, PagingMode::Long, layout.pml4(), true);
+        let walked = GuestView::new(&mem, KVMINI_LONG, layout.pml4(), true);
         let fast = walked.with_identity(paging::user_identity_range(&layout, map_null_page));
         for (start, len, write, limit) in buffers {
             let gva = match start {
@@ -1023,7 +1037,7 @@ proptest! {
         } else {
             layout.pml4()
         };
-        let view = GuestView::new(&mem, PagingMode::Long, cr3, !ring0);
+        let view = GuestView::new(&mem, KVMINI_LONG, cr3, !ring0);
         for (i, call) in (0u64..).zip(calls) {
             let (port, value) = match call {
                 Call::Raw(port, value) => (port, value),
