@@ -11,20 +11,65 @@ use kvmini_abi::host::{HostCallArgs, HOST_CALL_ARGS};
 use crate::view::GuestView;
 
 /// A Linux errno value a host function returns to the guest (as `-errno`).
+/// Always one the guest can read as an error: 1..=4095, so that `-errno`
+/// is never 0, positive, or outside the range Linux reserves for errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Errno(pub i32);
+pub struct Errno(i32);
 
 impl Errno {
-    /// Bad address.
-    pub const EFAULT: Errno = Errno(errno::EFAULT);
-    /// Invalid argument.
-    pub const EINVAL: Errno = Errno(errno::EINVAL);
+    /// Operation not permitted.
+    pub const EPERM: Errno = Errno(errno::EPERM);
     /// No such entry.
     pub const ENOENT: Errno = Errno(errno::ENOENT);
+    /// Input/output error: also what an invalid errno becomes.
+    pub const EIO: Errno = Errno(errno::EIO);
+    /// Try again.
+    pub const EAGAIN: Errno = Errno(errno::EAGAIN);
+    /// Permission denied.
+    pub const EACCES: Errno = Errno(errno::EACCES);
+    /// Bad address.
+    pub const EFAULT: Errno = Errno(errno::EFAULT);
+    /// Busy.
+    pub const EBUSY: Errno = Errno(errno::EBUSY);
+    /// Already exists.
+    pub const EEXIST: Errno = Errno(errno::EEXIST);
+    /// Invalid argument.
+    pub const EINVAL: Errno = Errno(errno::EINVAL);
+    /// No space left.
+    pub const ENOSPC: Errno = Errno(errno::ENOSPC);
+    /// Result out of range.
+    pub const ERANGE: Errno = Errno(errno::ERANGE);
     /// No such function.
     pub const ENOSYS: Errno = Errno(errno::ENOSYS);
     /// Value too large.
     pub const EOVERFLOW: Errno = Errno(errno::EOVERFLOW);
+
+    /// The largest errno: Linux returns -1..=-4095 for errors.
+    pub const MAX: i32 = 4095;
+
+    /// `code` as an errno, if it is one (1..=4095).
+    pub const fn new(code: i32) -> Option<Errno> {
+        if code >= 1 && code <= Self::MAX {
+            Some(Errno(code))
+        } else {
+            None
+        }
+    }
+
+    /// The errno's number (1..=4095).
+    pub const fn code(self) -> i32 {
+        self.0
+    }
+}
+
+/// The OS error of `error`, or EIO for an error with none.
+impl From<std::io::Error> for Errno {
+    fn from(error: std::io::Error) -> Self {
+        error
+            .raw_os_error()
+            .and_then(Errno::new)
+            .unwrap_or(Errno::EIO)
+    }
 }
 
 impl fmt::Display for Errno {
@@ -146,7 +191,59 @@ impl HostFunctions {
         };
         match function(&HostCall::new(block.args, view)) {
             Ok(value) => i64::try_from(value).unwrap_or(-i64::from(errno::EOVERFLOW)),
-            Err(Errno(e)) => -i64::from(e),
+            Err(e) => -i64::from(e.code()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::{CpuPaging, Paging, PagingMode};
+
+    #[test]
+    fn an_errno_is_always_one_the_guest_reads_as_an_error() {
+        for code in [0, -1, -5, i32::MIN, 4096, i32::MAX] {
+            assert_eq!(Errno::new(code), None, "{code}");
+        }
+        for code in [1, 5, 4095] {
+            assert_eq!(Errno::new(code).map(Errno::code), Some(code));
+        }
+        let io = |e: std::io::Error| Errno::from(e).code();
+        assert_eq!(io(std::io::Error::from_raw_os_error(libc::ENOSPC)), 28);
+        // No OS error, or one outside the errno range: EIO.
+        assert_eq!(io(std::io::Error::other("no errno")), errno::EIO);
+        assert_eq!(io(std::io::Error::from_raw_os_error(0)), errno::EIO);
+        assert_eq!(io(std::io::Error::from_raw_os_error(-3)), errno::EIO);
+        assert_eq!(io(std::io::Error::from_raw_os_error(5000)), errno::EIO);
+    }
+
+    #[test]
+    fn the_guest_gets_minus_errno_for_every_error_a_function_returns() {
+        let mem = crate::memory::allocate(2 << 20).unwrap();
+        let view = GuestView::new(
+            &mem,
+            Paging::new(PagingMode::Disabled, false, CpuPaging::ALL_FEATURES),
+            0,
+            false,
+        );
+        let mut functions = HostFunctions::default();
+        functions.insert(1, Box::new(|_| Err(Errno::EFAULT)));
+        functions.insert(2, Box::new(|_| Err(std::io::Error::other("x").into())));
+        functions.insert(
+            3,
+            Box::new(|_| Err(Errno::new(Errno::MAX).unwrap_or(Errno::EIO))),
+        );
+        functions.insert(4, Box::new(|_| Ok(u64::MAX)));
+        functions.insert(5, Box::new(|call| Ok(call.arg(0) + 1)));
+        let block = |id| HostCallArgs {
+            id,
+            args: [41, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        let results: Vec<i64> = (1..=6)
+            .map(|id| functions.call(&block(id), &view))
+            .collect();
+        assert_eq!(results, [-14, -5, -4095, -75, 42, -38]);
     }
 }

@@ -404,7 +404,8 @@ mod tests {
                 })
                 .collect();
             for (i, entry) in (0u64..).zip(&entries) {
-                mem.write_obj(*entry, GuestAddress(entries_at + i * 16)).unwrap();
+                mem.write_obj(*entry, GuestAddress(entries_at + i * 16))
+                    .unwrap();
             }
             let args = BatchArgs {
                 entries: entries_at,
@@ -422,5 +423,4 @@ mod tests {
         assert_eq!(stdout.contents(), b"");
         assert_eq!(warnings.contents(), b"");
     }
-
 }
