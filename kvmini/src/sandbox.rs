@@ -66,6 +66,10 @@ pub enum SandboxError {
     /// VM with it.
     #[error("this sandbox lost its VM to a panic in an earlier run")]
     Poisoned,
+    /// `run` after the guest ended by itself; a reusable sandbox can be
+    /// `reset` and run again.
+    #[error("the guest has already ended ({0:?}); only a reset sandbox runs again")]
+    Ended(Ending),
 }
 
 /// A guest image.
@@ -243,6 +247,10 @@ pub struct Sandbox {
     stop: StopHandle,
     seccomp: bool,
     mode: CpuMode,
+    /// How the guest ended, once it did so by itself (exit, halt, crash,
+    /// an exit kvmini does not serve): then only [`Sandbox::reset`] makes
+    /// it runnable again.
+    ended: Option<Ending>,
 }
 
 /// What a run needs: the VM, its vCPU, and the hypercalls they serve.
@@ -416,6 +424,7 @@ impl Sandbox {
             stop: config.stop,
             mode: config.mode,
             seccomp: config.seccomp,
+            ended: None,
         })
     }
 
@@ -456,6 +465,7 @@ impl Sandbox {
         cpu.restore(&mut machine.vcpu)?;
         machine.hypercalls.reset();
         self.stop.take();
+        self.ended = None;
         Ok(())
     }
 
@@ -564,7 +574,15 @@ impl Sandbox {
     /// With seccomp on (the default), the guest runs on a vCPU thread that
     /// has installed kvmini's filter ([`crate::vcpu_thread`]), so the filter
     /// never confines the caller; the call returns when the run ends.
+    ///
+    /// Such an ending is final: `run` again is [`SandboxError::Ended`] until
+    /// [`Sandbox::reset`]. A run that was stopped ([`Ending::TimedOut`],
+    /// [`Ending::Stopped`]) left the guest between two instructions, and
+    /// `run` again goes on from there.
     pub fn run(&mut self) -> Result<Outcome, SandboxError> {
+        if let Some(ending) = &self.ended {
+            return Err(SandboxError::Ended(ending.clone()));
+        }
         let watchdog = self
             .timeout
             .map(|limit| Watchdog::start(limit, self.stop.clone()));
@@ -574,6 +592,11 @@ impl Sandbox {
             self.machine_mut()?.run()
         };
         drop(watchdog);
+        if let Ok(outcome) = &result {
+            if !matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
+                self.ended = Some(outcome.ending.clone());
+            }
+        }
         result
     }
 
