@@ -159,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_are_confined_and_a_thread_serves_more_than_one() {
+    fn runs_are_confined_and_held_threads_are_distinct() {
         let caller = thread_id();
         let first = VcpuThread::get().unwrap().run(thread_id);
         assert_ne!(first, caller);
@@ -176,11 +176,36 @@ mod tests {
         assert!(fd >= 0);
         // SAFETY: fd was just opened and is not used again.
         unsafe { libc::close(fd) };
-        // Held threads are distinct; returned ones are reused.
+        // Held threads are distinct.
         let a = VcpuThread::get().unwrap();
         let b = VcpuThread::get().unwrap();
         let (ta, tb) = (a.run(thread_id), b.run(thread_id));
         assert_ne!(ta, tb);
+    }
+
+    #[test]
+    fn a_returned_thread_serves_the_next_run() {
+        thread_local! {
+            static JOBS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        // Each job counts the jobs its thread has run. Other tests take
+        // threads from the same pool meanwhile, so one thread need not
+        // serve every run here; but a thread that went back to the pool
+        // must serve again, or every count would be 1.
+        let counts: Vec<u32> = (0..20)
+            .map(|_| {
+                VcpuThread::get().unwrap().run(|| {
+                    JOBS.with(|jobs| {
+                        jobs.set(jobs.get() + 1);
+                        jobs.get()
+                    })
+                })
+            })
+            .collect();
+        assert!(counts.iter().any(|&n| n > 1), "{counts:?}");
+        // And no thread is started for nothing: 20 runs, few threads.
+        let firsts = counts.iter().filter(|&&n| n == 1).count();
+        assert!(firsts < 10, "{counts:?}");
     }
 
     #[test]
