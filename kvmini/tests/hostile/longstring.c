@@ -1,9 +1,9 @@
 /*
  * longstring.c - a ring-3 guest that fills 250 MiB of its memory, from
- * 2 MiB up, with 'x' and no NUL, then asks kvmini to display it: kvmini
- * collects the whole string before printing it. Then it spins. The test
- * runs it with 256 MiB of guest memory, a timeout, and an address-space
- * limit on kvmini that the collected string does not fit in.
+ * 2 MiB up, with 'x' and no NUL, then asks kvmini to display it. Then it
+ * spins. The test runs it with 256 MiB of guest memory, a timeout, and an
+ * address-space limit on kvmini that a copy of the string would not fit
+ * in: kvmini must write it straight from guest memory.
  */
 #include "hostile.h"
 
