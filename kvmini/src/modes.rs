@@ -664,6 +664,72 @@ mod tests {
         }
     }
 
+    /// What `display` does in the 32-bit paged modes, without KVM: the
+    /// tables kvmini's mode setup writes, one large page added the way the
+    /// paged guests of tests/modes.rs add it (virtual 200 MiB -> physical
+    /// 0), and the hypercall served through a view with the paging those
+    /// modes' registers give. On a host that refuses 32-bit paging (as
+    /// kvm-pvm does), this is where these walks run.
+    #[test]
+    fn display_walks_the_32_bit_tables_kvmini_writes() {
+        use crate::fs::Filesystem;
+        use crate::grant::Grants;
+        use crate::hypercall::Hypercalls;
+        use crate::output::{Capture, Input};
+        use crate::view::GuestView;
+        use kvmini_abi::Port;
+
+        const VIRTUAL: u64 = 0x0C80_0000;
+        let size = 8 << 20;
+        for mode in [CpuMode::Paged32, CpuMode::Pae32] {
+            let mem = memory::allocate(size).unwrap();
+            let layout = Layout::new(size);
+            write_tables(&mem, &layout, mode, true, Ring::Zero).unwrap();
+            let s = sregs(kvm_sregs::default(), &layout, mode, Ring::Zero);
+            // A large page: PS, RW, P at physical 0, in the directory entry
+            // for VIRTUAL (4-byte entries per 4 MiB, or 8-byte per 2 MiB).
+            if mode == CpuMode::Paged32 {
+                mem.write_obj(0x83u32, GuestAddress(layout.pml4() + (VIRTUAL >> 22) * 4))
+                    .unwrap();
+            } else {
+                mem.write_obj(0x83u64, GuestAddress(layout.pd(0) + (VIRTUAL >> 21) * 8))
+                    .unwrap();
+            }
+            mem.write_slice(b"through the page tables\n\0", GuestAddress(0x40))
+                .unwrap();
+            // A string across the 4 KiB page boundary at 0x2000.
+            mem.write_slice(b"across\n\0", GuestAddress(0x1FFC))
+                .unwrap();
+            let narrowest = CpuPaging {
+                phys_bits: 36,
+                gib_pages: false,
+                pse36: false,
+            };
+            let paging = Paging::from_registers(s.cr0, s.cr4, s.efer, narrowest);
+            let view = GuestView::new(&mem, paging, s.cr3, false);
+            let (stdout, warnings) = (Capture::new(), Capture::new());
+            let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+            let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs);
+            for gva in [0x40, VIRTUAL + 0x40, 0x1FFC, VIRTUAL + 0x1FFC, 0xF000_0000] {
+                let gva = u32::try_from(gva).unwrap();
+                calls.out(Port::Display, gva, &view).unwrap();
+            }
+            calls.flush().unwrap();
+            assert_eq!(
+                String::from_utf8(stdout.contents()).unwrap(),
+                "through the page tables\n".repeat(2) + "across\nacross\n",
+                "{mode}"
+            );
+            // Above 200 MiB + 4 MiB nothing is mapped in an 8 MiB guest.
+            let warned = String::from_utf8(warnings.contents()).unwrap();
+            assert!(
+                warned.starts_with("kvmini: display(0xf0000000) ignored: address 0xf0000000 "),
+                "{mode}: {warned}"
+            );
+            assert_eq!(warned.lines().count(), 1, "{mode}: {warned}");
+        }
+    }
+
     #[test]
     fn control_registers_and_segments_per_mode() {
         let layout = Layout::new(64 << 20);

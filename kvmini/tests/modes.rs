@@ -140,7 +140,9 @@ fn probe(paging: Paging32) -> Option<bool> {
     let runs = host_runs(&kvm, paging);
     if !runs {
         eprintln!(
-            "skipping: this host's KVM cannot run {} (probe got KVM_EXIT_SHUTDOWN)",
+            "note: this host's KVM refuses {} (a probe on kvm-ioctls got KVM_EXIT_SHUTDOWN): \
+             expecting kvmini to report that refusal, status 126; the 32-bit walks are \
+             checked without KVM by modes::tests::display_walks_the_32_bit_tables_kvmini_writes",
             paging.name()
         );
     }
@@ -194,7 +196,24 @@ fn assert_refused(run: &Finished, mode: CpuMode) {
 
 /// The one-line report of the binary when the host refuses `mode`.
 fn refusal_line(mode: CpuMode) -> String {
-    format!("kvmini: {}\n", modes::refusal_message(mode))
+    let (name, what, instead) = match mode {
+        CpuMode::Paged32 => (
+            "paged32",
+            "32-bit protected mode with two-level (non-PAE) paging",
+            "--mode pae32 or --mode long may work instead (--mode long does wherever kvmini \
+             runs; --mode protected runs 32-bit code without paging)",
+        ),
+        CpuMode::Pae32 => (
+            "pae32",
+            "32-bit protected mode with PAE paging",
+            "--mode long works instead (--mode protected runs 32-bit code without paging)",
+        ),
+        other => panic!("no host refuses --mode {other}"),
+    };
+    format!(
+        "kvmini: this host's KVM refused to run --mode {name} ({what}): KVM_EXIT_SHUTDOWN \
+         before the first instruction completed (0 exits served); {instead}\n"
+    )
 }
 
 /// Runs `kvmini ARGS`, checks its status, and returns (stdout, stderr).
