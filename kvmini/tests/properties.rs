@@ -124,11 +124,12 @@ fn mode() -> impl Strategy<Value = Paging> {
 
 /// Guest virtual addresses, with the edges well represented: the top of
 /// the address space (where ranges wrap), both sides of the canonical
-/// hole, the 4 GiB line, and guest memory itself.
+/// hole, the 4 GiB line, guest memory itself and its null page.
 fn gva() -> impl Strategy<Value = u64> {
     prop_oneof![
         any::<u64>(),
         0..MEM_4M,
+        0..PAGE,
         (0u64..0x2000).prop_map(|d| u64::MAX - d),
         (0u64..0x2000).prop_map(|d| (1u64 << 47) - 1 - d),
         (0u64..0x2000).prop_map(|d| (1u64 << 47) + d),
@@ -177,6 +178,47 @@ proptest! {
             let byte = view.read_obj::<u8>(gva);
             if gva == u64::MAX {
                 // [gva, gva + 1) wraps: refused before any walk.
+                prop_assert!(byte.is_err());
+            } else if t.gpa < MEM_2M {
+                let direct: u8 = mem.read_obj(GuestAddress(t.gpa)).unwrap();
+                prop_assert_eq!(byte, Ok(direct));
+            } else {
+                prop_assert_eq!(byte, Err(ViewError::OutsideMemory { gva, gpa: t.gpa }));
+            }
+        }
+    }
+
+    /// As above, with the edits landing on the very entries a walk of
+    /// `gva` through kvmini's tables reads (PML4, PDPT, PD and, in the
+    /// small-page regions, PT), where a random edit of 2 MiB rarely lands.
+    #[test]
+    fn edits_on_the_entries_a_walk_reads_stay_in_memory_or_are_refused(
+        gva in prop_oneof![0..MEM_2M, 0..PAGE, gva()],
+        hits in vec((1u8..=4, entry(MEM_2M)), 1..4),
+        mode in mode(),
+        user in any::<bool>(),
+        write in any::<bool>(),
+    ) {
+        let (mem, layout) = image(MEM_2M, true, &[]);
+        let index = |level: u32| (gva >> (12 + 9 * (level - 1))) & 511;
+        for (level, value) in hits {
+            let at = match level {
+                4 => layout.pml4() + index(4) * 8,
+                3 => layout.pdpt() + index(3) * 8,
+                2 => layout.pd(0) + index(2) * 8,
+                _ => layout.pt_low() + index(1) * 8,
+            };
+            mem.write_obj(value, GuestAddress(at)).unwrap();
+        }
+        let mode = Paging { mode: PagingMode::Long, ..mode };
+        let access = Access { user, write };
+        if let Ok(t) = paging::translate(&mem, mode, layout.pml4(), gva, access) {
+            prop_assert!(t.len_in_page > 0);
+            prop_assert!(!user || t.user);
+            prop_assert!(!write || t.writable);
+            let view = GuestView::new(&mem, mode, layout.pml4(), user);
+            let byte = view.read_obj::<u8>(gva);
+            if gva == u64::MAX {
                 prop_assert!(byte.is_err());
             } else if t.gpa < MEM_2M {
                 let direct: u8 = mem.read_obj(GuestAddress(t.gpa)).unwrap();
@@ -729,6 +771,31 @@ proptest! {
         prop_assert!(diff <= Duration::from_micros(1), "{n}ms gave {ms:?}");
     }
 
+    /// A name of up to 255 bytes is kept and one longer is ENAMETOOLONG,
+    /// wherever it stands among short names, `.` and `..`.
+    #[test]
+    fn names_longer_than_255_bytes_are_refused(
+        parts in vec(
+            prop_oneof![
+                Just(b".".to_vec()),
+                Just(b"..".to_vec()),
+                (1usize..4).prop_map(|n| vec![b'a'; n]),
+                (253usize..258).prop_map(|n| vec![b'n'; n]),
+            ],
+            1..8,
+        ),
+    ) {
+        let path = parts.join(&b'/');
+        let too_long = parts.iter().any(|p| p.len() > 255);
+        match normalize(&path) {
+            Ok(components) => {
+                prop_assert!(!too_long);
+                prop_assert!(components.iter().all(|c| c.len() <= 255));
+            }
+            Err(e) => prop_assert_eq!((e, too_long), (kvmini_abi::errno::ENAMETOOLONG, true)),
+        }
+    }
+
     /// Normalized paths have only real names, are already normal, and
     /// never climb above the root.
     #[test]
@@ -762,7 +829,9 @@ proptest! {
 
 /// Paths the guest can point at, 32 bytes apart from this address.
 const PATHS: u64 = 0x10_0000;
-const PATH_LIST: [&[u8]; 12] = [
+const PATH_LIST: [&[u8]; 14] = [
+    b"/up/secret",
+    b"/../secret",
     b"/a",
     b"/d",
     b"/d/x",
@@ -951,22 +1020,34 @@ fn write_fs_block(mem: &GuestMemory, at: u64, c: &FsCall) {
     .unwrap();
 }
 
-/// One exit: any port and value, or a filesystem call with a real block.
+/// One exit: any port and value, a filesystem call with a real block, or
+/// a well-formed batch of such calls (stopping at the first error or not).
 #[derive(Clone, Debug)]
 enum Call {
     Raw(Port, u32),
     Fs(FsCall),
+    Batch(Vec<FsCall>, bool),
 }
+
+/// Where a batch's entries and its own block go.
+const BATCH_ENTRIES: u64 = 0x10_8000;
+const BATCH_BLOCK: u64 = 0x10_9000;
+
+/// What no call may ever bring into the guest or its output: the contents
+/// of a file outside the grant.
+const SECRET: &[u8] = b"kvmini-canary-secret-7f3c";
 
 fn call() -> impl Strategy<Value = Call> {
     let value = prop_oneof![
-        (0u32..12).prop_map(|i| 0x10_0000 + i * 32),
+        (0u32..14).prop_map(|i| 0x10_0000 + i * 32),
         0u32..0x20_0000,
+        0u32..0x1000,
         any::<u32>(),
     ];
     prop_oneof![
         1 => ((0..Port::ALL.len()), value).prop_map(|(p, v)| Call::Raw(Port::ALL[p], v)),
         3 => fs_call().prop_map(Call::Fs),
+        1 => (vec(fs_call(), 1..8), any::<bool>()).prop_map(|(calls, stop)| Call::Batch(calls, stop)),
     ]
 }
 
@@ -1011,6 +1092,8 @@ proptest! {
         fs::create_dir_all(grant.join("d")).unwrap();
         fs::write(grant.join("a"), b"hello").unwrap();
         fs::create_dir(root.path().join("canary")).unwrap();
+        fs::write(root.path().join("canary/secret"), SECRET).unwrap();
+        fs::write(root.path().join("secret"), SECRET).unwrap();
         std::os::unix::fs::symlink("../canary", grant.join("up")).unwrap();
         std::os::unix::fs::symlink(".", grant.join("self")).unwrap();
         let grants = Grants::open(&[GrantSpec {
@@ -1046,6 +1129,23 @@ proptest! {
                     write_fs_block(&mem, at, &c);
                     (c.port, u32::try_from(at).unwrap())
                 }
+                Call::Batch(calls, stop_on_error) => {
+                    use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_STOP_ON_ERROR};
+                    for (j, c) in (0u64..).zip(&calls) {
+                        let at = BLOCKS + j * 64;
+                        write_fs_block(&mem, at, c);
+                        let entry = BatchEntry { port: c.port as u16, reserved: [0; 3], block: at };
+                        mem.write_obj(entry, GuestAddress(BATCH_ENTRIES + j * 16)).unwrap();
+                    }
+                    let args = BatchArgs {
+                        entries: BATCH_ENTRIES,
+                        count: u32::try_from(calls.len()).unwrap(),
+                        flags: if stop_on_error { BATCH_STOP_ON_ERROR } else { 0 },
+                        result: i64::MIN,
+                    };
+                    mem.write_obj(args, GuestAddress(BATCH_BLOCK)).unwrap();
+                    (Port::Batch, u32::try_from(BATCH_BLOCK).unwrap())
+                }
             };
             let action = hypercalls.out(port, value, &view);
             prop_assert!(action.is_ok(), "{}: {action:?}", port.name());
@@ -1054,8 +1154,16 @@ proptest! {
             }
         }
         drop(hypercalls);
-        let want: BTreeSet<String> = ["canary", "grant"].map(String::from).into();
+        let want: BTreeSet<String> = ["canary", "grant", "secret"].map(String::from).into();
         prop_assert_eq!(names(root.path()), want);
-        prop_assert!(names(&root.path().join("canary")).is_empty());
+        prop_assert_eq!(names(&root.path().join("canary")), BTreeSet::from(["secret".to_owned()]));
+        prop_assert_eq!(fs::read(root.path().join("canary/secret")).unwrap(), SECRET);
+        // Nothing outside the grant was read: not into guest memory, not to
+        // the output.
+        let mut guest = vec![0u8; usize_of(MEM_2M)];
+        mem.read_slice(&mut guest, GuestAddress(0)).unwrap();
+        let leaked = |bytes: &[u8]| bytes.windows(SECRET.len()).any(|w| w == SECRET);
+        prop_assert!(!leaked(&guest), "the secret reached guest memory");
+        prop_assert!(!leaked(&output.contents()), "the secret reached the output");
     }
 }
