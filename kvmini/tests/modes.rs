@@ -19,7 +19,7 @@ use kvmini::kvm::Kvm;
 use kvmini::layout::Layout;
 use kvmini::memory::MEM_DEFAULT;
 use kvmini::modes::{self, CpuMode};
-use kvmini::sandbox::{Config, Ending, Image, Unserved, STATUS_GUEST_FAULT};
+use kvmini::sandbox::{Config, Ending, Image, Unserved};
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -186,7 +186,7 @@ fn assert_refused(run: &Finished, mode: CpuMode) {
         run.outcome.ending,
         Ending::Unserved(Unserved::ModeRefused(mode))
     );
-    assert_eq!(run.outcome.ending.status(), STATUS_GUEST_FAULT);
+    assert_eq!(run.outcome.ending.status(), 126);
     assert_eq!(run.stdout, b"");
     assert_eq!(
         (run.outcome.stats.exits, run.outcome.stats.other_exits),
@@ -259,10 +259,7 @@ fn paged_hello(paging: Paging32) {
         return;
     }
     assert_refused(&run, mode);
-    let (stdout, stderr) = kvmini_status(
-        &["demo", "hello", "--mode", mode.name()],
-        i32::from(STATUS_GUEST_FAULT),
-    );
+    let (stdout, stderr) = kvmini_status(&["demo", "hello", "--mode", mode.name()], 126);
     assert_eq!(stdout, "");
     assert_eq!(stderr, refusal_line(mode));
 }
@@ -363,7 +360,7 @@ fn every_mode_through_the_binary() {
                     "{args:?}: {stderr}"
                 );
             } else {
-                let (stdout, stderr) = kvmini_status(&args, i32::from(STATUS_GUEST_FAULT));
+                let (stdout, stderr) = kvmini_status(&args, 126);
                 assert_eq!(stdout, "");
                 assert!(stderr.starts_with(&refusal_line(mode)), "{stderr}");
             }
@@ -631,6 +628,6 @@ fn a_32_bit_exception_is_a_triple_fault() {
     let Some(kvm) = kvm_or_skip() else { return };
     let run = run_mode(&kvm, CpuMode::Protected, &[0x0F, 0x0B]); // ud2
     assert_eq!(run.outcome.ending, Ending::Unserved(Unserved::Shutdown));
-    assert_eq!(run.outcome.ending.status(), STATUS_GUEST_FAULT);
+    assert_eq!(run.outcome.ending.status(), 126);
     assert_eq!(run.outcome.stats.exits, 1);
 }
