@@ -10,11 +10,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::c_build::cc_guest;
 use common::{kvm_or_skip, kvmini, text};
 use kvmini::host::{Errno, HostCall};
 use kvmini::kvm::Kvm;
@@ -23,22 +22,8 @@ use kvmini::sandbox::{BuildError, Ending, Outcome, Sandbox, SandboxBuilder};
 use kvmini::stop::StopReason;
 
 /// `tests/guests/embedding.c`, built once per test run.
-fn guest_path() -> &'static Path {
-    static ELF: OnceLock<PathBuf> = OnceLock::new();
-    ELF.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let elf = dir.join("embedding.elf");
-        // Built under a name of its own, then renamed: another test
-        // process may be reading the previous build.
-        let partial = dir.join(format!("embedding.elf.{}", std::process::id()));
-        cc_guest(
-            &["-Wall", "-Wextra", "-Werror"],
-            &partial,
-            "kvmini/tests/guests/embedding.c",
-        );
-        std::fs::rename(&partial, &elf).expect("rename the built guest");
-        elf
-    })
+fn guest_path() -> PathBuf {
+    common::built_guest("kvmini/tests/guests/embedding.c", &[])
 }
 
 fn guest() -> Vec<u8> {
@@ -214,7 +199,7 @@ fn cli_gives_the_guest_its_path_and_the_arguments_after_dashdash() {
     }
     let out = kvmini()
         .arg("run")
-        .arg(path)
+        .arg(&path)
         .args(["--", "a", "b"])
         .output()
         .expect("kvmini runs");

@@ -22,7 +22,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,6 @@ use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::c_build::cc_guest;
 use common::{kvm_or_skip, kvmini, text};
 use kvmini::cpu::Ring;
 use kvmini::host::Errno;
@@ -78,23 +77,9 @@ fn kvm_pvm() -> bool {
 }
 
 /// Builds `tests/hostile/NAME.c` once (warnings are failures) and returns
-/// the path of its ELF. Call with [`SERIAL`] held: `cc` runs as a child
-/// process, with pipes of its own.
+/// the path of its ELF.
 fn guest_path(name: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    let built = built.get_or_insert_with(HashMap::new);
-    if let Some(path) = built.get(name) {
-        return path.clone();
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile");
-    fs::create_dir_all(&dir).expect("a directory for the built guests");
-    let elf = dir.join(format!("{name}.elf"));
-    let source = format!("kvmini/tests/hostile/{name}.c");
-    let out = cc_guest(&[], &elf, &source);
-    assert!(out.stderr.is_empty(), "cc {source}:\n{}", text(&out.stderr));
-    built.insert(name.to_owned(), elf.clone());
-    elf
+    common::built_guest(&format!("kvmini/tests/hostile/{name}.c"), &[])
 }
 
 /// The ELF built from `tests/hostile/NAME.c`.
@@ -1669,8 +1654,9 @@ fn kvmini_bounded(args: &[&std::ffi::OsStr], limit_kib: u64, deadline: Duration)
     let took = start.elapsed();
     if status.is_none() {
         let _ = child.kill();
-        let _ = child.wait();
     }
+    // Reaps the killed child (and is a no-op for one already reaped).
+    let _ = child.wait();
     let (stdout_len, stdout_head) = counter.join().expect("stdout reader");
     Bounded {
         status,

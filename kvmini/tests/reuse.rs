@@ -114,15 +114,8 @@ fn host_writes_are_undone_too() {
 
 /// The `keep_open.c` guest, built once.
 fn keep_open_guest() -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let elf = dir.path().join("keep_open.elf");
-            common::c_build::cc_guest(&[], &elf, "kvmini/tests/guests/keep_open.c");
-            std::fs::read(&elf).expect("the built guest")
-        })
-        .clone()
+    std::fs::read(common::built_guest("kvmini/tests/guests/keep_open.c", &[]))
+        .expect("the built guest")
 }
 
 /// This process's descriptors open on something under `dir`: the host

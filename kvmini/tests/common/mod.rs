@@ -7,12 +7,52 @@
 
 pub mod c_build;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
 use kvmini::output::Capture;
 use kvmini::sandbox::{Config, Image, Outcome, Sandbox};
+
+/// Builds the C guest `source` (relative to the repository root) with the
+/// SDK's flags, `extra` flags and warnings as errors, once per test
+/// process, and returns the path of its ELF. Each process builds into a
+/// directory of its own, removed when it exits, so that test runs side by
+/// side (debug and release, or two checkouts) never share a file.
+pub fn built_guest(source: &str, extra: &[&str]) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let dir = DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("kvmini-test-guests-")
+            .tempdir()
+            .expect("a directory for the built guests")
+    });
+    let key = [source]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let elf = dir.path().join(format!("{}.elf", built.len()));
+    let flags: Vec<&str> = ["-Wall", "-Wextra", "-Werror"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let out = c_build::cc_guest(&flags, &elf, source);
+    assert!(out.stderr.is_empty(), "cc {source}:\n{}", text(&out.stderr));
+    built.insert(key, elf.clone());
+    elf
+}
 
 /// The environment variable that turns a missing /dev/kvm into a failure.
 pub const REQUIRE_KVM: &str = "KVMINI_REQUIRE_KVM";
