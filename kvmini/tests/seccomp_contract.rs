@@ -1,0 +1,156 @@
+//! The vCPU thread's seccomp filter, tried from that thread: a host
+//! function (which runs there) makes each call the filter refuses and each
+//! call it allows, and reports what it got. docs/security.md lists the
+//! same calls; this test and that list change together.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::kvm_or_skip;
+use kvmini::host::Errno;
+use kvmini::output::Output;
+use kvmini::sandbox::{Ending, Sandbox};
+
+/// One system call as the vCPU thread sees it: its result, and errno when
+/// it failed.
+type Answer = (i64, i32);
+
+fn answer(result: i64) -> Answer {
+    let errno = if result < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    };
+    (result, errno)
+}
+
+/// The calls tried, each by name, made on the thread that runs it; any
+/// descriptor one opens is closed again.
+fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
+    let close = |fd: i64| {
+        if let Ok(fd) = i32::try_from(fd) {
+            if fd >= 0 {
+                // SAFETY: fd was opened by the probe and is not used again.
+                unsafe { libc::close(fd) };
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let mut call = |name, f: &dyn Fn() -> i64| {
+        let a = answer(f());
+        close(a.0);
+        out.push((name, a));
+    };
+    // Refused: a socket, a plain open outside any grant, a new VM, a
+    // signal to another process, the system's name.
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("socket", &|| unsafe {
+        i64::from(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0))
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("openat", &|| unsafe {
+        i64::from(libc::openat(libc::AT_FDCWD, c"/".as_ptr(), libc::O_RDONLY))
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("ioctl(KVM_CREATE_VM)", &|| unsafe {
+        i64::from(libc::ioctl(kvm_fd, 0xAE01, 0))
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("kill", &|| unsafe {
+        i64::from(libc::kill(libc::getppid(), 0))
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("uname", &|| unsafe {
+        let mut name: libc::utsname = std::mem::zeroed();
+        i64::from(libc::uname(&mut name))
+    });
+    // Allowed: time, its own thread id, a write (to stderr, nothing), and
+    // memory for kvmini's buffers.
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("clock_gettime", &|| unsafe {
+        let mut now: libc::timespec = std::mem::zeroed();
+        i64::from(libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now))
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("gettid", &|| unsafe {
+        libc::syscall(libc::SYS_gettid).min(0)
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("write", &|| unsafe {
+        libc::write(2, [].as_ptr(), 0) as i64
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
+    call("mmap+munmap", &|| unsafe {
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if page == libc::MAP_FAILED {
+            return -1;
+        }
+        i64::from(libc::munmap(page, 4096))
+    });
+    out
+}
+
+/// Runs the probe in a host function of a sandbox with the filter on or
+/// off, and returns what each call got.
+fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
+    let kvm = kvm_or_skip()?;
+    let dev = std::fs::File::open("/dev/kvm").expect("/dev/kvm");
+    let kvm_fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+    let seen = Arc::new(Mutex::new(None));
+    let into = Arc::clone(&seen);
+    let mut sandbox = Sandbox::builder()
+        .elf(kvmini::guests::KVSTORE.elf)
+        .stdout(Output::Null)
+        .seccomp(seccomp)
+        .host_function(1, move |_| {
+            *into.lock().map_err(|_| Errno::EIO)? = Some(probe(kvm_fd));
+            // The guest stops at the first error: one probe is enough.
+            Err(Errno::EIO)
+        })
+        .build(&kvm)
+        .expect("the sandbox is built");
+    assert_eq!(sandbox.run().expect("run").ending, Ending::Exited(1));
+    drop(dev);
+    let answers = seen.lock().unwrap().take().expect("the host function ran");
+    Some(answers)
+}
+
+const REFUSED: [&str; 5] = ["socket", "openat", "ioctl(KVM_CREATE_VM)", "kill", "uname"];
+
+#[test]
+fn the_vcpu_thread_may_make_only_the_listed_calls() {
+    let Some(answers) = probed(true) else { return };
+    for (name, (result, errno)) in answers {
+        if REFUSED.contains(&name) {
+            assert_eq!((result, errno), (-1, libc::EPERM), "{name} was not refused");
+        } else {
+            assert_eq!((result, errno), (0, 0), "{name} was refused");
+        }
+    }
+}
+
+#[test]
+fn without_the_filter_the_same_calls_go_through() {
+    let Some(answers) = probed(false) else { return };
+    for (name, (result, errno)) in answers {
+        // A call that went through: a descriptor, or 0.
+        assert!(result >= 0, "{name}: {result} errno {errno}");
+    }
+}
