@@ -542,7 +542,6 @@ fn sixty_four_sandboxes_at_once_keep_to_themselves() {
     let dirs: Vec<tempfile::TempDir> = (0..N)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
-    let started = Instant::now();
     let results: Vec<_> = std::thread::scope(|scope| {
         let threads: Vec<_> = dirs
             .iter()
@@ -579,7 +578,6 @@ fn sixty_four_sandboxes_at_once_keep_to_themselves() {
             .map(|t| t.join().expect("no sandbox thread panics"))
             .collect()
     });
-    let elapsed = started.elapsed();
     for (i, ((ending, io, calls), dir)) in results.into_iter().zip(&dirs).enumerate() {
         let input = format!("input of sandbox {i}\n");
         let n = input.len();
@@ -602,11 +600,6 @@ fn sixty_four_sandboxes_at_once_keep_to_themselves() {
         let written = std::fs::read_to_string(dir.path().join("out.txt")).expect("out.txt");
         assert_eq!(written, input);
     }
-    // Generous: a few hundred milliseconds on an idle machine.
-    assert!(
-        elapsed < Duration::from_secs(20),
-        "{N} sandboxes took {elapsed:?}"
-    );
 }
 
 #[test]

