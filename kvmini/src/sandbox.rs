@@ -9,7 +9,7 @@ use kvm_bindings::kvm_regs;
 use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::cpu::{self, Ring};
+use crate::cpu::{self, ExceptionFrame, Ring};
 use crate::fs::Filesystem;
 use crate::grant::{GrantError, GrantSpec, Grants};
 use crate::host::HostFunctions;
@@ -259,6 +259,8 @@ struct Machine {
     /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
     /// means reading it from the system registers at each exit.
     fixed_paging: Option<FixedPaging>,
+    /// The guest's registers at the fault, when the run ended in a crash.
+    fault_regs: Option<kvm_regs>,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -394,6 +396,7 @@ impl Sandbox {
                 stop: config.stop.clone(),
                 mode: config.mode,
                 fixed_paging,
+                fault_regs: None,
             })),
             image,
             ring,
@@ -626,6 +629,7 @@ impl Machine {
     /// The run loop proper: KVM_RUN, serve the exit, repeat.
     fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
         let mut stats = Stats::default();
+        self.fault_regs = None;
         let mut mark = Instant::now();
         let ending = loop {
             let exit = self.vcpu.run()?;
@@ -659,10 +663,13 @@ impl Machine {
             }
         };
         self.hypercalls.flush()?;
+        // After a crash, the registers the guest had at the fault, not
+        // those of kvmini's handler that reported it.
+        let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
         Ok(Outcome {
             ending,
             stats,
-            regs: *self.vcpu.regs(),
+            regs,
         })
     }
 
@@ -681,7 +688,9 @@ impl Machine {
                     Err(u) => return unserved(u),
                 };
                 if port == Port::Exception {
-                    return Ok(Some(self.exception()?));
+                    let (ending, regs) = self.exception()?;
+                    self.fault_regs = regs;
+                    return Ok(Some(ending));
                 }
                 let view = match &self.fixed_paging {
                     Some(fixed) => {
@@ -779,39 +788,42 @@ impl Machine {
         Ok(port)
     }
 
-    /// Reads the frame that kvmini's exception handler left on its stack.
-    fn exception(&mut self) -> Result<Ending, SandboxError> {
+    /// Reads the frame that kvmini's exception handler left on its stack:
+    /// the crash, and the guest's registers at the faulting instruction.
+    fn exception(&mut self) -> Result<(Ending, Option<kvm_regs>), SandboxError> {
         let layout = *self.vm.layout();
         let (rip, rsp, cpl, cr2) = {
             let regs = *self.vcpu.regs();
             let sregs = self.vcpu.sregs()?;
             (regs.rip, regs.rsp, sregs.cs.dpl, sregs.cr2)
         };
+        let frame_bytes = (ExceptionFrame::WORDS * 8) as u64;
         let from_handler = cpl == 0 && cpu::exception_tail_range(&layout).contains(&rip);
         let frame_fits = rsp >= layout.exception_stack_bottom()
             && rsp
-                .checked_add(9 * 8)
+                .checked_add(frame_bytes)
                 .is_some_and(|end| end <= layout.exception_stack_top());
         if !from_handler || !frame_fits {
-            return Ok(Ending::Unserved(Unserved::ForgedException));
+            return Ok((Ending::Unserved(Unserved::ForgedException), None));
         }
-        let mut frame = [0u64; 9];
-        for (i, slot) in (0u64..).zip(frame.iter_mut()) {
+        let mut words = [0u64; ExceptionFrame::WORDS];
+        for (i, slot) in (0u64..).zip(words.iter_mut()) {
             *slot = self
                 .vm
                 .memory()
                 .read_obj(GuestAddress(rsp + i * 8))
                 .unwrap_or(0);
         }
-        let [_rax, _rdx, vector, error_code, fault_rip, cs, _rflags, fault_rsp, _ss] = frame;
-        Ok(Ending::Crashed(Crash {
-            vector: u8::try_from(vector).unwrap_or(u8::MAX),
-            error_code,
-            rip: fault_rip,
-            rsp: fault_rsp,
-            ring: u8::try_from(cs & 3).unwrap_or(0),
+        let frame = ExceptionFrame::from_words(&words);
+        let crash = Crash {
+            vector: u8::try_from(frame.vector).unwrap_or(u8::MAX),
+            error_code: frame.error_code,
+            rip: frame.regs.rip,
+            rsp: frame.regs.rsp,
+            ring: u8::try_from(frame.cs & 3).unwrap_or(0),
             cr2,
-        }))
+        };
+        Ok((Ending::Crashed(crash), Some(frame.regs)))
     }
 
     fn trace_exit(&mut self, n: u64, exit: &Exit) {
