@@ -558,7 +558,10 @@ fn report_failure(outcome: &Outcome) {
     match &outcome.ending {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
-            eprintln!("  registers at the fault:\n  {}", format_regs(&outcome.regs));
+            eprintln!(
+                "  registers at the fault:\n  {}",
+                format_regs(&outcome.regs)
+            );
         }
         Ending::Unserved(refused @ crate::sandbox::Unserved::ModeRefused(_)) => {
             eprintln!("kvmini: {refused}");

@@ -6,12 +6,16 @@
 mod common;
 
 use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
+use common::c_build::{cc_guest, repo_root};
 use common::{kvm_or_skip, kvmini, text};
 use kvm_bindings::kvm_regs;
 use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
-use kvmini::output::Output;
+use kvmini::output::{Capture, Output};
 use kvmini::sandbox::{format_regs, Crash, Ending, Outcome, Sandbox};
 
 /// Guest memory of the flat guests here.
@@ -236,4 +240,105 @@ fn a_crash_with_the_stack_in_an_odd_place_reports_it() {
         };
         assert_eq!(format_regs(&outcome.regs), format_regs(&expected));
     }
+}
+
+/// What both SDKs' `efault` guests print: every block call answered
+/// -EFAULT, and a good block still answers in the block (close(99) is
+/// EBADF).
+const EFAULT_OUTPUT: &str = "\
+null page: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+kvmini's area: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+straddling kvmini's area: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+past guest memory: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+top of 32 bits: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+past 4 GiB: -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14 -14
+close(99): -9
+";
+
+/// Block calls per row of the `efault` guests (every port that takes an
+/// argument block).
+const BLOCK_PORTS: usize = 19;
+
+/// Runs an `efault` guest and checks its output, its status, and that
+/// kvmini warned once for every block that reached it (all rows but the
+/// last, whose address the SDK refuses before any exit).
+fn check_efault_guest(elf: &[u8]) {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (stdout, warnings) = (Capture::new(), Capture::new());
+    let mut sandbox = Sandbox::builder()
+        .elf(elf)
+        .memory(MEM)
+        .stdout(Output::Capture(stdout.clone()))
+        .warnings(Output::Capture(warnings.clone()))
+        .build(&kvm)
+        .expect("the sandbox is built");
+    let outcome = sandbox.run().expect("the run loop does not fail");
+    assert_eq!(text(&stdout.contents()), EFAULT_OUTPUT);
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    let warnings = text(&warnings.contents());
+    let lines: Vec<&str> = warnings.lines().collect();
+    assert_eq!(lines.len(), 5 * BLOCK_PORTS, "{warnings}");
+    for line in lines {
+        assert!(
+            line.ends_with("is not writable guest memory; -EFAULT in RAX"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn the_c_sdk_returns_efault_for_a_block_kvmini_cannot_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elf = dir.path().join("efault.elf");
+    cc_guest(
+        &["-Wall", "-Wextra", "-Werror"],
+        &elf,
+        "kvmini/tests/cpu_state/efault.c",
+    );
+    check_efault_guest(&fs::read(&elf).expect("the built guest"));
+}
+
+#[test]
+fn the_rust_sdk_returns_efault_for_a_block_kvmini_cannot_use() {
+    check_efault_guest(&fs::read(rust_guest("efault")).expect("the built guest"));
+}
+
+/// Builds the Rust guest crate `tests/cpu_state/NAME` as kvmini's build
+/// script builds the built-in guests (own target directory, the host
+/// target, no outer RUSTFLAGS) and returns the path of its executable.
+/// One build at a time: tests run on parallel threads.
+fn rust_guest(name: &str) -> PathBuf {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+    let manifest = repo_root().join(format!("kvmini/tests/cpu_state/{name}/Cargo.toml"));
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cpu_state-guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--offline",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Crelocation-model=static")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_MAKEFLAGS")
+        .output()
+        .expect("cargo starts");
+    assert!(
+        out.status.success(),
+        "building {name} failed:\n{}",
+        text(&out.stderr)
+    );
+    target_dir.join(format!("x86_64-unknown-linux-gnu/release/{name}"))
 }
