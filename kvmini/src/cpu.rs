@@ -2,7 +2,7 @@
 //! guest memory, and the segment, control and general registers that start
 //! the vCPU in 64-bit long mode at ring 3 or ring 0.
 
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs, CpuId};
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
@@ -51,6 +51,10 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.FSGSBASE: `rdfsbase`/`wrfsbase` and the GS pair allowed at ring 3.
+pub const CR4_FSGSBASE: u64 = 1 << 16;
+/// CPUID.(7,0):EBX.FSGSBASE.
+const CPUID_7_EBX_FSGSBASE: u32 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const RFLAGS_RESERVED: u64 = 1 << 1;
@@ -287,6 +291,22 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, layout: &Layout, ring: Ring) -> kvm
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.efer = EFER_LME | EFER_LMA;
     sregs
+}
+
+/// The entry `function`/`index` of a CPUID table, if it has one.
+pub fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> Option<kvm_cpuid_entry2> {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == function && e.index == index)
+        .copied()
+}
+
+/// Whether a vCPU with this CPUID has `rdfsbase`/`wrfsbase`: kvmini then
+/// sets CR4.FSGSBASE, as Linux does for its processes, so that a ring-3
+/// guest may use them on every host (on kvm-pvm it can whatever CR4 says).
+pub fn has_fsgsbase(cpuid: &CpuId) -> bool {
+    cpuid_entry(cpuid, 7, 0).is_some_and(|e| e.ebx & CPUID_7_EBX_FSGSBASE != 0)
 }
 
 /// The general registers at the entry point: RIP, RSP, and RFLAGS with

@@ -26,6 +26,7 @@ use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
 use crate::view::GuestView;
 use crate::vm::{Vm, VmError};
+use crate::xstate::{ExtendedState, XstateError};
 
 /// Errors that stop a sandbox from being built or run (never the guest's fault).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub enum SandboxError {
     /// The CPU mode cannot run this image or ring.
     #[error(transparent)]
     Mode(#[from] ModeError),
+    /// The vCPU's extended state could not be saved or restored.
+    #[error(transparent)]
+    Xstate(#[from] XstateError),
     /// An earlier run of this sandbox panicked (a kvmini bug) and took the
     /// VM with it.
     #[error("this sandbox lost its VM to a panic in an earlier run")]
@@ -156,16 +160,18 @@ pub(crate) struct Stdio {
     pub(crate) warnings: Box<dyn Write + Send>,
 }
 
-/// The vCPU state a reusable sandbox returns to.
-#[derive(Clone, Copy, Debug, Default)]
+/// The vCPU state a reusable sandbox returns to: the general and system
+/// registers (segment bases included) and the whole floating-point and
+/// vector state (x87, SSE, AVX, AVX-512, PKRU: everything XCR0 enables).
+#[derive(Debug)]
 struct PristineCpu {
     regs: kvm_regs,
     sregs: kvm_bindings::kvm_sregs,
-    fpu: kvm_bindings::kvm_fpu,
+    extended: ExtendedState,
 }
 
 impl PristineCpu {
-    fn save(vcpu: &mut Vcpu) -> Result<Self, SandboxError> {
+    fn save(kvm: &Kvm, vcpu: &mut Vcpu) -> Result<Self, SandboxError> {
         let setup = |what| move |source| VcpuError::Setup { what, source };
         let (regs, sregs) = match vcpu.registers_on_entry() {
             Some(both) => both,
@@ -180,20 +186,18 @@ impl PristineCpu {
         Ok(PristineCpu {
             regs,
             sregs,
-            fpu: vcpu.fd().get_fpu().map_err(setup("FPU state"))?,
+            extended: ExtendedState::save(kvm, vcpu.fd())?,
         })
     }
 
+    /// Runs on the caller's thread between runs, never on the confined
+    /// vCPU thread: the seccomp filter there allows no state-setting call.
     fn restore(&self, vcpu: &mut Vcpu) -> Result<(), SandboxError> {
         // General and system registers go through the sync-regs area and
-        // take effect at the next entry; the FPU has no such path.
+        // take effect at the next entry; the extended state has no such
+        // path.
         vcpu.set_registers_on_entry(&self.regs, &self.sregs);
-        vcpu.fd()
-            .set_fpu(&self.fpu)
-            .map_err(|source| VcpuError::Setup {
-                what: "FPU state",
-                source,
-            })?;
+        self.extended.restore(vcpu.fd())?;
         Ok(())
     }
 }
@@ -363,7 +367,7 @@ impl Sandbox {
         let vm = Vm::new(kvm, mem)?;
         let mut vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
         let pristine = match &snapshot {
-            Some(_) => Some(PristineCpu::save(&mut vcpu)?),
+            Some(_) => Some(PristineCpu::save(kvm, &mut vcpu)?),
             None => None,
         };
         // A ring-3 guest cannot load CR3 or change the tables kvmini built
@@ -400,9 +404,9 @@ impl Sandbox {
             })),
             image,
             ring,
-            snapshot: snapshot.map(|memory| Reusable {
+            snapshot: snapshot.zip(pristine).map(|(memory, cpu)| Reusable {
                 memory,
-                cpu: pristine.unwrap_or_default(),
+                cpu,
                 mode_is_long: config.mode == CpuMode::Long,
             }),
             flat,
@@ -444,10 +448,9 @@ impl Sandbox {
                 "only ring-3 long-mode guests can be reset (a ring-0 guest can change MSRs)",
             ));
         }
-        let cpu = reusable.cpu;
         let machine = self.machine.as_deref_mut().ok_or(SandboxError::Poisoned)?;
         reusable.memory.reset(machine.vm.memory())?;
-        cpu.restore(&mut machine.vcpu)?;
+        reusable.cpu.restore(&mut machine.vcpu)?;
         machine.hypercalls.reset();
         self.stop.take();
         Ok(())

@@ -26,7 +26,7 @@ const SYSTEM_BASE: u64 = MEM - 0x1_0000;
 /// The general registers in encoding order (rax, rcx, rdx, rbx, rsp, rbp,
 /// rsi, rdi, r8..r15), each with a value no other register has.
 fn distinct_value(encoding: u8) -> u64 {
-    0x7E00_0000_0000 | (u64::from(encoding) + 1) * 0x0101_0101
+    0x7E00_0000_0000 | ((u64::from(encoding) + 1) * 0x0101_0101)
 }
 
 /// `mov REG, imm64` for every general register, then `stc`: sixteen
@@ -72,7 +72,7 @@ fn loaded_registers(rip: u64, rflags: u64) -> kvm_regs {
 /// The faults, each one instruction that changes no register before it
 /// faults.
 #[derive(Clone, Copy, Debug)]
-enum Fault {
+enum Exception {
     /// `movabs [0x100000000], rax`: past guest memory and the identity map.
     PageFault,
     /// `ud2`.
@@ -83,22 +83,22 @@ enum Fault {
     DivideError,
 }
 
-impl Fault {
-    const ALL: [Fault; 4] = [
-        Fault::PageFault,
-        Fault::InvalidOpcode,
-        Fault::GeneralProtection,
-        Fault::DivideError,
+impl Exception {
+    const ALL: [Exception; 4] = [
+        Exception::PageFault,
+        Exception::InvalidOpcode,
+        Exception::GeneralProtection,
+        Exception::DivideError,
     ];
 
     fn code(self) -> Vec<u8> {
         match self {
-            Fault::PageFault => [&[0x48, 0xA3][..], &0x1_0000_0000u64.to_le_bytes()].concat(),
-            Fault::InvalidOpcode => vec![0x0F, 0x0B],
-            Fault::GeneralProtection => {
+            Exception::PageFault => [&[0x48, 0xA3][..], &0x1_0000_0000u64.to_le_bytes()].concat(),
+            Exception::InvalidOpcode => vec![0x0F, 0x0B],
+            Exception::GeneralProtection => {
                 [&[0x48, 0xA3][..], &0x8000_0000_0000_0000u64.to_le_bytes()].concat()
             }
-            Fault::DivideError => vec![0x48, 0xF7, 0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            Exception::DivideError => vec![0x48, 0xF7, 0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         }
     }
 
@@ -107,10 +107,10 @@ impl Fault {
         let user = if ring == Ring::Three { 4 } else { 0 };
         let (vector, error_code, cr2) = match self {
             // Write (bit 1) to a page that is not present, user bit by ring.
-            Fault::PageFault => (14, 2 | user, 0x1_0000_0000),
-            Fault::InvalidOpcode => (6, 0, 0),
-            Fault::GeneralProtection => (13, 0, 0),
-            Fault::DivideError => (0, 0, 0),
+            Exception::PageFault => (14, 2 | user, 0x1_0000_0000),
+            Exception::InvalidOpcode => (6, 0, 0),
+            Exception::GeneralProtection => (13, 0, 0),
+            Exception::DivideError => (0, 0, 0),
         };
         Crash {
             vector,
@@ -125,7 +125,7 @@ impl Fault {
 
 /// The guest: load every register, then fault. Returns the image and the
 /// address of the faulting instruction.
-fn faulting_guest(fault: Fault) -> (Vec<u8>, u64) {
+fn faulting_guest(fault: Exception) -> (Vec<u8>, u64) {
     let mut code = load_all_registers();
     let rip = code.len() as u64;
     code.extend_from_slice(&fault.code());
@@ -168,7 +168,7 @@ fn a_crash_reports_the_guests_registers_at_the_fault() {
     let Some(kvm) = kvm_or_skip() else { return };
     let (mut got, mut want) = (Vec::new(), Vec::new());
     for ring in [Ring::Zero, Ring::Three] {
-        for fault in Fault::ALL {
+        for fault in Exception::ALL {
             let (code, rip) = faulting_guest(fault);
             let outcome = run_flat(&kvm, &code, ring);
             let what = format!("{fault:?} at ring {}", ring.number());
@@ -192,7 +192,7 @@ fn the_cli_prints_the_guests_registers_at_the_fault() {
     let Some(_kvm) = kvm_or_skip() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     for ring in [Ring::Zero, Ring::Three] {
-        for fault in Fault::ALL {
+        for fault in Exception::ALL {
             let (code, rip) = faulting_guest(fault);
             let image = dir.path().join("fault.bin");
             fs::write(&image, &code).expect("write the image");
@@ -342,3 +342,157 @@ fn rust_guest(name: &str) -> PathBuf {
     );
     target_dir.join(format!("x86_64-unknown-linux-gnu/release/{name}"))
 }
+
+/// `tests/cpu_state/leftovers.c`, built once per test run.
+fn leftovers_guest() -> Vec<u8> {
+    static BUILT: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(elf) = built.as_ref() {
+        return elf.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cpu_state");
+    fs::create_dir_all(&dir).expect("a directory for the built guest");
+    let path = dir.join("leftovers.elf");
+    cc_guest(
+        &["-Wall", "-Wextra", "-Werror"],
+        &path,
+        "kvmini/tests/cpu_state/leftovers.c",
+    );
+    let elf = fs::read(&path).expect("the built guest");
+    *built = Some(elf.clone());
+    elf
+}
+
+/// XCR0 bits of the state components the items need.
+const XCR0_AVX: u64 = 1 << 2;
+const XCR0_AVX512: u64 = 0b111 << 5;
+const XCR0_PKRU: u64 = 1 << 9;
+
+/// CPUID leaf `leaf`, sub-leaf `sub`, as ring-3 guest code sees it
+/// (EAX, EBX, ECX, EDX). On kvm-pvm ring-3 code runs natively and `cpuid`
+/// answers with the host's values; elsewhere KVM answers from the CPUID
+/// kvmini gives the vCPU, KVM's supported one.
+fn guest_cpuid(kvm: &Kvm, leaf: u32, sub: u32) -> [u32; 4] {
+    if kvm_pvm() {
+        #[allow(unused_unsafe)]
+        // SAFETY: `cpuid` exists on every x86_64 CPU and only reads.
+        let r = unsafe { std::arch::x86_64::__cpuid_count(leaf, sub) };
+        return [r.eax, r.ebx, r.ecx, r.edx];
+    }
+    kvmini::cpu::cpuid_entry(kvm.supported_cpuid(), leaf, sub)
+        .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+}
+
+/// XCR0 as ring-3 guest code reads it, 0 where CPUID says the OS has not
+/// enabled XSAVE: on kvm-pvm the host's; elsewhere what kvmini set, every
+/// component KVM supports.
+fn guest_xcr0(kvm: &Kvm) -> u64 {
+    const OSXSAVE: u32 = 1 << 27;
+    if guest_cpuid(kvm, 1, 0)[2] & OSXSAVE == 0 {
+        return 0;
+    }
+    if kvm_pvm() {
+        let (lo, hi): (u32, u32);
+        // SAFETY: CPUID says the OS enabled XSAVE, so `xgetbv` of XCR0 is
+        // allowed; it only reads.
+        unsafe {
+            std::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+                            options(nomem, nostack, preserves_flags));
+        }
+        return u64::from(lo) | (u64::from(hi) << 32);
+    }
+    kvmini::xstate::supported_xcr0(kvm.supported_cpuid()).unwrap_or(0)
+}
+
+/// The line `leftovers.c ITEM` prints in a fresh sandbox on this host:
+/// the item's value in a fresh vCPU, or "absent" where guest code cannot
+/// reach it (the guest makes the same checks).
+fn fresh_value(kvm: &Kvm, item: &str) -> String {
+    let xcr0 = guest_xcr0(kvm);
+    let has = |bits: u64| xcr0 & bits == bits;
+    let fsgsbase = guest_cpuid(kvm, 7, 0)[1] & 1 != 0;
+    let ospke = guest_cpuid(kvm, 7, 0)[2] & (1 << 4) != 0;
+    let value = match item {
+        "fsbase" | "gsbase" if fsgsbase => "0x0",
+        // kvm-pvm runs ring-3 code with the host's selectors, null ones.
+        "selectors" if kvm_pvm() => "0x0",
+        "selectors" => "0x1b001b001b001b",
+        // FSW 0, every register empty (FTW 0xffff).
+        "x87" => "0xffff",
+        "fcw" => "0x37f",
+        "mxcsr" => "0x1f80",
+        "xmm" | "flags" => "0x0",
+        "xcr0" if xcr0 != 0 => return format!("xcr0={xcr0:#x}\n"),
+        // Nothing in use (XGETBV with ECX = 1, CPUID.(0xD,1):EAX bit 2).
+        "xinuse" if has(XCR0_AVX) && guest_cpuid(kvm, 0xD, 1)[0] & (1 << 2) != 0 => "0x0",
+        "ymm_upper" if has(XCR0_AVX) => "0x0",
+        "opmask" | "zmm_upper" | "zmm16" if has(XCR0_AVX | XCR0_AVX512) => "0x0",
+        // kvmini leaves CR4.PKE clear: only where ring-3 code runs under
+        // the host's CR4 (kvm-pvm) can it reach PKRU.
+        "pkru" if has(XCR0_PKRU) && ospke => "0x0",
+        _ => "absent",
+    };
+    format!("{item}={value}\n")
+}
+
+/// Runs `leftovers.c ITEM` three times in one reusable sandbox, resetting
+/// between runs, and once in a fresh sandbox: each run must print the
+/// fresh vCPU's value, though every run changed it before it ended.
+fn check_restored(item: &str) {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let elf = leftovers_guest();
+    let expected = fresh_value(&kvm, item);
+    let build = |reusable: bool, out: &Capture| {
+        Sandbox::builder()
+            .elf(elf.as_slice())
+            .memory(MEM)
+            .args(["leftovers.elf", item])
+            .reusable(reusable)
+            .stdout(Output::Capture(out.clone()))
+            .build(&kvm)
+            .expect("the sandbox is built")
+    };
+    let fresh = Capture::new();
+    let outcome = build(false, &fresh)
+        .run()
+        .expect("the run loop does not fail");
+    assert_eq!(outcome.ending, Ending::Exited(0), "{item}");
+    assert_eq!(text(&fresh.contents()), expected, "a fresh sandbox");
+    let out = Capture::new();
+    let mut sandbox = build(true, &out);
+    for _ in 0..3 {
+        let outcome = sandbox.run().expect("the run loop does not fail");
+        assert_eq!(outcome.ending, Ending::Exited(0), "{item}");
+        sandbox.reset().expect("reset");
+    }
+    assert_eq!(text(&out.contents()), expected.repeat(3), "after reset");
+}
+
+macro_rules! restored {
+    ($($test:ident: $item:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check_restored($item);
+            }
+        )*
+    };
+}
+
+restored!(
+    reset_restores_the_fs_base: "fsbase",
+    reset_restores_the_gs_base: "gsbase",
+    reset_restores_the_data_segment_selectors: "selectors",
+    reset_restores_the_x87_registers: "x87",
+    reset_restores_the_x87_control_word: "fcw",
+    reset_restores_mxcsr: "mxcsr",
+    reset_restores_the_sse_registers: "xmm",
+    reset_restores_the_avx_upper_halves: "ymm_upper",
+    reset_restores_the_avx512_opmask_registers: "opmask",
+    reset_restores_the_avx512_upper_halves: "zmm_upper",
+    reset_restores_zmm16_to_31: "zmm16",
+    reset_restores_pkru: "pkru",
+    reset_restores_the_flags: "flags",
+    reset_restores_the_components_in_use: "xinuse",
+    xcr0_is_what_kvmini_set_or_the_hosts_on_kvm_pvm: "xcr0",
+);
