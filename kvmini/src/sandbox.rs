@@ -437,8 +437,9 @@ impl Sandbox {
 
     /// Brings the sandbox back to its state before the first run: guest
     /// memory (only the pages touched since are dropped and re-read from
-    /// the snapshot), registers, FPU state and the descriptor table. What a
-    /// guest did in one run cannot be seen by the next.
+    /// the snapshot), registers, the whole XSAVE state (x87, SSE, AVX,
+    /// AVX-512, PKRU) and the descriptor table. What a guest did in one run
+    /// cannot be seen by the next.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         let Some(reusable) = &self.snapshot else {
             return Err(SandboxError::NotResettable("build it with .reusable(true)"));
