@@ -11,7 +11,7 @@ use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::memory::{self, GuestMemory, MemoryError};
 use crate::vcpu::{Vcpu, VcpuError};
-use crate::xstate::{self, XstateError};
+use crate::xstate;
 
 /// Errors of VM creation.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +31,6 @@ pub enum VmError {
     /// `KVM_GET_VCPU_MMAP_SIZE` failed.
     #[error("cannot read the size of the vCPU's kvm_run area")]
     RunSize(#[source] kvm_ioctls::Error),
-    /// XCR0 could not be set.
-    #[error(transparent)]
-    Xstate(#[from] XstateError),
 }
 
 /// A KVM VM with its guest memory registered as slot 0.
@@ -98,11 +95,11 @@ impl Vm {
             .map_err(setup("CPUID"))?;
         // XSAVE on, with every component KVM supports: a ring-3 guest may
         // use them whatever CR4 says (on kvm-pvm it runs under the host's),
-        // so kvmini sets them knowingly and a reset restores them all.
-        let xcr0 = xstate::supported_xcr0(kvm.supported_cpuid());
-        if let Some(xcr0) = xcr0 {
-            xstate::set_xcr0(&fd, xcr0)?;
-        }
+        // so kvmini sets them knowingly and a reset restores them all. A
+        // KVM that refuses the XCR0 its own CPUID lists gets a guest
+        // without XSAVE (CR4.OSXSAVE clear), as before XCR0 was set.
+        let xcr0 = xstate::supported_xcr0(kvm.supported_cpuid())
+            .filter(|&xcr0| xstate::set_xcr0(&fd, xcr0).is_ok());
         let reset = reset_sregs(&fd).map_err(setup("system registers"))?;
         fd.set_fpu(&cpu::initial_fpu())
             .map_err(setup("FPU state"))?;
