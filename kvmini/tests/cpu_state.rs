@@ -435,9 +435,10 @@ fn fresh_value(kvm: &Kvm, item: &str) -> String {
     format!("{item}={value}\n")
 }
 
-/// Runs `leftovers.c ITEM` three times in one reusable sandbox, resetting
-/// between runs, and once in a fresh sandbox: each run must print the
-/// fresh vCPU's value, though every run changed it before it ended.
+/// Runs `leftovers.c ITEM` in a fresh sandbox, three times in one reusable
+/// sandbox with a reset between runs, and in a fresh sandbox again (on the
+/// same vCPU thread): each run must print the fresh vCPU's value, though
+/// every run changed it before it ended.
 fn check_restored(item: &str) {
     let Some(kvm) = kvm_or_skip() else { return };
     let elf = leftovers_guest();
@@ -452,12 +453,15 @@ fn check_restored(item: &str) {
             .build(&kvm)
             .expect("the sandbox is built")
     };
-    let fresh = Capture::new();
-    let outcome = build(false, &fresh)
-        .run()
-        .expect("the run loop does not fail");
-    assert_eq!(outcome.ending, Ending::Exited(0), "{item}");
-    assert_eq!(text(&fresh.contents()), expected, "a fresh sandbox");
+    let run_fresh = |what: &str| {
+        let out = Capture::new();
+        let outcome = build(false, &out)
+            .run()
+            .expect("the run loop does not fail");
+        assert_eq!(outcome.ending, Ending::Exited(0), "{item}");
+        assert_eq!(text(&out.contents()), expected, "{what}");
+    };
+    run_fresh("a fresh sandbox");
     let out = Capture::new();
     let mut sandbox = build(true, &out);
     for _ in 0..3 {
@@ -466,6 +470,7 @@ fn check_restored(item: &str) {
         sandbox.reset().expect("reset");
     }
     assert_eq!(text(&out.contents()), expected.repeat(3), "after reset");
+    run_fresh("a fresh sandbox after the others");
 }
 
 macro_rules! restored {
