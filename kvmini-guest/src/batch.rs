@@ -18,7 +18,6 @@
 //! // blocks[i].result: bytes written by call i, or -errno.
 //! ```
 
-use core::arch::asm;
 use core::marker::PhantomData;
 use core::ptr::addr_of;
 
@@ -150,17 +149,17 @@ impl<'a, const N: usize> Batch<'a, N> {
             },
             result: -i64::from(Errno::ENOSYS.0),
         };
-        let address = &mut args as *mut BatchArgs as usize as u32;
+        let address = &mut args as *mut BatchArgs as usize as u64;
         // SAFETY: kvmini reads the entries and the blocks they point to
-        // (all borrowed mutably for 'a) and writes their results; there is
-        // no `nomem`, so the compiler assumes memory changed.
-        unsafe {
-            asm!("out dx, eax", in("dx") Port::Batch as u16, in("eax") address,
-                 options(nostack, preserves_flags));
-        }
-        // SAFETY: a reference is valid for reads; volatile because kvmini
-        // wrote it behind the compiler's back.
-        let result = unsafe { addr_of!(args.result).read_volatile() };
+        // (all borrowed mutably for 'a) and writes their results.
+        let status = unsafe { crate::hypercall::block_call(Port::Batch, address) };
+        let result = if status < 0 {
+            status
+        } else {
+            // SAFETY: a reference is valid for reads; volatile because
+            // kvmini wrote it behind the compiler's back.
+            unsafe { addr_of!(args.result).read_volatile() }
+        };
         crate::fs::check(result).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

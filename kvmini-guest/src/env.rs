@@ -15,7 +15,6 @@
 //! }
 //! ```
 
-use core::arch::asm;
 use core::ffi::CStr;
 use core::iter::FusedIterator;
 use core::ptr::addr_of;
@@ -41,14 +40,12 @@ unsafe fn argv_raw(buf: *mut u8, len: usize) -> i64 {
         len: len as u64,
         result: -i64::from(ENOSYS),
     };
-    // Guest memory lies below 4 GiB: the address fits the port value.
-    let address = &mut block as *mut ArgvArgs as usize as u32;
+    let address = &mut block as *mut ArgvArgs as usize as u64;
     // SAFETY: kvmini reads the block, writes its `result` and at most `len`
-    // bytes at `buf`, which the caller vouches for. No `nomem`, so the
-    // compiler assumes memory changed; EAX is clobbered on a bad block.
-    unsafe {
-        asm!("out dx, eax", in("dx") Port::Argv as u16,
-             inout("eax") address => _, options(nostack, preserves_flags));
+    // bytes at `buf`, which the caller vouches for.
+    let status = unsafe { crate::hypercall::block_call(Port::Argv, address) };
+    if status < 0 {
+        return status;
     }
     // SAFETY: a field of a live local, read where kvmini wrote it.
     unsafe { addr_of!(block.result).read_volatile() }

@@ -124,37 +124,36 @@ fn to_offset(value: u64) -> Result<i64> {
 /// pointer gives `-EFAULT`. Calls through which it writes guest memory
 /// (`read`, `pread`, `fstat`, `stat`, `getdents64`) are `unsafe`.
 pub mod sys {
-    use core::arch::asm;
     use core::ptr::addr_of;
 
     use kvmini_abi::errno::ENOSYS;
     pub use kvmini_abi::fs::*;
     use kvmini_abi::Port;
 
-    /// Sends the block's address to `port`; kvmini fills in `result`.
+    /// Sends the block's address to `port` through the SDK's one
+    /// hypercall primitive ([`crate::hypercall::block_call`]): 0 when
+    /// kvmini took the block and wrote its `result`, or -EFAULT when it
+    /// could not use the block.
     ///
     /// # Safety
     /// Every buffer the block names must be valid for kvmini to write as
     /// much as the call may write.
-    unsafe fn call<T>(port: Port, block: &mut T) {
-        // Guest memory lies below 4 GiB, identity-mapped, so the address
-        // fits the 32-bit port value.
-        let address = block as *mut T as usize as u32;
+    unsafe fn call<T>(port: Port, block: &mut T) -> i64 {
         // SAFETY: kvmini reads the block and writes its `result` and the
-        // buffers it names, which the caller vouches for. There is no
-        // `nomem`/`readonly`: the compiler must assume memory changed.
-        unsafe {
-            asm!("out dx, eax", in("dx") port as u16, in("eax") address,
-                 options(nostack, preserves_flags));
-        }
+        // buffers it names, which the caller vouches for.
+        unsafe { crate::hypercall::block_call(port, addr(block)) }
     }
 
     fn addr<T>(ptr: *const T) -> u64 {
         ptr as usize as u64
     }
 
-    /// Reads `result` from memory, where kvmini wrote it.
-    fn result(field: &i64) -> i64 {
+    /// The call's answer: -EFAULT from kvmini when it could not use the
+    /// block (`status`), else the `result` kvmini wrote in the block.
+    fn result(status: i64, field: &i64) -> i64 {
+        if status < 0 {
+            return status;
+        }
         // SAFETY: a reference is valid for reads.
         unsafe { addr_of!(*field).read_volatile() }
     }
@@ -168,8 +167,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: kvmini only reads the path.
-        unsafe { call(Port::Open, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Open, &mut a) };
+        result(status, &a.result)
     }
 
     fn fd_call(port: Port, fd: i32) -> i64 {
@@ -179,8 +178,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the block names no buffer.
-        unsafe { call(port, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(port, &mut a) };
+        result(status, &a.result)
     }
 
     /// `close(fd)`.
@@ -205,8 +204,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the caller vouches for the buffer.
-        unsafe { call(port, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(port, &mut a) };
+        result(status, &a.result)
     }
 
     /// `read(fd, buf, len)`: bytes read, 0 at end of file.
@@ -260,8 +259,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the block names no buffer.
-        unsafe { call(Port::Lseek, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Lseek, &mut a) };
+        result(status, &a.result)
     }
 
     /// `fstat(fd, stat)`.
@@ -277,8 +276,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the caller vouches for `stat`.
-        unsafe { call(Port::Fstat, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Fstat, &mut a) };
+        result(status, &a.result)
     }
 
     /// `stat(path, stat)`; follows symbolic links.
@@ -294,8 +293,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the caller vouches for `stat`; the path is only read.
-        unsafe { call(Port::Stat, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Stat, &mut a) };
+        result(status, &a.result)
     }
 
     /// `ftruncate(fd, length)`.
@@ -307,8 +306,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: the block names no buffer.
-        unsafe { call(Port::Ftruncate, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Ftruncate, &mut a) };
+        result(status, &a.result)
     }
 
     fn path_call(port: Port, path: *const u8, mode: u32) -> i64 {
@@ -319,8 +318,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: kvmini only reads the path.
-        unsafe { call(port, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(port, &mut a) };
+        result(status, &a.result)
     }
 
     /// `unlink(path)`.
@@ -346,8 +345,8 @@ pub mod sys {
             result: -i64::from(ENOSYS),
         };
         // SAFETY: kvmini only reads the paths.
-        unsafe { call(Port::Rename, &mut a) };
-        result(&a.result)
+        let status = unsafe { call(Port::Rename, &mut a) };
+        result(status, &a.result)
     }
 }
 

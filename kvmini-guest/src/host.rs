@@ -26,7 +26,6 @@
 //! `&mut`) wherever the host function writes, never memory the guest holds
 //! shared references to.
 
-use core::arch::asm;
 use core::ptr::addr_of;
 
 use kvmini_abi::errno::{EINVAL, ENOSYS};
@@ -58,17 +57,13 @@ pub fn call_raw(id: u32, args: &[u64]) -> i64 {
         result: -i64::from(ENOSYS),
     };
     block.args[..args.len()].copy_from_slice(args);
-    // The block lives on the stack, below 4 GiB: the address fits the
-    // 32-bit port value.
-    let address = &mut block as *mut HostCallArgs as usize as u32;
+    let address = &mut block as *mut HostCallArgs as usize as u64;
     // SAFETY: kvmini reads the block and writes its `result`; the host
     // function touches only the guest memory whose addresses the caller
-    // passed (see the module's notes). No `nomem`/`readonly`, so the
-    // compiler assumes any memory may have changed. EAX is marked
-    // clobbered: kvmini puts -EFAULT there for a block it cannot write.
-    unsafe {
-        asm!("out dx, eax", in("dx") Port::HostCall as u16,
-             inout("eax") address => _, options(nostack, preserves_flags));
+    // passed (see the module's notes).
+    let status = unsafe { crate::hypercall::block_call(Port::HostCall, address) };
+    if status < 0 {
+        return status;
     }
     // SAFETY: a field of a live local, read where kvmini wrote it.
     unsafe { addr_of!(block.result).read_volatile() }

@@ -559,8 +559,7 @@ fn report_failure(outcome: &Outcome) {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
             eprintln!(
-                "  registers at the fault: rsp={:#x}\n  {}",
-                crash.rsp,
+                "  registers at the fault:\n  {}",
                 format_regs(&outcome.regs)
             );
         }

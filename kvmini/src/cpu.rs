@@ -2,7 +2,7 @@
 //! guest memory, and the segment, control and general registers that start
 //! the vCPU in 64-bit long mode at ring 3 or ring 0.
 
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs, CpuId};
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
@@ -51,6 +51,10 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.FSGSBASE: `rdfsbase`/`wrfsbase` and the GS pair allowed at ring 3.
+pub const CR4_FSGSBASE: u64 = 1 << 16;
+/// CPUID.(7,0):EBX.FSGSBASE.
+const CPUID_7_EBX_FSGSBASE: u32 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const RFLAGS_RESERVED: u64 = 1 << 1;
@@ -132,29 +136,106 @@ pub fn write_system_tables(mem: &GuestMemory, layout: &Layout) -> Result<(), Gue
         mem.write_obj(low, GuestAddress(gate))?;
         mem.write_obj(stub >> 32, GuestAddress(gate + 8))?;
     }
-    // The common tail saves the two registers it needs, then reports the
-    // vector through the exception port; kvmini reads the frame
-    // ([rax, rdx, vector, error, rip, cs, rflags, rsp, ss] from RSP up)
-    // and ends the run.
+    // The common tail saves the guest's registers, then reports the vector
+    // through the exception port; kvmini reads the frame
+    // ([`ExceptionFrame`]) and ends the run.
     let port = (Port::Exception as u16).to_le_bytes();
-    let tail = [
-        0x52, // push rdx
-        0x50, // push rax
+    let mut tail = Vec::with_capacity(EXCEPTION_TAIL.len() + 16);
+    tail.extend_from_slice(&EXCEPTION_TAIL);
+    tail.extend_from_slice(&[
         0x66, 0xBA, port[0], port[1], // mov dx, Port::Exception
-        0x8A, 0x44, 0x24, 0x10, // mov al, [rsp + 16]
+        0x8A, 0x44, 0x24, 0x78, // mov al, [rsp + 120]: the vector
         0xEE, // out dx, al
         0xF4, // hlt
         0xEB, 0xFD, // jmp back to hlt
-    ];
+    ]);
     mem.write_slice(&tail, GuestAddress(common))?;
     Ok(())
+}
+
+/// The start of the common tail: it pushes every general register but RSP
+/// before it changes any (RSP comes from the CPU's frame), so that the
+/// report shows the guest's registers at the faulting instruction, not the
+/// handler's. The last push is RAX, so from RSP up the stack holds the
+/// [`ExceptionFrame`] in the order of `kvm_regs`.
+const EXCEPTION_TAIL: [u8; 23] = [
+    0x41, 0x57, // push r15
+    0x41, 0x56, // push r14
+    0x41, 0x55, // push r13
+    0x41, 0x54, // push r12
+    0x41, 0x53, // push r11
+    0x41, 0x52, // push r10
+    0x41, 0x51, // push r9
+    0x41, 0x50, // push r8
+    0x55, // push rbp
+    0x57, // push rdi
+    0x56, // push rsi
+    0x52, // push rdx
+    0x51, // push rcx
+    0x53, // push rbx
+    0x50, // push rax
+];
+
+/// Length of the whole common tail: the pushes, the report and the `hlt`.
+const EXCEPTION_TAIL_LEN: u64 = EXCEPTION_TAIL.len() as u64 + 12;
+
+/// What kvmini's exception handler leaves on its stack, from RSP up: the
+/// fifteen general registers it pushed, the vector and error code its stub
+/// pushed, and the CPU's interrupt frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExceptionFrame {
+    /// Exception vector.
+    pub vector: u64,
+    /// Error code (0 where the CPU pushes none).
+    pub error_code: u64,
+    /// Code segment selector of the faulting code.
+    pub cs: u64,
+    /// Every general register at the faulting instruction, with RIP, RSP
+    /// and RFLAGS from the CPU's frame.
+    pub regs: kvm_regs,
+}
+
+impl ExceptionFrame {
+    /// Size of the frame in 8-byte words.
+    pub const WORDS: usize = 22;
+
+    /// Decodes the frame's words, read from the handler's RSP upwards.
+    pub fn from_words(w: &[u64; Self::WORDS]) -> Self {
+        let [rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15, vector, error_code, rip, cs, rflags, rsp, _ss] =
+            *w;
+        ExceptionFrame {
+            vector,
+            error_code,
+            cs,
+            regs: kvm_regs {
+                rax,
+                rbx,
+                rcx,
+                rdx,
+                rsi,
+                rdi,
+                rsp,
+                rbp,
+                r8,
+                r9,
+                r10,
+                r11,
+                r12,
+                r13,
+                r14,
+                r15,
+                rip,
+                rflags,
+            },
+        }
+    }
 }
 
 /// Where the exception tail's `out` sits, to tell a real exception report
 /// from a guest writing to the exception port itself.
 pub fn exception_tail_range(layout: &Layout) -> std::ops::Range<u64> {
     let common = layout.handlers() + u64::from(EXCEPTION_VECTORS) * STUB_SIZE;
-    common..common + 32
+    common..common + EXCEPTION_TAIL_LEN
 }
 
 fn segment(selector: u16, code: bool, dpl: u8) -> kvm_segment {
@@ -210,6 +291,22 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, layout: &Layout, ring: Ring) -> kvm
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.efer = EFER_LME | EFER_LMA;
     sregs
+}
+
+/// The entry `function`/`index` of a CPUID table, if it has one.
+pub fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> Option<kvm_cpuid_entry2> {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == function && e.index == index)
+        .copied()
+}
+
+/// Whether a vCPU with this CPUID has `rdfsbase`/`wrfsbase`: kvmini then
+/// sets CR4.FSGSBASE, as Linux does for its processes, so that a ring-3
+/// guest may use them on every host (on kvm-pvm it can whatever CR4 says).
+pub fn has_fsgsbase(cpuid: &CpuId) -> bool {
+    cpuid_entry(cpuid, 7, 0).is_some_and(|e| e.ebx & CPUID_7_EBX_FSGSBASE != 0)
 }
 
 /// The general registers at the entry point: RIP, RSP, and RFLAGS with

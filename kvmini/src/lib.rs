@@ -55,3 +55,4 @@ pub mod vcpu;
 pub mod vcpu_thread;
 pub mod view;
 pub mod vm;
+pub mod xstate;

@@ -244,7 +244,10 @@ pub struct Outcome {
     pub ending: Ending,
     /// Counters and timings.
     pub stats: Stats,
-    /// General registers at the end.
+    /// General registers at the end. After a crash
+    /// ([`Ending::Crashed`]): every general register as the guest had it at
+    /// the faulting instruction, with RIP, RSP and RFLAGS from the CPU's
+    /// exception frame.
     pub regs: kvm_regs,
 }
 

@@ -9,7 +9,7 @@ use kvm_bindings::kvm_regs;
 use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::cpu::{self, Ring};
+use crate::cpu::{self, ExceptionFrame, Ring};
 use crate::fs::Filesystem;
 use crate::grant::{GrantError, GrantSpec, Grants};
 use crate::host::HostFunctions;
@@ -26,6 +26,7 @@ use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
 use crate::view::GuestView;
 use crate::vm::{Vm, VmError};
+use crate::xstate::{ExtendedState, XstateError};
 
 /// Errors that stop a sandbox from being built or run (never the guest's fault).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub enum SandboxError {
     /// The CPU mode cannot run this image or ring.
     #[error(transparent)]
     Mode(#[from] ModeError),
+    /// The vCPU's extended state could not be saved or restored.
+    #[error(transparent)]
+    Xstate(#[from] XstateError),
     /// An earlier run of this sandbox panicked (a kvmini bug) and took the
     /// VM with it.
     #[error("this sandbox lost its VM to a panic in an earlier run")]
@@ -160,16 +164,18 @@ pub(crate) struct Stdio {
     pub(crate) warnings: Box<dyn Write + Send>,
 }
 
-/// The vCPU state a reusable sandbox returns to.
-#[derive(Clone, Copy, Debug, Default)]
+/// The vCPU state a reusable sandbox returns to: the general and system
+/// registers (segment bases included) and the whole floating-point and
+/// vector state (x87, SSE, AVX, AVX-512, PKRU: everything XCR0 enables).
+#[derive(Debug)]
 struct PristineCpu {
     regs: kvm_regs,
     sregs: kvm_bindings::kvm_sregs,
-    fpu: kvm_bindings::kvm_fpu,
+    extended: ExtendedState,
 }
 
 impl PristineCpu {
-    fn save(vcpu: &mut Vcpu) -> Result<Self, SandboxError> {
+    fn save(kvm: &Kvm, vcpu: &mut Vcpu) -> Result<Self, SandboxError> {
         let setup = |what| move |source| VcpuError::Setup { what, source };
         let (regs, sregs) = match vcpu.registers_on_entry() {
             Some(both) => both,
@@ -184,20 +190,18 @@ impl PristineCpu {
         Ok(PristineCpu {
             regs,
             sregs,
-            fpu: vcpu.fd().get_fpu().map_err(setup("FPU state"))?,
+            extended: ExtendedState::save(kvm, vcpu.fd())?,
         })
     }
 
+    /// Runs on the caller's thread between runs, never on the confined
+    /// vCPU thread: the seccomp filter there allows no state-setting call.
     fn restore(&self, vcpu: &mut Vcpu) -> Result<(), SandboxError> {
         // General and system registers go through the sync-regs area and
-        // take effect at the next entry; the FPU has no such path.
+        // take effect at the next entry; the extended state has no such
+        // path.
         vcpu.set_registers_on_entry(&self.regs, &self.sregs);
-        vcpu.fd()
-            .set_fpu(&self.fpu)
-            .map_err(|source| VcpuError::Setup {
-                what: "FPU state",
-                source,
-            })?;
+        self.extended.restore(vcpu.fd())?;
         Ok(())
     }
 }
@@ -270,6 +274,8 @@ struct Machine {
     /// What the vCPU's CPUID says about paging: which entry bits are
     /// reserved in the guest's own tables.
     cpu_paging: CpuPaging,
+    /// The guest's registers at the fault, when the run ended in a crash.
+    fault_regs: Option<kvm_regs>,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -375,7 +381,7 @@ impl Sandbox {
         let cpu_paging = CpuPaging::from_cpuid(kvm.supported_cpuid().as_slice());
         let mut vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
         let pristine = match &snapshot {
-            Some(_) => Some(PristineCpu::save(&mut vcpu)?),
+            Some(_) => Some(PristineCpu::save(kvm, &mut vcpu)?),
             None => None,
         };
         // A ring-3 guest cannot load CR3 or change the tables kvmini built
@@ -411,12 +417,13 @@ impl Sandbox {
                 mode: config.mode,
                 fixed_paging,
                 cpu_paging,
+                fault_regs: None,
             })),
             image,
             ring,
-            snapshot: snapshot.map(|memory| Reusable {
+            snapshot: snapshot.zip(pristine).map(|(memory, cpu)| Reusable {
                 memory,
-                cpu: pristine.unwrap_or_default(),
+                cpu,
                 mode_is_long: config.mode == CpuMode::Long,
             }),
             flat,
@@ -448,8 +455,9 @@ impl Sandbox {
 
     /// Brings the sandbox back to its state before the first run: guest
     /// memory (only the pages touched since are dropped and re-read from
-    /// the snapshot), registers, FPU state and the descriptor table. What a
-    /// guest did in one run cannot be seen by the next.
+    /// the snapshot), registers, the whole XSAVE state (x87, SSE, AVX,
+    /// AVX-512, PKRU) and the descriptor table. What a guest did in one run
+    /// cannot be seen by the next.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         let Some(reusable) = &self.snapshot else {
             return Err(SandboxError::NotResettable("build it with .reusable(true)"));
@@ -459,10 +467,9 @@ impl Sandbox {
                 "only ring-3 long-mode guests can be reset (a ring-0 guest can change MSRs)",
             ));
         }
-        let cpu = reusable.cpu;
         let machine = self.machine.as_deref_mut().ok_or(SandboxError::Poisoned)?;
         reusable.memory.reset(machine.vm.memory())?;
-        cpu.restore(&mut machine.vcpu)?;
+        reusable.cpu.restore(&mut machine.vcpu)?;
         machine.hypercalls.reset();
         self.stop.take();
         self.ended = None;
@@ -658,6 +665,7 @@ impl Machine {
     /// The run loop proper: KVM_RUN, serve the exit, repeat.
     fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
         let mut stats = Stats::default();
+        self.fault_regs = None;
         let mut mark = Instant::now();
         let ending = loop {
             let exit = self.vcpu.run()?;
@@ -691,10 +699,13 @@ impl Machine {
             }
         };
         self.hypercalls.flush()?;
+        // After a crash, the registers the guest had at the fault, not
+        // those of kvmini's handler that reported it.
+        let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
         Ok(Outcome {
             ending,
             stats,
-            regs: *self.vcpu.regs(),
+            regs,
         })
     }
 
@@ -713,7 +724,9 @@ impl Machine {
                     Err(u) => return unserved(u),
                 };
                 if port == Port::Exception {
-                    return Ok(Some(self.exception()?));
+                    let (ending, regs) = self.exception()?;
+                    self.fault_regs = regs;
+                    return Ok(Some(ending));
                 }
                 let view = match &self.fixed_paging {
                     Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
@@ -814,39 +827,42 @@ impl Machine {
         Ok(port)
     }
 
-    /// Reads the frame that kvmini's exception handler left on its stack.
-    fn exception(&mut self) -> Result<Ending, SandboxError> {
+    /// Reads the frame that kvmini's exception handler left on its stack:
+    /// the crash, and the guest's registers at the faulting instruction.
+    fn exception(&mut self) -> Result<(Ending, Option<kvm_regs>), SandboxError> {
         let layout = *self.vm.layout();
         let (rip, rsp, cpl, cr2) = {
             let regs = *self.vcpu.regs();
             let sregs = self.vcpu.sregs()?;
             (regs.rip, regs.rsp, sregs.cs.dpl, sregs.cr2)
         };
+        let frame_bytes = (ExceptionFrame::WORDS * 8) as u64;
         let from_handler = cpl == 0 && cpu::exception_tail_range(&layout).contains(&rip);
         let frame_fits = rsp >= layout.exception_stack_bottom()
             && rsp
-                .checked_add(9 * 8)
+                .checked_add(frame_bytes)
                 .is_some_and(|end| end <= layout.exception_stack_top());
         if !from_handler || !frame_fits {
-            return Ok(Ending::Unserved(Unserved::ForgedException));
+            return Ok((Ending::Unserved(Unserved::ForgedException), None));
         }
-        let mut frame = [0u64; 9];
-        for (i, slot) in (0u64..).zip(frame.iter_mut()) {
+        let mut words = [0u64; ExceptionFrame::WORDS];
+        for (i, slot) in (0u64..).zip(words.iter_mut()) {
             *slot = self
                 .vm
                 .memory()
                 .read_obj(GuestAddress(rsp + i * 8))
                 .unwrap_or(0);
         }
-        let [_rax, _rdx, vector, error_code, fault_rip, cs, _rflags, fault_rsp, _ss] = frame;
-        Ok(Ending::Crashed(Crash {
-            vector: u8::try_from(vector).unwrap_or(u8::MAX),
-            error_code,
-            rip: fault_rip,
-            rsp: fault_rsp,
-            ring: u8::try_from(cs & 3).unwrap_or(0),
+        let frame = ExceptionFrame::from_words(&words);
+        let crash = Crash {
+            vector: u8::try_from(frame.vector).unwrap_or(u8::MAX),
+            error_code: frame.error_code,
+            rip: frame.regs.rip,
+            rsp: frame.regs.rsp,
+            ring: u8::try_from(frame.cs & 3).unwrap_or(0),
             cr2,
-        }))
+        };
+        Ok((Ending::Crashed(crash), Some(frame.regs)))
     }
 
     fn trace_exit(&mut self, n: u64, exit: &Exit) {

@@ -11,6 +11,7 @@ use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::memory::{self, GuestMemory, MemoryError};
 use crate::vcpu::{Vcpu, VcpuError};
+use crate::xstate;
 
 /// Errors of VM creation.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,13 @@ impl Vm {
         let fd = self.fd.create_vcpu(0).map_err(VcpuError::Create)?;
         fd.set_cpuid2(kvm.supported_cpuid())
             .map_err(setup("CPUID"))?;
+        // XSAVE on, with every component KVM supports: a ring-3 guest may
+        // use them whatever CR4 says (on kvm-pvm it runs under the host's),
+        // so kvmini sets them knowingly and a reset restores them all. A
+        // KVM that refuses the XCR0 its own CPUID lists gets a guest
+        // without XSAVE (CR4.OSXSAVE clear), as before XCR0 was set.
+        let xcr0 = xstate::supported_xcr0(kvm.supported_cpuid())
+            .filter(|&xcr0| xstate::set_xcr0(&fd, xcr0).is_ok());
         let reset = reset_sregs(&fd).map_err(setup("system registers"))?;
         fd.set_fpu(&cpu::initial_fpu())
             .map_err(setup("FPU state"))?;
@@ -102,10 +110,14 @@ impl Vm {
         let mut vcpu = Vcpu::new(fd, run_size);
         // Through the sync-regs area: KVM applies them at the first entry,
         // which spares two ioctls per VM.
-        vcpu.set_registers_on_entry(
-            &cpu::entry_regs(entry, stack_top, ring),
-            &cpu::long_mode_sregs(reset, &self.layout, ring),
-        );
+        let mut sregs = cpu::long_mode_sregs(reset, &self.layout, ring);
+        if xcr0.is_some() {
+            sregs.cr4 |= xstate::CR4_OSXSAVE;
+        }
+        if cpu::has_fsgsbase(kvm.supported_cpuid()) {
+            sregs.cr4 |= cpu::CR4_FSGSBASE;
+        }
+        vcpu.set_registers_on_entry(&cpu::entry_regs(entry, stack_top, ring), &sregs);
         Ok(vcpu)
     }
 }

@@ -82,6 +82,23 @@ __asm__(
     "  .size _start, .-_start\n"
     "  .popsection\n");
 
+/*
+ * The one primitive under every hypercall that passes a 32-bit value (a
+ * number, a string's address, an argument block's address): `outl` of
+ * `value` to `port`, returning RAX after the exit. RAX is an input and an
+ * output: kvmini writes it for a call whose argument block it cannot use
+ * (-EFAULT, the one place left to say so), so the compiler may neither
+ * keep a live value in RAX across the exit nor assume it unchanged. The
+ * "memory" clobber makes the compiler store what kvmini reads before the
+ * `out` and reload what it wrote after it.
+ */
+static inline uint64_t kvmini_out32(uint16_t port, uint32_t value)
+{
+    uint64_t rax = value;
+    __asm__ volatile("outl %%eax, %w1" : "+a"(rax) : "Nd"(port) : "memory");
+    return rax;
+}
+
 /* Print one byte. */
 static inline void console_putc(char c)
 {
@@ -94,10 +111,7 @@ static inline void console_putc(char c)
 /* Print v in decimal followed by a newline. */
 static inline void printVal(uint32_t v)
 {
-    __asm__ volatile("outl %0, %1"
-                     :
-                     : "a"(v), "Nd"((uint16_t)KVMINI_PORT_PRINT_VAL)
-                     : "memory");
+    (void)kvmini_out32(KVMINI_PORT_PRINT_VAL, v);
 }
 
 /* Number of VM exits since the guest started, this call's own included. */
@@ -118,20 +132,13 @@ static inline uint32_t getNumExits(void)
  */
 static inline void display(const char *s)
 {
-    __asm__ volatile("outl %0, %1"
-                     :
-                     : "a"((uint32_t)(uintptr_t)s),
-                       "Nd"((uint16_t)KVMINI_PORT_DISPLAY)
-                     : "memory");
+    (void)kvmini_out32(KVMINI_PORT_DISPLAY, (uint32_t)(uintptr_t)s);
 }
 
 /* End the run; kvmini exits with the low 8 bits of code. */
 __attribute__((used)) KVMINI_NORETURN void exit(int code)
 {
-    __asm__ volatile("outl %0, %1"
-                     :
-                     : "a"((uint32_t)code), "Nd"((uint16_t)KVMINI_PORT_EXIT)
-                     : "memory");
+    (void)kvmini_out32(KVMINI_PORT_EXIT, (uint32_t)code);
     /* kvmini never resumes the guest after this exit. */
     for (;;) {
     }
@@ -333,6 +340,22 @@ _Static_assert(sizeof(struct kvmini_path_args) == 24, "PathArgs");
 _Static_assert(sizeof(struct kvmini_rename_args) == 24, "RenameArgs");
 
 /*
+ * Sends the address of an argument block to `port`: 0 when kvmini took
+ * the block (the call's answer is in the block's `result`), or -EFAULT
+ * when it could not use it: an address outside guest memory or in
+ * kvmini's own area (kvmini says so in RAX), or one past 4 GiB, which the
+ * 32-bit port value cannot carry (then no exit is made: cut to 32 bits it
+ * would name some other block).
+ */
+static inline long kvmini_block_call(uint16_t port, uint64_t block)
+{
+    if (block > 0xFFFFFFFFu)
+        return -EFAULT;
+    uint64_t rax = kvmini_out32(port, (uint32_t)block);
+    return rax == block ? 0 : (long)rax;
+}
+
+/*
  * Batches: several filesystem or host calls in one exit (port 0x0422).
  * Fill an array of entries (each a call's port and the address of its
  * usual argument block) and submit it; every call's result lands in its own
@@ -366,11 +389,9 @@ static inline long kvmini_submit(struct kvmini_batch_entry *entries,
                                   .count = count,
                                   .flags = flags,
                                   .result = -ENOSYS};
-    __asm__ volatile("outl %0, %1"
-                     :
-                     : "a"((uint32_t)(uintptr_t)&a), "Nd"(KVMINI_PORT_BATCH)
-                     : "memory");
-    return (long)a.result;
+    long status =
+        kvmini_block_call(KVMINI_PORT_BATCH, (uint64_t)(uintptr_t)&a);
+    return status < 0 ? status : (long)a.result;
 }
 
 /* Sets entry `i` to the call on `port` with argument block `block`. */
@@ -383,25 +404,29 @@ static inline void kvmini_batch_set(struct kvmini_batch_entry *entries,
 }
 
 /*
- * One filesystem hypercall. The block's address escapes into the asm and
- * the "memory" clobber makes the compiler store the block before the `out`
- * and reload `result` (and any buffer kvmini filled) after it. Defining
- * KVMINI_BATCH_EACH_CALL before including this header sends every call
- * through the batch path instead (a batch of one), which must give the
- * same results.
+ * One filesystem (or host, or argv) hypercall through kvmini_block_call:
+ * 0 when kvmini wrote the block's `result`, or -EFAULT when it could not
+ * use the block. Defining KVMINI_BATCH_EACH_CALL before including this
+ * header sends every call through the batch path instead (a batch of
+ * one), which must give the same results for blocks kvmini can use (a
+ * batch has nowhere to report a block it cannot use).
  */
-static inline void kvmini_fs_call(uint16_t port, void *block)
+static inline long kvmini_fs_call(uint16_t port, void *block)
 {
 #ifdef KVMINI_BATCH_EACH_CALL
     struct kvmini_batch_entry entry[1];
     kvmini_batch_set(entry, 0, port, block);
-    (void)kvmini_submit(entry, 1, 0);
+    long ran = kvmini_submit(entry, 1, 0);
+    return ran < 0 ? ran : 0;
 #else
-    __asm__ volatile("outl %0, %1"
-                     :
-                     : "a"((uint32_t)(uintptr_t)block), "Nd"(port)
-                     : "memory");
+    return kvmini_block_call(port, (uint64_t)(uintptr_t)block);
 #endif
+}
+
+/* A call's answer: kvmini_fs_call's -EFAULT, or the result in the block. */
+static inline long kvmini_answer(long status, const int64_t *result)
+{
+    return status < 0 ? status : (long)*result;
 }
 
 #define KVMINI_ADDR(p) ((uint64_t)(uintptr_t)(p))
@@ -423,15 +448,15 @@ __attribute__((unused)) static int open(const char *path, int flags, ...)
                                  .flags = (uint32_t)flags,
                                  .mode = mode,
                                  .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_OPEN, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_OPEN, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 static inline int kvmini_fd_call(uint16_t port, int fd)
 {
     struct kvmini_fd_args a = {.fd = fd, .result = -ENOSYS};
-    kvmini_fs_call(port, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(port, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 static inline int close(int fd)
@@ -452,8 +477,8 @@ static inline ssize_t kvmini_io_call(uint16_t port, int fd, const void *buf,
                                .len = len,
                                .offset = offset,
                                .result = -ENOSYS};
-    kvmini_fs_call(port, &a);
-    return a.result;
+    long status = kvmini_fs_call(port, &a);
+    return kvmini_answer(status, &a.result);
 }
 
 static inline ssize_t read(int fd, void *buf, size_t count)
@@ -489,16 +514,16 @@ static inline off_t lseek(int fd, off_t offset, int whence)
                                  .whence = (uint32_t)whence,
                                  .offset = offset,
                                  .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_LSEEK, &a);
-    return a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_LSEEK, &a);
+    return kvmini_answer(status, &a.result);
 }
 
 static inline int fstat(int fd, struct stat *st)
 {
     struct kvmini_stat_args a = {
         .fd = fd, .stat = KVMINI_ADDR(st), .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_FSTAT, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_FSTAT, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 /* Follows symbolic links. */
@@ -508,24 +533,24 @@ static inline int stat(const char *path, struct stat *st)
                                  .fd = -1,
                                  .stat = KVMINI_ADDR(st),
                                  .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_STAT, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_STAT, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 static inline int ftruncate(int fd, off_t length)
 {
     struct kvmini_truncate_args a = {
         .fd = fd, .length = length, .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_FTRUNCATE, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_FTRUNCATE, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 static inline int kvmini_path_call(uint16_t port, const char *path, mode_t mode)
 {
     struct kvmini_path_args a = {
         .path = KVMINI_ADDR(path), .mode = mode, .result = -ENOSYS};
-    kvmini_fs_call(port, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(port, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 static inline int unlink(const char *path)
@@ -549,8 +574,8 @@ static inline int rename(const char *oldpath, const char *newpath)
     struct kvmini_rename_args a = {.old_path = KVMINI_ADDR(oldpath),
                                    .new_path = KVMINI_ADDR(newpath),
                                    .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_RENAME, &a);
-    return (int)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_RENAME, &a);
+    return (int)kvmini_answer(status, &a.result);
 }
 
 /*
@@ -651,8 +676,8 @@ static inline long kvmini_host_call(uint32_t id, uint64_t a0, uint64_t a1,
     struct kvmini_host_call_args a = {.id = id,
                                       .args = {a0, a1, a2, a3, a4, a5},
                                       .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_HOST_CALL, &a);
-    return (long)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_HOST_CALL, &a);
+    return (long)kvmini_answer(status, &a.result);
 }
 
 /* host_call's worker: v[0] is the id, v[1..6] the arguments. */
@@ -685,8 +710,8 @@ static inline long kvmini_argv(char *buf, size_t len)
 {
     struct kvmini_argv_args a = {
         .buf = KVMINI_ADDR(buf), .len = len, .result = -ENOSYS};
-    kvmini_fs_call(KVMINI_PORT_ARGV, &a);
-    return (long)a.result;
+    long status = kvmini_fs_call(KVMINI_PORT_ARGV, &a);
+    return (long)kvmini_answer(status, &a.result);
 }
 
 /*
