@@ -177,7 +177,8 @@ pub enum CliError {
 }
 
 /// Parses the command line. Help and version go to stdout with status 0;
-/// any other parse error is one line on stderr and status 125.
+/// any other parse error is clap's whole message (what is wrong, its tips,
+/// the usage line) on stderr, as kvmini's, and status 125.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
     Cli::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind;
@@ -187,17 +188,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> 
                 ExitCode::SUCCESS
             }
             _ => {
-                let rendered = e.render().to_string();
-                let first = rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid command line")
-                    .trim_start_matches("error: ");
-                eprintln!("kvmini: {first} (see kvmini --help)");
+                let _ = std::io::stderr().write_all(usage_error(&e).as_bytes());
                 ExitCode::from(STATUS_KVMINI_ERROR)
             }
         }
     })
+}
+
+/// clap's message for a bad command line, all of it, with kvmini's prefix
+/// in place of clap's `error: `.
+fn usage_error(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let body = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    let mut text = format!("kvmini: {}", body.trim_end());
+    text.push('\n');
+    text
 }
 
 /// The stop handle that SIGINT and SIGTERM trigger: shared by every

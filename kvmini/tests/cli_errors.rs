@@ -1,5 +1,7 @@
 //! Bad command lines and bad guests, through the kvmini binary: each is
-//! status 125 and exactly one line on stderr, never a panic.
+//! status 125 and, never a panic: a bad guest or option value is exactly
+//! one line on stderr; a command line clap cannot parse is clap's whole
+//! message (what is wrong, its tips, the usage line).
 
 mod common;
 
@@ -291,23 +293,132 @@ fn mem_not_a_multiple_of_2_mib() {
     );
 }
 
+/// Runs `kvmini ARGS`, which clap refuses, and returns all of stderr.
+fn usage_error(args: &[&str]) -> String {
+    let out = output(kvmini().args(args));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert_eq!(text(&out.stdout), "");
+    stderr
+}
+
 #[test]
 fn unknown_flag() {
     assert_eq!(
-        error_line(&["--bogus"]),
-        "kvmini: unexpected argument '--bogus' found (see kvmini --help)"
+        usage_error(&["--bogus"]),
+        "kvmini: unexpected argument '--bogus' found\n\
+         \n\
+         Usage: kvmini [COMMAND]\n\
+         \n\
+         For more information, try '--help'.\n"
     );
     assert_eq!(
-        error_line(&["run", "--bogus", "guest.elf"]),
-        "kvmini: unexpected argument '--bogus' found (see kvmini --help)"
+        usage_error(&["run", "--bogus", "guest.elf"]),
+        "kvmini: unexpected argument '--bogus' found\n\
+         \n  \
+         tip: to pass '--bogus' as a value, use '-- --bogus'\n\
+         \n\
+         Usage: kvmini run [OPTIONS] <GUEST> [-- <ARGS>...]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
+fn misspelt_flag_gets_its_suggestion() {
+    assert_eq!(
+        usage_error(&["run", "--memory", "16M", "guest.elf"]),
+        "kvmini: unexpected argument '--memory' found\n\
+         \n  \
+         tip: a similar argument exists: '--mem'\n  \
+         tip: to pass '--memory' as a value, use '-- --memory'\n\
+         \n\
+         Usage: kvmini run --mem <SIZE> <GUEST> [-- <ARGS>...]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+    assert_eq!(
+        usage_error(&["demo", "--lst"]),
+        "kvmini: unexpected argument '--lst' found\n\
+         \n  \
+         tip: a similar argument exists: '--list'\n\
+         \n\
+         Usage: kvmini demo --list [NAME]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
+fn missing_guest_is_named() {
+    assert_eq!(
+        usage_error(&["run"]),
+        "kvmini: the following required arguments were not provided:\n  \
+         <GUEST>\n\
+         \n\
+         Usage: kvmini run <GUEST> [-- <ARGS>...]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
+fn guest_arguments_need_the_separator() {
+    assert_eq!(
+        usage_error(&["run", "guest.elf", "--verbos"]),
+        "kvmini: unexpected argument '--verbos' found\n\
+         \n  \
+         tip: a similar argument exists: '--verbose'\n  \
+         tip: to pass '--verbos' as a value, use '-- --verbos'\n\
+         \n\
+         Usage: kvmini run --verbose <GUEST> [-- <ARGS>...]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+    assert_eq!(
+        usage_error(&["run", "guest.elf", "first"]),
+        "kvmini: unexpected argument 'first' found\n\
+         \n\
+         Usage: kvmini run [OPTIONS] <GUEST> [-- <ARGS>...]\n\
+         \n\
+         For more information, try '--help'.\n"
     );
 }
 
 #[test]
 fn ring_1() {
+    for ring in ["1", "2"] {
+        assert_eq!(
+            usage_error(&["run", "--ring", ring, "guest.elf"]),
+            format!(
+                "kvmini: invalid value '{ring}' for '--ring <RING>'\n  \
+                 [possible values: 0, 3]\n\
+                 \n\
+                 For more information, try '--help'.\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn option_without_its_value() {
     assert_eq!(
-        error_line(&["run", "--ring", "1", "guest.elf"]),
-        "kvmini: invalid value '1' for '--ring <RING>' (see kvmini --help)"
+        usage_error(&["run", "guest.elf", "--mem"]),
+        "kvmini: a value is required for '--mem <SIZE>' but none was supplied\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
+fn unknown_command() {
+    assert_eq!(
+        usage_error(&["rnu", "guest.elf"]),
+        "kvmini: unrecognized subcommand 'rnu'\n\
+         \n\
+         Usage: kvmini [COMMAND]\n\
+         \n\
+         For more information, try '--help'.\n"
     );
 }
 
@@ -468,9 +579,10 @@ fn bad_timeouts() {
 
 #[test]
 fn max_fds_out_of_range() {
-    let line = option_error(&["--max-fds", "2"]);
-    assert!(
-        line.starts_with("kvmini: invalid value '2' for '--max-fds <N>'"),
-        "{line}"
+    assert_eq!(
+        usage_error(&["run", "--max-fds", "2", "guest.elf"]),
+        "kvmini: invalid value '2' for '--max-fds <N>': 2 is not in 3..=65536\n\
+         \n\
+         For more information, try '--help'.\n"
     );
 }
