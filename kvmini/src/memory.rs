@@ -55,8 +55,18 @@ pub enum MemoryError {
     #[error("cannot set up snapshot-backed guest memory")]
     Backing(#[source] io::Error),
     /// Mapping guest memory with the asked-for backing failed.
-    #[error("cannot map guest memory (for --hugepages: are huge pages reserved in /proc/sys/vm/nr_hugepages?)")]
+    #[error("cannot map guest memory")]
     Map(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The host cannot give guest memory in huge pages: too few are free in
+    /// its pool (`HugePages_Free` in /proc/meminfo), or none at all.
+    #[error("the host cannot back {} of guest memory with 2 MiB huge pages", ByteSize(*size))]
+    HugePages {
+        /// The size asked for.
+        size: u64,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Parses a memory size such as `64M`, `2G`, `4096K` or `2097152`.
@@ -111,8 +121,9 @@ pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
 /// How guest memory is backed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backing {
-    /// Use 2 MiB huge pages (MAP_HUGETLB); fails if the host has none
-    /// reserved (see /proc/sys/vm/nr_hugepages).
+    /// Use 2 MiB huge pages (MAP_HUGETLB). [`allocate_with`] fails with
+    /// [`MemoryError::HugePages`], before any guest runs, unless the host
+    /// can give them all (see /proc/sys/vm/nr_hugepages).
     pub hugepages: bool,
     /// Touch every page up front (MAP_POPULATE), so the guest takes no
     /// page faults on first access.
@@ -138,7 +149,12 @@ pub fn allocate_with(
         size,
         reason: "it does not fit in this host's address space",
     })?;
-    let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+    // Huge pages are reserved when mapped (no MAP_NORESERVE): a mapping the
+    // pool cannot cover fails here rather than with SIGBUS on first touch.
+    let mut flags = libc::MAP_PRIVATE;
+    if !backing.hugepages {
+        flags |= libc::MAP_NORESERVE;
+    }
     if backing.prefault {
         flags |= libc::MAP_POPULATE;
     }
@@ -150,8 +166,16 @@ pub fn allocate_with(
         if backing.hugepages {
             memfd_flags |= rustix::fs::MemfdFlags::HUGETLB;
         }
-        let fd = rustix::fs::memfd_create(c"kvmini-guest", memfd_flags)
-            .map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
+        let fd = rustix::fs::memfd_create(c"kvmini-guest", memfd_flags).map_err(|e| {
+            if backing.hugepages {
+                MemoryError::HugePages {
+                    size,
+                    source: io::Error::from(e),
+                }
+            } else {
+                MemoryError::Backing(io::Error::from(e))
+            }
+        })?;
         rustix::fs::ftruncate(&fd, size).map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
         let file = std::fs::File::from(fd);
         memfd = Some(file.try_clone().map_err(MemoryError::Backing)?);
@@ -162,10 +186,20 @@ pub fn allocate_with(
             flags |= libc::MAP_HUGETLB;
         }
     }
-    let region = builder
-        .with_mmap_flags(flags)
-        .build()
-        .map_err(|e| MemoryError::Map(Box::new(e)))?;
+    let region =
+        builder
+            .with_mmap_flags(flags)
+            .build()
+            .map_err(|e| match (backing.hugepages, e) {
+                (true, vm_memory::mmap::MmapRegionError::Mmap(source)) => {
+                    MemoryError::HugePages { size, source }
+                }
+                (_, e) => MemoryError::Map(Box::new(e)),
+            })?;
+    if backing.hugepages {
+        populate_huge_pages(region.as_ptr(), len)
+            .map_err(|source| MemoryError::HugePages { size, source })?;
+    }
     let region =
         GuestRegionMmap::new(region, GuestAddress(0)).ok_or(MemoryError::SizeNotAllowed {
             size,
@@ -175,6 +209,25 @@ pub fn allocate_with(
         GuestMemoryMmap::from_regions(vec![region]).map_err(|e| MemoryError::Map(Box::new(e)))?;
     let snapshot = memfd.map(|file| Snapshot { file, len });
     Ok((mem, snapshot))
+}
+
+/// Faults in every huge page of the fresh mapping at `ptr..ptr + len`, so
+/// that a pool the reservation at mmap time did not guarantee (a cpuset or
+/// memory policy the pages are not allowed in) is an error now, not a
+/// SIGBUS when the guest or kvmini first touches the page. A kernel
+/// without `MADV_POPULATE_WRITE` (before 5.14) leaves it to the reservation.
+fn populate_huge_pages(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: `ptr..ptr + len` is exactly the mapping just made, which no
+    // one else uses yet; populating it only allocates its (zeroed) pages.
+    let rc = unsafe { libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EINVAL) {
+        return Ok(());
+    }
+    Err(error)
 }
 
 /// The pristine contents of a snapshot-backed guest memory: the memfd under
