@@ -407,7 +407,8 @@ pub fn transfer(
     Ok(total)
 }
 
-/// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`, `1000 bytes`).
+/// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`,
+/// `1000 bytes`, `1 byte`).
 #[derive(Clone, Copy, Debug)]
 pub struct ByteSize(pub u64);
 
@@ -419,7 +420,7 @@ impl fmt::Display for ByteSize {
                 return write!(f, "{} {unit}", n >> shift);
             }
         }
-        write!(f, "{n} bytes")
+        write!(f, "{n} {}", if n == 1 { "byte" } else { "bytes" })
     }
 }
 
@@ -503,5 +504,7 @@ mod tests {
         assert_eq!(ByteSize(64 << 20).to_string(), "64 MiB");
         assert_eq!(ByteSize(5 << 30).to_string(), "5 GiB");
         assert_eq!(ByteSize(1000).to_string(), "1000 bytes");
+        assert_eq!(ByteSize(1).to_string(), "1 byte");
+        assert_eq!(ByteSize(0).to_string(), "0 bytes");
     }
 }
