@@ -795,3 +795,206 @@ fn every_example_runs_and_prints_what_it_should() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A guest of one's own, with `cargo run`
+
+/// The repository root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("kvmini sits in the repository")
+        .to_path_buf()
+}
+
+/// The README's section `heading`, up to the next `## ` heading.
+fn readme_section(heading: &str) -> String {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let start = readme
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading:?} in the README"));
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 4);
+    rest[..end].to_owned()
+}
+
+/// The first fenced block after `marker` in `text`, without its fences.
+fn block_after(text: &str, marker: &str) -> String {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in the README section"));
+    let rest = &text[at..];
+    let open = rest.find("\n```").expect("a fenced block follows") + 4;
+    let body = &rest[open..];
+    let body = &body[body.find('\n').expect("the fence's line ends") + 1..];
+    body[..body.find("```").expect("the block is closed")].to_owned()
+}
+
+/// A `cargo` command for a guest workspace: the cargo running these tests,
+/// none of the environment it set for them that would change the build,
+/// `target` as the target directory, and this build's kvmini first on PATH.
+fn guest_cargo(dir: &Path, target: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let kvmini_dir = Path::new(env!("CARGO_BIN_EXE_kvmini"))
+        .parent()
+        .expect("kvmini's directory")
+        .to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path =
+        std::env::join_paths(std::iter::once(kvmini_dir).chain(std::env::split_paths(&path)))
+            .expect("PATH");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUST_BACKTRACE");
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Checks a finished `cargo run`: status, stdout and stderr exactly.
+fn assert_output(out: &Output, status: i32, stdout: &str, stderr: &str, what: &str) {
+    assert_eq!(
+        (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        (stdout, stderr),
+        "{what}"
+    );
+    assert_eq!(out.status.code(), Some(status), "{what}");
+}
+
+/// The README's guest template (Cargo.toml, build.rs, .cargo/config.toml,
+/// src/main.rs) and the built-in guests' workspace: `cargo run` builds the
+/// guest and runs it in kvmini, arguments and all; a guest's panic goes to
+/// stderr with status 101.
+#[test]
+fn cargo_run_runs_guests_in_kvmini() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let target = tempfile::tempdir().expect("temp dir");
+
+    // The built-in guests' workspace.
+    let out = guest_cargo(&repo().join("guests"), target.path())
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "hello",
+            "--",
+            "a",
+            "b c",
+        ])
+        .output()
+        .expect("cargo starts");
+    assert_output(
+        &out,
+        0,
+        "Hello, world!\n",
+        "",
+        "cargo run -p hello in guests/",
+    );
+
+    // The README's template, word for word, as a crate of one's own.
+    let section = readme_section("Writing a Rust guest");
+    let config = block_after(&section, "`.cargo/config.toml`");
+    let builtin: Vec<String> = fs::read_to_string(repo().join("guests/.cargo/config.toml"))
+        .expect("guests/.cargo/config.toml")
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let documented: Vec<String> = config
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        documented, builtin,
+        "the README's config is the guests' own"
+    );
+
+    let krate = tempfile::tempdir().expect("temp dir");
+    let sdk = repo().join("kvmini-guest");
+    let manifest = block_after(&section, "`Cargo.toml`").replace(
+        "path/to/kvmini/kvmini-guest",
+        sdk.to_str().expect("UTF-8 path"),
+    );
+    fs::create_dir_all(krate.path().join("src")).expect("mkdir");
+    fs::create_dir_all(krate.path().join(".cargo")).expect("mkdir");
+    fs::write(krate.path().join("Cargo.toml"), manifest).expect("write");
+    fs::write(
+        krate.path().join("build.rs"),
+        block_after(&section, "`build.rs`"),
+    )
+    .expect("write");
+    fs::write(krate.path().join(".cargo/config.toml"), config).expect("write");
+    fs::write(
+        krate.path().join("src/main.rs"),
+        block_after(&section, "`src/main.rs`"),
+    )
+    .expect("write");
+
+    // What the README shows: `cargo run --release; echo $?`.
+    let shown = block_after(&section, "With `kvmini` on your PATH");
+    let mut lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.remove(0), "$ cargo run --release; echo $?");
+    let status: i32 = lines.pop().expect("the status").parse().expect("a number");
+    let stdout: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let run = |args: &[&str]| {
+        guest_cargo(krate.path(), target.path())
+            .args(["run", "--quiet", "--release"])
+            .args(args)
+            .output()
+            .expect("cargo starts")
+    };
+    assert_output(&run(&[]), status, &stdout, "", "the README's guest");
+
+    // Arguments, and a panic.
+    let main = r#"#![no_std]
+#![no_main]
+
+use kvmini_guest::println;
+
+kvmini_guest::entry!(main);
+
+fn main() -> i32 {
+    let mut buf = [0u8; 512];
+    let args = kvmini_guest::env::args(&mut buf).expect("the arguments fit");
+    let mut panic = false;
+    for (i, arg) in args.enumerate().skip(1) {
+        let arg = arg.to_str().unwrap_or("?");
+        println!("argument {i}: {arg}");
+        panic |= arg == "panic";
+    }
+    if panic {
+        panic!("asked to, with {} arguments", 3);
+    }
+    0
+}
+"#;
+    fs::write(krate.path().join("src/main.rs"), main).expect("write");
+    assert_output(
+        &run(&["--", "one", "two words", "--stats"]),
+        0,
+        "argument 1: one\nargument 2: two words\nargument 3: --stats\n",
+        "",
+        "a guest's arguments",
+    );
+    assert_output(
+        &run(&["--", "x", "panic", "y"]),
+        101,
+        "argument 1: x\nargument 2: panic\nargument 3: y\n",
+        "guest panicked: panicked at src/main.rs:18:9:\nasked to, with 3 arguments\n",
+        "a guest's panic",
+    );
+}
