@@ -75,8 +75,9 @@ pub struct MachineArgs {
     /// and exits 124
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
-    /// Back guest memory with 2 MiB huge pages (falls back to normal pages,
-    /// with a warning, when the host has none reserved)
+    /// Back guest memory with 2 MiB huge pages, all taken from the host's
+    /// pool before the run (falls back to normal pages, with a warning, when
+    /// the pool cannot give them)
     #[arg(long)]
     pub hugepages: bool,
     /// Touch all guest memory before the run, so the guest takes no page
