@@ -220,7 +220,11 @@ impl SandboxBuilder {
         self
     }
 
-    /// Backs guest memory with huge pages where the host has them.
+    /// Backs guest memory with huge pages where the host has them, all
+    /// taken before the run; otherwise, and for a [`reusable`] sandbox
+    /// (whose snapshot huge pages cannot back), normal pages and a warning.
+    ///
+    /// [`reusable`]: SandboxBuilder::reusable
     pub fn hugepages(mut self, on: bool) -> Self {
         self.backing.hugepages = on;
         self

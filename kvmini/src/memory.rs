@@ -67,6 +67,11 @@ pub enum MemoryError {
         #[source]
         source: io::Error,
     },
+    /// Huge pages were asked for a snapshot-backed (reusable) memory: its
+    /// memfd would live in hugetlbfs, which takes no `write`s, so the
+    /// snapshot could not be frozen.
+    #[error("huge pages cannot back a reusable sandbox's memory (its snapshot file would be on hugetlbfs, which takes no writes)")]
+    HugePagesNotReusable,
 }
 
 /// Parses a memory size such as `64M`, `2G`, `4096K` or `2097152`.
@@ -123,7 +128,8 @@ pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
 pub struct Backing {
     /// Use 2 MiB huge pages (MAP_HUGETLB). [`allocate_with`] fails with
     /// [`MemoryError::HugePages`], before any guest runs, unless the host
-    /// can give them all (see /proc/sys/vm/nr_hugepages).
+    /// can give them all (see /proc/sys/vm/nr_hugepages), and with
+    /// [`MemoryError::HugePagesNotReusable`] together with `snapshot`.
     pub hugepages: bool,
     /// Touch every page up front (MAP_POPULATE), so the guest takes no
     /// page faults on first access.
@@ -145,6 +151,9 @@ pub fn allocate_with(
         return Ok((allocate(size)?, None));
     }
     check_size(size)?;
+    if backing.snapshot && backing.hugepages {
+        return Err(MemoryError::HugePagesNotReusable);
+    }
     let len = usize::try_from(size).map_err(|_| MemoryError::SizeNotAllowed {
         size,
         reason: "it does not fit in this host's address space",
@@ -162,20 +171,8 @@ pub fn allocate_with(
         MmapRegionBuilder::new(len).with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE);
     let mut memfd = None;
     if backing.snapshot {
-        let mut memfd_flags = rustix::fs::MemfdFlags::CLOEXEC;
-        if backing.hugepages {
-            memfd_flags |= rustix::fs::MemfdFlags::HUGETLB;
-        }
-        let fd = rustix::fs::memfd_create(c"kvmini-guest", memfd_flags).map_err(|e| {
-            if backing.hugepages {
-                MemoryError::HugePages {
-                    size,
-                    source: io::Error::from(e),
-                }
-            } else {
-                MemoryError::Backing(io::Error::from(e))
-            }
-        })?;
+        let fd = rustix::fs::memfd_create(c"kvmini-guest", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
         rustix::fs::ftruncate(&fd, size).map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
         let file = std::fs::File::from(fd);
         memfd = Some(file.try_clone().map_err(MemoryError::Backing)?);

@@ -227,6 +227,14 @@ fn allocate_memory(
             };
             Ok(memory::allocate_with(config.mem_size, backing)?)
         }
+        Err(e @ memory::MemoryError::HugePagesNotReusable) => {
+            let _ = writeln!(warnings, "kvmini: {e}; using normal pages");
+            let backing = memory::Backing {
+                hugepages: false,
+                ..config.backing
+            };
+            Ok(memory::allocate_with(config.mem_size, backing)?)
+        }
         other => Ok(other?),
     }
 }
