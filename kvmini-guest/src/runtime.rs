@@ -4,9 +4,11 @@
 
 use core::arch::asm;
 
+/// A panic is an error: its message goes to stderr (descriptor 2), the
+/// run ends with status 101, as a Rust program's panic does.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    crate::println!("guest panicked: {info}");
+    crate::print::print_stderr(format_args!("guest panicked: {info}\n"));
     crate::hypercall::exit(101)
 }
 

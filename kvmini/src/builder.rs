@@ -136,7 +136,7 @@ impl SandboxBuilder {
         self
     }
 
-    /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`]).
+    /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`](crate::outcome::Ending::TimedOut)).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
@@ -199,8 +199,8 @@ impl SandboxBuilder {
         self
     }
 
-    /// Measures time in the guest and in kvmini ([`Stats::guest_time`],
-    /// [`Stats::vmm_time`]); two clock reads per exit.
+    /// Measures time in the guest and in kvmini ([`Stats::guest_time`](crate::outcome::Stats::guest_time),
+    /// [`Stats::vmm_time`](crate::outcome::Stats::vmm_time)); two clock reads per exit.
     pub fn timing(mut self, on: bool) -> Self {
         self.timing = on;
         self
@@ -220,7 +220,11 @@ impl SandboxBuilder {
         self
     }
 
-    /// Backs guest memory with huge pages where the host has them.
+    /// Backs guest memory with huge pages where the host has them, all
+    /// taken before the run; otherwise, and for a [`reusable`] sandbox
+    /// (whose snapshot huge pages cannot back), normal pages and a warning.
+    ///
+    /// [`reusable`]: SandboxBuilder::reusable
     pub fn hugepages(mut self, on: bool) -> Self {
         self.backing.hugepages = on;
         self

@@ -75,8 +75,9 @@ pub struct MachineArgs {
     /// and exits 124
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
-    /// Back guest memory with 2 MiB huge pages (falls back to normal pages,
-    /// with a warning, when the host has none reserved)
+    /// Back guest memory with 2 MiB huge pages, all taken from the host's
+    /// pool before the run (falls back to normal pages, with a warning, when
+    /// the pool cannot give them)
     #[arg(long)]
     pub hugepages: bool,
     /// Touch all guest memory before the run, so the guest takes no page
@@ -139,6 +140,18 @@ pub enum CliError {
     /// The guest path is a directory.
     #[error("guest {} is a directory, not a guest image", .0.display())]
     GuestIsDirectory(PathBuf),
+    /// The guest file is not an ELF file, and `--flat` was not given.
+    #[error("{}: not an ELF file (to run a flat binary, add --flat)", .0.display())]
+    NotElf(PathBuf),
+    /// The guest file is an ELF file kvmini cannot run.
+    #[error("{}", .path.display())]
+    Image {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: crate::loader::LoaderError,
+    },
     /// The demo's temporary directory could not be made.
     #[error("cannot create the demo directory {}", .path.display())]
     DemoDir {
@@ -177,7 +190,8 @@ pub enum CliError {
 }
 
 /// Parses the command line. Help and version go to stdout with status 0;
-/// any other parse error is one line on stderr and status 125.
+/// any other parse error is clap's whole message (what is wrong, its tips,
+/// the usage line) on stderr, as kvmini's, and status 125.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> {
     Cli::try_parse_from(args).map_err(|e| {
         use clap::error::ErrorKind;
@@ -187,17 +201,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> 
                 ExitCode::SUCCESS
             }
             _ => {
-                let rendered = e.render().to_string();
-                let first = rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid command line")
-                    .trim_start_matches("error: ");
-                eprintln!("kvmini: {first} (see kvmini --help)");
+                let _ = std::io::stderr().write_all(usage_error(&e).as_bytes());
                 ExitCode::from(STATUS_KVMINI_ERROR)
             }
         }
     })
+}
+
+/// clap's message for a bad command line, all of it, with kvmini's prefix
+/// in place of clap's `error: `.
+fn usage_error(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let body = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    let mut text = format!("kvmini: {}", body.trim_end());
+    text.push('\n');
+    text
 }
 
 /// The stop handle that SIGINT and SIGTERM trigger: shared by every
@@ -339,14 +357,25 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
         .map(|a| a.as_encoded_bytes().to_vec())
         .collect();
+    let image_error = |source| match source {
+        crate::loader::LoaderError::NotElf => CliError::NotElf(args.guest.clone()),
+        source => CliError::Image {
+            path: args.guest.clone(),
+            source,
+        },
+    };
     config.image = if args.flat {
         Image::Flat(bytes)
     } else {
-        crate::loader::parse_elf(&bytes).map_err(crate::sandbox::SandboxError::from)?;
+        crate::loader::parse_elf(&bytes).map_err(image_error)?;
         Image::Elf(bytes)
     };
     let kvm = Kvm::open()?;
-    boot(&kvm, config, &args.machine)
+    // Loading can still refuse the image (a segment beyond --mem): name it.
+    boot(&kvm, config, &args.machine).map_err(|e| match e {
+        CliError::Sandbox(crate::sandbox::SandboxError::Loader(source)) => image_error(source),
+        e => e,
+    })
 }
 
 fn boot(kvm: &Kvm, config: Config, args: &MachineArgs) -> Result<u8, CliError> {
@@ -355,7 +384,7 @@ fn boot(kvm: &Kvm, config: Config, args: &MachineArgs) -> Result<u8, CliError> {
         print_setup(&mut sandbox);
     }
     let outcome = sandbox.run()?;
-    report(&outcome, args.stats);
+    report(&outcome, args.stats, None);
     Ok(outcome.ending.status())
 }
 
@@ -375,13 +404,61 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
         .map(|guest| machine_config(demo_image(guest, args.machine.mode)?, &args.machine))
         .collect::<Result<Vec<_>, _>>()?;
     let kvm = Kvm::open()?;
+    // One guest prints as `kvmini run` would; several, as the tour does.
+    let sections = selected.len() > 1;
+    let listing = Listing {
+        verbose: args.machine.verbose,
+        stats: args.machine.stats,
+    };
+    in_turn(&kvm, selected.into_iter().zip(configs), listing, sections)
+}
+
+/// What is printed about each run besides the guest's own output.
+#[derive(Clone, Copy, Debug, Default)]
+struct Listing {
+    /// `--verbose`: the memory map and vCPU setup first.
+    verbose: bool,
+    /// `--stats`: the counts and times after.
+    stats: bool,
+}
+
+/// Runs built-in guests one after the other, with their machine options.
+/// With `sections`, each guest's output, and its `--stats`, comes between
+/// a header that names it and a footer with its summary, as in the tour.
+/// Returns the first non-zero status, or a signal's at once.
+fn in_turn<'g>(
+    kvm: &Kvm,
+    runs: impl IntoIterator<Item = (&'g BuiltinGuest, Config)>,
+    listing: Listing,
+    sections: bool,
+) -> Result<u8, CliError> {
+    let runs: Vec<_> = runs.into_iter().collect();
+    let total = runs.len();
     let mut worst = 0;
-    for (guest, mut config) in selected.iter().zip(configs) {
+    for (i, (guest, mut config)) in runs.into_iter().enumerate() {
+        if sections {
+            if i > 0 {
+                println!();
+            }
+            println!("=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
+            let _ = std::io::stdout().flush();
+        }
         let dir = DemoDir::grant(guest, &mut config)?;
-        let status = boot(&kvm, config, &args.machine)?;
+        let mut sandbox = Sandbox::new(kvm, config)?;
+        if listing.verbose {
+            print_setup(&mut sandbox);
+        }
+        let outcome = sandbox.run()?;
+        drop(sandbox);
         if let Some(dir) = dir {
             dir.show();
         }
+        let _ = std::io::stdout().flush();
+        report(&outcome, listing.stats, sections.then_some(guest.name));
+        if sections {
+            println!("--- {}: {}", guest.name, summary(&outcome));
+        }
+        let status = outcome.ending.status();
         if stopped_by_signal(status) {
             return Ok(status);
         }
@@ -410,31 +487,13 @@ fn tour() -> Result<u8, CliError> {
     let kvm = Kvm::open()?;
     println!("kvmini demo tour: each guest runs in its own KVM virtual machine, at ring 3.");
     println!("(kvmini demo --list shows the guests; kvmini run GUEST.elf runs your own.)");
-    let total = guests::ALL.len();
-    let mut worst = 0;
-    for (i, guest) in guests::ALL.iter().enumerate() {
-        println!("\n=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
-        let _ = std::io::stdout().flush();
+    println!();
+    let runs = guests::ALL.iter().map(|guest| {
         let mut config = Config::new(Image::Elf(guest.elf.to_vec()));
         config.stop = signal_stop_handle().clone();
-        let dir = DemoDir::grant(guest, &mut config)?;
-        let mut sandbox = Sandbox::new(&kvm, config)?;
-        let outcome = sandbox.run()?;
-        drop(sandbox);
-        if let Some(dir) = dir {
-            dir.show();
-        }
-        println!("--- {}: {}", guest.name, summary(&outcome));
-        report_failure(&outcome);
-        let status = outcome.ending.status();
-        if stopped_by_signal(status) {
-            return Ok(status);
-        }
-        if worst == 0 {
-            worst = status;
-        }
-    }
-    Ok(worst)
+        (guest, config)
+    });
+    in_turn(&kvm, runs, Listing::default(), true)
 }
 
 /// The directory a file-using demo guest sees as `/`: the user's first
@@ -511,7 +570,7 @@ fn list_tree(root: &std::path::Path, dir: &std::path::Path) {
                 println!("  {shown}/");
                 list_tree(root, &path);
             }
-            Ok(meta) => println!("  {shown} ({} bytes)", meta.len()),
+            Ok(meta) => println!("  {shown} ({})", counted(meta.len(), "byte", "bytes")),
             Err(_) => println!("  {shown}"),
         }
     }
@@ -520,6 +579,11 @@ fn list_tree(root: &std::path::Path, dir: &std::path::Path) {
 /// Statuses 129 and up mean kvmini was told to stop: later guests are not run.
 fn stopped_by_signal(status: u8) -> bool {
     status > 128
+}
+
+/// `n` and the word for it: `1 exit`, `2 exits`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn summary(outcome: &Outcome) -> String {
@@ -532,8 +596,8 @@ fn summary(outcome: &Outcome) -> String {
         Ending::Stopped(sig) => format!("stopped by {}", signal_name(*sig)),
     };
     format!(
-        "{ending} after {} exits ({}), RAX = {}, status {}",
-        outcome.stats.exits,
+        "{ending} after {} ({}), RAX = {}, status {}",
+        counted(outcome.stats.exits, "exit", "exits"),
         by_hypercall(outcome),
         outcome.regs.rax,
         outcome.ending.status()
@@ -574,39 +638,48 @@ fn report_failure(outcome: &Outcome) {
         }
         Ending::TimedOut(limit) => {
             eprintln!(
-                "kvmini: guest timed out after {limit:?} ({} exits); stopped at rip {:#x}",
-                outcome.stats.exits, outcome.regs.rip
+                "kvmini: guest timed out after {limit:?} ({}); stopped at rip {:#x}",
+                counted(outcome.stats.exits, "exit", "exits"),
+                outcome.regs.rip
             );
         }
         Ending::Stopped(sig) => {
             eprintln!(
-                "kvmini: guest stopped by {} ({} exits)",
+                "kvmini: guest stopped by {} ({})",
                 signal_name(*sig),
-                outcome.stats.exits
+                counted(outcome.stats.exits, "exit", "exits")
             );
         }
         Ending::Exited(_) | Ending::Halted => {}
     }
 }
 
-fn report(outcome: &Outcome, stats: bool) {
+/// How the run ended if badly, and with `stats` its counts and times, each
+/// line marked with `guest` when there is one to tell apart from others.
+fn report(outcome: &Outcome, stats: bool, guest: Option<&str>) {
     report_failure(outcome);
     if !stats {
         return;
     }
+    let who = guest.map(|name| format!(" {name}:")).unwrap_or_default();
     let s = &outcome.stats;
     eprintln!(
-        "kvmini: {} exits: io {}, hlt {}, mmio {}, other {}; {} interruptions",
-        s.exits, s.io_exits, s.hlt_exits, s.mmio_exits, s.other_exits, s.interruptions
+        "kvmini:{who} {}: io {}, hlt {}, mmio {}, other {}; {}",
+        counted(s.exits, "exit", "exits"),
+        s.io_exits,
+        s.hlt_exits,
+        s.mmio_exits,
+        s.other_exits,
+        counted(s.interruptions, "interruption", "interruptions")
     );
-    eprintln!("kvmini: by hypercall: {}", by_hypercall(outcome));
+    eprintln!("kvmini:{who} by hypercall: {}", by_hypercall(outcome));
     eprintln!(
-        "kvmini: time in guest {:.3} ms, in kvmini {:.3} ms",
+        "kvmini:{who} time in guest {:.3} ms, in kvmini {:.3} ms",
         s.guest_time.as_secs_f64() * 1e3,
         s.vmm_time.as_secs_f64() * 1e3
     );
     eprintln!(
-        "kvmini: final rip={:#x} rax={:#x} ({}), status {}",
+        "kvmini:{who} final rip={:#x} rax={:#x} ({}), status {}",
         outcome.regs.rip,
         outcome.regs.rax,
         outcome.regs.rax,
@@ -640,10 +713,10 @@ fn print_setup(sandbox: &mut Sandbox) {
     let image = sandbox.image();
     for seg in &image.segments {
         eprintln!(
-            "  segment {:#x}..{:#x} ({} bytes from the file, flags {})",
+            "  segment {:#x}..{:#x} ({} from the file, flags {})",
             seg.vaddr,
             seg.vaddr + seg.mem_size,
-            seg.file_size,
+            counted(seg.file_size, "byte", "bytes"),
             seg.flags
         );
     }

@@ -117,7 +117,7 @@ pub struct ElfInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     /// The file ends before the 64-byte ELF header does.
-    #[error("file too short for an ELF header: {len} bytes, need 64")]
+    #[error("file too short for an ELF header: {}, need 64", crate::memory::ByteSize(*len as u64))]
     TruncatedHeader {
         /// File length in bytes.
         len: usize,
@@ -146,8 +146,11 @@ pub enum LoaderError {
         /// The file's e_machine.
         machine: u16,
     },
-    /// ET_DYN: a PIE executable or a shared library.
-    #[error("position-independent (PIE) or shared object: link the guest with -static -no-pie")]
+    /// ET_DYN without an interpreter: a static PIE or a shared library.
+    #[error(
+        "position-independent executable (static PIE) or shared object: kvmini runs \
+         executables linked at a fixed address; link the guest with -static -no-pie"
+    )]
     PositionIndependent,
     /// e_type is neither ET_EXEC nor ET_DYN.
     #[error(
@@ -158,9 +161,19 @@ pub enum LoaderError {
         /// The file's e_type.
         e_type: u16,
     },
-    /// A PT_INTERP or PT_DYNAMIC program header is present.
-    #[error("dynamically linked: link the guest with -static")]
+    /// A PT_INTERP program header is present: the file asks for a dynamic
+    /// loader, as an ordinary Linux program does (PIE or not).
+    #[error(
+        "this is a dynamically linked Linux program: kvmini runs static programs written \
+         for it, with its guest SDK (link the guest with -static -no-pie)"
+    )]
     DynamicallyLinked,
+    /// An ET_EXEC file with a PT_DYNAMIC program header and no interpreter:
+    /// dynamic relocations kvmini would not apply.
+    #[error(
+        "the executable has a dynamic section (PT_DYNAMIC): link the guest with -static -no-pie"
+    )]
+    DynamicSection,
     /// e_phentsize is smaller than an ELF64 program header.
     #[error("program header entry size {size} is too small: ELF64 needs at least 56")]
     BadPhentsize {
@@ -169,8 +182,9 @@ pub enum LoaderError {
     },
     /// The program header table does not lie within the file.
     #[error(
-        "program header table ({count} entries of {entsize} bytes at offset {offset:#x}) \
-         lies outside the {file_len}-byte file"
+        "program header table ({count} {} of {entsize} bytes at offset {offset:#x}) \
+         lies outside the {file_len}-byte file",
+        if *.count == 1 { "entry" } else { "entries" }
     )]
     PhdrsOutOfFile {
         /// e_phoff.
@@ -404,12 +418,15 @@ fn parse(bytes: &[u8]) -> Result<(ElfInfo, Vec<&[u8]>), LoaderError> {
     if e_machine != EM_X86_64 {
         return Err(LoaderError::WrongMachine { machine: e_machine });
     }
-    match e_type {
-        ET_EXEC => {}
-        ET_DYN => return Err(LoaderError::PositionIndependent),
-        t => return Err(LoaderError::NotExecutable { e_type: t }),
+    // ET_DYN is refused below, once the program headers tell a dynamically
+    // linked program (the usual host program) from a static PIE.
+    if !matches!(e_type, ET_EXEC | ET_DYN) {
+        return Err(LoaderError::NotExecutable { e_type });
     }
     if e_phnum == 0 {
+        if e_type == ET_DYN {
+            return Err(LoaderError::PositionIndependent);
+        }
         return Err(LoaderError::NoLoadSegments);
     }
     if e_phentsize < PHDR_SIZE {
@@ -430,10 +447,15 @@ fn parse(bytes: &[u8]) -> Result<(ElfInfo, Vec<&[u8]>), LoaderError> {
     // Every entry is at least PHDR_SIZE (56) bytes, so the fixed-offset reads below succeed.
     let phdrs = table.chunks_exact(usize::from(e_phentsize));
     // Dynamic linking is checked first: it is the root cause of any odd-looking segments.
-    for ph in phdrs.clone() {
-        if matches!(rd_u32(ph, 0), Some(PT_INTERP | PT_DYNAMIC)) {
-            return Err(LoaderError::DynamicallyLinked);
-        }
+    let has = |p_type| phdrs.clone().any(|ph| rd_u32(ph, 0) == Some(p_type));
+    if has(PT_INTERP) {
+        return Err(LoaderError::DynamicallyLinked);
+    }
+    if e_type == ET_DYN {
+        return Err(LoaderError::PositionIndependent);
+    }
+    if has(PT_DYNAMIC) {
+        return Err(LoaderError::DynamicSection);
     }
 
     let mut segments = Vec::new();
@@ -969,8 +991,18 @@ mod tests {
         assert!(matches!(e, LoaderError::PositionIndependent));
         assert_eq!(
             e.to_string(),
-            "position-independent (PIE) or shared object: link the guest with -static -no-pie"
+            "position-independent executable (static PIE) or shared object: kvmini runs \
+             executables linked at a fixed address; link the guest with -static -no-pie"
         );
+        // A static PIE has a dynamic section but no interpreter.
+        set32(&mut v, ph_off(3), PT_DYNAMIC);
+        assert!(matches!(parse_err(&v), LoaderError::PositionIndependent));
+        // A dynamically linked PIE (what most host programs are) says so.
+        set32(&mut v, ph_off(3), PT_INTERP);
+        assert!(matches!(parse_err(&v), LoaderError::DynamicallyLinked));
+        // So does a shared object with no program headers at all.
+        set16(&mut v, 56, 0);
+        assert!(matches!(parse_err(&v), LoaderError::PositionIndependent));
     }
 
     #[test]
@@ -991,17 +1023,24 @@ mod tests {
 
     #[test]
     fn rejects_dynamic_linking() {
-        for p_type in [PT_INTERP, PT_DYNAMIC] {
-            let mut v = valid();
-            // Turn the PT_NOTE header into PT_INTERP / PT_DYNAMIC.
-            set32(&mut v, ph_off(3), p_type);
-            let e = parse_err(&v);
-            assert!(matches!(e, LoaderError::DynamicallyLinked));
-            assert_eq!(
-                e.to_string(),
-                "dynamically linked: link the guest with -static"
-            );
-        }
+        let mut v = valid();
+        // Turn the PT_NOTE header into PT_INTERP.
+        set32(&mut v, ph_off(3), PT_INTERP);
+        let e = parse_err(&v);
+        assert!(matches!(e, LoaderError::DynamicallyLinked));
+        assert_eq!(
+            e.to_string(),
+            "this is a dynamically linked Linux program: kvmini runs static programs written \
+             for it, with its guest SDK (link the guest with -static -no-pie)"
+        );
+        // A dynamic section without an interpreter.
+        set32(&mut v, ph_off(3), PT_DYNAMIC);
+        let e = parse_err(&v);
+        assert!(matches!(e, LoaderError::DynamicSection));
+        assert_eq!(
+            e.to_string(),
+            "the executable has a dynamic section (PT_DYNAMIC): link the guest with -static -no-pie"
+        );
         // Reported even when a PT_LOAD earlier in the table is also broken.
         let mut v = valid();
         set32(&mut v, ph_off(3), PT_INTERP);
@@ -1463,6 +1502,7 @@ mod tests {
             LoaderError::PositionIndependent,
             LoaderError::NotExecutable { e_type: 1 },
             LoaderError::DynamicallyLinked,
+            LoaderError::DynamicSection,
             LoaderError::BadPhentsize { size: 1 },
             LoaderError::PhdrsOutOfFile {
                 offset: 1,

@@ -55,8 +55,23 @@ pub enum MemoryError {
     #[error("cannot set up snapshot-backed guest memory")]
     Backing(#[source] io::Error),
     /// Mapping guest memory with the asked-for backing failed.
-    #[error("cannot map guest memory (for --hugepages: are huge pages reserved in /proc/sys/vm/nr_hugepages?)")]
+    #[error("cannot map guest memory")]
     Map(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The host cannot give guest memory in huge pages: too few are free in
+    /// its pool (`HugePages_Free` in /proc/meminfo), or none at all.
+    #[error("the host cannot back {} of guest memory with 2 MiB huge pages", ByteSize(*size))]
+    HugePages {
+        /// The size asked for.
+        size: u64,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// Huge pages were asked for a snapshot-backed (reusable) memory: its
+    /// memfd would live in hugetlbfs, which takes no `write`s, so the
+    /// snapshot could not be frozen.
+    #[error("huge pages cannot back a reusable sandbox's memory (its snapshot file would be on hugetlbfs, which takes no writes)")]
+    HugePagesNotReusable,
 }
 
 /// Parses a memory size such as `64M`, `2G`, `4096K` or `2097152`.
@@ -111,8 +126,10 @@ pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
 /// How guest memory is backed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backing {
-    /// Use 2 MiB huge pages (MAP_HUGETLB); fails if the host has none
-    /// reserved (see /proc/sys/vm/nr_hugepages).
+    /// Use 2 MiB huge pages (MAP_HUGETLB). [`allocate_with`] fails with
+    /// [`MemoryError::HugePages`], before any guest runs, unless the host
+    /// can give them all (see /proc/sys/vm/nr_hugepages), and with
+    /// [`MemoryError::HugePagesNotReusable`] together with `snapshot`.
     pub hugepages: bool,
     /// Touch every page up front (MAP_POPULATE), so the guest takes no
     /// page faults on first access.
@@ -134,11 +151,19 @@ pub fn allocate_with(
         return Ok((allocate(size)?, None));
     }
     check_size(size)?;
+    if backing.snapshot && backing.hugepages {
+        return Err(MemoryError::HugePagesNotReusable);
+    }
     let len = usize::try_from(size).map_err(|_| MemoryError::SizeNotAllowed {
         size,
         reason: "it does not fit in this host's address space",
     })?;
-    let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+    // Huge pages are reserved when mapped (no MAP_NORESERVE): a mapping the
+    // pool cannot cover fails here rather than with SIGBUS on first touch.
+    let mut flags = libc::MAP_PRIVATE;
+    if !backing.hugepages {
+        flags |= libc::MAP_NORESERVE;
+    }
     if backing.prefault {
         flags |= libc::MAP_POPULATE;
     }
@@ -146,11 +171,7 @@ pub fn allocate_with(
         MmapRegionBuilder::new(len).with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE);
     let mut memfd = None;
     if backing.snapshot {
-        let mut memfd_flags = rustix::fs::MemfdFlags::CLOEXEC;
-        if backing.hugepages {
-            memfd_flags |= rustix::fs::MemfdFlags::HUGETLB;
-        }
-        let fd = rustix::fs::memfd_create(c"kvmini-guest", memfd_flags)
+        let fd = rustix::fs::memfd_create(c"kvmini-guest", rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
         rustix::fs::ftruncate(&fd, size).map_err(|e| MemoryError::Backing(io::Error::from(e)))?;
         let file = std::fs::File::from(fd);
@@ -162,10 +183,20 @@ pub fn allocate_with(
             flags |= libc::MAP_HUGETLB;
         }
     }
-    let region = builder
-        .with_mmap_flags(flags)
-        .build()
-        .map_err(|e| MemoryError::Map(Box::new(e)))?;
+    let region =
+        builder
+            .with_mmap_flags(flags)
+            .build()
+            .map_err(|e| match (backing.hugepages, e) {
+                (true, vm_memory::mmap::MmapRegionError::Mmap(source)) => {
+                    MemoryError::HugePages { size, source }
+                }
+                (_, e) => MemoryError::Map(Box::new(e)),
+            })?;
+    if backing.hugepages {
+        populate_huge_pages(region.as_ptr(), len)
+            .map_err(|source| MemoryError::HugePages { size, source })?;
+    }
     let region =
         GuestRegionMmap::new(region, GuestAddress(0)).ok_or(MemoryError::SizeNotAllowed {
             size,
@@ -175,6 +206,25 @@ pub fn allocate_with(
         GuestMemoryMmap::from_regions(vec![region]).map_err(|e| MemoryError::Map(Box::new(e)))?;
     let snapshot = memfd.map(|file| Snapshot { file, len });
     Ok((mem, snapshot))
+}
+
+/// Faults in every huge page of the fresh mapping at `ptr..ptr + len`, so
+/// that a pool the reservation at mmap time did not guarantee (a cpuset or
+/// memory policy the pages are not allowed in) is an error now, not a
+/// SIGBUS when the guest or kvmini first touches the page. A kernel
+/// without `MADV_POPULATE_WRITE` (before 5.14) leaves it to the reservation.
+fn populate_huge_pages(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: `ptr..ptr + len` is exactly the mapping just made, which no
+    // one else uses yet; populating it only allocates its (zeroed) pages.
+    let rc = unsafe { libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EINVAL) {
+        return Ok(());
+    }
+    Err(error)
 }
 
 /// The pristine contents of a snapshot-backed guest memory: the memfd under
@@ -354,7 +404,8 @@ pub fn transfer(
     Ok(total)
 }
 
-/// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`, `1000 bytes`).
+/// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`,
+/// `1000 bytes`, `1 byte`).
 #[derive(Clone, Copy, Debug)]
 pub struct ByteSize(pub u64);
 
@@ -366,7 +417,7 @@ impl fmt::Display for ByteSize {
                 return write!(f, "{} {unit}", n >> shift);
             }
         }
-        write!(f, "{n} bytes")
+        write!(f, "{n} {}", if n == 1 { "byte" } else { "bytes" })
     }
 }
 
@@ -450,5 +501,7 @@ mod tests {
         assert_eq!(ByteSize(64 << 20).to_string(), "64 MiB");
         assert_eq!(ByteSize(5 << 30).to_string(), "5 GiB");
         assert_eq!(ByteSize(1000).to_string(), "1000 bytes");
+        assert_eq!(ByteSize(1).to_string(), "1 byte");
+        assert_eq!(ByteSize(0).to_string(), "0 bytes");
     }
 }

@@ -237,7 +237,7 @@ pub struct Stats {
     pub vmm_time: Duration,
 }
 
-/// The result of [`Sandbox::run`].
+/// The result of [`Sandbox::run`](crate::sandbox::Sandbox::run).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     /// How the guest ended.

@@ -215,18 +215,28 @@ struct Reusable {
 }
 
 /// Allocates guest memory as `config` asks; huge pages fall back to normal
-/// pages with a warning when the host has none.
+/// pages with a warning when the host cannot give them.
 fn allocate_memory(
     config: &Config,
     warnings: &mut dyn Write,
 ) -> Result<(memory::GuestMemory, Option<memory::Snapshot>), SandboxError> {
     match memory::allocate_with(config.mem_size, config.backing) {
-        Err(memory::MemoryError::Map(e)) if config.backing.hugepages => {
+        Err(e @ memory::MemoryError::HugePages { .. }) => {
+            let why = std::error::Error::source(&e).map(ToString::to_string);
             let _ = writeln!(
                 warnings,
-                "kvmini: no huge pages for guest memory ({e}); using normal pages \
-                 (reserve some with: echo N > /proc/sys/vm/nr_hugepages)"
+                "kvmini: {e} ({}); using normal pages (see HugePages_Free in /proc/meminfo; \
+                 reserve huge pages with: echo N > /proc/sys/vm/nr_hugepages)",
+                why.unwrap_or_default()
             );
+            let backing = memory::Backing {
+                hugepages: false,
+                ..config.backing
+            };
+            Ok(memory::allocate_with(config.mem_size, backing)?)
+        }
+        Err(e @ memory::MemoryError::HugePagesNotReusable) => {
+            let _ = writeln!(warnings, "kvmini: {e}; using normal pages");
             let backing = memory::Backing {
                 hugepages: false,
                 ..config.backing

@@ -1167,7 +1167,7 @@ fn a_guest_blocked_reading_kvmini_stdin_ends_at_the_timeout() {
     assert_eq!(text(&out.stdout), "");
     assert_eq!(
         text(&out.stderr),
-        "kvmini: guest timed out after 1s (1 exits); stopped at rip 0x22\n"
+        "kvmini: guest timed out after 1s (1 exit); stopped at rip 0x22\n"
     );
 }
 

@@ -1,7 +1,9 @@
 //! The filesystem hypercalls at work: several files open at once, written,
 //! sought, read back and displayed, a directory created and listed, a file
 //! renamed into it, and the errors a program meets, all through the
-//! directory granted with `--dir` (which the guest sees as `/`).
+//! directory granted with `--dir` (which the guest sees as `/`). It can run
+//! again in the same directory: it overwrites its own files. A failure
+//! names the operation and the path, on stderr, and the status is 1.
 #![no_std]
 #![no_main]
 
@@ -18,10 +20,38 @@ kvmini_guest::entry!(main);
 fn main() -> i32 {
     match demo() {
         Ok(()) => 0,
-        Err(e) => {
-            println!("files demo failed: {e}");
+        Err(failure) => {
+            let mut stderr = File::from_raw_fd(2);
+            // If stderr is gone too, the status still says it failed.
+            let _ = writeln!(stderr, "files demo failed: {failure}");
+            let _ = stderr.into_raw_fd();
             1
         }
+    }
+}
+
+/// A call that failed: what it was, on which path, and the error.
+struct Failure {
+    call: &'static str,
+    path: &'static str,
+    error: fs::Errno,
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (call, path, e) = (self.call, self.path, self.error);
+        write!(f, "{call} {path}: -{} ({e})", e.0)
+    }
+}
+
+/// Names the call and path behind an error.
+trait Context<T> {
+    fn at(self, call: &'static str, path: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> Context<T> for fs::Result<T> {
+    fn at(self, call: &'static str, path: &'static str) -> Result<T, Failure> {
+        self.map_err(|error| Failure { call, path, error })
     }
 }
 
@@ -41,32 +71,46 @@ fn outcome(result: fs::Result<()>) -> Shown {
     Shown(result)
 }
 
-fn demo() -> fs::Result<()> {
+fn demo() -> Result<(), Failure> {
     // Two files open at once: descriptors 3 and 4, the lowest free ones.
     let mut notes = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(c"/notes.txt")?;
-    let mut squares = File::create(c"/squares.txt")?;
+        .open(c"/notes.txt")
+        .at("open", "/notes.txt")?;
+    let mut squares = File::create(c"/squares.txt").at("create", "/squares.txt")?;
+    // What an earlier run left that this one would not overwrite before
+    // it lists the directory.
+    match fs::remove_file(c"/batch.txt") {
+        Ok(()) | Err(fs::Errno::ENOENT) => {}
+        Err(e) => return Err(e).at("unlink", "/batch.txt"),
+    }
+
     println!(
         "opened /notes.txt as fd {} and /squares.txt as fd {}",
         notes.as_raw_fd(),
         squares.as_raw_fd()
     );
 
-    notes.write_all(b"kvmini keeps this file on the host.\n")?;
+    notes
+        .write_all(b"kvmini keeps this file on the host.\n")
+        .at("write", "/notes.txt")?;
     for n in 1..=5u32 {
-        writeln!(squares, "{n} squared is {}", n * n).map_err(|_| fs::Errno::EIO)?;
-        writeln!(notes, "line {n}").map_err(|_| fs::Errno::EIO)?;
+        writeln!(squares, "{n} squared is {}", n * n)
+            .map_err(|_| fs::Errno::EIO)
+            .at("write", "/squares.txt")?;
+        writeln!(notes, "line {n}")
+            .map_err(|_| fs::Errno::EIO)
+            .at("write", "/notes.txt")?;
     }
     drop(squares);
 
     // Seek back and read what was written, through the same descriptor.
-    notes.seek(SeekFrom::Start(0))?;
+    notes.seek(SeekFrom::Start(0)).at("lseek", "/notes.txt")?;
     let mut buf = [0u8; 256];
-    let n = notes.read(&mut buf)?;
+    let n = notes.read(&mut buf).at("read", "/notes.txt")?;
     println!("read {n} bytes back from /notes.txt:");
     print!(
         "{}",
@@ -74,23 +118,31 @@ fn demo() -> fs::Result<()> {
     );
 
     // pread does not move the offset: read the first line again.
-    let first = notes.read_at(&mut buf[..36], 0)?;
+    let first = notes.read_at(&mut buf[..36], 0).at("pread", "/notes.txt")?;
     println!(
         "pread at offset 0: {:?}",
         core::str::from_utf8(&buf[..first - 1]).unwrap_or("")
     );
-    println!("/notes.txt is {} bytes", notes.metadata()?.len());
+    let size = notes.metadata().at("fstat", "/notes.txt")?.len();
+    println!("/notes.txt is {size} bytes");
 
-    // A directory, and a rename into it.
-    fs::create_dir(c"/reports")?;
-    fs::rename(c"/squares.txt", c"/reports/squares.txt")?;
-    let size = fs::metadata(c"/reports/squares.txt")?.len();
+    // A directory (there already if an earlier run made it), and a rename
+    // into it.
+    match fs::create_dir(c"/reports") {
+        Ok(()) | Err(fs::Errno::EEXIST) => {}
+        Err(e) => return Err(e).at("mkdir", "/reports"),
+    }
+    fs::rename(c"/squares.txt", c"/reports/squares.txt")
+        .at("rename", "/squares.txt to /reports/squares.txt")?;
+    let size = fs::metadata(c"/reports/squares.txt")
+        .at("stat", "/reports/squares.txt")?
+        .len();
     println!("moved /squares.txt to /reports/squares.txt ({size} bytes)");
 
     let mut dirbuf = [0u8; 512];
     print!("ls /:");
-    for entry in fs::read_dir(c"/", &mut dirbuf)? {
-        let entry = entry?;
+    for entry in fs::read_dir(c"/", &mut dirbuf).at("open", "/")? {
+        let entry = entry.at("getdents64", "/")?;
         let name = core::str::from_utf8(entry.name_bytes()).unwrap_or("?");
         print!(" {}{}", name, if entry.is_dir() { "/" } else { "" });
     }
@@ -116,20 +168,25 @@ fn demo() -> fs::Result<()> {
     let not_empty = fs::remove_dir(c"/reports");
     println!("rmdir /reports: {}", outcome(not_empty));
     // Eight writes in one exit: a batch.
-    let log = File::create(c"/batch.txt")?;
+    let log = File::create(c"/batch.txt").at("create", "/batch.txt")?;
     let lines: [&[u8]; 8] = [
         b"one\n", b"two\n", b"three\n", b"four\n", b"five\n", b"six\n", b"seven\n", b"eight\n",
     ];
     let mut blocks = [IoArgs::default(); 8];
     let mut batch = Batch::<8>::new();
     for (block, line) in blocks.iter_mut().zip(lines) {
-        batch.write(block, log.as_raw_fd(), line)?;
+        batch
+            .write(block, log.as_raw_fd(), line)
+            .at("batch write", "/batch.txt")?;
     }
     let before = get_num_exits();
-    let ran = batch.submit(true)?;
+    let ran = batch.submit(true).at("batch write", "/batch.txt")?;
     let exits = get_num_exits() - before - 1;
     let written: i64 = blocks.iter().map(|b| b.result).sum();
-    println!("batch: {ran} writes, {written} bytes to /batch.txt, in {exits} exit");
-    notes.sync_all()?;
+    println!(
+        "batch: {ran} writes, {written} bytes to /batch.txt, in {exits} {}",
+        if exits == 1 { "exit" } else { "exits" }
+    );
+    notes.sync_all().at("fsync", "/notes.txt")?;
     Ok(())
 }
