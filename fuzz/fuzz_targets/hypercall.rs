@@ -590,8 +590,10 @@ fn host_functions() -> HostFunctions {
         3,
         Box::new(|call: &HostCall<'_>| match call.arg(0) % 3 {
             0 => Err(Errno::EINVAL),
-            1 => Err(Errno::new(1 + i32::try_from(call.arg(1) % 4095).expect("small"))
-                .expect("1..=4095")),
+            1 => Err(
+                Errno::new(1 + i32::try_from(call.arg(1) % 4095).expect("small"))
+                    .expect("1..=4095"),
+            ),
             _ => Ok(u64::MAX - call.arg(1) % 3),
         }),
     );

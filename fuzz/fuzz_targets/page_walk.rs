@@ -324,9 +324,17 @@ fn model_legacy32(
     if pse && pde & 0x80 != 0 {
         // M = min(MAXPHYADDR, 40) with PSE-36, else 32: entry bits
         // 13..M-20 are address bits 32..M-1, bits M-19..21 reserved.
-        let m = if cpu.pse36 { cpu.maxphyaddr().min(40) } else { 32 };
+        let m = if cpu.pse36 {
+            cpu.maxphyaddr().min(40)
+        } else {
+            32
+        };
         check_rsvd(gva, 2, pde, bits(m - 19, 21))?;
-        let high = if m > 32 { (pde >> 13) & bits(0, m - 33) } else { 0 };
+        let high = if m > 32 {
+            (pde >> 13) & bits(0, m - 33)
+        } else {
+            0
+        };
         let frame = ((pde >> 22) << 22) | (high << 32);
         return Ok(leaf(gva, frame, 4 << 20, pde & 4 != 0, pde & 2 != 0));
     }
