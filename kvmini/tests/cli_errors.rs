@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::elf::{self, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC, PT_INTERP, PT_LOAD};
 use common::{kvm_or_skip, text};
 use kvmini::kvm::DEVICE_ENV;
 
@@ -57,67 +58,11 @@ fn run_bytes(bytes: &[u8]) -> Option<String> {
     Some(line.replace(guest.to_str().expect("temp paths are UTF-8"), "GUEST"))
 }
 
-/// A 64-byte ELF64 little-endian header with the given type and machine
-/// and `phnum` program headers right after it.
+/// A 64-byte ELF64 header with the given type and machine, entered at
+/// 1 MiB, and `phnum` program headers right after it.
 fn elf64_header(e_type: u16, machine: u16, phnum: u16) -> Vec<u8> {
-    let mut elf = Vec::new();
-    elf.extend_from_slice(b"\x7fELF");
-    elf.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, version 1, SysV
-    elf.extend_from_slice(&[0; 8]);
-    elf.extend_from_slice(&e_type.to_le_bytes());
-    elf.extend_from_slice(&machine.to_le_bytes());
-    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    elf.extend_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry
-    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for half in [64u16, 56, phnum, 64, 0, 0] {
-        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    assert_eq!(elf.len(), 64);
-    elf
+    elf::header64(e_type, machine, 0x10_0000, phnum)
 }
-
-/// A 56-byte ELF64 program header: type, flags, then offset, vaddr,
-/// paddr, filesz, memsz, align.
-fn elf64_phdr(p_type: u32, flags: u32, words: [u64; 6]) -> Vec<u8> {
-    let mut ph = Vec::new();
-    ph.extend_from_slice(&p_type.to_le_bytes());
-    ph.extend_from_slice(&flags.to_le_bytes());
-    for word in words {
-        ph.extend_from_slice(&word.to_le_bytes());
-    }
-    ph
-}
-
-/// The 52-byte header of a 32-bit i386 executable.
-fn elf32_header(phnum: u16) -> Vec<u8> {
-    let mut elf = Vec::new();
-    elf.extend_from_slice(b"\x7fELF");
-    elf.extend_from_slice(&[1, 1, 1, 0]); // ELFCLASS32, little-endian, version 1, SysV
-    elf.extend_from_slice(&[0; 8]);
-    elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
-    elf.extend_from_slice(&3u16.to_le_bytes()); // e_machine: i386
-    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    elf.extend_from_slice(&0x0804_8000u32.to_le_bytes()); // e_entry
-    elf.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for half in [52u16, 32, phnum, 40, 0, 0] {
-        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    assert_eq!(elf.len(), 52);
-    elf
-}
-
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
 
 #[test]
 fn missing_guest_file() {
@@ -154,7 +99,7 @@ fn not_an_elf_file() {
 #[test]
 fn elf_32_bit() {
     // An i386 executable: its header, and one PT_LOAD program header.
-    let mut elf = elf32_header(1);
+    let mut elf = elf::header32(1);
     for word in [PT_LOAD, 0, 0x0804_8000, 0x0804_8000, 84, 84, 5, 0x1000] {
         // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
         elf.extend_from_slice(&word.to_le_bytes());
@@ -168,7 +113,7 @@ fn elf_32_bit() {
 
 #[test]
 fn elf_32_bit_header_alone() {
-    let Some(line) = run_bytes(&elf32_header(0)) else {
+    let Some(line) = run_bytes(&elf::header32(0)) else {
         return;
     };
     assert_eq!(
@@ -180,7 +125,7 @@ fn elf_32_bit_header_alone() {
 #[test]
 fn elf_for_aarch64() {
     let mut elf = elf64_header(ET_EXEC, EM_AARCH64, 1);
-    elf.extend(elf64_phdr(
+    elf.extend(elf::phdr64(
         PT_LOAD,
         5,
         [0, 0x10_0000, 0x10_0000, 120, 120, 0x1000],
@@ -201,12 +146,12 @@ fn dynamically_linked_elf() {
     const LEN: u64 = INTERP_AT + INTERP_LEN;
     let mut elf = elf64_header(ET_EXEC, EM_X86_64, 2);
     let at = 0x10_0000 + INTERP_AT;
-    elf.extend(elf64_phdr(
+    elf.extend(elf::phdr64(
         PT_INTERP,
         4,
         [INTERP_AT, at, at, INTERP_LEN, INTERP_LEN, 1],
     ));
-    elf.extend(elf64_phdr(
+    elf.extend(elf::phdr64(
         PT_LOAD,
         5,
         [0, 0x10_0000, 0x10_0000, LEN, LEN, 0x1000],
@@ -223,7 +168,7 @@ fn dynamically_linked_elf() {
 #[test]
 fn position_independent_elf() {
     let mut elf = elf64_header(ET_DYN, EM_X86_64, 1);
-    elf.extend(elf64_phdr(PT_LOAD, 5, [0, 0, 0, 120, 120, 0x1000]));
+    elf.extend(elf::phdr64(PT_LOAD, 5, [0, 0, 0, 120, 120, 0x1000]));
     let Some(line) = run_bytes(&elf) else { return };
     assert_eq!(
         line,
@@ -504,7 +449,7 @@ fn help_and_version_succeed() {
 fn segment_beyond_mem() {
     // A valid static ELF whose one segment sits at 32 MiB, run with 4 MiB.
     let mut elf = elf64_header(ET_EXEC, EM_X86_64, 1);
-    elf.extend(elf64_phdr(
+    elf.extend(elf::phdr64(
         PT_LOAD,
         5,
         [0, 0x200_0000, 0x200_0000, 120, 0x1000, 0x1000],

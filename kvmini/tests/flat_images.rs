@@ -449,31 +449,12 @@ fn ring_3_cannot_display_kvmini_memory() {
 /// header, the program header, then `code`, loaded at 1 MiB and entered
 /// at `code`.
 fn elf_around(code: &[u8]) -> Vec<u8> {
+    use common::elf::{header64, load64, EHDR64, EM_X86_64, ET_EXEC, PF_R, PF_X, PHDR64};
     const BASE: u64 = 0x10_0000;
-    const HEADERS: u64 = 64 + 56;
-    let total = HEADERS + code.len() as u64;
-    let mut elf = Vec::new();
-    elf.extend_from_slice(b"\x7fELF");
-    elf.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little-endian, version 1, SysV
-    elf.extend_from_slice(&[0; 8]);
-    elf.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
-    elf.extend_from_slice(&62u16.to_le_bytes()); // e_machine: x86_64
-    elf.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    elf.extend_from_slice(&(BASE + HEADERS).to_le_bytes()); // e_entry
-    elf.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    elf.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    elf.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for half in [64u16, 56, 1, 64, 0, 0] {
-        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-        elf.extend_from_slice(&half.to_le_bytes());
-    }
-    elf.extend_from_slice(&1u32.to_le_bytes()); // p_type: PT_LOAD
-    elf.extend_from_slice(&5u32.to_le_bytes()); // p_flags: R + X
-    for word in [0, BASE, BASE, total, total, 0x1000] {
-        // p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align
-        elf.extend_from_slice(&word.to_le_bytes());
-    }
-    assert_eq!(elf.len() as u64, HEADERS);
+    let headers = (EHDR64 + PHDR64) as u64;
+    let total = headers + code.len() as u64;
+    let mut elf = header64(ET_EXEC, EM_X86_64, BASE + headers, 1);
+    elf.extend(load64(PF_R | PF_X, 0, BASE, total, total));
     elf.extend_from_slice(code);
     elf
 }

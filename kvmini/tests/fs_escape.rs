@@ -10,7 +10,7 @@ mod fs_common;
 
 use std::path::{Path, PathBuf};
 
-use common::kvm_or_skip;
+use common::{assert_lines, kvm_or_skip};
 use fs_common::{
     build_guest, dir, file, make_dir, make_symlink, run_guest, snapshot, symlink, write_file, Tree,
 };
@@ -72,15 +72,6 @@ fn run_part(part: &str, grants: &[String], build_dir: &Path) -> Option<(String, 
         run.stdout_text()
     );
     Some((run.stdout_text(), run.warnings_text()))
-}
-
-/// Asserts `got` equals `want` line for line, naming the first difference.
-fn assert_lines(got: &str, want: &str) {
-    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
-        assert_eq!(g, w, "line {}", i + 1);
-    }
-    assert_eq!(got.lines().count(), want.lines().count(), "{got}");
-    assert_eq!(got, want);
 }
 
 #[test]

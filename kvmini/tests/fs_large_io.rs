@@ -9,7 +9,7 @@ mod fs_common;
 
 use std::path::Path;
 
-use common::kvm_or_skip;
+use common::{assert_lines, kvm_or_skip};
 use fs_common::{build_guest, fnv1a64_words, run_guest, snapshot, write_file};
 use kvmini::sandbox::Ending;
 
@@ -67,14 +67,6 @@ fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
         let at = got.iter().zip(want).position(|(a, b)| a != b);
         panic!("{what}: first difference at byte {at:?}");
     }
-}
-
-/// Asserts `got` equals `want` line for line, naming the first difference.
-fn assert_lines(got: &str, want: &str) {
-    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
-        assert_eq!(g, w, "line {}", i + 1);
-    }
-    assert_eq!(got, want);
 }
 
 #[test]

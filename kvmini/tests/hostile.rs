@@ -21,6 +21,7 @@
 //! the architectural one elsewhere, and say so.
 
 mod common;
+mod fs_common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +33,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{kvm_or_skip, kvmini, text};
+use fs_common::{file, snapshot as tree};
 use kvmini::cpu::Ring;
 use kvmini::host::Errno;
 use kvmini::kvm::Kvm;
@@ -200,38 +202,15 @@ impl HostDir {
     /// The canary is as it was, and the guest did not get to print it.
     fn assert_canary_untouched(&self, run: &Run) {
         let canary = tree(&self.root().join("canary"));
-        let want = BTreeMap::from([("secret.txt".to_owned(), SECRET.as_bytes().to_vec())]);
+        let perm = fs::metadata(self.root().join("canary/secret.txt"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap_or(0);
+        let want = BTreeMap::from([("secret.txt".to_owned(), file(perm, SECRET.as_bytes()))]);
         assert_eq!(canary, want, "the canary directory changed");
         for stream in [&run.stdout, &run.warnings, &run.stderr] {
             assert!(!stream.contains(SECRET), "the secret leaked: {stream}");
         }
     }
-}
-
-/// Every entry under `dir`: file contents, `dir/` for directories, and
-/// `-> target` for symlinks (not followed).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in fs::read_dir(dir).expect("readable directory") {
-            let entry = entry.expect("a directory entry");
-            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).expect("metadata");
-            let value = if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).expect("link target");
-                format!("-> {}", target.display()).into_bytes()
-            } else if meta.is_dir() {
-                walk(&path, &format!("{name}/"), out);
-                b"dir/".to_vec()
-            } else {
-                fs::read(&path).expect("file contents")
-            };
-            out.insert(name, value);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, "", &mut out);
-    out
 }
 
 // ---------------------------------------------------------------------

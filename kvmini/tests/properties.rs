@@ -4,6 +4,8 @@
 //! dispatcher. The same properties, unbounded, are the fuzz targets in
 //! `fuzz/` (see docs/fuzzing.md). None of these needs /dev/kvm.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -518,47 +520,19 @@ proptest! {
 // ---------------------------------------------------------------------------
 // The ELF loader.
 
-const EHDR: usize = 64;
-const PHDR: usize = 56;
+use common::elf::{EHDR64 as EHDR, PHDR64 as PHDR};
 const PATTERN: u8 = 0xA5;
 
 /// A valid static x86_64 executable: text (R|X) at 1 MiB, data with bss
 /// (R|W), a bss-only segment, and a PT_NOTE.
 fn valid_elf() -> Vec<u8> {
-    let phdrs: [(u32, u32, u64, u64, u64, u64); 4] = [
-        // type, flags, offset, vaddr, filesz, memsz
-        (1, 5, 0, 0x10_0000, 16, 16),
-        (1, 6, 16, 0x10_1000, 8, 0x100),
-        (1, 6, 0, 0x10_2000, 0, 0x2000),
-        (4, 4, 0, 0, 0, 0),
-    ];
-    let data_at = (EHDR + PHDR * phdrs.len()) as u64;
-    let mut v = vec![0u8; EHDR];
-    v[..4].copy_from_slice(b"\x7fELF");
-    v[4] = 2; // 64-bit
-    v[5] = 1; // little-endian
-    v[6] = 1;
-    v[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    v[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86_64
-    v[20..24].copy_from_slice(&1u32.to_le_bytes());
-    v[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes()); // entry
-    v[32..40].copy_from_slice(&(EHDR as u64).to_le_bytes()); // phoff
-    v[52..54].copy_from_slice(&64u16.to_le_bytes());
-    v[54..56].copy_from_slice(&56u16.to_le_bytes());
-    v[56..58].copy_from_slice(&4u16.to_le_bytes());
-    for (p_type, flags, offset, vaddr, filesz, memsz) in phdrs {
-        let offset = if filesz == 0 { 0 } else { data_at + offset };
-        let mut p = [0u8; PHDR];
-        p[0..4].copy_from_slice(&p_type.to_le_bytes());
-        p[4..8].copy_from_slice(&flags.to_le_bytes());
-        p[8..16].copy_from_slice(&offset.to_le_bytes());
-        p[16..24].copy_from_slice(&vaddr.to_le_bytes());
-        p[24..32].copy_from_slice(&vaddr.to_le_bytes());
-        p[32..40].copy_from_slice(&filesz.to_le_bytes());
-        p[40..48].copy_from_slice(&memsz.to_le_bytes());
-        p[48..56].copy_from_slice(&0x1000u64.to_le_bytes());
-        v.extend_from_slice(&p);
-    }
+    use common::elf::{header64, load64, phdr64, EM_X86_64, ET_EXEC, PF_R, PF_W, PF_X, PT_NOTE};
+    let data_at = (EHDR + PHDR * 4) as u64;
+    let mut v = header64(ET_EXEC, EM_X86_64, 0x10_0000, 4);
+    v.extend(load64(PF_R | PF_X, data_at, 0x10_0000, 16, 16));
+    v.extend(load64(PF_R | PF_W, data_at + 16, 0x10_1000, 8, 0x100));
+    v.extend(load64(PF_R | PF_W, 0, 0x10_2000, 0, 0x2000));
+    v.extend(phdr64(PT_NOTE, PF_R, [0; 6]));
     v.extend_from_slice(&[0x90; 14]);
     v.extend_from_slice(&[0xEB, 0xFE]); // jmp .
     v.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);

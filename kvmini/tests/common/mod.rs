@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: the KVM-or-skip convention,
 //! running a guest through the library with its output captured, the
-//! kvmini binary, and (in [`c_build`]) building C guests.
+//! kvmini binary, building C guests ([`c_build`], [`built_guest`]), and
+//! hand-made ELF images ([`elf`]).
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
 
 pub mod c_build;
+pub mod elf;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,4 +147,14 @@ pub fn by_hypercall(counts: &[(kvmini_abi::Port, u64)]) -> [u64; kvmini_abi::Por
         all[i] = *n;
     }
     all
+}
+
+/// Asserts `got` equals `want` line for line, naming the first line that
+/// differs, then the line counts, then the whole texts.
+pub fn assert_lines(got: &str, want: &str) {
+    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+        assert_eq!(g, w, "line {}", i + 1);
+    }
+    assert_eq!(got.lines().count(), want.lines().count(), "{got}");
+    assert_eq!(got, want);
 }
