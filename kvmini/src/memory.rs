@@ -295,7 +295,8 @@ pub enum Transfer {
 /// Moves bytes between `fd` and the guest-physical `pieces` (each wholly
 /// inside guest memory), at the file's offset or at `offset`, with as few
 /// system calls as the pieces allow. Stops at the first short transfer, as
-/// `read`/`write` do; returns the bytes moved. `iovecs` is scratch space
+/// `read`/`write` do; returns the bytes moved, which is never an error once
+/// some bytes have moved (a later call's error is left for the next one). `iovecs` is scratch space
 /// kept by the caller so that the hot path does not allocate.
 pub fn transfer(
     mem: &GuestMemory,
@@ -308,50 +309,71 @@ pub fn transfer(
     let iovecs = &mut iovecs.0;
     let mut total = 0u64;
     for batch in pieces.chunks(IOV_MAX) {
-        iovecs.clear();
-        let mut wanted = 0u64;
-        for &(gpa, len) in batch {
-            let len_usize =
-                usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let slice = mem
-                .get_slice(GuestAddress(gpa), len_usize)
-                .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
-            iovecs.push(libc::iovec {
-                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-                iov_len: slice.len(),
-            });
-            wanted += len;
-        }
-        let count = libc::c_int::try_from(iovecs.len()).unwrap_or(libc::c_int::MAX);
-        let at = offset.map(|o| o + total);
-        let at = match at.map(i64::try_from) {
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
-            None => None,
-        };
-        // SAFETY: every iovec comes from a vm-memory slice that lies wholly
-        // inside the guest mapping, which outlives this call; the vCPU is
-        // stopped in this exit, so nothing else touches those bytes while
-        // the kernel reads or writes them.
-        let done = unsafe {
-            match (direction, at) {
-                (Transfer::ToGuest, None) => libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), count),
-                (Transfer::ToGuest, Some(at)) => {
-                    libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
-                }
-                (Transfer::FromGuest, None) => libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count),
-                (Transfer::FromGuest, Some(at)) => {
-                    libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+        let at = offset.map(|o| o.saturating_add(total));
+        match transfer_batch(mem, fd, batch, at, direction, iovecs) {
+            Ok((done, wanted)) => {
+                total += done;
+                if done < wanted {
+                    break;
                 }
             }
-        };
-        let done = u64::try_from(done).map_err(|_| io::Error::last_os_error())?;
-        total += done;
-        if done < wanted {
-            break;
+            // Bytes already moved are the result, as Linux's `writev`
+            // returns a short count: the file offset has moved past them.
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(total)
+}
+
+/// One `readv`/`writev` (or the positioned kind, at `at`) of at most
+/// `IOV_MAX` pieces: the bytes moved and the bytes asked for.
+fn transfer_batch(
+    mem: &GuestMemory,
+    fd: BorrowedFd<'_>,
+    batch: &[(u64, u64)],
+    at: Option<u64>,
+    direction: Transfer,
+    iovecs: &mut Vec<libc::iovec>,
+) -> io::Result<(u64, u64)> {
+    iovecs.clear();
+    let mut wanted = 0u64;
+    for &(gpa, len) in batch {
+        let len_usize =
+            usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let slice = mem
+            .get_slice(GuestAddress(gpa), len_usize)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
+        iovecs.push(libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        });
+        wanted += len;
+    }
+    let count = libc::c_int::try_from(iovecs.len()).unwrap_or(libc::c_int::MAX);
+    let at = match at.map(i64::try_from) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        None => None,
+    };
+    // SAFETY: every iovec comes from a vm-memory slice that lies wholly
+    // inside the guest mapping, which outlives this call; the vCPU is
+    // stopped in this exit, so nothing else touches those bytes while
+    // the kernel reads or writes them.
+    let done = unsafe {
+        match (direction, at) {
+            (Transfer::ToGuest, None) => libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), count),
+            (Transfer::ToGuest, Some(at)) => {
+                libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+            }
+            (Transfer::FromGuest, None) => libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count),
+            (Transfer::FromGuest, Some(at)) => {
+                libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+            }
+        }
+    };
+    let done = u64::try_from(done).map_err(|_| io::Error::last_os_error())?;
+    Ok((done, wanted))
 }
 
 /// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`, `1000 bytes`).
