@@ -580,6 +580,45 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_ends_in_ro_or_rw_and_nothing_else() {
+        let g = GrantSpec::parse("dir:/p:rw").unwrap();
+        assert_eq!((g.guest.as_str(), g.read_only), ("/p", false));
+        let g = GrantSpec::parse("dir:rw").unwrap();
+        assert_eq!((g.guest.as_str(), g.read_only), ("/", false));
+        let g = GrantSpec::parse("a:b:/p:ro").unwrap();
+        assert_eq!(
+            (g.host, g.guest.as_str(), g.read_only),
+            (PathBuf::from("a:b"), "/p", true)
+        );
+        for (spec, suffix) in [
+            ("dir:/p:rx", "rx"),
+            ("dir:/p:RO", "RO"),
+            ("dir:p", "p"),
+            ("dir:", ""),
+            ("dir:/p:ro:x", "x"),
+        ] {
+            match GrantSpec::parse(spec) {
+                Err(GrantError::UnknownSuffix { suffix: s, .. }) => assert_eq!(s, suffix),
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn guest_paths_of_grants_are_absolute_and_normalized() {
+        let n = normalize_guest;
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("//").as_deref(), Some("/"));
+        assert_eq!(n("/..").as_deref(), Some("/"));
+        assert_eq!(n("/d/").as_deref(), Some("/d"));
+        assert_eq!(n("//d/./").as_deref(), Some("/d"));
+        assert_eq!(n("/x/../d").as_deref(), Some("/d"));
+        for bad in ["", "d", "./d", "d/.."] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn trailing_slashes_and_dots_are_kept() {
         assert_eq!(Trailing::of(b"a/b"), Trailing::Name);
         assert_eq!(Trailing::of(b"a/b/"), Trailing::Slash);

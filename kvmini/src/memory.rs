@@ -443,6 +443,55 @@ mod tests {
         }
     }
 
+    /// A non-blocking pipe holding at most 64 KiB.
+    fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+            0
+        );
+        // SAFETY: both descriptors were just made and are owned here.
+        let (r, w) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        // SAFETY: an fcntl with an integer argument on an owned descriptor.
+        assert_eq!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 65536) }, 65536);
+        (r, w)
+    }
+
+    #[test]
+    fn a_transfer_that_moved_bytes_returns_their_count_both_ways() {
+        use std::os::fd::AsFd;
+        let mem = allocate(MEM_MIN).unwrap();
+        // 2048 pieces of 64 bytes, 64 bytes apart: two writev calls, the
+        // first of which fills the pipe exactly, so the second fails.
+        let pieces: Vec<(u64, u64)> = (0..2048).map(|i| (i * 128, 64)).collect();
+        let mut iovecs = IovecBuf::default();
+        let (r, w) = small_pipe();
+        let moved = |fd, direction, iovecs: &mut IovecBuf| {
+            transfer(&mem, fd, &pieces, None, direction, iovecs)
+        };
+        assert_eq!(
+            moved(w.as_fd(), Transfer::FromGuest, &mut iovecs).unwrap(),
+            IOV_MAX as u64 * 64
+        );
+        // Nothing moved: the error itself.
+        let full = moved(w.as_fd(), Transfer::FromGuest, &mut iovecs).unwrap_err();
+        assert_eq!(full.raw_os_error(), Some(libc::EAGAIN));
+        // Reading: the first readv empties the pipe, the second fails.
+        assert_eq!(
+            moved(r.as_fd(), Transfer::ToGuest, &mut iovecs).unwrap(),
+            IOV_MAX as u64 * 64
+        );
+        let empty = moved(r.as_fd(), Transfer::ToGuest, &mut iovecs).unwrap_err();
+        assert_eq!(empty.raw_os_error(), Some(libc::EAGAIN));
+    }
+
     #[test]
     fn with_bytes_lends_only_ranges_inside_guest_memory() {
         let mem = allocate(MEM_MIN).unwrap();

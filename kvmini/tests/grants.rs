@@ -99,7 +99,7 @@ fn file_changes(path: &str) -> Vec<(String, &'static str)> {
         .collect()
 }
 
-fn as_script(steps: &[(String, &'static str)]) -> Vec<(&str, &str)> {
+fn as_script<'a>(steps: &'a [(String, &'static str)]) -> Vec<(&'a str, &'a str)> {
     steps.iter().map(|(s, r)| (s.as_str(), *r)).collect()
 }
 
@@ -299,7 +299,8 @@ fn a_writable_grant_inside_a_read_only_one_still_works() {
             ("trunc:/o/via.txt:0", "0"),
             ("unlink:/o", "EROFS"),
             ("rmdir:/out", "EBUSY"),
-            ("rename:/out:/o2", "EBUSY"),
+            ("rename:/out:/o2", "EROFS"),
+            ("rename:/out:/out/o2", "EBUSY"),
         ],
     );
     assert_eq!(std::fs::read(x.join("x.txt")).unwrap(), b"x");
@@ -495,5 +496,79 @@ fn cli_dir_takes_ro_and_rw_suffixes_and_refuses_others() {
             "{first} {second}"
         );
         assert_eq!(out.status.code(), Some(125));
+    }
+}
+
+/// Runs grants_short.c in the kvmini binary under a file size limit of
+/// `limit` bytes (SIGXFSZ ignored, so that a write past it is EFBIG), with
+/// `dir` granted; returns its stdout after checking that it exited 0.
+fn short_write_run(elf: &Path, dir: &Path, limit: u64) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut command = kvmini();
+    command
+        .args(["run", "--ring", "0", "--mem", "4M", "--dir"])
+        .arg(dir)
+        .arg(elf);
+    // SAFETY: between fork and exec the child only sets its own file size
+    // limit and one signal disposition, both async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            let rlim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlim) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().expect("kvmini starts");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn a_write_cut_short_after_its_first_writev_returns_the_bytes_written() {
+    let Some(_kvm) = kvm_or_skip() else { return };
+    let build = tempfile::tempdir().expect("temp dir");
+    let elf = build.path().join("grants_short.elf");
+    common::c_build::cc_guest(
+        &["-I", "kvmini/tests/hostile"],
+        &elf,
+        "kvmini/tests/guests/grants_short.c",
+    );
+    // The bytes of the first writev: its 1024 pieces are half a page and
+    // 1023 pages.
+    const FIRST: u64 = 2048 + 1023 * 4096;
+    // The limit at the end of the first writev: the second one fails with
+    // EFBIG; inside the second; inside the first.
+    for limit in [FIRST, FIRST + 1000, FIRST - 1] {
+        let (_tmp, dir) = root();
+        let out = short_write_run(&elf, &dir, limit);
+        // Another write at the limit is EFBIG.
+        let again = "-27";
+        assert_eq!(
+            out,
+            format!(
+                "open: 0\nwrite: {limit}\noffset: {limit}\nwrite again: {again}\n\
+                 pwrite: {limit}\noffset: 0\n"
+            ),
+            "limit {limit}"
+        );
+        for name in ["out.bin", "p.bin"] {
+            let data = std::fs::read(dir.join(name)).expect("the file");
+            assert_eq!(data.len() as u64, limit, "{name}");
+            let pages_right = data.iter().enumerate().all(|(k, &b)| {
+                b == if ((2048 + k) / 4096) % 2 == 0 {
+                    b'a'
+                } else {
+                    b'c'
+                }
+            });
+            assert!(pages_right, "{name}: the bytes of the alternating pages");
+        }
     }
 }
