@@ -447,8 +447,8 @@ mod tests {
     fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
         use std::os::fd::FromRawFd;
         let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into the array.
         assert_eq!(
+            // SAFETY: pipe2 writes two descriptors into the array.
             unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
             0
         );
@@ -459,8 +459,11 @@ mod tests {
                 std::os::fd::OwnedFd::from_raw_fd(fds[1]),
             )
         };
-        // SAFETY: an fcntl with an integer argument on an owned descriptor.
-        assert_eq!(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 65536) }, 65536);
+        assert_eq!(
+            // SAFETY: an fcntl with an integer argument on an owned descriptor.
+            unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 65536) },
+            65536
+        );
         (r, w)
     }
 

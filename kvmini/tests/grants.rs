@@ -310,7 +310,11 @@ fn a_writable_grant_inside_a_read_only_one_still_works() {
 
 /// The permission bits of `path` on the host, set-ID and sticky included.
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 #[test]
@@ -463,7 +467,15 @@ fn cli_dir_takes_ro_and_rw_suffixes_and_refuses_others() {
     }
     assert_eq!(std::fs::read(root.join("a")).unwrap(), b"1");
     assert_eq!(std::fs::read(root.join("b")).unwrap(), b"1");
-    for suffix in [":/p:rx", ":/p:RO", ":p", ":", ":ro:x", ":/p:ro,rw", ":read-only"] {
+    for suffix in [
+        ":/p:rx",
+        ":/p:RO",
+        ":p",
+        ":",
+        ":ro:x",
+        ":/p:ro,rw",
+        ":read-only",
+    ] {
         let spec = format!("{host}{suffix}");
         let out = run(spec.clone(), "write:/p/z:1");
         let bad = suffix.rsplit_once(':').map(|(_, s)| s).unwrap_or_default();
