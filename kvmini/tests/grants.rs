@@ -308,6 +308,30 @@ fn a_writable_grant_inside_a_read_only_one_still_works() {
     assert_eq!(std::fs::read(x.join("out/via.txt")).unwrap(), b"");
 }
 
+#[test]
+fn a_directory_granted_twice_is_read_only_if_either_grant_is() {
+    let (_tmp, d) = root();
+    write_file(&d.join("f"), b"f", 0o644);
+    for grants in [
+        [(&*d, "/a", true), (&*d, "/b", false)],
+        [(&*d, "/b", false), (&*d, "/a", true)],
+    ] {
+        check(
+            &grants,
+            &[
+                ("write:/b/f:x", "EROFS"),
+                ("write:/b/g:x", "EROFS"),
+                ("mkdir:/b/d:755", "EROFS"),
+                ("unlink:/b/f", "EROFS"),
+                ("write:/a/f:x", "EROFS"),
+                ("cat:/b/f", "\"f\""),
+            ],
+        );
+    }
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"f");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+}
+
 /// The permission bits of `path` on the host, set-ID and sticky included.
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
