@@ -291,7 +291,9 @@ impl Filesystem {
                 Ok(Location::Directory(dir)) => {
                     grant = self.grants.deciding(dir.as_fd(), resolved.grant)?;
                 }
-                // The open below fails the same way, or with EROFS first.
+                // Nothing is opened by a path whose directory was not
+                // checked: its error, or EROFS first as without nesting.
+                Err(e) if !resolved.grant.read_only() => return Err(e),
                 Err(_) => {}
             }
         }
