@@ -91,6 +91,10 @@ fn file_changes(path: &str) -> Vec<(String, &'static str)> {
         // O_CREAT on an existing file opens it; O_CREAT|O_EXCL: EEXIST.
         ("open:{}:100:644", "0"),
         ("open:{}:300:644", "EEXIST"),
+        // A descriptor opened for reading writes nothing (the kernel's
+        // answers).
+        ("rowrite:{}:x", "EBADF"),
+        ("rotrunc:{}:0", "EINVAL"),
         ("cat:{}", "\"secret\""),
     ];
     steps

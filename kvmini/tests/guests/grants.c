@@ -10,6 +10,8 @@
  *   append:PATH:TEXT       open O_WRONLY|O_APPEND, write TEXT
  *   trunc:PATH:LEN         open O_WRONLY, ftruncate to LEN
  *   rdwr:PATH:TEXT         open O_RDWR, pwrite TEXT at 0
+ *   rowrite:PATH:TEXT      open O_RDONLY, write TEXT
+ *   rotrunc:PATH:LEN       open O_RDONLY, ftruncate to LEN
  *   cat:PATH               open O_RDONLY, read: RESULT is the text, quoted
  *   stat:PATH              RESULT is "mode 0NNNN" (the permission bits)
  *   mkdir:PATH:MODE  unlink:PATH  rmdir:PATH  rename:OLD:NEW
@@ -129,6 +131,10 @@ static void step(char *arg)
         with_fd(f[1], O_WRONLY, 't', f[2]);
     } else if (!str_cmp(op, "rdwr") && n == 3) {
         with_fd(f[1], O_RDWR, 'p', f[2]);
+    } else if (!str_cmp(op, "rowrite") && n == 3) {
+        with_fd(f[1], O_RDONLY, 'w', f[2]);
+    } else if (!str_cmp(op, "rotrunc") && n == 3) {
+        with_fd(f[1], O_RDONLY, 't', f[2]);
     } else if (!str_cmp(op, "cat") && n == 2) {
         with_fd(f[1], O_RDONLY, 'r', "");
     } else if (!str_cmp(op, "stat") && n == 2) {
