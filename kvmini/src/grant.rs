@@ -275,7 +275,7 @@ impl Resolved<'_> {
                 .map(Location::Directory);
         }
         let mut path = self.rest.join(&b'/');
-        for _ in 0..MAX_SYMLINKS {
+        for _ in 0..=MAX_SYMLINKS {
             let (dir_part, name): (&[u8], &[u8]) = match path.iter().rposition(|&b| b == b'/') {
                 Some(i) => (&path[..i], &path[i + 1..]),
                 None => (b".", &path[..]),

@@ -169,6 +169,18 @@ fn symlinks_into_a_read_only_grant_change_nothing() {
     make_symlink("s/k/sub", &root.join("deep"));
     make_symlink("ro/new.txt", &root.join("dangling"));
     make_symlink("/ro/secret.txt", &root.join("abs"));
+    make_symlink("loop", &root.join("loop"));
+    // c0 -> c1 -> ... -> c39 -> ro/secret.txt: the 40 links Linux follows;
+    // c40 -> c0 is one too many.
+    for i in 0..40 {
+        let target = if i == 39 {
+            "ro/secret.txt".to_owned()
+        } else {
+            format!("c{}", i + 1)
+        };
+        make_symlink(target, &root.join(format!("c{i}")));
+    }
+    make_symlink("c0", &root.join("c40"));
     let before = snapshot(&ro);
     let mut steps = Vec::new();
     for path in ["/l/secret.txt", "/f", "/g", "/h", "/s/k/secret.txt"] {
@@ -202,6 +214,13 @@ fn symlinks_into_a_read_only_grant_change_nothing() {
         ("open:/f:400001:0", "ELOOP"),
         // Absolute links stay refused.
         ("write:/abs:x", "EXDEV"),
+        // A chain as long as Linux follows, and one link more.
+        ("write:/c0:x", "EROFS"),
+        ("open:/c0:1:0", "EROFS"),
+        ("cat:/c0", "\"secret\""),
+        ("write:/c40:x", "ELOOP"),
+        ("cat:/c40", "ELOOP"),
+        ("write:/loop:x", "ELOOP"),
         // The links themselves live in the writable grant.
         ("rename:/h:/h2", "0"),
         ("unlink:/h2", "0"),
