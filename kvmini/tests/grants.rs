@@ -115,6 +115,7 @@ fn renaming_parents_of_a_read_only_grant_is_refused_at_every_depth() {
     read_only_tree(&root.join("a/b/c"));
     write_file(&root.join("a/other.txt"), b"o", 0o644);
     write_file(&root.join("x.txt"), b"x", 0o644);
+    make_symlink("a/b", &root.join("ab"));
     let ro = root.join("a/b/c");
     let before = snapshot(&ro);
     check(
@@ -135,9 +136,14 @@ fn renaming_parents_of_a_read_only_grant_is_refused_at_every_depth() {
             ("rename:/e:/a", "EBUSY"),
             ("rename:/e:/a/b", "EBUSY"),
             ("rename:/x.txt:/a/b", "EBUSY"),
-            // The grant's own directory, by its path.
+            // The grant's own directory, by its path, and by its name in
+            // the outer grant (through a link to its parent).
             ("rename:/a/b/c:/a/b/q", "EROFS"),
             ("rmdir:/a/b/c", "EROFS"),
+            ("rename:/ab/c:/ab/q", "EBUSY"),
+            ("rename:/ab/c:/moved", "EBUSY"),
+            ("rmdir:/ab/c", "EBUSY"),
+            ("rename:/e:/ab/c", "EBUSY"),
             ("write:/a/b/c/secret.txt:overwritten", "EROFS"),
             // What is beside the grant's ancestors still changes.
             ("rename:/a/other.txt:/a/moved.txt", "0"),
