@@ -21,6 +21,8 @@
 //!     up -> ../canary      abs -> ROOT/canary        (escapes)
 //!     sec -> ../secret.txt abs_sec -> ROOT/secret.txt (escapes)
 //!     self -> .   loop -> loop
+//!     in/         granted read-only at /in too (nested): k, kd/
+//!     toin -> in  tok -> in/k  (other names for it, in the writable grant)
 //!   ro/           granted read-only at /ro: r, rd/
 //!   canary/       must stay empty
 //!   secret.txt    must stay unread and unchanged
@@ -29,7 +31,7 @@
 //! Checked: no panic; `out` never fails (its writers never fail); RAX is
 //! set only to -EFAULT for an unusable block; every result written back is
 //! a value or -errno (-4095..-1); and after each input, nothing outside
-//! `grant/` changed, and the secret appears neither in the guest's output
+//! `grant/` changed, nor `grant/in/`, and the secret appears neither in the guest's output
 //! nor in guest memory.
 //!
 //! A ring-3 guest on kvmini's own tables (`Paging::Identity`) is served
@@ -127,6 +129,11 @@ const COMPONENTS: &[&[u8]] = &[
     b"canary",
     b"secret.txt",
     b"grant",
+    b"in",
+    b"toin",
+    b"tok",
+    b"k",
+    b"kd",
 ];
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -715,6 +722,10 @@ fn make_tree() -> tempfile::TempDir {
     symlink(r.join("secret.txt"), grant.join("abs_sec")).expect("symlink");
     symlink(".", grant.join("self")).expect("symlink");
     symlink("loop", grant.join("loop")).expect("symlink");
+    fs::create_dir_all(grant.join("in/kd")).expect("mkdir");
+    fs::write(grant.join("in/k"), b"keep").expect("write");
+    symlink("in", grant.join("toin")).expect("symlink");
+    symlink("in/k", grant.join("tok")).expect("symlink");
     root
 }
 
@@ -728,6 +739,9 @@ fn check_tree(root: &Path) {
     expect(&root.join("ro"), &["r", "rd"]);
     expect(&root.join("ro/rd"), &[]);
     assert_eq!(fs::read(root.join("ro/r")).expect("read"), b"read only");
+    expect(&root.join("grant/in"), &["k", "kd"]);
+    expect(&root.join("grant/in/kd"), &[]);
+    assert_eq!(fs::read(root.join("grant/in/k")).expect("read"), b"keep");
     assert_eq!(fs::read(root.join("secret.txt")).expect("read"), secret());
 }
 
@@ -956,6 +970,11 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
         GrantSpec {
             host: root.join("ro"),
             guest: "/ro".into(),
+            read_only: true,
+        },
+        GrantSpec {
+            host: root.join("grant/in"),
+            guest: "/in".into(),
             read_only: true,
         },
     ])

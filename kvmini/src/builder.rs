@@ -121,7 +121,10 @@ impl SandboxBuilder {
     }
 
     /// Grants host directory `host` to the guest at `guest_path` (`/` for
-    /// its root), read-only or not.
+    /// its root), read-only or not. The guest path must be absolute and is
+    /// normalized (`/d/`, `//d` and `/x/../d` are `/d`); [`Self::build`]
+    /// refuses two grants at one path with
+    /// [`GrantError::Duplicate`](crate::grant::GrantError::Duplicate).
     pub fn dir(
         mut self,
         host: impl Into<std::path::PathBuf>,

@@ -67,9 +67,9 @@ pub struct MachineArgs {
     #[arg(long)]
     pub verbose: bool,
     /// Grant a host directory: HOST shows it as the guest's /, HOST:/PATH
-    /// mounts it at /PATH, a trailing :ro makes it read-only (repeatable;
-    /// without any, the guest has no filesystem)
-    #[arg(long = "dir", value_name = "HOST[:/GUEST][:ro]")]
+    /// mounts it at /PATH, a trailing :ro makes it read-only, :rw writable
+    /// (the default) (repeatable; without any, the guest has no filesystem)
+    #[arg(long = "dir", value_name = "HOST[:/GUEST][:ro|:rw]")]
     pub dirs: Vec<String>,
     /// Stop the guest after this long (500ms, 5s, 2m, 1h): kvmini says so
     /// and exits 124

@@ -7,6 +7,7 @@
 //! bad guest pointer is EFAULT for the guest, never a host access outside
 //! guest memory.
 
+use std::ffi::CString;
 use std::io::{self, Write};
 use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,14 +18,14 @@ use kvmini_abi::errno::{
 };
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
-    O_ACCMODE, O_CREAT, O_EXCL, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR, SEEK_END,
-    SEEK_SET,
+    O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR,
+    SEEK_END, SEEK_SET,
 };
 use kvmini_abi::Port;
-use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
 use vm_memory::ByteValued;
 
-use crate::grant::{Grants, Resolved, Trailing};
+use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
 use crate::output::Input;
 use crate::view::{GuestView, ViewError};
@@ -260,30 +261,56 @@ impl Filesystem {
             return Err(EISDIR);
         }
         let writes = args.flags & O_ACCMODE != O_RDONLY || args.flags & O_TRUNC != 0;
+        let creates = args.flags & O_CREAT != 0;
         let flags = OFlags::from_bits_retain(args.flags);
         // Linux ignores the mode without O_CREAT; openat2 refuses one, so it
-        // is dropped here.
-        let mode = if args.flags & O_CREAT != 0 {
-            Mode::from_bits_truncate(args.mode & 0o7777)
+        // is dropped here. A guest never makes a set-user-ID or set-group-ID
+        // file, as on a `nosuid` mount.
+        let mode = if creates {
+            Mode::from_bits_truncate(args.mode & CREATE_MODE_MASK)
         } else {
             Mode::empty()
         };
-        let file = if resolved.grant.read_only() {
+        // When grants nest, the grant that decides is the innermost one
+        // holding the directory the file lives in, found by identity; the
+        // file is then opened in that directory, by that one name.
+        let mut entry = None;
+        let mut grant = resolved.grant;
+        if (writes || creates) && self.grants.nested() {
+            // O_CREAT | O_EXCL never follows a symlink: EEXIST, as on Linux.
+            let follow = args.flags & O_NOFOLLOW == 0 && !(creates && args.flags & O_EXCL != 0);
+            match resolved.location(follow) {
+                Ok(Location::Entry { dir, name }) => {
+                    grant = self.grants.deciding(dir.as_fd(), resolved.grant)?;
+                    entry = Some((dir, name));
+                }
+                Ok(Location::Directory(dir)) => {
+                    grant = self.grants.deciding(dir.as_fd(), resolved.grant)?;
+                }
+                // Nothing is opened by a path whose directory was not
+                // checked: its error, or EROFS first as without nesting.
+                Err(e) if !resolved.grant.read_only() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let open = |flags: OFlags, mode: Mode| match &entry {
+            Some((dir, name)) => open_entry(dir, name, flags | OFlags::NOFOLLOW, mode),
+            None => resolved.open(flags, mode),
+        };
+        let file = if grant.read_only() {
             if writes {
                 return Err(EROFS);
             }
             // O_CREAT on a read-only grant opens an existing file (EEXIST
             // with O_EXCL, as a read-only mount gives) and refuses only to
             // create one.
-            match resolved.open(flags & !OFlags::CREATE & !OFlags::EXCL, Mode::empty()) {
-                Err(ENOENT) if args.flags & O_CREAT != 0 => return Err(EROFS),
-                Ok(_) if args.flags & O_CREAT != 0 && args.flags & O_EXCL != 0 => {
-                    return Err(EEXIST)
-                }
+            match open(flags & !OFlags::CREATE & !OFlags::EXCL, Mode::empty()) {
+                Err(ENOENT) if creates => return Err(EROFS),
+                Ok(_) if creates && args.flags & O_EXCL != 0 => return Err(EEXIST),
                 other => other?,
             }
         } else {
-            resolved.open(flags, mode)?
+            open(flags, mode)?
         };
         Ok(self.install(slot, Descriptor::File(file)))
     }
@@ -390,12 +417,18 @@ impl Filesystem {
         };
         // The guest's stdout and stderr are writers (kvmini's own, or a
         // capture): each piece is written to it straight from guest memory.
+        // Once some pieces are written, a failure is a short count.
         let mut total = 0u64;
         for &(gpa, len) in &self.pieces {
-            memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write_all(bytes))
-                .map_err(|_| EFAULT)?
-                .map_err(|e| e.raw_os_error().unwrap_or(EBADF))?;
-            total += len;
+            let written =
+                memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write_all(bytes))
+                    .map_err(|_| EFAULT)
+                    .and_then(|r| r.map_err(|e| e.raw_os_error().unwrap_or(EBADF)));
+            match written {
+                Ok(()) => total += len,
+                Err(_) if total > 0 => break,
+                Err(errno) => return Err(errno),
+            }
         }
         i64::try_from(total).map_err(|_| EINVAL)
     }
@@ -466,17 +499,31 @@ impl Filesystem {
         Ok(0)
     }
 
-    fn writable<'g>(&'g self, path: &[u8]) -> Result<Resolved<'g>, i32> {
-        let resolved = self.grants.resolve(path)?;
-        if resolved.grant.read_only() {
+    /// The grant that decides whether the name `parent` names in its
+    /// directory may change: the innermost grant holding that directory,
+    /// by identity (the path's own grant when the directory cannot be
+    /// opened: the call then fails on its own); EROFS when it is
+    /// read-only.
+    fn writable<'g>(
+        &'g self,
+        resolved: &Resolved<'g>,
+        parent: &Result<(OwnedFd, CString), i32>,
+    ) -> Result<&'g Grant, i32> {
+        let grant = match parent {
+            Ok((dir, _)) => self.grants.deciding(dir.as_fd(), resolved.grant)?,
+            Err(_) => resolved.grant,
+        };
+        if grant.read_only() {
             return Err(EROFS);
         }
-        Ok(resolved)
+        Ok(grant)
     }
 
     fn path_call(&mut self, view: &GuestView<'_>, port: Port, args: &PathArgs) -> CallResult {
         Self::read_path(view, args.path, &mut self.path)?;
-        let resolved = self.writable(&self.path)?;
+        let resolved = self.grants.resolve(&self.path)?;
+        let parent = resolved.parent_and_name();
+        self.writable(&resolved, &parent)?;
         match (port, resolved.trailing) {
             // `rmdir("d/.")`: Linux refuses to remove a directory by ".".
             (Port::Rmdir, Trailing::Dot) => return Err(EINVAL),
@@ -492,17 +539,25 @@ impl Filesystem {
             }
             _ => {}
         }
-        let (dir, name) = match resolved.parent_and_name() {
+        let (dir, name) = match parent {
             Err(EBUSY) if port == Port::Mkdir => return Err(EEXIST),
             other => other?,
         };
         let result = match port {
             Port::Unlink => rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty()),
-            Port::Rmdir => rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::REMOVEDIR),
+            Port::Rmdir => {
+                if self.grants.holds_a_grant(dir.as_fd(), &name) {
+                    return Err(EBUSY);
+                }
+                rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::REMOVEDIR)
+            }
+            // Set-ID bits are dropped, as for files; a new directory in a
+            // set-group-ID one still inherits that bit (the kernel's rule,
+            // which only decides the group of what is created in it).
             _ => rustix::fs::mkdirat(
                 &dir,
                 name.as_c_str(),
-                Mode::from_bits_truncate(args.mode & 0o7777),
+                Mode::from_bits_truncate(args.mode & CREATE_MODE_MASK),
             ),
         };
         result.map_err(|e| e.raw_os_error())?;
@@ -512,9 +567,13 @@ impl Filesystem {
     fn rename(&mut self, view: &GuestView<'_>, args: &RenameArgs) -> CallResult {
         Self::read_path(view, args.old, &mut self.path)?;
         Self::read_path(view, args.new, &mut self.path2)?;
-        let old = self.writable(&self.path)?;
-        let new = self.writable(&self.path2)?;
-        if !std::ptr::eq(old.grant, new.grant) {
+        let old = self.grants.resolve(&self.path)?;
+        let new = self.grants.resolve(&self.path2)?;
+        let old_parent = old.parent_and_name();
+        let new_parent = new.parent_and_name();
+        let old_grant = self.writable(&old, &old_parent)?;
+        let new_grant = self.writable(&new, &new_parent)?;
+        if !std::ptr::eq(old_grant, new_grant) {
             return Err(EXDEV);
         }
         if old.trailing == Trailing::Dot || new.trailing == Trailing::Dot {
@@ -524,8 +583,15 @@ impl Filesystem {
         if old.trailing.is_dir() || new.trailing.is_dir() {
             old.is_directory()?;
         }
-        let (old_dir, old_name) = old.parent_and_name()?;
-        let (new_dir, new_name) = new.parent_and_name()?;
+        let (old_dir, old_name) = old_parent?;
+        let (new_dir, new_name) = new_parent?;
+        // A granted directory, or one above it, neither moves nor is
+        // replaced: the grant would follow it, or be hidden.
+        if self.grants.holds_a_grant(old_dir.as_fd(), &old_name)
+            || self.grants.holds_a_grant(new_dir.as_fd(), &new_name)
+        {
+            return Err(EBUSY);
+        }
         rustix::fs::renameat(&old_dir, old_name.as_c_str(), &new_dir, new_name.as_c_str())
             .map_err(|e| e.raw_os_error())?;
         Ok(0)
@@ -550,6 +616,22 @@ impl Filesystem {
             .map_err(|_| EFAULT)?;
         i64::try_from(n).map_err(|_| EINVAL)
     }
+}
+
+/// The permission bits a guest may give what it creates: no set-user-ID
+/// or set-group-ID bit (the sticky bit stays).
+const CREATE_MODE_MASK: u32 = 0o1777;
+
+/// Opens `name` in `dir`, by that one name.
+fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+    rustix::fs::openat2(
+        dir,
+        name.as_c_str(),
+        flags | OFlags::CLOEXEC,
+        mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| e.raw_os_error())
 }
 
 /// The descriptor `fd` of a table, or EBADF.

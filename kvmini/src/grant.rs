@@ -9,13 +9,22 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, which refuses
 //! (EXDEV) any symlink that is absolute or climbs out of the granted
 //! directory, and `/proc` magic links (ELOOP).
+//!
+//! Which grant a path is found under does not decide what may change:
+//! when grants nest (one's directory inside another's), the same host
+//! directory has more than one guest path (a parent renamed, a symlink),
+//! so a change is decided by the innermost grant whose directory holds the
+//! changed directory, found by device and inode walking up from it
+//! ([`Grants::deciding`]), and granted directories and those above them
+//! stay where they are ([`Grants::holds_a_grant`]).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use kvmini_abi::errno;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use kvmini_abi::fs::PATH_MAX;
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
 /// Errors of parsing and opening `--dir` grants.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +32,20 @@ pub enum GrantError {
     /// The guest path of a grant is not absolute or not clean.
     #[error("--dir {spec}: the guest path must be absolute, like /data")]
     BadGuestPath {
+        /// The `--dir` argument (`HOST:GUEST` for a library grant).
+        spec: String,
+    },
+    /// A `--dir` argument ends in something that is neither a guest path
+    /// nor `:ro` or `:rw`.
+    #[error(
+        "--dir {spec}: unknown suffix :{suffix} (a grant ends in :ro or :rw, \
+         and a guest path is absolute, like HOST:/data)"
+    )]
+    UnknownSuffix {
         /// The `--dir` argument.
         spec: String,
+        /// What follows its last `:`.
+        suffix: String,
     },
     /// The host directory cannot be opened.
     #[error("--dir {}: cannot open the host directory", .path.display())]
@@ -35,12 +56,13 @@ pub enum GrantError {
         #[source]
         source: std::io::Error,
     },
-    /// Two grants at the same guest path.
+    /// Two grants at the same guest path (after normalization: `/d`, `/d/`,
+    /// `//d` and `/x/../d` are one path).
     #[error("--dir: {0} is granted twice")]
     Duplicate(String),
 }
 
-/// One `--dir HOST[:/GUEST][:ro]` argument, parsed but not opened.
+/// One `--dir HOST[:/GUEST][:ro|:rw]` argument, parsed but not opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantSpec {
     /// The host directory.
@@ -52,38 +74,57 @@ pub struct GrantSpec {
 }
 
 impl GrantSpec {
-    /// Parses `HOST`, `HOST:/GUEST`, `HOST:ro` or `HOST:/GUEST:ro`.
+    /// Parses `HOST`, `HOST:/GUEST`, and either followed by `:ro` or by
+    /// `:rw` (the default, written out). A last `:` followed by anything
+    /// else without a `/` is an error, so that a mistyped mode never
+    /// becomes part of a guest path.
     pub fn parse(spec: &str) -> Result<Self, GrantError> {
-        let (rest, read_only) = match spec.strip_suffix(":ro") {
-            Some(rest) => (rest, true),
-            None => (spec, false),
+        let (rest, read_only) = match spec.rsplit_once(':') {
+            Some((rest, "ro")) => (rest, true),
+            Some((rest, "rw")) => (rest, false),
+            Some((_, suffix)) if !suffix.contains('/') => {
+                return Err(GrantError::UnknownSuffix {
+                    spec: spec.to_owned(),
+                    suffix: suffix.to_owned(),
+                })
+            }
+            _ => (spec, false),
         };
         let (host, guest) = match rest.rfind(":/") {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, "/"),
         };
-        let components = normalize(guest.as_bytes()).map_err(|_| GrantError::BadGuestPath {
-            spec: spec.to_owned(),
-        })?;
-        if host.is_empty() || !guest.starts_with('/') {
+        if host.is_empty() {
             return Err(GrantError::BadGuestPath {
                 spec: spec.to_owned(),
             });
         }
-        let guest = format!(
-            "/{}",
-            components
-                .iter()
-                .map(|c| String::from_utf8_lossy(c))
-                .collect::<Vec<_>>()
-                .join("/")
-        );
+        let guest = normalize_guest(guest).ok_or_else(|| GrantError::BadGuestPath {
+            spec: spec.to_owned(),
+        })?;
         Ok(GrantSpec {
             host: PathBuf::from(host),
             guest,
             read_only,
         })
     }
+}
+
+/// A guest path of a grant, absolute and normalized (`/`, `/a/b`), or
+/// `None` when it is not absolute or has an over-long name.
+pub fn normalize_guest(guest: &str) -> Option<String> {
+    if !guest.starts_with('/') {
+        return None;
+    }
+    let components = normalize(guest.as_bytes()).ok()?;
+    Some(format!(
+        "/{}",
+        components
+            .iter()
+            .map(|c| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+            .join("/")
+    ))
 }
 
 /// An opened grant.
@@ -93,8 +134,54 @@ pub struct Grant {
     guest: Vec<Vec<u8>>,
     /// The host directory, opened `O_PATH`: the root of every lookup.
     dir: OwnedFd,
+    /// Its identity on the host.
+    id: FileId,
     /// The spec it came from.
     pub spec: GrantSpec,
+}
+
+/// A file's identity on the host: device and inode number.
+type FileId = (u64, u64);
+
+/// The identity of an open file.
+fn file_id(fd: BorrowedFd<'_>) -> Result<FileId, i32> {
+    let st = rustix::fs::fstat(fd).map_err(|e| e.raw_os_error())?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The parent directory of the directory `dir` on the host (`..`, not
+/// confined: only its identity is used), opened `O_PATH`.
+fn host_parent(dir: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
+    rustix::fs::openat2(
+        dir,
+        c"..",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::empty(),
+    )
+    .map_err(|e| e.raw_os_error())
+}
+
+/// Most directories a walk up the host tree visits (`../` repeated fits
+/// in PATH_MAX): deeper than any path a guest can name.
+const MAX_WALK: u64 = PATH_MAX / 3 - 1;
+
+/// Most symlinks followed in the last component of a path (Linux's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where the last component of a path lives, symlinks in it followed.
+#[derive(Debug)]
+pub enum Location {
+    /// A name in a directory (opened `O_PATH`); it may not exist.
+    Entry {
+        /// The directory holding the name.
+        dir: OwnedFd,
+        /// The name: not a symlink when it was looked up.
+        name: CString,
+    },
+    /// The path names a directory (it ended in `/` or `.`, or a symlink in
+    /// it did): opened `O_PATH`.
+    Directory(OwnedFd),
 }
 
 impl Grant {
@@ -177,6 +264,65 @@ impl Resolved<'_> {
         .map(drop)
     }
 
+    /// Finds where the object the path names lives, following symlinks in
+    /// its last component (`follow`) as the kernel would beneath the
+    /// grant: an absolute symlink is EXDEV and one that climbs out of the
+    /// grant fails when its directory is opened, as in every lookup.
+    pub fn location(&self, follow: bool) -> Result<Location, i32> {
+        if self.trailing.is_dir() || self.rest.is_empty() {
+            return self
+                .open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+                .map(Location::Directory);
+        }
+        let mut path = self.rest.join(&b'/');
+        for _ in 0..=MAX_SYMLINKS {
+            let (dir_part, name): (&[u8], &[u8]) = match path.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&path[..i], &path[i + 1..]),
+                None => (b".", &path[..]),
+            };
+            if matches!(name, b"" | b"." | b"..") {
+                let whole = CString::new(path.clone()).map_err(|_| errno::EINVAL)?;
+                return open_beneath(
+                    &self.grant.dir,
+                    &whole,
+                    OFlags::PATH | OFlags::DIRECTORY,
+                    Mode::empty(),
+                )
+                .map(Location::Directory);
+            }
+            let dir_c = CString::new(dir_part).map_err(|_| errno::EINVAL)?;
+            let dir = open_beneath(
+                &self.grant.dir,
+                &dir_c,
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )?;
+            let name_c = CString::new(name).map_err(|_| errno::EINVAL)?;
+            if !follow {
+                return Ok(Location::Entry { dir, name: name_c });
+            }
+            let target = match rustix::fs::readlinkat(&dir, name_c.as_c_str(), Vec::new()) {
+                Ok(target) => target.into_bytes(),
+                // Not a symlink, or nothing there yet.
+                Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => {
+                    return Ok(Location::Entry { dir, name: name_c })
+                }
+                Err(e) => return Err(e.raw_os_error()),
+            };
+            if target.is_empty() {
+                return Err(errno::ENOENT);
+            }
+            if target.starts_with(b"/") {
+                return Err(errno::EXDEV);
+            }
+            let mut next = dir_part.to_vec();
+            next.push(b'/');
+            next.extend_from_slice(&target);
+            path = next;
+        }
+        Err(errno::ELOOP)
+    }
+
     /// Splits off the last component: the parent directory (opened
     /// `O_PATH` beneath the grant) and the name in it. The grant's own
     /// directory has no name in any parent the guest can see: EBUSY.
@@ -254,33 +400,144 @@ pub fn normalize(path: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
 #[derive(Debug, Default)]
 pub struct Grants {
     grants: Vec<Grant>,
+    /// Whether one grant's directory lies inside another's (or two grants
+    /// share one): only then can one host directory be reached through
+    /// more than one grant, and only then is identity checked.
+    nested: bool,
+    /// Every directory above a granted one, up to the host's root, by
+    /// identity: renaming or removing one would move a grant.
+    above: Vec<FileId>,
 }
 
 impl Grants {
-    /// Opens every grant's host directory.
+    /// Opens every grant's host directory. Guest paths are normalized
+    /// first; two grants at one guest path are [`GrantError::Duplicate`].
     pub fn open(specs: &[GrantSpec]) -> Result<Self, GrantError> {
         let mut grants: Vec<Grant> = Vec::new();
         for spec in specs {
-            if grants.iter().any(|g| g.spec.guest == spec.guest) {
-                return Err(GrantError::Duplicate(spec.guest.clone()));
+            let guest_path =
+                normalize_guest(&spec.guest).ok_or_else(|| GrantError::BadGuestPath {
+                    spec: format!("{}:{}", spec.host.display(), spec.guest),
+                })?;
+            if grants.iter().any(|g| g.spec.guest == guest_path) {
+                return Err(GrantError::Duplicate(guest_path));
             }
+            let open_error = |source: std::io::Error| GrantError::Open {
+                path: spec.host.clone(),
+                source,
+            };
             let dir = rustix::fs::open(
                 &spec.host,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| GrantError::Open {
-                path: spec.host.clone(),
-                source: e.into(),
-            })?;
-            let guest = normalize(spec.guest.as_bytes()).unwrap_or_default();
+            .map_err(|e| open_error(e.into()))?;
+            let id = file_id(dir.as_fd())
+                .map_err(|e| open_error(std::io::Error::from_raw_os_error(e)))?;
+            let guest = normalize(guest_path.as_bytes()).unwrap_or_default();
             grants.push(Grant {
                 guest,
                 dir,
-                spec: spec.clone(),
+                id,
+                spec: GrantSpec {
+                    guest: guest_path,
+                    ..spec.clone()
+                },
             });
         }
-        Ok(Grants { grants })
+        let mut above = Vec::new();
+        for grant in &grants {
+            let mut dir = host_parent(grant.dir.as_fd());
+            let mut last = grant.id;
+            for _ in 0..MAX_WALK {
+                let Ok(parent) = dir else { break };
+                let Ok(id) = file_id(parent.as_fd()) else {
+                    break;
+                };
+                if id == last {
+                    break;
+                }
+                above.push(id);
+                last = id;
+                dir = host_parent(parent.as_fd());
+            }
+        }
+        above.sort_unstable();
+        above.dedup();
+        let nested = grants.iter().enumerate().any(|(i, g)| {
+            above.binary_search(&g.id).is_ok() || grants[..i].iter().any(|h| h.id == g.id)
+        });
+        Ok(Grants {
+            grants,
+            nested,
+            above,
+        })
+    }
+
+    /// True when a host directory can be reached through more than one
+    /// grant.
+    pub fn nested(&self) -> bool {
+        self.nested
+    }
+
+    /// The grant that decides what may change in the host directory `dir`
+    /// (reached through `via`): the innermost grant that holds it, found
+    /// by identity, walking up from `dir` to the first granted directory,
+    /// whatever path led there. A directory granted twice is read-only if
+    /// either grant is.
+    pub fn deciding<'g>(&'g self, dir: BorrowedFd<'_>, via: &'g Grant) -> Result<&'g Grant, i32> {
+        if !self.nested {
+            return Ok(via);
+        }
+        // `..`, `../..`, ...: one stat per level, each resolved by the
+        // kernel from `dir` itself.
+        let mut id = file_id(dir)?;
+        let mut up: Vec<u8> = Vec::new();
+        for _ in 0..MAX_WALK {
+            if let Some(grant) = self.by_id(id) {
+                return Ok(grant);
+            }
+            up.extend_from_slice(b"../");
+            let path = CString::new(up.as_slice()).map_err(|_| errno::EINVAL)?;
+            let st = rustix::fs::statat(dir, path.as_c_str(), AtFlags::empty())
+                .map_err(|e| e.raw_os_error())?;
+            let parent_id = (st.st_dev, st.st_ino);
+            if parent_id == id {
+                break;
+            }
+            id = parent_id;
+        }
+        // Not below any granted directory any more (the host moved it):
+        // the grant of the path it was reached by.
+        Ok(via)
+    }
+
+    /// The grant whose directory is `id` (a read-only one first).
+    fn by_id(&self, id: FileId) -> Option<&Grant> {
+        let mut found = None;
+        for grant in self.grants.iter().filter(|g| g.id == id) {
+            if grant.read_only() {
+                return Some(grant);
+            }
+            found = Some(grant);
+        }
+        found
+    }
+
+    /// True when `name` in `dir` is a granted directory or one above a
+    /// granted directory: like a mount point, it cannot be renamed, removed
+    /// or replaced (EBUSY). Names that do not exist are not.
+    pub fn holds_a_grant(&self, dir: BorrowedFd<'_>, name: &CString) -> bool {
+        if !self.nested {
+            return false;
+        }
+        match rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let id = (st.st_dev, st.st_ino);
+                self.grants.iter().any(|g| g.id == id) || self.above.binary_search(&id).is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     /// True when nothing is granted.
@@ -335,6 +592,45 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_ends_in_ro_or_rw_and_nothing_else() {
+        let g = GrantSpec::parse("dir:/p:rw").unwrap();
+        assert_eq!((g.guest.as_str(), g.read_only), ("/p", false));
+        let g = GrantSpec::parse("dir:rw").unwrap();
+        assert_eq!((g.guest.as_str(), g.read_only), ("/", false));
+        let g = GrantSpec::parse("a:b:/p:ro").unwrap();
+        assert_eq!(
+            (g.host, g.guest.as_str(), g.read_only),
+            (PathBuf::from("a:b"), "/p", true)
+        );
+        for (spec, suffix) in [
+            ("dir:/p:rx", "rx"),
+            ("dir:/p:RO", "RO"),
+            ("dir:p", "p"),
+            ("dir:", ""),
+            ("dir:/p:ro:x", "x"),
+        ] {
+            match GrantSpec::parse(spec) {
+                Err(GrantError::UnknownSuffix { suffix: s, .. }) => assert_eq!(s, suffix),
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn guest_paths_of_grants_are_absolute_and_normalized() {
+        let n = normalize_guest;
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("//").as_deref(), Some("/"));
+        assert_eq!(n("/..").as_deref(), Some("/"));
+        assert_eq!(n("/d/").as_deref(), Some("/d"));
+        assert_eq!(n("//d/./").as_deref(), Some("/d"));
+        assert_eq!(n("/x/../d").as_deref(), Some("/d"));
+        for bad in ["", "d", "./d", "d/.."] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn trailing_slashes_and_dots_are_kept() {
         assert_eq!(Trailing::of(b"a/b"), Trailing::Name);
         assert_eq!(Trailing::of(b"a/b/"), Trailing::Slash);
@@ -376,5 +672,57 @@ mod tests {
             Grants::open(&[GrantSpec::parse(&format!("{}:/data", sub.path().display())).unwrap()])
                 .unwrap();
         assert_eq!(only_sub.resolve(b"/etc/passwd").unwrap_err(), errno::ENOENT);
+    }
+}
+
+/// The cost of the identity check, printed rather than asserted (see
+/// docs/performance.md): `cargo test -p kvmini --lib grant::cost --
+/// --ignored --nocapture`.
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use std::time::Instant;
+
+    /// The best of five rounds of `f` run 5000 times, per run, in µs.
+    fn per_call(mut f: impl FnMut()) -> f64 {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            for _ in 0..5000 {
+                f();
+            }
+            best = best.min(start.elapsed().as_secs_f64() / 5000.0);
+        }
+        best * 1e6
+    }
+
+    #[test]
+    #[ignore = "a measurement: prints, asserts nothing about time"]
+    fn identity_check_per_call() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b/c/d/e")).unwrap();
+        std::fs::create_dir_all(r.join("ro")).unwrap();
+        let spec = GrantSpec::parse(r.to_str().unwrap()).unwrap();
+        let ro = GrantSpec::parse(&format!("{}/ro:/ro:ro", r.display())).unwrap();
+        let grants = Grants::open(&[spec, ro]).unwrap();
+        assert!(grants.nested());
+        for path in [&b"/f"[..], b"/a/b/c/d/e/f"] {
+            std::fs::write(r.join(String::from_utf8_lossy(&path[1..]).as_ref()), b"x").unwrap();
+            let resolved = grants.resolve(path).unwrap();
+            let open = per_call(|| drop(resolved.open(OFlags::WRONLY, Mode::empty()).unwrap()));
+            let location = per_call(|| drop(resolved.location(true).unwrap()));
+            let Location::Entry { dir, .. } = resolved.location(true).unwrap() else {
+                panic!("a file")
+            };
+            let deciding = per_call(|| {
+                grants.deciding(dir.as_fd(), resolved.grant).unwrap();
+            });
+            eprintln!(
+                "{}: open+close {open:.1} us, location {location:.1} us, \
+                 deciding grant {deciding:.1} us",
+                String::from_utf8_lossy(path)
+            );
+        }
     }
 }

@@ -345,7 +345,8 @@ pub enum Transfer {
 /// Moves bytes between `fd` and the guest-physical `pieces` (each wholly
 /// inside guest memory), at the file's offset or at `offset`, with as few
 /// system calls as the pieces allow. Stops at the first short transfer, as
-/// `read`/`write` do; returns the bytes moved. `iovecs` is scratch space
+/// `read`/`write` do; returns the bytes moved, which is never an error once
+/// some bytes have moved (a later call's error is left for the next one). `iovecs` is scratch space
 /// kept by the caller so that the hot path does not allocate.
 pub fn transfer(
     mem: &GuestMemory,
@@ -358,50 +359,71 @@ pub fn transfer(
     let iovecs = &mut iovecs.0;
     let mut total = 0u64;
     for batch in pieces.chunks(IOV_MAX) {
-        iovecs.clear();
-        let mut wanted = 0u64;
-        for &(gpa, len) in batch {
-            let len_usize =
-                usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let slice = mem
-                .get_slice(GuestAddress(gpa), len_usize)
-                .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
-            iovecs.push(libc::iovec {
-                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-                iov_len: slice.len(),
-            });
-            wanted += len;
-        }
-        let count = libc::c_int::try_from(iovecs.len()).unwrap_or(libc::c_int::MAX);
-        let at = offset.map(|o| o + total);
-        let at = match at.map(i64::try_from) {
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
-            None => None,
-        };
-        // SAFETY: every iovec comes from a vm-memory slice that lies wholly
-        // inside the guest mapping, which outlives this call; the vCPU is
-        // stopped in this exit, so nothing else touches those bytes while
-        // the kernel reads or writes them.
-        let done = unsafe {
-            match (direction, at) {
-                (Transfer::ToGuest, None) => libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), count),
-                (Transfer::ToGuest, Some(at)) => {
-                    libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
-                }
-                (Transfer::FromGuest, None) => libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count),
-                (Transfer::FromGuest, Some(at)) => {
-                    libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+        let at = offset.map(|o| o.saturating_add(total));
+        match transfer_batch(mem, fd, batch, at, direction, iovecs) {
+            Ok((done, wanted)) => {
+                total += done;
+                if done < wanted {
+                    break;
                 }
             }
-        };
-        let done = u64::try_from(done).map_err(|_| io::Error::last_os_error())?;
-        total += done;
-        if done < wanted {
-            break;
+            // Bytes already moved are the result, as Linux's `writev`
+            // returns a short count: the file offset has moved past them.
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(total)
+}
+
+/// One `readv`/`writev` (or the positioned kind, at `at`) of at most
+/// `IOV_MAX` pieces: the bytes moved and the bytes asked for.
+fn transfer_batch(
+    mem: &GuestMemory,
+    fd: BorrowedFd<'_>,
+    batch: &[(u64, u64)],
+    at: Option<u64>,
+    direction: Transfer,
+    iovecs: &mut Vec<libc::iovec>,
+) -> io::Result<(u64, u64)> {
+    iovecs.clear();
+    let mut wanted = 0u64;
+    for &(gpa, len) in batch {
+        let len_usize =
+            usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let slice = mem
+            .get_slice(GuestAddress(gpa), len_usize)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
+        iovecs.push(libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        });
+        wanted += len;
+    }
+    let count = libc::c_int::try_from(iovecs.len()).unwrap_or(libc::c_int::MAX);
+    let at = match at.map(i64::try_from) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        None => None,
+    };
+    // SAFETY: every iovec comes from a vm-memory slice that lies wholly
+    // inside the guest mapping, which outlives this call; the vCPU is
+    // stopped in this exit, so nothing else touches those bytes while
+    // the kernel reads or writes them.
+    let done = unsafe {
+        match (direction, at) {
+            (Transfer::ToGuest, None) => libc::readv(fd.as_raw_fd(), iovecs.as_ptr(), count),
+            (Transfer::ToGuest, Some(at)) => {
+                libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+            }
+            (Transfer::FromGuest, None) => libc::writev(fd.as_raw_fd(), iovecs.as_ptr(), count),
+            (Transfer::FromGuest, Some(at)) => {
+                libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), count, at)
+            }
+        }
+    };
+    let done = u64::try_from(done).map_err(|_| io::Error::last_os_error())?;
+    Ok((done, wanted))
 }
 
 /// A byte count printed the way people read sizes (`64 MiB`, `4 KiB`,
@@ -470,6 +492,58 @@ mod tests {
         for size in [MEM_MIN, MEM_DEFAULT, MEM_MAX] {
             assert!(check_size(size).is_ok(), "{size}");
         }
+    }
+
+    /// A non-blocking pipe holding at most 64 KiB.
+    fn small_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        assert_eq!(
+            // SAFETY: pipe2 writes two descriptors into the array.
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+            0
+        );
+        // SAFETY: both descriptors were just made and are owned here.
+        let (r, w) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        assert_eq!(
+            // SAFETY: an fcntl with an integer argument on an owned descriptor.
+            unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 65536) },
+            65536
+        );
+        (r, w)
+    }
+
+    #[test]
+    fn a_transfer_that_moved_bytes_returns_their_count_both_ways() {
+        use std::os::fd::AsFd;
+        let mem = allocate(MEM_MIN).unwrap();
+        // 2048 pieces of 64 bytes, 64 bytes apart: two writev calls, the
+        // first of which fills the pipe exactly, so the second fails.
+        let pieces: Vec<(u64, u64)> = (0..2048).map(|i| (i * 128, 64)).collect();
+        let mut iovecs = IovecBuf::default();
+        let (r, w) = small_pipe();
+        let moved = |fd, direction, iovecs: &mut IovecBuf| {
+            transfer(&mem, fd, &pieces, None, direction, iovecs)
+        };
+        assert_eq!(
+            moved(w.as_fd(), Transfer::FromGuest, &mut iovecs).unwrap(),
+            IOV_MAX as u64 * 64
+        );
+        // Nothing moved: the error itself.
+        let full = moved(w.as_fd(), Transfer::FromGuest, &mut iovecs).unwrap_err();
+        assert_eq!(full.raw_os_error(), Some(libc::EAGAIN));
+        // Reading: the first readv empties the pipe, the second fails.
+        assert_eq!(
+            moved(r.as_fd(), Transfer::ToGuest, &mut iovecs).unwrap(),
+            IOV_MAX as u64 * 64
+        );
+        let empty = moved(r.as_fd(), Transfer::ToGuest, &mut iovecs).unwrap_err();
+        assert_eq!(empty.raw_os_error(), Some(libc::EAGAIN));
     }
 
     #[test]

@@ -59,6 +59,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_renameat,
     libc::SYS_renameat2,
     libc::SYS_getdents64,
+    // Where a symlink in the last component of a path leads, when grants
+    // nest and the directory a file is created in decides (`grant.rs`).
+    libc::SYS_readlinkat,
     // Memory for kvmini's own buffers.
     libc::SYS_mmap,
     libc::SYS_munmap,

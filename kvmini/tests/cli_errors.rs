@@ -502,7 +502,8 @@ fn dir_that_is_a_file() {
 fn dir_with_a_relative_guest_path() {
     assert_eq!(
         option_error(&["--dir", "/tmp:data"]),
-        "kvmini: --dir /tmp:data: no such directory"
+        "kvmini: --dir /tmp:data: unknown suffix :data (a grant ends in :ro or :rw, \
+         and a guest path is absolute, like HOST:/data)"
     );
     assert_eq!(
         option_error(&["--dir", ":/data"]),

@@ -119,6 +119,13 @@ struct Runs {
 /// hold in any case: Linux gives every result the table states, and
 /// kvmini's guest exits with the status the native program exits with (0). `None` when KVM is not available.
 fn differential(defines: &[&str]) -> Option<Runs> {
+    differential_with(defines, false)
+}
+
+/// [`differential`], and with `nested` the directory above the guest's is
+/// also granted, read-only, at a guest path the table never uses: grants
+/// then nest, and every change is decided by identity (`grant.rs`).
+fn differential_with(defines: &[&str], nested: bool) -> Option<Runs> {
     let work = tempfile::tempdir().expect("temp dir");
     let native_dir = work.path().join("native");
     let guest_dir = work.path().join("guest");
@@ -151,7 +158,12 @@ fn differential(defines: &[&str]) -> Option<Runs> {
     );
 
     let grant = guest_dir.to_str().expect("UTF-8 temp path").to_owned();
-    let run = run_guest(&kvm, &elf, &[grant], 64 << 20);
+    let mut grants = vec![grant];
+    if nested {
+        let above = work.path().to_str().expect("UTF-8 temp path");
+        grants.push(format!("{above}:/kvmini-above:ro"));
+    }
+    let run = run_guest(&kvm, &elf, &grants, 64 << 20);
     assert_eq!(run.warnings_text(), "");
     // The native program exited 0 (checked above): so must the guest.
     assert_eq!(run.outcome.ending, Ending::Exited(0));
@@ -256,4 +268,14 @@ fn the_table_gives_the_same_results_through_the_batched_path() {
         plain.guest_calls
     );
     assert_eq!(batches(&batched.guest_calls), fs_exits(&plain.guest_calls));
+}
+
+#[test]
+fn the_table_gives_linux_results_when_grants_nest() {
+    let Some(runs) = differential_with(&[], true) else {
+        return;
+    };
+    assert_same_output(&runs);
+    assert!(runs.guest_text.ends_with("failures: 0\n"));
+    assert!(runs.native_tree == runs.guest_tree);
 }
