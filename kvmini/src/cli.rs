@@ -553,6 +553,9 @@ fn by_hypercall(outcome: &Outcome) -> String {
 }
 
 fn report_failure(outcome: &Outcome) {
+    if matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
+        crate::print::stop_waiting();
+    }
     match &outcome.ending {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
