@@ -62,10 +62,8 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let size = libc::c_int::try_from(PIPE_SIZE).unwrap();
     // SAFETY: F_SETPIPE_SZ takes an int.
-    assert_eq!(
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size) },
-        size
-    );
+    let set = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    assert_eq!(set, size);
     (read, write)
 }
 
@@ -73,10 +71,8 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 fn queued(read: &OwnedFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int.
-    assert_eq!(
-        unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) },
-        0
-    );
+    let done = unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(done, 0);
     usize::try_from(n).unwrap()
 }
 
@@ -101,9 +97,14 @@ fn wait_running(child: &Child) {
     let start = Instant::now();
     let tasks = format!("/proc/{}/task", child.id());
     loop {
-        let running = std::fs::read_dir(&tasks).into_iter().flatten().flatten().any(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "kvmini-vcpu")
-        });
+        let running = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "kvmini-vcpu")
+            });
         if running {
             return;
         }
@@ -129,11 +130,10 @@ fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
 }
 
 fn signal(child: &Child, sig: i32) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: the child is ours and has not been waited for.
-    assert_eq!(
-        unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), sig) },
-        0
-    );
+    let sent = unsafe { libc::kill(pid, sig) };
+    assert_eq!(sent, 0);
 }
 
 /// kvmini running `part` of the guest, with extra options before the image.
@@ -195,7 +195,11 @@ fn output_nobody_reads_ends_at_sigint_and_sigterm() {
             wait_running(&child);
             wait_full(&read);
             signal(&child, sig);
-            assert_eq!(wait_exit(&mut child, part).code(), Some(status), "{part} {sig}");
+            assert_eq!(
+                wait_exit(&mut child, part).code(),
+                Some(status),
+                "{part} {sig}"
+            );
         }
     }
 }
@@ -332,11 +336,14 @@ fn fifos_in_a_grant_end_at_the_timeout_and_at_signals() {
     // waits in write.
     let fifo = dir.path().join("fifo");
     let opener = std::thread::spawn(move || File::open(fifo).unwrap());
-    let mut child = run_part(&["--dir", &grant, "--timeout", "1s"], &["fifo-write", "/fifo"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_part(
+        &["--dir", &grant, "--timeout", "1s"],
+        &["fifo-write", "/fifo"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let reader = opener.join().unwrap();
     assert_eq!(wait_exit(&mut child, "full fifo").code(), Some(124));
     drop(reader);
@@ -364,7 +371,9 @@ fn a_closed_stdout_ends_hypercall_output_quietly_and_is_epipe_for_write() {
             None
         } else {
             let (err_read, err_write) = pipe();
-            command.stdout(Stdio::from(write)).stderr(Stdio::from(err_write));
+            command
+                .stdout(Stdio::from(write))
+                .stderr(Stdio::from(err_write));
             Some(err_read)
         };
         let mut child = command.spawn().unwrap();
@@ -446,8 +455,16 @@ fn an_inherited_signal_state_does_not_defeat_the_timeout_or_the_signals() {
     let kick = kick_signal();
     let states: [(&str, Vec<i32>, Vec<i32>); 4] = [
         ("kick signal blocked", vec![kick], vec![]),
-        ("SIGINT and SIGTERM blocked", vec![libc::SIGINT, libc::SIGTERM], vec![]),
-        ("SIGINT and SIGTERM ignored", vec![], vec![libc::SIGINT, libc::SIGTERM]),
+        (
+            "SIGINT and SIGTERM blocked",
+            vec![libc::SIGINT, libc::SIGTERM],
+            vec![],
+        ),
+        (
+            "SIGINT and SIGTERM ignored",
+            vec![],
+            vec![libc::SIGINT, libc::SIGTERM],
+        ),
         (
             "all three blocked and ignored",
             vec![kick, libc::SIGINT, libc::SIGTERM],
@@ -459,14 +476,22 @@ fn an_inherited_signal_state_does_not_defeat_the_timeout_or_the_signals() {
             let options = [seccomp, &["--timeout", "300ms"][..]].concat();
             let command = with_signal_state(run_part(&options, &["loop"]), blocked, ignored);
             let mut child = { command }.stderr(Stdio::null()).spawn().unwrap();
-            assert_eq!(wait_exit(&mut child, what).code(), Some(124), "{what} {seccomp:?}");
+            assert_eq!(
+                wait_exit(&mut child, what).code(),
+                Some(124),
+                "{what} {seccomp:?}"
+            );
         }
         for (sig, status) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
             let command = with_signal_state(run_part(&[], &["loop"]), blocked, ignored);
             let mut child = { command }.stderr(Stdio::null()).spawn().unwrap();
             wait_running(&child);
             signal(&child, sig);
-            assert_eq!(wait_exit(&mut child, what).code(), Some(status), "{what} {sig}");
+            assert_eq!(
+                wait_exit(&mut child, what).code(),
+                Some(status),
+                "{what} {sig}"
+            );
         }
     }
 }
@@ -508,7 +533,10 @@ fn a_thread_with_the_kick_signal_blocked_still_stops_its_guest() {
     .join()
     .unwrap();
     let limit = ending.2;
-    assert_eq!(ending.0, vec![Ending::TimedOut(limit), Ending::TimedOut(limit)]);
+    assert_eq!(
+        ending.0,
+        vec![Ending::TimedOut(limit), Ending::TimedOut(limit)]
+    );
     assert!(ending.1, "the caller's mask was changed");
 }
 
@@ -521,10 +549,7 @@ fn images_that_are_not_regular_files_or_too_large_are_refused_at_once() {
     let fifo = dir.path().join("guest.fifo");
     mkfifo(&fifo);
     let big = dir.path().join("big.elf");
-    File::create(&big)
-        .unwrap()
-        .set_len((2 << 20) + 1)
-        .unwrap();
+    File::create(&big).unwrap().set_len((2 << 20) + 1).unwrap();
     let fifo_s = fifo.to_str().unwrap();
     let big_s = big.to_str().unwrap();
     for (args, message) in [
@@ -560,15 +585,34 @@ fn images_that_are_not_regular_files_or_too_large_are_refused_at_once() {
     let kvm = kvm_or_skip().unwrap();
     let kind = |result: Result<Sandbox, BuildError>| match result {
         Err(BuildError::ImageFile(ImageFileError::NotRegular { kind, .. })) => kind.to_owned(),
-        Err(BuildError::ImageFile(ImageFileError::TooLarge { limit, .. })) => format!("over {limit}"),
+        Err(BuildError::ImageFile(ImageFileError::TooLarge { limit, .. })) => {
+            format!("over {limit}")
+        }
         other => panic!("expected an image file error, got {other:?}"),
     };
-    assert_eq!(kind(Sandbox::builder().elf_file(&fifo).build(&kvm)), "a FIFO (named pipe)");
-    assert_eq!(kind(Sandbox::builder().flat_file(&fifo).build(&kvm)), "a FIFO (named pipe)");
-    assert_eq!(kind(Sandbox::builder().flat_file("/dev/zero").build(&kvm)), "a character device");
-    assert_eq!(kind(Sandbox::builder().elf_file(dir.path()).build(&kvm)), "a directory");
     assert_eq!(
-        kind(Sandbox::builder().elf_file(&big).memory(2 << 20).build(&kvm)),
+        kind(Sandbox::builder().elf_file(&fifo).build(&kvm)),
+        "a FIFO (named pipe)"
+    );
+    assert_eq!(
+        kind(Sandbox::builder().flat_file(&fifo).build(&kvm)),
+        "a FIFO (named pipe)"
+    );
+    assert_eq!(
+        kind(Sandbox::builder().flat_file("/dev/zero").build(&kvm)),
+        "a character device"
+    );
+    assert_eq!(
+        kind(Sandbox::builder().elf_file(dir.path()).build(&kvm)),
+        "a directory"
+    );
+    assert_eq!(
+        kind(
+            Sandbox::builder()
+                .elf_file(&big)
+                .memory(2 << 20)
+                .build(&kvm)
+        ),
         "over 2097152"
     );
 }
@@ -622,7 +666,12 @@ fn exit_statuses_do_not_depend_on_whether_kvmini_could_report() {
     let cases: [(&str, &[&str], &[&str], i32); 5] = [
         ("exit 0", &report, &["exit", "0"], 0),
         ("exit 7", &report, &["exit", "7"], 7),
-        ("timeout", &["--stats", "--timeout", "300ms"], &["loop"], 124),
+        (
+            "timeout",
+            &["--stats", "--timeout", "300ms"],
+            &["loop"],
+            124,
+        ),
         ("crash", &report, &["crash"], 126),
         ("bad option", &["--mem", "3M"], &["exit", "0"], 125),
     ];
@@ -652,13 +701,27 @@ fn exit_statuses_do_not_depend_on_whether_kvmini_could_report() {
             }
             // Usage errors from clap, and the tour's listing.
             let mut command = kvmini();
-            command.args(["run", "--no-such-option"]).stdout(Stdio::null()).stderr(Stdio::null());
+            command
+                .args(["run", "--no-such-option"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             break_stream(&mut command, fd, how);
-            assert_eq!(command.status().unwrap().code(), Some(125), "usage, fd {fd} {how:?}");
+            assert_eq!(
+                command.status().unwrap().code(),
+                Some(125),
+                "usage, fd {fd} {how:?}"
+            );
             let mut command = kvmini();
-            command.args(["demo", "--list"]).stdout(Stdio::null()).stderr(Stdio::null());
+            command
+                .args(["demo", "--list"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             break_stream(&mut command, fd, how);
-            assert_eq!(command.status().unwrap().code(), Some(0), "list, fd {fd} {how:?}");
+            assert_eq!(
+                command.status().unwrap().code(),
+                Some(0),
+                "list, fd {fd} {how:?}"
+            );
         }
     }
 }
@@ -684,7 +747,11 @@ fn host_functions_allocate_from_the_heap_and_cannot_make_memory_executable() {
             assert_eq!(held.len(), count);
             // The margin covers large allocations of other tests at the same
             // time; one page per allocation would be `count` pages.
-            Ok(if mapped < count * 4096 / 8 { 0 } else { mapped as u64 })
+            Ok(if mapped < count * 4096 / 8 {
+                0
+            } else {
+                mapped as u64
+            })
         })
         // Making memory executable is refused: EPERM comes back.
         .host_function(2, |_: &HostCall<'_>| {
