@@ -411,7 +411,7 @@ impl Filesystem {
             total += len;
         }
         if written.is_ok() {
-            written = sink.flush(stop);
+            written = sink.drain(stop);
         }
         match written {
             Ok(()) => i64::try_from(total).map_err(|_| EINVAL),

@@ -224,13 +224,20 @@ impl GuestStream {
         Ok(())
     }
 
-    /// Writes what the line buffer holds; on failure it is dropped.
+    /// Writes what the line buffer holds, then flushes the writer.
     pub fn flush(&mut self, stop: &StopHandle) -> Result<(), StreamError> {
+        self.drain(stop)?;
+        match &mut self.sink {
+            Sink::Writer(writer) => writer.flush().map_err(classify),
+            Sink::Fd(_) => Ok(()),
+        }
+    }
+
+    /// Writes what the line buffer holds (not flushing an embedding
+    /// program's writer); on failure it is dropped.
+    pub fn drain(&mut self, stop: &StopHandle) -> Result<(), StreamError> {
         if self.buf.is_empty() {
-            return match &mut self.sink {
-                Sink::Writer(writer) => writer.flush().map_err(classify),
-                Sink::Fd(_) => Ok(()),
-            };
+            return Ok(());
         }
         let buf = std::mem::take(&mut self.buf);
         let result = self.send(&buf, stop);
@@ -275,4 +282,70 @@ pub(crate) fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // descriptor that is not open is EBADF, not undefined behaviour.
     let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stop::StopReason;
+
+    /// A writer that fails with `errors` in turn, then takes everything.
+    struct Failing {
+        errors: Vec<io::ErrorKind>,
+        taken: Capture,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            match self.errors.pop() {
+                Some(kind) => Err(kind.into()),
+                None => self.taken.write(data),
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn failing(errors: &[io::ErrorKind]) -> (GuestStream, Capture) {
+        let taken = Capture::new();
+        let writer = Failing {
+            errors: errors.to_vec(),
+            taken: taken.clone(),
+        };
+        (GuestStream::writer(Box::new(writer)), taken)
+    }
+
+    #[test]
+    fn an_interrupted_write_is_retried_until_a_stop_is_pending() {
+        let stop = StopHandle::new();
+        let interrupted = io::ErrorKind::Interrupted;
+        let (mut stream, taken) = failing(&[interrupted, interrupted]);
+        stream.write(b"abc", &stop).unwrap();
+        assert_eq!(taken.contents(), b"abc");
+
+        let (mut stream, taken) = failing(&[interrupted]);
+        stop.stop(StopReason::Timeout);
+        assert!(matches!(
+            stream.write(b"abc", &stop),
+            Err(StreamError::Stopped)
+        ));
+        assert_eq!(taken.contents(), b"");
+    }
+
+    #[test]
+    fn a_broken_pipe_is_closed_and_other_errors_are_io() {
+        let stop = StopHandle::new();
+        let (mut stream, _) = failing(&[io::ErrorKind::BrokenPipe]);
+        assert!(matches!(
+            stream.write(b"x", &stop),
+            Err(StreamError::Closed)
+        ));
+        let (mut stream, _) = failing(&[io::ErrorKind::StorageFull]);
+        assert!(matches!(
+            stream.write(b"x", &stop),
+            Err(StreamError::Io(e)) if e.kind() == io::ErrorKind::StorageFull
+        ));
+    }
 }

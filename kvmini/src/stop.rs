@@ -9,7 +9,7 @@
 //! handler is installed without `SA_RESTART`, so the call fails with EINTR
 //! and kvmini's code sees the stop. A signal that lands just before the
 //! thread enters such a call would be lost, so the stop is sent again at
-//! short intervals until the run ends ([`rekick`]). The thread's signal
+//! short intervals until the run ends (`rekick`). The thread's signal
 //! mask is set for each run, whatever the thread inherited.
 
 use std::sync::atomic::{AtomicI32, Ordering};
