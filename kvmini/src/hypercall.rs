@@ -47,6 +47,8 @@ pub struct Hypercalls {
     /// The guest's stderr; `None` shares `warnings`.
     stderr: Option<GuestStream>,
     warnings: GuestStream,
+    /// The text of a warning being written (kept to reuse its space).
+    warning: Vec<u8>,
     /// The guest-physical pieces of the string being displayed.
     display_pieces: Vec<(u64, u64)>,
     fs: Filesystem,
@@ -89,6 +91,7 @@ impl Hypercalls {
             stdout,
             stderr: None,
             warnings,
+            warning: Vec::new(),
             display_pieces: Vec::new(),
             fs,
             host_functions: HostFunctions::default(),
@@ -352,9 +355,9 @@ impl Hypercalls {
     /// not change how the run ends.
     fn warn(&mut self, line: std::fmt::Arguments<'_>) {
         let _ = self.stdout.flush(&self.stop);
-        let mut text = Vec::new();
-        let _ = writeln!(text, "{line}");
-        let _ = self.warnings.write(&text, &self.stop);
+        self.warning.clear();
+        let _ = writeln!(self.warning, "{line}");
+        let _ = self.warnings.write(&self.warning, &self.stop);
     }
 
     /// Forgets per-run state: the guest's descriptors.

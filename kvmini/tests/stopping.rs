@@ -3,9 +3,11 @@
 //! signal mask or ignored signals; guest images that are not regular files
 //! or too large; and kvmini's own messages on broken streams.
 //!
-//! Waits are checked with a pipe shrunk to one page: the test waits until
-//! it is full, so that kvmini is (or is about to be) blocked writing it,
-//! then stops it. Time limits here only catch hangs.
+//! Waits are checked with a pipe shrunk to one page: the tests that stop
+//! kvmini with a signal or a stop handle wait until it is full, so that
+//! kvmini is (or is about to be) blocked writing it, then stop it; a
+//! timeout stops it the same way, at whatever point the limit comes. Time
+//! limits here only catch hangs.
 
 mod common;
 
@@ -179,8 +181,7 @@ fn output_nobody_reads_ends_at_the_timeout() {
         let (mut child, read) = spawn_unread(run_part(&["--timeout", "500ms"], &[part]), on_stderr);
         let status = wait_exit(&mut child, part);
         assert_eq!(status.code(), Some(124), "{part}");
-        // The guest had filled the pipe: kvmini was waiting on it.
-        assert!(full(&read), "{part}: {} bytes in the pipe", queued(&read));
+        drop(read);
     }
 }
 
@@ -247,9 +248,11 @@ fn a_writer_that_blocks_ends_at_a_stop_handle_and_at_the_timeout() {
 
         let limit = Duration::from_millis(300);
         let (mut sandbox, read) = blocked_sandbox(&kvm, part, on_stderr, Some(limit));
+        // The timeout stops the run the same way (whether the pipe filled
+        // before it, which the stop above waited for, depends on timing).
         let outcome = sandbox.run().expect("the run ends");
         assert_eq!(outcome.ending, Ending::TimedOut(limit), "{part}");
-        assert!(full(&read), "{part}: {} bytes in the pipe", queued(&read));
+        drop(read);
     }
 }
 
