@@ -639,13 +639,17 @@ impl Machine {
         let stop = self.stop.clone();
         let _attached = stop.attach(immediate_exit);
         let outcome = self.run_loop(&stop);
-        // The stop that ended this run is used up; one that came while it
-        // ended some other way stays for the next run.
-        if let Ok(Outcome {
-            ending: Ending::TimedOut(_) | Ending::Stopped(_),
-            ..
-        }) = &outcome
-        {
+        // The stop that ended this run (or came before it failed) is used
+        // up; one that came while it ended some other way stays for the
+        // next run.
+        if matches!(
+            &outcome,
+            Err(_)
+                | Ok(Outcome {
+                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                    ..
+                })
+        ) {
             stop.take();
         }
         outcome
