@@ -803,3 +803,52 @@ fn a_stop_between_runs_stops_the_next_run() {
     assert_eq!(sandbox.run().unwrap().ending, Ending::Stopped(libc::SIGINT));
     assert_eq!(stop.pending(), None);
 }
+
+#[test]
+fn a_terminal_paused_with_ctrl_s_ends_at_the_timeout_and_at_signals() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the other arguments may be
+    // null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0);
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // Ctrl-S typed at the terminal: its output stops (IXON is on by
+    // default), so every write to it waits once its buffer is full.
+    let mut terminal = File::from(master);
+    std::io::Write::write_all(&mut terminal, b"\x13").unwrap();
+    for part in ["console", "write1"] {
+        let mut child = run_part(&["--timeout", "300ms"], &[part])
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert_eq!(wait_exit(&mut child, part).code(), Some(124), "{part}");
+        for (sig, status) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+            let mut child = run_part(&[], &[part])
+                .stdout(Stdio::from(slave.try_clone().unwrap()))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_running(&child);
+            signal(&child, sig);
+            assert_eq!(
+                wait_exit(&mut child, part).code(),
+                Some(status),
+                "{part} {sig}"
+            );
+        }
+    }
+    drop(terminal);
+}
