@@ -62,7 +62,9 @@ pub enum Input {
     Inherit,
     /// End of file at once.
     Null,
-    /// Bytes from a reader.
+    /// Bytes from a reader. A stop ends a `read` that waits only if the
+    /// reader returns [`io::ErrorKind::Interrupted`] when the stop signal
+    /// interrupts it, as [`Output::Writer`] says for writers.
     Reader(Box<dyn Read + Send>),
 }
 
