@@ -1107,6 +1107,7 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
         actions.push(action);
         match action {
             Action::Exit(_) | Action::Halt => break,
+            Action::OutputClosed => panic!("call {i}: a capture's reader never goes away"),
             Action::ResumeWithRax(rax) => {
                 assert!(
                     port.batchable() || port == Port::Batch,

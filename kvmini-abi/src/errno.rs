@@ -48,6 +48,8 @@ pub const ENOSYS: i32 = 38;
 pub const ENOTEMPTY: i32 = 39;
 /// Too many levels of symbolic links.
 pub const ELOOP: i32 = 40;
+/// Broken pipe: the reader went away.
+pub const EPIPE: i32 = 32;
 /// Value too large for defined data type.
 pub const EOVERFLOW: i32 = 75;
 
@@ -73,6 +75,7 @@ pub const fn name(errno: i32) -> &'static str {
         ENOSPC => "ENOSPC",
         ESPIPE => "ESPIPE",
         EROFS => "EROFS",
+        EPIPE => "EPIPE",
         ERANGE => "ERANGE",
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",

@@ -53,6 +53,7 @@ macro_rules! errno_consts {
 errno_consts!(
     EPERM,
     ENOENT,
+    EINTR,
     EIO,
     EBADF,
     EAGAIN,
@@ -69,6 +70,7 @@ errno_consts!(
     ENOSPC,
     ESPIPE,
     EROFS,
+    EPIPE,
     ERANGE,
     ENAMETOOLONG,
     ENOSYS,

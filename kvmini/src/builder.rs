@@ -10,7 +10,7 @@ use crate::host::{HostCall, HostFunctions};
 use crate::kvm::Kvm;
 use crate::memory;
 use crate::modes::CpuMode;
-use crate::output::{Input, Output, Stream};
+use crate::output::{Input, Output};
 use crate::sandbox::{Config, Image, Sandbox, SandboxError, Stdio};
 use crate::stop::StopHandle;
 
@@ -19,6 +19,7 @@ use crate::stop::StopHandle;
 enum Source {
     Image(Image),
     ElfFile(std::path::PathBuf),
+    FlatFile(std::path::PathBuf),
 }
 
 /// Builds a [`Sandbox`]. Every setting has a default except the guest.
@@ -77,6 +78,9 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    /// The guest file is not a regular file, or larger than guest memory.
+    #[error(transparent)]
+    ImageFile(crate::loader::ImageFileError),
     /// Building the sandbox failed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
@@ -89,9 +93,18 @@ impl SandboxBuilder {
         self
     }
 
-    /// The guest: a static x86_64 ELF read from `path` at build time.
+    /// The guest: a static x86_64 ELF read from `path` at build time. It
+    /// must be a regular file no larger than guest memory
+    /// ([`crate::loader::read_image_file`]); nothing else is opened.
     pub fn elf_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.image = Some(Source::ElfFile(path.into()));
+        self
+    }
+
+    /// The guest: a flat binary read from `path` at build time, as
+    /// [`SandboxBuilder::elf_file`] reads an ELF.
+    pub fn flat_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.image = Some(Source::FlatFile(path.into()));
         self
     }
 
@@ -249,12 +262,19 @@ impl SandboxBuilder {
 
     /// Creates the VM and loads the guest.
     pub fn build(self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
+        let mem_size = self.mem_size.unwrap_or(memory::MEM_DEFAULT);
+        let read = |path: &std::path::Path| {
+            crate::loader::read_image_file(path, mem_size).map_err(|e| match e {
+                crate::loader::ImageFileError::Read { path, source } => {
+                    BuildError::ReadImage { path, source }
+                }
+                other => BuildError::ImageFile(other),
+            })
+        };
         let image = match self.image.ok_or(BuildError::NoImage)? {
             Source::Image(image) => image,
-            Source::ElfFile(path) => match std::fs::read(&path) {
-                Ok(bytes) => Image::Elf(bytes),
-                Err(source) => return Err(BuildError::ReadImage { path, source }),
-            },
+            Source::ElfFile(path) => Image::Elf(read(&path)?),
+            Source::FlatFile(path) => Image::Flat(read(&path)?),
         };
         let mut config = Config::new(image);
         if let Some(size) = self.mem_size {
@@ -281,9 +301,9 @@ impl SandboxBuilder {
         config.backing = self.backing;
         let stdio = Stdio {
             stdin: self.stdin,
-            stdout: self.stdout.into_writer(Stream::Stdout),
-            stderr: self.stderr.map(|o| o.into_writer(Stream::Stderr)),
-            warnings: self.warnings.into_writer(Stream::Stderr),
+            stdout: self.stdout,
+            stderr: self.stderr,
+            warnings: self.warnings,
         };
         Ok(Sandbox::from_parts(
             kvm,

@@ -14,8 +14,10 @@ use crate::guests::{self, BuiltinGuest};
 use crate::kvm::Kvm;
 use crate::memory::{self, ByteSize};
 use crate::modes::{CpuMode, ModeError};
+// kvmini's own messages: never a panic, never a wait a stop signal cannot end.
+use crate::print::{eprintln, println};
 use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
-use crate::stop::{StopHandle, StopReason};
+use crate::stop::StopHandle;
 use kvmini_abi::Port;
 use std::sync::OnceLock;
 
@@ -152,6 +154,9 @@ pub enum CliError {
         #[source]
         source: crate::loader::LoaderError,
     },
+    /// The guest path is not a regular file, or too large.
+    #[error(transparent)]
+    GuestFile(crate::loader::ImageFileError),
     /// The demo's temporary directory could not be made.
     #[error("cannot create the demo directory {}", .path.display())]
     DemoDir {
@@ -225,26 +230,10 @@ fn signal_stop_handle() -> &'static StopHandle {
     HANDLE.get_or_init(StopHandle::new)
 }
 
-/// Routes SIGINT and SIGTERM to [`signal_stop_handle`]: both are blocked in
-/// every thread and taken by one thread with `sigwait`, so that the vCPU
-/// thread is stopped the same clean way as by a timeout.
+/// Routes SIGINT and SIGTERM to [`signal_stop_handle`] ([`crate::signals`]),
+/// so that the vCPU thread is stopped the same clean way as by a timeout.
 fn route_stop_signals() {
-    // SAFETY: plain signal-set manipulation on a local sigset_t.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is a valid signal set; `sig` is a valid out pointer.
-        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            signal_stop_handle().stop(StopReason::Signal(sig));
-        }
-    });
+    crate::signals::route(signal_stop_handle());
 }
 
 fn signal_name(sig: i32) -> String {
@@ -263,11 +252,16 @@ pub fn execute(cli: Cli) -> ExitCode {
         Some(Command::Demo(args)) => demo(&args),
         None => tour(),
     };
-    match result {
-        Ok(status) => ExitCode::from(status),
-        Err(e) => {
+    match (result, crate::signals::received()) {
+        (Ok(status), _) => ExitCode::from(status),
+        (Err(e), None) => {
             eprintln!("kvmini: {}", error_chain(&e));
             ExitCode::from(STATUS_KVMINI_ERROR)
+        }
+        // Told to stop before the guest ran: what failed since does not
+        // matter, the signal decides the status.
+        (Err(_), Some(sig)) => {
+            ExitCode::from(u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR))
         }
     }
 }
@@ -349,10 +343,13 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     if args.guest.is_dir() {
         return Err(CliError::GuestIsDirectory(args.guest.clone()));
     }
-    let bytes = std::fs::read(&args.guest).map_err(|source| CliError::ReadGuest {
-        path: args.guest.clone(),
-        source,
-    })?;
+    let bytes =
+        crate::loader::read_image_file(&args.guest, config.mem_size).map_err(|e| match e {
+            crate::loader::ImageFileError::Read { path, source } => {
+                CliError::ReadGuest { path, source }
+            }
+            other => CliError::GuestFile(other),
+        })?;
     config.args = std::iter::once(args.guest.as_os_str())
         .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
         .map(|a| a.as_encoded_bytes().to_vec())
@@ -594,6 +591,7 @@ fn summary(outcome: &Outcome) -> String {
         Ending::Unserved(_) => "stopped on an unserved exit".to_owned(),
         Ending::TimedOut(limit) => format!("timed out after {limit:?}"),
         Ending::Stopped(sig) => format!("stopped by {}", signal_name(*sig)),
+        Ending::OutputClosed => "its output was closed".to_owned(),
     };
     format!(
         "{ending} after {} ({}), RAX = {}, status {}",
@@ -619,6 +617,9 @@ fn by_hypercall(outcome: &Outcome) -> String {
 }
 
 fn report_failure(outcome: &Outcome) {
+    if matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
+        crate::print::stop_waiting();
+    }
     match &outcome.ending {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
@@ -650,7 +651,9 @@ fn report_failure(outcome: &Outcome) {
                 counted(outcome.stats.exits, "exit", "exits")
             );
         }
-        Ending::Exited(_) | Ending::Halted => {}
+        // A closed output pipe ends the run quietly, as SIGPIPE ends a
+        // Unix tool.
+        Ending::Exited(_) | Ending::Halted | Ending::OutputClosed => {}
     }
 }
 

@@ -8,13 +8,13 @@
 //! guest memory.
 
 use std::ffi::CString;
-use std::io::{self, Write};
+use std::io;
 use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use kvmini_abi::errno::{
-    EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOTDIR,
-    EROFS, ESPIPE, EXDEV,
+    EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG, ENOENT,
+    ENOTDIR, EPIPE, EROFS, ESPIPE, EXDEV,
 };
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
@@ -27,7 +27,8 @@ use vm_memory::ByteValued;
 
 use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
-use crate::output::Input;
+use crate::output::{GuestStream, Input, StreamError};
+use crate::stop::StopHandle;
 use crate::view::{GuestView, ViewError};
 
 /// Largest directory listing one `getdents64` call returns.
@@ -72,9 +73,11 @@ type CallResult = Result<i64, i32>;
 /// Where the guest's descriptors 1 and 2 write.
 pub struct StdioSinks<'a> {
     /// Descriptor 1.
-    pub stdout: &'a mut dyn Write,
+    pub stdout: &'a mut GuestStream,
     /// Descriptor 2.
-    pub stderr: &'a mut dyn Write,
+    pub stderr: &'a mut GuestStream,
+    /// The run's stop handle: a write that waits gives up once it stops.
+    pub stop: &'a StopHandle,
 }
 
 /// One guest's filesystem: its grants and its descriptor table.
@@ -154,22 +157,22 @@ impl Filesystem {
         block: u64,
         view: &GuestView<'_>,
         stdio: &mut StdioSinks<'_>,
-    ) -> io::Result<BlockStatus> {
+    ) -> BlockStatus {
         macro_rules! serve {
             ($ty:ty, $handler:expr) => {{
                 // A result that cannot be written back means the call must
                 // not happen at all.
                 let Ok((args, at)) = view.read_block::<$ty>(block, offset_of!($ty, result)) else {
-                    return Ok(BlockStatus::BadBlock);
+                    return BlockStatus::BadBlock;
                 };
                 let result = match $handler(self, &args) {
                     Ok(value) => value,
                     Err(errno) => -i64::from(errno),
                 };
-                Ok(match view.write_obj(at, result) {
+                match view.write_obj(at, result) {
                     Ok(()) => BlockStatus::Done(result),
                     Err(_) => BlockStatus::BadBlock,
-                })
+                }
             }};
         }
         match port {
@@ -196,7 +199,7 @@ impl Filesystem {
             Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
                 .rename(view, a)),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
-            _ => Ok(BlockStatus::Done(-i64::from(kvmini_abi::errno::EINVAL))),
+            _ => BlockStatus::Done(-i64::from(kvmini_abi::errno::EINVAL)),
         }
     }
 
@@ -397,7 +400,7 @@ impl Filesystem {
         let offset = Self::offset(args, positioned)?;
         view.pieces(args.buf, args.len, false, &mut self.pieces)
             .map_err(|_| EFAULT)?;
-        let sink: &mut dyn Write = match lookup(&self.fds, args.fd)? {
+        let sink: &mut GuestStream = match lookup(&self.fds, args.fd)? {
             Descriptor::Stdout if !positioned => stdio.stdout,
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(EBADF),
@@ -416,21 +419,34 @@ impl Filesystem {
             }
         };
         // The guest's stdout and stderr are writers (kvmini's own, or a
-        // capture): each piece is written to it straight from guest memory.
-        // Once some pieces are written, a failure is a short count.
+        // capture): each piece is written to it straight from guest memory,
+        // and then out of any line buffer, so that the guest learns at once
+        // that its reader went away, as from write(2). Once some pieces
+        // are written, a failure is a short count.
+        let stop = stdio.stop;
         let mut total = 0u64;
+        let mut written = Ok(());
         for &(gpa, len) in &self.pieces {
-            let written =
-                memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write_all(bytes))
-                    .map_err(|_| EFAULT)
-                    .and_then(|r| r.map_err(|e| e.raw_os_error().unwrap_or(EBADF)));
-            match written {
-                Ok(()) => total += len,
-                Err(_) if total > 0 => break,
-                Err(errno) => return Err(errno),
+            written = memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write(bytes, stop))
+                .map_err(|_| EFAULT)?;
+            if written.is_err() {
+                break;
             }
+            total += len;
         }
-        i64::try_from(total).map_err(|_| EINVAL)
+        if written.is_err() && total > 0 {
+            return i64::try_from(total).map_err(|_| EINVAL);
+        }
+        if written.is_ok() {
+            written = sink.drain(stop);
+        }
+        match written {
+            Ok(()) => i64::try_from(total).map_err(|_| EINVAL),
+            // Linux with SIGPIPE ignored.
+            Err(StreamError::Closed) => Err(EPIPE),
+            Err(StreamError::Stopped) => Err(EINTR),
+            Err(StreamError::Io(e)) => Err(e.raw_os_error().unwrap_or(EIO)),
+        }
     }
 
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {

@@ -2,7 +2,7 @@
 //! Every handler works on values already copied out of `kvm_run` and on
 //! guest memory through a [`GuestView`]; none allocates once warmed up.
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use kvmini_abi::Port;
 
@@ -15,6 +15,7 @@ use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
 use crate::host::HostFunctions;
 use crate::memory;
+use crate::output::{GuestStream, StreamError};
 use crate::stop::StopHandle;
 use crate::view::GuestView;
 
@@ -32,6 +33,9 @@ pub enum Action {
     Exit(u32),
     /// End the run with status 0: the guest called `halt`.
     Halt,
+    /// End the run: the reader of the guest's stdout went away (console,
+    /// `printVal` or `display` output to a closed pipe).
+    OutputClosed,
     /// Resume with RAX set: a filesystem call whose argument block was not
     /// usable gets -EFAULT there, as it cannot get it in the block.
     ResumeWithRax(u64),
@@ -39,10 +43,12 @@ pub enum Action {
 
 /// The hypercall handlers and the state they keep for one guest.
 pub struct Hypercalls {
-    stdout: Box<dyn Write + Send>,
+    stdout: GuestStream,
     /// The guest's stderr; `None` shares `warnings`.
-    stderr: Option<Box<dyn Write + Send>>,
-    warnings: Box<dyn Write + Send>,
+    stderr: Option<GuestStream>,
+    warnings: GuestStream,
+    /// The text of a warning being written (kept to reuse its space).
+    warning: Vec<u8>,
     /// The guest-physical pieces of the string being displayed.
     display_pieces: Vec<(u64, u64)>,
     fs: Filesystem,
@@ -71,10 +77,21 @@ impl Hypercalls {
         warnings: Box<dyn Write + Send>,
         fs: Filesystem,
     ) -> Self {
+        Self::from_streams(
+            GuestStream::writer(stdout),
+            GuestStream::writer(warnings),
+            fs,
+        )
+    }
+
+    /// As [`Hypercalls::new`], with streams (kvmini's own descriptors among
+    /// them).
+    pub fn from_streams(stdout: GuestStream, warnings: GuestStream, fs: Filesystem) -> Self {
         Hypercalls {
             stdout,
             stderr: None,
             warnings,
+            warning: Vec::new(),
             display_pieces: Vec::new(),
             fs,
             host_functions: HostFunctions::default(),
@@ -85,7 +102,12 @@ impl Hypercalls {
     }
 
     /// Sends the guest's stderr to `stderr`.
-    pub fn with_stderr(mut self, stderr: Box<dyn Write + Send>) -> Self {
+    pub fn with_stderr(self, stderr: Box<dyn Write + Send>) -> Self {
+        self.with_stderr_stream(GuestStream::writer(stderr))
+    }
+
+    /// Sends the guest's stderr to `stderr`.
+    pub fn with_stderr_stream(mut self, stderr: GuestStream) -> Self {
         self.stderr = Some(stderr);
         self
     }
@@ -121,22 +143,38 @@ impl Hypercalls {
 
     /// Serves an `out` to `port` with `value`. Only called with a port and
     /// access size that match [`Port::access`].
-    pub fn out(&mut self, port: Port, value: u32, view: &GuestView<'_>) -> io::Result<Action> {
+    ///
+    /// Output that a stop interrupted is dropped and the guest resumes
+    /// (the caller sees the stop pending); output to a closed pipe ends the
+    /// run with [`Action::OutputClosed`].
+    pub fn out(
+        &mut self,
+        port: Port,
+        value: u32,
+        view: &GuestView<'_>,
+    ) -> Result<Action, StreamError> {
         match port {
             Port::Console => {
-                self.stdout.write_all(&[value.to_le_bytes()[0]])?;
+                let written = self.stdout.write(&[value.to_le_bytes()[0]], &self.stop);
+                return guest_output(written, Action::Resume);
             }
             Port::PrintVal => {
-                writeln!(self.stdout, "{value}")?;
+                let mut line = [0u8; 11];
+                let text = decimal_line(value, &mut line);
+                let written = self.stdout.write(text, &self.stop);
+                return guest_output(written, Action::Resume);
             }
-            Port::Display => self.display(u64::from(value), view)?,
+            Port::Display => {
+                let written = self.display(u64::from(value), view);
+                return guest_output(written, Action::Resume);
+            }
             Port::Exit => {
-                self.stdout.flush()?;
-                return Ok(Action::Exit(value));
+                let flushed = self.stdout.flush(&self.stop);
+                return guest_output(flushed, Action::Exit(value));
             }
             Port::Halt => {
-                self.stdout.flush()?;
-                return Ok(Action::Halt);
+                let flushed = self.stdout.flush(&self.stop);
+                return guest_output(flushed, Action::Halt);
             }
             Port::Batch => return self.batch(u64::from(value), view),
             call if call.batchable() => {
@@ -158,17 +196,18 @@ impl Hypercalls {
         port: Port,
         block: u64,
         view: &GuestView<'_>,
-    ) -> io::Result<Option<i64>> {
+    ) -> Result<Option<i64>, StreamError> {
         if port.is_fs() {
             let stderr = match self.stderr.as_mut() {
-                Some(stderr) => &mut **stderr,
-                None => &mut *self.warnings,
+                Some(stderr) => stderr,
+                None => &mut self.warnings,
             };
             let mut stdio = StdioSinks {
-                stdout: &mut *self.stdout,
+                stdout: &mut self.stdout,
                 stderr,
+                stop: &self.stop,
             };
-            return Ok(match self.fs.call(port, block, view, &mut stdio)? {
+            return Ok(match self.fs.call(port, block, view, &mut stdio) {
                 BlockStatus::Done(result) => Some(result),
                 BlockStatus::BadBlock => None,
             });
@@ -208,7 +247,7 @@ impl Hypercalls {
     /// Runs a batch: every entry is checked first, then each call runs in
     /// order with its result in its own block; the batch's result is the
     /// number of calls run.
-    fn batch(&mut self, block: u64, view: &GuestView<'_>) -> io::Result<Action> {
+    fn batch(&mut self, block: u64, view: &GuestView<'_>) -> Result<Action, StreamError> {
         let Ok((args, at)) = view.read_block::<BatchArgs>(block, offset_of!(BatchArgs, result))
         else {
             return self.bad_block(Port::Batch, block);
@@ -264,13 +303,11 @@ impl Hypercalls {
 
     /// An argument block the guest cannot read or write: a warning, and
     /// -EFAULT in RAX, the one place left to say so.
-    fn bad_block(&mut self, port: Port, block: u64) -> io::Result<Action> {
-        self.stdout.flush()?;
-        writeln!(
-            self.warnings,
+    fn bad_block(&mut self, port: Port, block: u64) -> Result<Action, StreamError> {
+        self.warn(format_args!(
             "kvmini: {}: argument block at {block:#x} is not writable guest memory; -EFAULT in RAX",
             port.name()
-        )?;
+        ));
         let efault = -i64::from(kvmini_abi::errno::EFAULT);
         Ok(Action::ResumeWithRax(u64::from_ne_bytes(
             efault.to_ne_bytes(),
@@ -280,7 +317,7 @@ impl Hypercalls {
     /// Prints the NUL-terminated string at guest virtual address `gva`
     /// straight from guest memory, once its NUL is found; a bad pointer or a
     /// missing NUL is a warning (and nothing printed), and the guest goes on.
-    fn display(&mut self, gva: u64, view: &GuestView<'_>) -> io::Result<()> {
+    fn display(&mut self, gva: u64, view: &GuestView<'_>) -> Result<(), StreamError> {
         self.display_pieces.clear();
         let pieces = &mut self.display_pieces;
         // A string longer than guest memory exists only through aliased
@@ -291,15 +328,19 @@ impl Hypercalls {
         match result {
             Ok(_) => {
                 for &(gpa, len) in &self.display_pieces {
-                    let stdout = &mut self.stdout;
-                    memory::with_bytes(view.memory(), gpa, len, |bytes| stdout.write_all(bytes))
-                        .map_err(io::Error::other)??;
+                    let (stdout, stop) = (&mut self.stdout, &self.stop);
+                    let written = memory::with_bytes(view.memory(), gpa, len, |bytes| {
+                        stdout.write(bytes, stop)
+                    })
+                    .map_err(|e| StreamError::Io(std::io::Error::other(e)))
+                    .and_then(|written| written);
+                    if let Err(e) = written {
+                        self.display_pieces.clear();
+                        return Err(e);
+                    }
                 }
             }
-            Err(e) => {
-                self.stdout.flush()?;
-                writeln!(self.warnings, "kvmini: display({gva:#x}) ignored: {e}")?;
-            }
+            Err(e) => self.warn(format_args!("kvmini: display({gva:#x}) ignored: {e}")),
         }
         if self.display_pieces.capacity() > DISPLAY_KEEP {
             self.display_pieces = Vec::new();
@@ -307,19 +348,57 @@ impl Hypercalls {
         Ok(())
     }
 
+    /// One line of kvmini's warnings about the guest, after the guest's
+    /// output so far. A warning that cannot be written is dropped: it must
+    /// not change how the run ends.
+    fn warn(&mut self, line: std::fmt::Arguments<'_>) {
+        let _ = self.stdout.flush(&self.stop);
+        self.warning.clear();
+        let _ = writeln!(self.warning, "{line}");
+        let _ = self.warnings.write(&self.warning, &self.stop);
+    }
+
     /// Forgets per-run state: the guest's descriptors.
     pub fn reset(&mut self) {
         self.fs.reset();
     }
 
-    /// Flushes the guest's output.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.stdout.flush()?;
+    /// Flushes the guest's output. Only the guest's stdout can fail it;
+    /// its stderr and kvmini's warnings are written as they come.
+    pub fn flush(&mut self) -> Result<(), StreamError> {
+        let stdout = self.stdout.flush(&self.stop);
         if let Some(stderr) = self.stderr.as_mut() {
-            stderr.flush()?;
+            let _ = stderr.flush(&self.stop);
         }
-        self.warnings.flush()
+        let _ = self.warnings.flush(&self.stop);
+        stdout
     }
+}
+
+/// What a hypercall's output becomes: `then` when written; a stop leaves
+/// the guest to be stopped by the run loop; a closed pipe ends the run.
+fn guest_output(written: Result<(), StreamError>, then: Action) -> Result<Action, StreamError> {
+    match written {
+        Ok(()) | Err(StreamError::Stopped) => Ok(then),
+        Err(StreamError::Closed) => Ok(Action::OutputClosed),
+        Err(e) => Err(e),
+    }
+}
+
+/// `value` in decimal and a newline, in `buf`: `printVal`'s line, without
+/// an allocation.
+fn decimal_line(mut value: u32, buf: &mut [u8; 11]) -> &[u8] {
+    let mut at = buf.len() - 1;
+    buf[at] = b'\n';
+    loop {
+        at -= 1;
+        buf[at] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub const STATUS_KVMINI_ERROR: u8 = 125;
 pub const STATUS_GUEST_FAULT: u8 = 126;
 /// Exit status when the guest ran past its time limit.
 pub const STATUS_TIMEOUT: u8 = 124;
+/// Exit status when the reader of the guest's output went away: 128 +
+/// SIGPIPE, what a Unix tool killed by a broken pipe reports.
+pub const STATUS_OUTPUT_CLOSED: u8 = 141;
 
 /// A crash reported by kvmini's exception handlers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +202,10 @@ pub enum Ending {
     TimedOut(Duration),
     /// Stopped because kvmini received this signal.
     Stopped(i32),
+    /// The reader of the guest's stdout went away (a closed pipe) while
+    /// console, `printVal` or `display` output was written: the run ends
+    /// quietly, as a Unix tool does on SIGPIPE.
+    OutputClosed,
 }
 
 impl Ending {
@@ -210,6 +217,7 @@ impl Ending {
             Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
             Ending::TimedOut(_) => STATUS_TIMEOUT,
             Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
+            Ending::OutputClosed => STATUS_OUTPUT_CLOSED,
         }
     }
 }

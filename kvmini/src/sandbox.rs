@@ -19,7 +19,7 @@ use crate::layout::Layout;
 use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
-use crate::output::Input;
+use crate::output::{GuestStream, Input, Output, Stream, StreamError};
 use crate::paging::{self, CpuPaging, Paging, PagingMode};
 use crate::stop::{StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
@@ -142,7 +142,7 @@ impl Config {
 pub use crate::builder::{BuildError, SandboxBuilder};
 pub use crate::outcome::{
     format_regs, Crash, Ending, Outcome, Stats, Unserved, STATUS_GUEST_FAULT, STATUS_KVMINI_ERROR,
-    STATUS_TIMEOUT,
+    STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,
 };
 
 /// One region of the memory map, for `--verbose`.
@@ -159,9 +159,9 @@ pub struct Region {
 /// The guest's standard streams and kvmini's warnings about it.
 pub(crate) struct Stdio {
     pub(crate) stdin: Input,
-    pub(crate) stdout: Box<dyn Write + Send>,
-    pub(crate) stderr: Option<Box<dyn Write + Send>>,
-    pub(crate) warnings: Box<dyn Write + Send>,
+    pub(crate) stdout: Output,
+    pub(crate) stderr: Option<Output>,
+    pub(crate) warnings: Output,
 }
 
 /// The vCPU state a reusable sandbox returns to: the general and system
@@ -218,16 +218,19 @@ struct Reusable {
 /// pages with a warning when the host cannot give them.
 fn allocate_memory(
     config: &Config,
-    warnings: &mut dyn Write,
+    warnings: &mut GuestStream,
 ) -> Result<(memory::GuestMemory, Option<memory::Snapshot>), SandboxError> {
     match memory::allocate_with(config.mem_size, config.backing) {
         Err(e @ memory::MemoryError::HugePages { .. }) => {
             let why = std::error::Error::source(&e).map(ToString::to_string);
-            let _ = writeln!(
-                warnings,
-                "kvmini: {e} ({}); using normal pages (see HugePages_Free in /proc/meminfo; \
-                 reserve huge pages with: echo N > /proc/sys/vm/nr_hugepages)",
-                why.unwrap_or_default()
+            let _ = warnings.write(
+                format!(
+                    "kvmini: {e} ({}); using normal pages (see HugePages_Free in /proc/meminfo; \
+                     reserve huge pages with: echo N > /proc/sys/vm/nr_hugepages)\n",
+                    why.unwrap_or_default()
+                )
+                .as_bytes(),
+                &config.stop,
             );
             let backing = memory::Backing {
                 hugepages: false,
@@ -236,7 +239,10 @@ fn allocate_memory(
             Ok(memory::allocate_with(config.mem_size, backing)?)
         }
         Err(e @ memory::MemoryError::HugePagesNotReusable) => {
-            let _ = writeln!(warnings, "kvmini: {e}; using normal pages");
+            let _ = warnings.write(
+                format!("kvmini: {e}; using normal pages\n").as_bytes(),
+                &config.stop,
+            );
             let backing = memory::Backing {
                 hugepages: false,
                 ..config.backing
@@ -277,6 +283,8 @@ struct Machine {
     timeout: Option<Duration>,
     stop: StopHandle,
     mode: CpuMode,
+    /// kvmini's stderr, for `--trace`.
+    trace_out: GuestStream,
     /// The paging of every hypercall of a guest that cannot change it (ring
     /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
     /// means reading it from the system registers at each exit.
@@ -313,7 +321,17 @@ impl Sandbox {
     /// then the vCPU at the image's entry point. Guest output goes to
     /// kvmini's stdout.
     pub fn new(kvm: &Kvm, config: Config) -> Result<Self, SandboxError> {
-        Self::with_output(kvm, config, Box::new(io::stdout()), Box::new(io::stderr()))
+        Self::from_parts(
+            kvm,
+            config,
+            Stdio {
+                stdin: Input::Inherit,
+                stdout: Output::Inherit,
+                stderr: None,
+                warnings: Output::Inherit,
+            },
+            HostFunctions::default(),
+        )
     }
 
     /// As [`Sandbox::new`], with the guest's output and kvmini's warnings
@@ -329,9 +347,9 @@ impl Sandbox {
             config,
             Stdio {
                 stdin: Input::Inherit,
-                stdout,
+                stdout: Output::Writer(stdout),
                 stderr: None,
-                warnings,
+                warnings: Output::Writer(warnings),
             },
             HostFunctions::default(),
         )
@@ -351,8 +369,10 @@ impl Sandbox {
         host_functions: HostFunctions,
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
-        let mut stdio = stdio;
-        let (mem, snapshot) = allocate_memory(&config, &mut *stdio.warnings)?;
+        let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
+        let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
+        let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
+        let (mem, snapshot) = allocate_memory(&config, &mut warnings)?;
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
         modes::check(config.mode, flat, config.ring)?;
@@ -406,12 +426,12 @@ impl Sandbox {
         vcpu.sync_system_registers(fixed_paging.is_none());
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
-            let mut calls = Hypercalls::new(stdio.stdout, stdio.warnings, fs)
+            let mut calls = Hypercalls::from_streams(stdout, warnings, fs)
                 .with_host_functions(host_functions)
                 .with_stop_handle(config.stop.clone())
                 .with_argv(&config.args);
-            if let Some(stderr) = stdio.stderr {
-                calls = calls.with_stderr(stderr);
+            if let Some(stderr) = stderr {
+                calls = calls.with_stderr_stream(stderr);
             }
             calls
         };
@@ -425,6 +445,7 @@ impl Sandbox {
                 timeout: config.timeout,
                 stop: config.stop.clone(),
                 mode: config.mode,
+                trace_out: GuestStream::new(Output::Inherit, Stream::Stderr),
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
@@ -669,7 +690,29 @@ impl Machine {
         let immediate_exit = self.vcpu.immediate_exit_address();
         let stop = self.stop.clone();
         let _attached = stop.attach(immediate_exit);
-        self.run_loop(&stop)
+        let outcome = self.run_loop(&stop);
+        // The stop that ended this run (or came before it failed) is used
+        // up; one that came while it ended some other way stays for the
+        // next run.
+        if matches!(
+            &outcome,
+            Err(_)
+                | Ok(Outcome {
+                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                    ..
+                })
+        ) {
+            stop.take();
+        }
+        outcome
+    }
+
+    /// The ending a pending stop makes.
+    fn stopped(&self, reason: StopReason) -> Ending {
+        match reason {
+            StopReason::Timeout => Ending::TimedOut(self.timeout.unwrap_or_default()),
+            StopReason::Signal(sig) => Ending::Stopped(sig),
+        }
     }
 
     /// The run loop proper: KVM_RUN, serve the exit, repeat.
@@ -686,11 +729,8 @@ impl Machine {
             }
             if exit == Exit::Interrupted {
                 stats.interruptions += 1;
-                match stop.take() {
-                    Some(StopReason::Timeout) => {
-                        break Ending::TimedOut(self.timeout.unwrap_or_default())
-                    }
-                    Some(StopReason::Signal(sig)) => break Ending::Stopped(sig),
+                match stop.pending() {
+                    Some(reason) => break self.stopped(reason),
                     None => continue,
                 }
             }
@@ -707,8 +747,20 @@ impl Machine {
             if let Some(ending) = ended {
                 break ending;
             }
+            // A stop that ended a wait for output (or came while the exit
+            // was served) ends the run here, without entering the guest.
+            if let Some(reason) = stop.pending() {
+                break self.stopped(reason);
+            }
         };
-        self.hypercalls.flush()?;
+        let ending = match self.hypercalls.flush() {
+            Ok(()) | Err(StreamError::Stopped) => ending,
+            Err(StreamError::Closed) => match ending {
+                Ending::Exited(_) | Ending::Halted => Ending::OutputClosed,
+                other => other,
+            },
+            Err(StreamError::Io(e)) => return Err(SandboxError::Output(e)),
+        };
         // After a crash, the registers the guest had at the fault, not
         // those of kvmini's handler that reported it.
         let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
@@ -756,8 +808,15 @@ impl Machine {
                         )
                     }
                 };
-                Ok(match self.hypercalls.out(port, value, &view)? {
+                let action = match self.hypercalls.out(port, value, &view) {
+                    Ok(action) => action,
+                    Err(StreamError::Io(e)) => return Err(SandboxError::Output(e)),
+                    Err(StreamError::Stopped) => Action::Resume,
+                    Err(StreamError::Closed) => Action::OutputClosed,
+                };
+                Ok(match action {
                     Action::Resume => None,
+                    Action::OutputClosed => Some(Ending::OutputClosed),
                     Action::ResumeWithRax(rax) => {
                         self.vcpu.set_rax(rax);
                         None
@@ -896,6 +955,7 @@ impl Machine {
         };
         // Tracing is a debugging aid: a failed write to stderr is not worth
         // stopping the guest for.
-        let _ = writeln!(io::stderr(), "[exit {n:>6}] rip={rip:#010x} {line}");
+        let line = format!("[exit {n:>6}] rip={rip:#010x} {line}\n");
+        let _ = self.trace_out.write(line.as_bytes(), &self.stop);
     }
 }

@@ -19,6 +19,9 @@ const KVM_RUN: u64 = 0xAE80;
 /// (an exception report).
 const KVM_GET_SREGS: u64 = 0x8138_AE83;
 
+/// `PROT_EXEC`, as the filter compares it.
+const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+
 /// Errors of building or installing the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -62,8 +65,8 @@ const ALLOWED: &[libc::c_long] = &[
     // Where a symlink in the last component of a path leads, when grants
     // nest and the directory a file is created in decides (`grant.rs`).
     libc::SYS_readlinkat,
-    // Memory for kvmini's own buffers.
-    libc::SYS_mmap,
+    // Memory for kvmini's own buffers (`mmap` and `mprotect` below, never
+    // executable).
     libc::SYS_munmap,
     libc::SYS_mremap,
     libc::SYS_brk,
@@ -108,6 +111,22 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
         .map_err(SeccompError::Build)?;
     rules.insert(libc::SYS_sched_setaffinity, vec![itself.clone()]);
     rules.insert(libc::SYS_sched_getaffinity, vec![itself]);
+    // The allocator maps memory and, for a thread's own heap, reserves it
+    // and then makes it readable and writable with mprotect (without which
+    // it falls back to one mmap per allocation). Neither may make memory
+    // executable: the protection (third argument) must not have PROT_EXEC.
+    let not_executable = || {
+        SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(PROT_EXEC),
+            0,
+        )
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(SeccompError::Build)
+    };
+    rules.insert(libc::SYS_mmap, vec![not_executable()?]);
+    rules.insert(libc::SYS_mprotect, vec![not_executable()?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
@@ -150,6 +169,48 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(result, (-1, Some(libc::EPERM)));
+    }
+
+    #[test]
+    fn a_confined_thread_may_map_and_protect_memory_but_never_executable() {
+        let results = std::thread::spawn(|| {
+            install().unwrap();
+            let page = 4096;
+            // SAFETY: a fresh anonymous mapping, used only through these
+            // calls and unmapped at the end.
+            unsafe {
+                let errno = || std::io::Error::last_os_error().raw_os_error();
+                let rw = libc::PROT_READ | libc::PROT_WRITE;
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let none = libc::mmap(std::ptr::null_mut(), page, libc::PROT_NONE, flags, -1, 0);
+                assert_ne!(none, libc::MAP_FAILED);
+                let grow = libc::mprotect(none, page, rw);
+                let exec = (libc::mprotect(none, page, rw | libc::PROT_EXEC), errno());
+                let exec_only = (libc::mprotect(none, page, libc::PROT_EXEC), errno());
+                let mapped_exec = libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    rw | libc::PROT_EXEC,
+                    flags,
+                    -1,
+                    0,
+                );
+                let mapped_exec = (mapped_exec == libc::MAP_FAILED, errno());
+                libc::munmap(none, page);
+                (grow, exec, exec_only, mapped_exec)
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            results,
+            (
+                0,
+                (-1, Some(libc::EPERM)),
+                (-1, Some(libc::EPERM)),
+                (true, Some(libc::EPERM))
+            )
+        );
     }
 
     #[test]

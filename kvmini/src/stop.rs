@@ -3,9 +3,18 @@
 //! about to start returns at once) and sends the vCPU thread a signal (so
 //! one that is running returns with EINTR), the method the KVM API
 //! documents for this.
+//!
+//! The same signal ends any host call the vCPU thread waits in (a write to
+//! a pipe nobody reads, a read of a terminal, the open of a FIFO): the
+//! handler is installed without `SA_RESTART`, so the call fails with EINTR
+//! and kvmini's code sees the stop. A signal that lands just before the
+//! thread enters such a call would be lost, so the stop is sent again at
+//! short intervals until the run ends (`rekick`). The thread's signal
+//! mask is set for each run, whatever the thread inherited.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::Duration;
 
 /// Why a guest was stopped.
@@ -91,6 +100,7 @@ impl StopHandle {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(target) = target.as_ref() {
             kick(target);
+            rekick(Arc::downgrade(&self.inner));
         }
     }
 
@@ -105,10 +115,12 @@ impl StopHandle {
     }
 
     /// Registers the calling thread as the vCPU thread until the guard is
-    /// dropped. `immediate_exit` must point at the vCPU's
+    /// dropped, with the kick signal unblocked on it whatever mask it
+    /// inherited. `immediate_exit` must point at the vCPU's
     /// `kvm_run.immediate_exit` and stay valid while the guard lives.
     pub(crate) fn attach(&self, immediate_exit: *mut u8) -> RunGuard<'_> {
         install_kick_handler();
+        let reblock = unblock_kick();
         let mut target = self
             .inner
             .target
@@ -124,13 +136,19 @@ impl StopHandle {
             kick(&new);
         }
         *target = Some(new);
-        RunGuard { handle: self }
+        RunGuard {
+            handle: self,
+            reblock,
+        }
     }
 }
 
-/// Unregisters the vCPU thread when a run ends.
+/// Unregisters the vCPU thread when a run ends, and puts back the mask it
+/// had.
 pub(crate) struct RunGuard<'a> {
     handle: &'a StopHandle,
+    /// The kick signal was blocked before the run.
+    reblock: bool,
 }
 
 impl Drop for RunGuard<'_> {
@@ -141,6 +159,66 @@ impl Drop for RunGuard<'_> {
             .target
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        if self.reblock {
+            set_kick_blocked(libc::SIG_BLOCK);
+        }
+    }
+}
+
+impl Inner {
+    /// Kicks the vCPU thread again if the stop has not been seen yet (the
+    /// run that is stopping still runs); false once it has.
+    fn kick_again(&self) -> bool {
+        let target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        match target.as_ref() {
+            Some(target) if self.reason.load(Ordering::SeqCst) != NO_STOP => {
+                kick(target);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How often a stop is sent again until the run ends. It bounds how long
+/// a stop that landed just before a blocking call takes to end it.
+const REKICK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Sends a stop again every [`REKICK_INTERVAL`] until its run ends. One
+/// thread of the process does this for every handle; it is started by the
+/// first stop that finds a run in progress. Where no thread can be started
+/// (a stop asked from a confined vCPU thread), the first kick is all there
+/// is.
+fn rekick(inner: Weak<Inner>) {
+    static REKICKER: Mutex<Option<(u32, Sender<Weak<Inner>>)>> = Mutex::new(None);
+    let mut rekicker = REKICKER.lock().unwrap_or_else(PoisonError::into_inner);
+    // A child made by fork has the sender but not the thread.
+    if let Some((pid, sender)) = rekicker.as_ref() {
+        if *pid == std::process::id() && sender.send(inner.clone()).is_ok() {
+            return;
+        }
+    }
+    let (sender, watch) = mpsc::channel::<Weak<Inner>>();
+    let started = std::thread::Builder::new()
+        .name("kvmini-stop".into())
+        .spawn(move || {
+            let mut stopping: Vec<Weak<Inner>> = Vec::new();
+            loop {
+                let next = if stopping.is_empty() {
+                    watch.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                } else {
+                    watch.recv_timeout(REKICK_INTERVAL)
+                };
+                match next {
+                    Ok(inner) => stopping.push(inner),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                stopping.retain(|inner| inner.upgrade().is_some_and(|inner| inner.kick_again()));
+            }
+        });
+    if started.is_ok() && sender.send(inner).is_ok() {
+        *rekicker = Some((std::process::id(), sender));
     }
 }
 
@@ -161,6 +239,49 @@ fn kick(target: &Target) {
 
 extern "C" fn on_kick(_: libc::c_int) {
     // Nothing to do: the signal's only job is to make KVM_RUN return EINTR.
+}
+
+/// Blocks or unblocks the kick signal on the calling thread.
+fn set_kick_blocked(how: libc::c_int) {
+    // SAFETY: plain signal-set manipulation on a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Unblocks the kick signal on the calling thread; true if it was blocked
+/// (a mask inherited from the thread that started this one, or from the
+/// parent process).
+fn unblock_kick() -> bool {
+    // SAFETY: plain signal-set manipulation on local sigset_t values.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old);
+        libc::sigismember(&old, kick_signal()) == 1
+    }
+}
+
+/// Makes the calling thread one that a stop can reach: kvmini's handler for
+/// the kick signal, and the signal unblocked. For threads that wait on
+/// behalf of a [`StopHandle`] outside a run (the command line's main
+/// thread).
+pub(crate) fn prepare_thread() {
+    install_kick_handler();
+    let _ = unblock_kick();
+}
+
+/// Sends the kick signal to `thread`, so that a host call it waits in
+/// returns EINTR (see [`prepare_thread`]).
+pub(crate) fn kick_thread(thread: libc::pthread_t) {
+    // SAFETY: callers pass a thread that lives as long as the process (the
+    // command line's main thread).
+    unsafe { libc::pthread_kill(thread, kick_signal()) };
 }
 
 fn install_kick_handler() {

@@ -218,6 +218,7 @@ typedef unsigned int mode_t;
 /* The errno values kvmini returns (negated), from kvmini-abi/src/errno.rs. */
 #define EPERM        1
 #define ENOENT       2
+#define EINTR        4
 #define EIO          5
 #define EBADF        9
 #define EAGAIN       11
@@ -234,6 +235,7 @@ typedef unsigned int mode_t;
 #define ENOSPC       28
 #define ESPIPE       29
 #define EROFS        30
+#define EPIPE        32
 #define ERANGE       34
 #define ENAMETOOLONG 36
 #define ENOSYS       38
