@@ -848,6 +848,52 @@ mod tests {
     }
 
     #[test]
+    fn legacy32_access_bits_are_those_of_every_level() {
+        let m = mem(16 << 20);
+        let pse = paging(PagingMode::Legacy32 { pse: true });
+        let (pd, pt): (u64, u32) = (0x1000, 0x2000);
+        let write = Access {
+            user: false,
+            write: true,
+        };
+        let user = Access {
+            user: true,
+            write: false,
+        };
+        // A 4 MiB page without R/W or U/S: neither written nor reached
+        // from ring 3.
+        put32(&m, pd + 4, 0x80_0000 | 0x81);
+        assert_eq!(
+            translate(&m, pse, pd, 0x40_0010, write),
+            Err(PagingError::NotWritable(0x40_0010))
+        );
+        assert_eq!(
+            translate(&m, pse, pd, 0x40_0010, user),
+            Err(PagingError::NotUser(0x40_0010))
+        );
+        // A directory entry without R/W or U/S over a page-table entry with
+        // both, and the other way round: the page takes the narrower.
+        for (pde, pte) in [(0x1, 0x7), (0x7, 0x1)] {
+            put32(&m, pd, pt | pde);
+            put32(&m, u64::from(pt) + 5 * 4, 0x9000 | pte);
+            let t = translate(&m, pse, pd, 0x5000, KERNEL_READ).unwrap();
+            assert_eq!(
+                (t.gpa, t.user, t.writable),
+                (0x9000, false, false),
+                "{pde:#x} {pte:#x}"
+            );
+            assert_eq!(
+                translate(&m, pse, pd, 0x5000, write),
+                Err(PagingError::NotWritable(0x5000))
+            );
+            assert_eq!(
+                translate(&m, pse, pd, 0x5000, user),
+                Err(PagingError::NotUser(0x5000))
+            );
+        }
+    }
+
+    #[test]
     fn pae32_two_mib_and_four_kib_pages() {
         let m = mem(8 << 20);
         // The PDPT need only be 32-byte aligned.
