@@ -1216,6 +1216,51 @@ mod tests {
     }
 
     #[test]
+    fn pae32_access_bits_are_those_of_every_level() {
+        let m = mem(8 << 20);
+        let pae = paging(PagingMode::Pae32);
+        let (pdpt, pd, pt) = (0x1000u64, 0x2000u64, 0x3000u64);
+        let write = Access {
+            user: false,
+            write: true,
+        };
+        let user = Access {
+            user: true,
+            write: false,
+        };
+        put(&m, pdpt, pd | PTE_P);
+        // A 2 MiB page without R/W or U/S.
+        put(&m, pd + 8, 0x40_0000 | PTE_P | PTE_PS);
+        assert_eq!(
+            translate(&m, pae, pdpt, 0x20_0010, write),
+            Err(PagingError::NotWritable(0x20_0010))
+        );
+        assert_eq!(
+            translate(&m, pae, pdpt, 0x20_0010, user),
+            Err(PagingError::NotUser(0x20_0010))
+        );
+        let all = PTE_P | PTE_RW | PTE_US;
+        for (pde, pte) in [(PTE_P, all), (all, PTE_P)] {
+            put(&m, pd, pt | pde);
+            put(&m, pt + 5 * 8, 0x9000 | pte);
+            let t = translate(&m, pae, pdpt, 0x5000, KERNEL_READ).unwrap();
+            assert_eq!(
+                (t.gpa, t.user, t.writable),
+                (0x9000, false, false),
+                "{pde:#x} {pte:#x}"
+            );
+            assert_eq!(
+                translate(&m, pae, pdpt, 0x5000, write),
+                Err(PagingError::NotWritable(0x5000))
+            );
+            assert_eq!(
+                translate(&m, pae, pdpt, 0x5000, user),
+                Err(PagingError::NotUser(0x5000))
+            );
+        }
+    }
+
+    #[test]
     fn unpaged_mode_is_identity() {
         let m = mem(2 << 20);
         let t = translate(&m, paging(PagingMode::Disabled), 0, 0x1FFF, USER_READ).unwrap();
