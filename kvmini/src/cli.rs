@@ -713,7 +713,7 @@ fn print_setup(sandbox: &mut Sandbox) {
             region.name
         );
     }
-    let image = sandbox.image();
+    let image = sandbox.image().clone();
     for seg in &image.segments {
         eprintln!(
             "  segment {:#x}..{:#x} ({} from the file, flags {})",
@@ -729,13 +729,53 @@ fn print_setup(sandbox: &mut Sandbox) {
         }
         return;
     }
+    // The control registers as the vCPU will enter the guest with them:
+    // kvmini adds OSXSAVE and FSGSBASE to CR4 only where KVM offers them.
+    let sregs = sandbox.entry_system_registers().unwrap_or_default();
+    let flags = |value: u64, names: &[(u32, &str)]| -> String {
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(bit, _)| value & (1u64 << bit) != 0)
+            .map(|&(_, name)| name)
+            .collect();
+        if set.is_empty() {
+            "0".to_owned()
+        } else {
+            set.join("|")
+        }
+    };
+    let cr0 = flags(
+        sregs.cr0,
+        &[
+            (0, "PE"),
+            (1, "MP"),
+            (4, "ET"),
+            (5, "NE"),
+            (16, "WP"),
+            (31, "PG"),
+        ],
+    );
+    let cr4 = flags(
+        sregs.cr4,
+        &[
+            (5, "PAE"),
+            (9, "OSFXSR"),
+            (10, "OSXMMEXCPT"),
+            (16, "FSGSBASE"),
+            (18, "OSXSAVE"),
+        ],
+    );
+    let efer = flags(
+        sregs.efer,
+        &[(0, "SCE"), (8, "LME"), (10, "LMA"), (11, "NXE")],
+    );
     eprintln!(
         "kvmini: vCPU: 64-bit long mode, ring {}, RIP = {:#x} (entry), RSP = {:#x}, CR3 = {:#x}, \
-         CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = LME|LMA{}",
+         CR0 = {cr0}, CR4 = {cr4}, EFER = {efer}{}",
         sandbox.ring().number(),
         image.entry,
         layout.stack_top(),
-        layout.pml4(),
+        sregs.cr3,
         if sandbox.ring() == Ring::Three {
             ", RFLAGS.IOPL = 3"
         } else {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -170,7 +170,7 @@ pub(crate) struct Stdio {
 #[derive(Debug)]
 struct PristineCpu {
     regs: kvm_regs,
-    sregs: kvm_bindings::kvm_sregs,
+    sregs: kvm_sregs,
     extended: ExtendedState,
 }
 
@@ -547,6 +547,13 @@ impl Sandbox {
         self.machine_mut()
             .map(|m| m.vcpu.kvm_run_address())
             .unwrap_or(0)
+    }
+
+    /// The system registers the vCPU will enter the guest with, before its
+    /// first run (`None` once it has run): what `--verbose` shows.
+    pub fn entry_system_registers(&mut self) -> Option<kvm_sregs> {
+        let machine = self.machine.as_deref_mut()?;
+        machine.vcpu.registers_on_entry().map(|(_, sregs)| sregs)
     }
 
     /// Size of the vCPU's `kvm_run` mapping.

@@ -279,3 +279,36 @@ fn an_inherited_stdin_is_the_processs_own() {
         (Some(0), "1\n107\n".to_owned())
     );
 }
+
+#[test]
+fn verbose_shows_the_control_registers_the_vcpu_starts_with() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // kvmini sets CR4.OSXSAVE and CR4.FSGSBASE where the vCPU's CPUID (KVM's
+    // supported CPUID) offers XSAVE (leaf 1 ECX bit 26) and FSGSBASE
+    // (leaf 7 EBX bit 0); on kvm-pvm it offers neither.
+    let cpuid = kvm.supported_cpuid().as_slice().to_vec();
+    let has = |function: u32, reg: fn(&kvm_bindings::kvm_cpuid_entry2) -> u32, bit: u32| {
+        cpuid
+            .iter()
+            .any(|e| e.function == function && e.index == 0 && reg(e) & (1 << bit) != 0)
+    };
+    let mut cr4 = "PAE|OSFXSR|OSXMMEXCPT".to_owned();
+    if has(7, |e| e.ebx, 0) {
+        cr4 += "|FSGSBASE";
+    }
+    if has(1, |e| e.ecx, 26) {
+        cr4 += "|OSXSAVE";
+    }
+    let (status, _, stderr) = run(&["demo", "hello", "--verbose"]);
+    assert_eq!(status, Some(0));
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("kvmini: vCPU: "))
+        .expect("the vCPU line");
+    assert!(
+        line.contains(&format!(
+            "CR0 = PE|MP|ET|NE|WP|PG, CR4 = {cr4}, EFER = LME|LMA, "
+        )),
+        "{line}"
+    );
+}
