@@ -450,6 +450,33 @@ mod tests {
         (mem, layout)
     }
 
+    /// A buffer may be as long as guest memory and no longer, whatever the
+    /// tables map (here: no paging, so every length up to memory's is a
+    /// real buffer), and one whose end wraps is refused before that.
+    #[test]
+    fn buffers_are_at_most_as_long_as_guest_memory() {
+        let size = 2 << 20;
+        let mem = memory::allocate(size).unwrap();
+        let view = GuestView::new(&mem, paging(PagingMode::Disabled), 0, false);
+        let mut total = 0;
+        assert_eq!(
+            view.for_each_piece(0, size, false, |_, n| total += n),
+            Ok(())
+        );
+        assert_eq!(total, size);
+        assert_eq!(
+            view.for_each_piece(0, size + 1, false, |_, _| panic!("no piece")),
+            Err(ViewError::TooLong {
+                gva: 0,
+                len: size + 1
+            })
+        );
+        assert_eq!(
+            view.for_each_piece(u64::MAX, 2, false, |_, _| panic!("no piece")),
+            Err(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))
+        );
+    }
+
     #[test]
     fn strings_are_read_across_pages_and_to_the_end_of_memory() {
         let (mem, layout) = identity(4 << 20);
