@@ -108,8 +108,10 @@ pub struct Config {
     pub max_fds: u32,
     /// Wall-clock limit of one run.
     pub timeout: Option<Duration>,
-    /// The handle that stops this sandbox's runs (shared with whoever
-    /// wants to stop it: a signal handler, another thread).
+    /// A handle that stops this sandbox's runs (shared with whoever wants
+    /// to stop it: a signal handler, another thread, other sandboxes: it
+    /// stops the runs in progress of every sandbox that has it). The
+    /// timeout never goes through it.
     pub stop: StopHandle,
     /// The CPU mode the guest starts in: long mode unless a flat image
     /// asks for another ([`crate::modes`]).
@@ -520,7 +522,9 @@ impl Sandbox {
         Ok(())
     }
 
-    /// A handle that stops this sandbox's guest from another thread.
+    /// A handle that stops this sandbox's guest from another thread or a
+    /// signal handler (the one given to the builder, if any: it stops the
+    /// other sandboxes that have it too).
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
     }
