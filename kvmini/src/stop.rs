@@ -584,13 +584,10 @@ fn rekick() {
     loop {
         let seen = WAKE.load(Ordering::SeqCst);
         let mut stopping = false;
-        RUNNING.for_each(|run| {
-            if run.reason.load(Ordering::SeqCst) != NO_STOP {
-                run.target.kick();
-                stopping = true;
-            }
-        });
-        // Until the next stop, or the next round while one is pending.
+        RUNNING.for_each(|run| stopping |= run.reason.load(Ordering::SeqCst) != NO_STOP);
+        // Until the next stop, or one interval while one is pending: a stop
+        // has just signalled its runs itself, and a second signal at once
+        // would only cut short the call the first one interrupted.
         let timeout = if stopping {
             std::ptr::from_ref(&interval)
         } else {
@@ -598,7 +595,7 @@ fn rekick() {
         };
         // SAFETY: FUTEX_WAIT on a static word with a valid or null timeout;
         // it returns at once if the word changed since it was read.
-        unsafe {
+        let waited = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 WAKE.as_ptr(),
@@ -607,6 +604,15 @@ fn rekick() {
                 timeout,
             )
         };
+        let timed_out =
+            waited == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT);
+        if timed_out {
+            RUNNING.for_each(|run| {
+                if run.reason.load(Ordering::SeqCst) != NO_STOP {
+                    run.target.kick();
+                }
+            });
+        }
     }
 }
 
