@@ -254,7 +254,9 @@ impl SandboxBuilder {
     }
 
     /// Stops the guest through this handle (default: a handle of its own,
-    /// see [`Sandbox::stop_handle`]).
+    /// see [`Sandbox::stop_handle`]). A handle given to several sandboxes
+    /// stops the runs in progress of all of them; each timeout still stops
+    /// its own sandbox only.
     pub fn stop_handle(mut self, handle: StopHandle) -> Self {
         self.stop = Some(handle);
         self

@@ -21,7 +21,7 @@ use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
 use crate::output::{GuestStream, Input, Output, Stream, StreamError};
 use crate::paging::{self, CpuPaging, Paging, PagingMode};
-use crate::stop::{StopHandle, StopReason};
+use crate::stop::{self as stopping, StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
 use crate::view::GuestView;
@@ -74,6 +74,10 @@ pub enum SandboxError {
     /// `reset` and run again.
     #[error("the guest has already ended ({0:?}); only a reset sandbox runs again")]
     Ended(Ending),
+    /// A run that no stop could reach (the stop signal is the embedding
+    /// program's) is not started.
+    #[error(transparent)]
+    Stop(#[from] crate::stop::StopError),
 }
 
 /// A guest image.
@@ -104,8 +108,10 @@ pub struct Config {
     pub max_fds: u32,
     /// Wall-clock limit of one run.
     pub timeout: Option<Duration>,
-    /// The handle that stops this sandbox's runs (shared with whoever
-    /// wants to stop it: a signal handler, another thread).
+    /// A handle that stops this sandbox's runs (shared with whoever wants
+    /// to stop it: a signal handler, another thread, other sandboxes: it
+    /// stops the runs in progress of every sandbox that has it). The
+    /// timeout never goes through it.
     pub stop: StopHandle,
     /// The CPU mode the guest starts in: long mode unless a flat image
     /// asks for another ([`crate::modes`]).
@@ -264,7 +270,13 @@ pub struct Sandbox {
     ring: Ring,
     flat: bool,
     timeout: Option<Duration>,
+    /// The handle the embedding program stops this sandbox with (perhaps
+    /// shared with other sandboxes).
     stop: StopHandle,
+    /// This sandbox's own handle, which only kvmini holds: the run loop
+    /// checks it, its timeouts go to it, and `stop` reaches it while a run
+    /// is in progress ([`crate::stop`]).
+    own_stop: StopHandle,
     seccomp: bool,
     mode: CpuMode,
     /// How the guest ended, once it did so by itself (exit, halt, crash,
@@ -424,11 +436,12 @@ impl Sandbox {
                 identity: paging::user_identity_range(&layout, flat),
             });
         vcpu.sync_system_registers(fixed_paging.is_none());
+        let own_stop = StopHandle::new();
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
             let mut calls = Hypercalls::from_streams(stdout, warnings, fs)
                 .with_host_functions(host_functions)
-                .with_stop_handle(config.stop.clone())
+                .with_stop_handle(own_stop.clone())
                 .with_argv(&config.args);
             if let Some(stderr) = stderr {
                 calls = calls.with_stderr_stream(stderr);
@@ -443,7 +456,7 @@ impl Sandbox {
                 trace: config.trace,
                 timing: config.timing,
                 timeout: config.timeout,
-                stop: config.stop.clone(),
+                stop: own_stop.clone(),
                 mode: config.mode,
                 trace_out: GuestStream::new(Output::Inherit, Stream::Stderr),
                 fixed_paging,
@@ -460,6 +473,7 @@ impl Sandbox {
             flat,
             timeout: config.timeout,
             stop: config.stop,
+            own_stop,
             mode: config.mode,
             seccomp: config.seccomp,
             ended: None,
@@ -502,12 +516,15 @@ impl Sandbox {
         reusable.memory.reset(machine.vm.memory())?;
         reusable.cpu.restore(&mut machine.vcpu)?;
         machine.hypercalls.reset();
-        self.stop.take();
+        // A stop pending on the handle was asked for after the last run
+        // ended: it stops the next one.
         self.ended = None;
         Ok(())
     }
 
-    /// A handle that stops this sandbox's guest from another thread.
+    /// A handle that stops this sandbox's guest from another thread or a
+    /// signal handler (the one given to the builder, if any: it stops the
+    /// other sandboxes that have it too).
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
     }
@@ -628,15 +645,29 @@ impl Sandbox {
         if let Some(ending) = &self.ended {
             return Err(SandboxError::Ended(ending.clone()));
         }
+        let (shared, own) = (self.stop.clone(), self.own_stop.clone());
+        let stops = stopping::begin_run(&shared, &own)?;
+        // The timeout stops this sandbox only, whatever shares its handle.
         let watchdog = self
             .timeout
-            .map(|limit| Watchdog::start(limit, self.stop.clone()));
+            .map(|limit| Watchdog::start(limit, own.clone()));
         let result = if self.seccomp {
             self.run_confined()
         } else {
             self.machine_mut()?.run()
         };
         drop(watchdog);
+        // The stop that ended this run (or came before it failed) is used
+        // up; one that came while it ended some other way stays for the
+        // next run.
+        stops.end(matches!(
+            &result,
+            Err(_)
+                | Ok(Outcome {
+                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                    ..
+                })
+        ));
         if let Ok(outcome) = &result {
             if !matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
                 self.ended = Some(outcome.ending.clone());
@@ -697,21 +728,7 @@ impl Machine {
         let immediate_exit = self.vcpu.immediate_exit_address();
         let stop = self.stop.clone();
         let _attached = stop.attach(immediate_exit);
-        let outcome = self.run_loop(&stop);
-        // The stop that ended this run (or came before it failed) is used
-        // up; one that came while it ended some other way stays for the
-        // next run.
-        if matches!(
-            &outcome,
-            Err(_)
-                | Ok(Outcome {
-                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
-                    ..
-                })
-        ) {
-            stop.take();
-        }
-        outcome
+        self.run_loop(&stop)
     }
 
     /// The ending a pending stop makes.

@@ -421,10 +421,9 @@ fn a_closed_output_pipe_is_a_typed_ending_in_the_library() {
     }
 }
 
-/// The signal kvmini uses to interrupt KVM_RUN (the test and kvmini share
-/// one libc, so SIGRTMIN agrees).
+/// The signal kvmini uses to interrupt KVM_RUN.
 fn kick_signal() -> i32 {
-    libc::SIGRTMIN() + 2
+    kvmini::stop::signal()
 }
 
 /// A kvmini command that starts with `blocked` in its signal mask and
