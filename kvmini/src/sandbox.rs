@@ -673,7 +673,9 @@ impl Sandbox {
     }
 
     fn run_confined(&mut self) -> Result<Outcome, SandboxError> {
-        let thread = match self.thread.take() {
+        // A child made by fork has the sandbox but not its thread.
+        let held = self.thread.take().filter(VcpuThread::is_in_this_process);
+        let thread = match held {
             Some(thread) => thread,
             None if self.own_thread => VcpuThread::get(self.host_stack_size)?.dedicated(),
             None => VcpuThread::get(crate::vcpu_thread::DEFAULT_STACK_SIZE)?,

@@ -115,6 +115,14 @@ impl VcpuThread {
         self.dedicated
     }
 
+    /// Whether the thread belongs to this process: a child made by `fork`
+    /// inherits a sandbox that holds a thread, but not the thread.
+    pub fn is_in_this_process(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|handle| handle.pid == std::process::id())
+    }
+
     /// Runs `job` on the thread and returns its result; a panic in `job`
     /// is resumed on the caller. The job runs on the CPUs the caller may
     /// use.

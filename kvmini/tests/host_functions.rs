@@ -137,6 +137,7 @@ fn child_case() {
         "set-memory" => set_memory(&kvm),
         "locked-streams" => with_redirected_stdio(|| locked_streams(&kvm)),
         "measure-set" => measure_set(&kvm),
+        "fork" => fork(&kvm),
         other => panic!("no child case {other}"),
     }
 }
@@ -566,6 +567,41 @@ fn an_output_writer_never_sees_another_sandboxs_thread_locals() {
     }
 }
 
+/// A sandbox that holds a thread of its own, run again in a child made by
+/// `fork`, which has the sandbox but not the thread: the child starts one.
+fn fork(kvm: &Kvm) {
+    let (mut sandbox, out) = sandbox(kvm, &["call", "1"], |b| {
+        b.reusable(true).host_function(1, |_| Ok(5))
+    });
+    assert_eq!(sandbox.run().unwrap().ending, Ending::Exited(0));
+    sandbox.reset().unwrap();
+    // SAFETY: the child runs the sandbox and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = sandbox.run().is_ok_and(|o| o.ending == Ending::Exited(0))
+            && out.contents() == b"result 5\nresult 5\n";
+        // SAFETY: leaves the child without running the test harness on.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    assert!(pid > 0);
+    let mut status = 0;
+    // SAFETY: waits for the child just made.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(status, 0);
+    // And the parent's sandbox still runs on its own thread.
+    sandbox.reset().unwrap();
+    assert_eq!(sandbox.run().unwrap().ending, Ending::Exited(0));
+}
+
+#[test]
+fn a_sandbox_with_host_functions_runs_in_a_child_made_by_fork() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let (status, _, err) = in_child("fork", Duration::from_secs(120));
+    assert_eq!(status, Some(0), "{err}");
+}
+
 // ---------------------------------------------------------------------
 // Captures are bounded.
 
@@ -797,27 +833,59 @@ fn measure_host_call_cost() {
 #[ignore = "a measurement: prints, asserts nothing about time"]
 fn measure_lifecycle_with_and_without_host_functions() {
     let Some(kvm) = kvm_or_skip() else { return };
-    let n = 300u32;
-    for with_host in [false, true] {
-        // Warm the pool first.
-        for _ in 0..3 {
-            let (mut s, _) = sandbox(&kvm, &["console", "1"], |b| b);
-            s.run().unwrap();
+    let n = 100u32;
+    // Rounds of each in turn; the best round of each is printed, the
+    // machine being shared.
+    let mut best = [Duration::MAX; 2];
+    for _ in 0..5 {
+        for (i, with_host) in [false, true].into_iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..n {
+                let (mut s, _) = sandbox(&kvm, &["call", "1"], |b| {
+                    if with_host {
+                        b.host_function(1, |_| Ok(1))
+                    } else {
+                        b
+                    }
+                });
+                s.run().unwrap();
+            }
+            best[i] = best[i].min(start.elapsed() / n);
         }
-        let start = Instant::now();
-        for _ in 0..n {
-            let (mut s, _) = sandbox(&kvm, &["call", "1"], |b| {
-                if with_host {
-                    b.host_function(1, |_| Ok(1))
-                } else {
-                    b
+    }
+    println!(
+        "build + run + drop per sandbox: {:.2?} without host functions (pooled thread), \
+         {:.2?} with (a thread of its own)",
+        best[0], best[1]
+    );
+}
+
+#[test]
+#[ignore = "a measurement: prints, asserts nothing about time"]
+fn measure_filter_cost_per_system_call() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // A host function that makes 1000 gettid calls each time it is called:
+    // the difference with and without the filter is the filter's cost.
+    let (calls, per_call) = (200usize, 1000u32);
+    for seccomp in [true, false] {
+        let spent = Arc::new(Mutex::new(Duration::ZERO));
+        let into = spent.clone();
+        let (mut sandbox, _) = sandbox(&kvm, &["calls", "1", &calls.to_string()], |b| {
+            b.seccomp(seccomp).host_function(1, move |_| {
+                let start = Instant::now();
+                for _ in 0..per_call {
+                    // SAFETY: gettid has no preconditions.
+                    std::hint::black_box(unsafe { libc::syscall(libc::SYS_gettid) });
                 }
-            });
-            s.run().unwrap();
-        }
+                *into.lock().unwrap() += start.elapsed();
+                Ok(0)
+            })
+        });
+        assert_eq!(sandbox.run().unwrap().ending, Ending::Exited(0));
+        let total = *spent.lock().unwrap();
         println!(
-            "host functions {with_host}: build + run + drop {:.2?} per sandbox",
-            start.elapsed() / n
+            "seccomp {seccomp}: {:.0?} per gettid",
+            total / (u32::try_from(calls).unwrap() * per_call)
         );
     }
 }
