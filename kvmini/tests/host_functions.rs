@@ -876,28 +876,33 @@ fn measure_lifecycle_with_and_without_host_functions() {
 #[ignore = "a measurement: prints, asserts nothing about time"]
 fn measure_filter_cost_per_system_call() {
     let Some(kvm) = kvm_or_skip() else { return };
-    // A host function that makes 1000 gettid calls each time it is called:
-    // the difference with and without the filter is the filter's cost.
-    let (calls, per_call) = (200usize, 1000u32);
-    for seccomp in [true, false] {
-        let spent = Arc::new(Mutex::new(Duration::ZERO));
-        let into = spent.clone();
-        let (mut sandbox, _) = sandbox(&kvm, &["calls", "1", &calls.to_string()], |b| {
-            b.seccomp(seccomp).host_function(1, move |_| {
-                let start = Instant::now();
-                for _ in 0..per_call {
-                    // SAFETY: gettid has no preconditions.
-                    std::hint::black_box(unsafe { libc::syscall(libc::SYS_gettid) });
-                }
-                *into.lock().unwrap() += start.elapsed();
-                Ok(0)
-            })
-        });
-        assert_eq!(sandbox.run().unwrap().ending, Ending::Exited(0));
-        let total = *spent.lock().unwrap();
-        println!(
-            "seccomp {seccomp}: {:.0?} per gettid",
-            total / (u32::try_from(calls).unwrap() * per_call)
-        );
+    // A host function that makes 10,000 gettid calls each time it is
+    // called: the difference with and without the filter is the filter's
+    // cost. Five rounds of each in turn; the best of each is printed.
+    let (calls, per_call) = (20usize, 10_000u32);
+    let mut best = [Duration::MAX; 2];
+    for _ in 0..5 {
+        for (i, seccomp) in [true, false].into_iter().enumerate() {
+            let spent = Arc::new(Mutex::new(Duration::ZERO));
+            let into = spent.clone();
+            let (mut sandbox, _) = sandbox(&kvm, &["calls", "1", &calls.to_string()], |b| {
+                b.seccomp(seccomp).host_function(1, move |_| {
+                    let start = Instant::now();
+                    for _ in 0..per_call {
+                        // SAFETY: gettid has no preconditions.
+                        std::hint::black_box(unsafe { libc::syscall(libc::SYS_gettid) });
+                    }
+                    *into.lock().unwrap() += start.elapsed();
+                    Ok(0)
+                })
+            });
+            assert_eq!(sandbox.run().unwrap().ending, Ending::Exited(0));
+            let total = *spent.lock().unwrap();
+            best[i] = best[i].min(total / (u32::try_from(calls).unwrap() * per_call));
+        }
     }
+    println!(
+        "gettid: {:.0?} with the filter, {:.0?} without",
+        best[0], best[1]
+    );
 }
