@@ -474,7 +474,7 @@ fn a_host_function_may_run_a_sandbox_with_a_timeout() {
         });
         assert_eq!(outer.run().unwrap().ending, Ending::Exited(0));
         assert_eq!(text(&out.contents()), "result 7\n");
-        assert_eq!(*endings.lock().unwrap(), [want.clone()]);
+        assert_eq!(*endings.lock().unwrap(), std::slice::from_ref(&want));
         let got = text(&inner_out.contents());
         if want_out.is_empty() {
             assert!(got.bytes().all(|b| b == b'x'), "{got}");
@@ -635,7 +635,9 @@ fn fill(kvm: &Kvm, capture: Output, n: usize, size: usize) -> (Ending, String) {
 
 /// The bytes `fill` writes `count` times.
 fn filled(size: usize, count: usize) -> Vec<u8> {
-    let block: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let block: Vec<u8> = (0..size)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz"[i % 26])
+        .collect();
     block.repeat(count)
 }
 
