@@ -694,8 +694,9 @@ impl Sandbox {
 }
 
 /// A thread that stops a run when its time limit passes, unless dropped
-/// first. It is started by the caller of [`Sandbox::run`], because the
-/// confined vCPU thread may not start threads.
+/// first. It is started by the caller of [`Sandbox::run`], which may be a
+/// host function on a confined thread (threads started there inherit the
+/// filter, which allows them).
 struct Watchdog {
     cancel: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
