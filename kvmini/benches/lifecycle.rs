@@ -354,7 +354,7 @@ fn handoff() {
         )
     };
     let pooled = timed(&mut || {
-        kvmini::vcpu_thread::VcpuThread::get()
+        kvmini::vcpu_thread::VcpuThread::get(kvmini::vcpu_thread::DEFAULT_STACK_SIZE)
             .expect("vCPU thread")
             .run(|| ());
     });

@@ -61,6 +61,7 @@ pub struct SandboxBuilder {
     seccomp: Option<bool>,
     stop: Option<StopHandle>,
     backing: memory::Backing,
+    host_stack_size: Option<usize>,
 }
 
 /// Errors of [`SandboxBuilder::build`] before any VM exists.
@@ -209,6 +210,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// The stack of the thread that runs the guest and its host functions,
+    /// in bytes (default [`crate::vcpu_thread::DEFAULT_STACK_SIZE`], 8 MiB,
+    /// as a main thread's): a host function that needs more stack than
+    /// that asks for it here. The thread gets at least this much.
+    pub fn host_stack_size(mut self, bytes: usize) -> Self {
+        self.host_stack_size = Some(bytes);
+        self
+    }
+
     /// One line per exit on stderr.
     pub fn trace(mut self, on: bool) -> Self {
         self.trace = on;
@@ -301,6 +311,9 @@ impl SandboxBuilder {
             config.stop = stop;
         }
         config.backing = self.backing;
+        if let Some(bytes) = self.host_stack_size {
+            config.host_stack_size = bytes;
+        }
         let stdio = Stdio {
             stdin: self.stdin,
             stdout: self.stdout,

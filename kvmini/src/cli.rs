@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -206,7 +205,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ExitCode> 
                 ExitCode::SUCCESS
             }
             _ => {
-                let _ = std::io::stderr().write_all(usage_error(&e).as_bytes());
+                crate::print::write_all(libc::STDERR_FILENO, usage_error(&e).as_bytes());
                 ExitCode::from(STATUS_KVMINI_ERROR)
             }
         }
@@ -328,6 +327,7 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
             prefault: args.prefault,
             snapshot: false,
         },
+        host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
     })
 }
 
@@ -438,7 +438,6 @@ fn in_turn<'g>(
                 println!();
             }
             println!("=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
-            let _ = std::io::stdout().flush();
         }
         let dir = DemoDir::grant(guest, &mut config)?;
         let mut sandbox = Sandbox::new(kvm, config)?;
@@ -450,7 +449,6 @@ fn in_turn<'g>(
         if let Some(dir) = dir {
             dir.show();
         }
-        let _ = std::io::stdout().flush();
         report(&outcome, listing.stats, sections.then_some(guest.name));
         if sections {
             println!("--- {}: {}", guest.name, summary(&outcome));

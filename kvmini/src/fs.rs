@@ -445,6 +445,8 @@ impl Filesystem {
             // Linux with SIGPIPE ignored.
             Err(StreamError::Closed) => Err(EPIPE),
             Err(StreamError::Stopped) => Err(EINTR),
+            // A capture at its limit: as a full disk.
+            Err(StreamError::Full) => Err(kvmini_abi::errno::ENOSPC),
             Err(StreamError::Io(e)) => Err(e.raw_os_error().unwrap_or(EIO)),
         }
     }

@@ -179,6 +179,11 @@ impl fmt::Debug for HostFunctions {
 }
 
 impl HostFunctions {
+    /// Whether no function is registered.
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+
     /// Registers `function` as `id`, replacing any earlier one.
     pub fn insert(&mut self, id: u32, function: HostFunction) {
         self.functions.insert(id, function);

@@ -376,10 +376,11 @@ impl Hypercalls {
 }
 
 /// What a hypercall's output becomes: `then` when written; a stop leaves
-/// the guest to be stopped by the run loop; a closed pipe ends the run.
+/// the guest to be stopped by the run loop; output a full capture refused
+/// is dropped (the capture counts it); a closed pipe ends the run.
 fn guest_output(written: Result<(), StreamError>, then: Action) -> Result<Action, StreamError> {
     match written {
-        Ok(()) | Err(StreamError::Stopped) => Ok(then),
+        Ok(()) | Err(StreamError::Stopped | StreamError::Full) => Ok(then),
         Err(StreamError::Closed) => Ok(Action::OutputClosed),
         Err(e) => Err(e),
     }

@@ -14,16 +14,67 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::stop::StopHandle;
 
-/// A buffer that collects everything written to its writers.
-#[derive(Clone, Debug, Default)]
+/// A buffer that collects what is written to its writers, up to a limit
+/// ([`Capture::DEFAULT_LIMIT`] unless made [`Capture::with_limit`]).
+///
+/// A write that fits is kept whole. The first write that does not fit is
+/// refused whole, and so is everything after it: the capture holds a
+/// prefix of the output, cut between two writes, and counts the bytes it
+/// refused ([`Capture::dropped`]). A guest `write` to a descriptor whose
+/// capture is full gets `-ENOSPC` (or, when only later pieces of its
+/// buffer were refused, the count of those taken); console, `printVal` and
+/// `display` output, which has no result, is dropped and the guest goes
+/// on. The run is not ended for it: a timeout bounds a guest that keeps
+/// writing.
+#[derive(Clone, Debug)]
 pub struct Capture {
-    buf: Arc<Mutex<Vec<u8>>>,
+    inner: Arc<Mutex<Captured>>,
+}
+
+#[derive(Debug)]
+struct Captured {
+    buf: Vec<u8>,
+    limit: usize,
+    dropped: u64,
+}
+
+/// What a capture answers a write it refuses: `ErrorKind::StorageFull`
+/// carrying this, which kvmini tells apart from a writer's own ENOSPC.
+#[derive(Debug, thiserror::Error)]
+#[error("the capture is full (limit {limit} bytes)")]
+pub struct CaptureFull {
+    /// The capture's limit.
+    pub limit: usize,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self::with_limit(Self::DEFAULT_LIMIT)
+    }
 }
 
 impl Capture {
-    /// An empty capture.
+    /// The limit of [`Capture::new`]: 64 MiB.
+    pub const DEFAULT_LIMIT: usize = 64 << 20;
+
+    /// An empty capture that keeps at most [`Capture::DEFAULT_LIMIT`] bytes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty capture that keeps at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        Capture {
+            inner: Arc::new(Mutex::new(Captured {
+                buf: Vec::new(),
+                limit,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A writer that appends to this capture.
@@ -31,21 +82,40 @@ impl Capture {
         Box::new(self.clone())
     }
 
-    /// Everything written so far.
+    /// Everything kept so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.buf
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lock().buf.clone()
+    }
+
+    /// The most bytes this capture keeps.
+    pub fn limit(&self) -> usize {
+        self.lock().limit
+    }
+
+    /// How many bytes were refused since the capture filled up (0 while
+    /// everything written was kept).
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
     }
 }
 
 impl Write for Capture {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(data);
+        let mut captured = self.lock();
+        let fits = captured.dropped == 0
+            && captured.buf.len().saturating_add(data.len()) <= captured.limit
+            // Memory the allocator refuses is a full capture too, never an
+            // abort of the embedding program.
+            && captured.buf.try_reserve(data.len()).is_ok();
+        if !fits && !data.is_empty() {
+            captured.dropped = captured.dropped.saturating_add(data.len() as u64);
+            let limit = captured.limit;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                CaptureFull { limit },
+            ));
+        }
+        captured.buf.extend_from_slice(data);
         Ok(data.len())
     }
 
@@ -124,14 +194,38 @@ pub enum Stream {
     Stderr,
 }
 
+/// One of kvmini's own descriptors (1 or 2) as a writer: plain `write`
+/// calls, never the standard library's `Stdout` or `Stderr`, whose lock an
+/// embedding program may hold while it waits for a run.
+#[derive(Debug)]
+pub struct FdWriter(RawFd);
+
+impl Write for FdWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        write_fd(self.0, data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream {
+    fn fd(self) -> RawFd {
+        match self {
+            Stream::Stdout => libc::STDOUT_FILENO,
+            Stream::Stderr => libc::STDERR_FILENO,
+        }
+    }
+}
+
 impl Output {
-    /// The writer this output stands for.
+    /// The writer this output stands for; [`Output::Inherit`] writes the
+    /// descriptor itself ([`FdWriter`]), unbuffered and without taking the
+    /// standard library's stream locks.
     pub fn into_writer(self, inherit: Stream) -> Box<dyn Write + Send> {
         match self {
-            Output::Inherit => match inherit {
-                Stream::Stdout => Box::new(io::stdout()),
-                Stream::Stderr => Box::new(io::stderr()),
-            },
+            Output::Inherit => Box::new(FdWriter(inherit.fd())),
             Output::Null => Box::new(io::sink()),
             Output::Capture(capture) => capture.writer(),
             Output::Writer(writer) => writer,
@@ -148,6 +242,9 @@ pub enum StreamError {
     /// The reader went away: a closed pipe (EPIPE).
     #[error("the reader of the guest's output went away (broken pipe)")]
     Closed,
+    /// A [`Capture`] reached its limit: the output is dropped.
+    #[error("the capture of the guest's output is full")]
+    Full,
     /// Any other failure of the writer.
     #[error("cannot write the guest's output")]
     Io(#[source] io::Error),
@@ -187,10 +284,7 @@ impl GuestStream {
     pub fn new(output: Output, inherit: Stream) -> Self {
         match output {
             Output::Inherit => GuestStream {
-                sink: Sink::Fd(match inherit {
-                    Stream::Stdout => libc::STDOUT_FILENO,
-                    Stream::Stderr => libc::STDERR_FILENO,
-                }),
+                sink: Sink::Fd(inherit.fd()),
                 buf: Vec::new(),
                 line_buffered: matches!(inherit, Stream::Stdout),
             },
@@ -273,6 +367,9 @@ impl GuestStream {
 fn classify(e: io::Error) -> StreamError {
     match e.kind() {
         io::ErrorKind::BrokenPipe => StreamError::Closed,
+        io::ErrorKind::StorageFull if e.get_ref().is_some_and(|e| e.is::<CaptureFull>()) => {
+            StreamError::Full
+        }
         io::ErrorKind::Interrupted => StreamError::Stopped,
         _ => StreamError::Io(e),
     }

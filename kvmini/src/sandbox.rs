@@ -70,6 +70,9 @@ pub enum SandboxError {
     /// VM with it.
     #[error("this sandbox lost its VM to a panic in an earlier run")]
     Poisoned,
+    /// The thread that enforces the timeout could not be started.
+    #[error("cannot start the thread that enforces the timeout")]
+    Watchdog(#[source] io::Error),
     /// `run` after the guest ended by itself; a reusable sandbox can be
     /// `reset` and run again.
     #[error("the guest has already ended ({0:?}); only a reset sandbox runs again")]
@@ -122,6 +125,9 @@ pub struct Config {
     pub args: Vec<Vec<u8>>,
     /// How guest memory is backed (huge pages, prefaulting, snapshots).
     pub backing: memory::Backing,
+    /// The stack of the vCPU thread, where host functions run, in bytes
+    /// (at least; [`crate::vcpu_thread::DEFAULT_STACK_SIZE`] by default).
+    pub host_stack_size: usize,
 }
 
 impl Config {
@@ -141,6 +147,7 @@ impl Config {
             seccomp: true,
             args: Vec::new(),
             backing: memory::Backing::default(),
+            host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
         }
     }
 }
@@ -168,6 +175,21 @@ pub(crate) struct Stdio {
     pub(crate) stdout: Output,
     pub(crate) stderr: Option<Output>,
     pub(crate) warnings: Output,
+}
+
+impl Stdio {
+    /// Whether any stream is the embedding program's own reader or writer.
+    fn runs_embedder_code(&self) -> bool {
+        matches!(self.stdin, Input::Reader(_))
+            || [
+                Some(&self.stdout),
+                self.stderr.as_ref(),
+                Some(&self.warnings),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|output| matches!(output, Output::Writer(_)))
+    }
 }
 
 /// The vCPU state a reusable sandbox returns to: the general and system
@@ -283,6 +305,13 @@ pub struct Sandbox {
     /// an exit kvmini does not serve): then only [`Sandbox::reset`] makes
     /// it runnable again.
     ended: Option<Ending>,
+    /// The embedding program's code runs on the vCPU thread (host
+    /// functions, a stdin reader, an output writer): the sandbox keeps one
+    /// confined thread of its own, which no other sandbox ever uses.
+    own_thread: bool,
+    /// That thread, once the first run started it.
+    thread: Option<VcpuThread>,
+    host_stack_size: usize,
 }
 
 /// What a run needs: the VM, its vCPU, and the hypercalls they serve.
@@ -381,6 +410,7 @@ impl Sandbox {
         host_functions: HostFunctions,
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
+        let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
         let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
         let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
         let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
@@ -477,6 +507,9 @@ impl Sandbox {
             mode: config.mode,
             seccomp: config.seccomp,
             ended: None,
+            own_thread,
+            thread: None,
+            host_stack_size: config.host_stack_size,
         })
     }
 
@@ -648,9 +681,10 @@ impl Sandbox {
         let (shared, own) = (self.stop.clone(), self.own_stop.clone());
         let stops = stopping::begin_run(&shared, &own)?;
         // The timeout stops this sandbox only, whatever shares its handle.
-        let watchdog = self
-            .timeout
-            .map(|limit| Watchdog::start(limit, own.clone()));
+        let watchdog = match self.timeout {
+            Some(limit) => Some(Watchdog::start(limit, own.clone())?),
+            None => None,
+        };
         let result = if self.seccomp {
             self.run_confined()
         } else {
@@ -677,37 +711,52 @@ impl Sandbox {
     }
 
     fn run_confined(&mut self) -> Result<Outcome, SandboxError> {
-        let thread = VcpuThread::get()?;
+        // A child made by fork has the sandbox but not its thread.
+        let held = self.thread.take().filter(VcpuThread::is_in_this_process);
+        let thread = match held {
+            Some(thread) => thread,
+            None if self.own_thread => VcpuThread::get(self.host_stack_size)?.dedicated(),
+            None => VcpuThread::get(crate::vcpu_thread::DEFAULT_STACK_SIZE)?,
+        };
         let mut machine = self.machine.take().ok_or(SandboxError::Poisoned)?;
         let (machine, result) = thread.run(move || {
             let result = machine.run();
             (machine, result)
         });
         self.machine = Some(machine);
+        if thread.is_dedicated() {
+            self.thread = Some(thread);
+        }
         result
     }
 }
 
 /// A thread that stops a run when its time limit passes, unless dropped
-/// first. It is started by the caller of [`Sandbox::run`], because the
-/// confined vCPU thread may not start threads.
+/// first. It is started by the caller of [`Sandbox::run`], which may be a
+/// host function on a confined thread (threads started there inherit the
+/// filter, which allows them).
 struct Watchdog {
     cancel: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watchdog {
-    fn start(limit: Duration, stop: StopHandle) -> Self {
+    /// Fails only when no thread can be started.
+    fn start(limit: Duration, stop: StopHandle) -> Result<Self, SandboxError> {
         let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                stop.stop(StopReason::Timeout);
-            }
-        });
-        Watchdog {
+        let thread = std::thread::Builder::new()
+            .name("kvmini-timeout".into())
+            .spawn(move || {
+                if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                {
+                    stop.stop(StopReason::Timeout);
+                }
+            })
+            .map_err(SandboxError::Watchdog)?;
+        Ok(Watchdog {
             cancel: Some(cancel),
             thread: Some(thread),
-        }
+        })
     }
 }
 
@@ -778,7 +827,7 @@ impl Machine {
             }
         };
         let ending = match self.hypercalls.flush() {
-            Ok(()) | Err(StreamError::Stopped) => ending,
+            Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
             Err(StreamError::Closed) => match ending {
                 Ending::Exited(_) | Ending::Halted => Ending::OutputClosed,
                 other => other,
@@ -835,7 +884,7 @@ impl Machine {
                 let action = match self.hypercalls.out(port, value, &view) {
                     Ok(action) => action,
                     Err(StreamError::Io(e)) => return Err(SandboxError::Output(e)),
-                    Err(StreamError::Stopped) => Action::Resume,
+                    Err(StreamError::Stopped | StreamError::Full) => Action::Resume,
                     Err(StreamError::Closed) => Action::OutputClosed,
                 };
                 Ok(match action {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 
 /// `KVM_RUN`: the ioctl of every exit (registers travel through the
@@ -21,6 +21,33 @@ const KVM_GET_SREGS: u64 = 0x8138_AE83;
 
 /// `PROT_EXEC`, as the filter compares it.
 const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+
+/// The flags of `clone` as glibc's `pthread_create` passes them: a thread
+/// of this process (sharing memory, descriptors and signal handlers), never
+/// a new process, and no namespace. The only `clone` the filter allows.
+pub const THREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_SETTLS
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_CLEARTID) as u64;
+
+/// `clone3`, the same number on every architecture.
+const SYS_CLONE3: u32 = 435;
+
+/// Classic BPF: load the 32-bit word at an absolute offset.
+const BPF_LD_W_ABS: u16 = 0x20;
+/// Jump if the accumulator equals the constant.
+const BPF_JEQ_K: u16 = 0x15;
+/// Return the constant.
+const BPF_RET_K: u16 = 0x06;
+/// Where `struct seccomp_data` holds the system call number.
+const SECCOMP_DATA_NR: u32 = 0;
+/// Fail the call with the errno in the low 16 bits.
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 
 /// Errors of building or installing the filter.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +107,17 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_tgkill,
     libc::SYS_sigaltstack,
     libc::SYS_clock_gettime,
+    // What host functions naturally use (docs/security.md, "Embedding
+    // kvmini"): sleeps, and random bytes for `HashMap`'s seeds. Neither
+    // reaches anything outside the thread.
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_getrandom,
+    // What glibc does in every new thread (threads: `clone` below): it
+    // registers the thread's own restartable-sequence area and robust
+    // mutex list, and aborts the process if rseq fails.
+    libc::SYS_rseq,
+    libc::SYS_set_robust_list,
     libc::SYS_sched_yield,
     libc::SYS_gettid,
     libc::SYS_getpid,
@@ -127,6 +165,18 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
     };
     rules.insert(libc::SYS_mmap, vec![not_executable()?]);
     rules.insert(libc::SYS_mprotect, vec![not_executable()?]);
+    // Threads, for host functions that start them (a sandbox of their own
+    // with a timeout, a worker): exactly the flags of pthread_create, so
+    // never a new process. A thread started here inherits this filter.
+    let thread_flags = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        THREAD_CLONE_FLAGS,
+    )
+    .and_then(|c| SeccompRule::new(vec![c]))
+    .map_err(SeccompError::Build)?;
+    rules.insert(libc::SYS_clone, vec![thread_flags]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(u32::try_from(libc::EPERM).unwrap_or(1)),
@@ -134,7 +184,33 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
         TargetArch::x86_64,
     )
     .map_err(SeccompError::Build)?;
-    let program = BpfProgram::try_from(filter).map_err(SeccompError::Build)?;
+    let rules = BpfProgram::try_from(filter).map_err(SeccompError::Build)?;
+    // clone3 passes its flags in memory, where a filter cannot read them:
+    // it fails with ENOSYS, which makes glibc fall back to clone, whose
+    // flags the rules above check. These three instructions come before
+    // the generated program, which starts by checking the architecture
+    // itself; clone3 has one number everywhere.
+    let mut program = vec![
+        sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_DATA_NR,
+        },
+        sock_filter {
+            code: BPF_JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: SYS_CLONE3,
+        },
+        sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ERRNO | u32::try_from(libc::ENOSYS).unwrap_or(38),
+        },
+    ];
+    program.extend(rules);
     Ok(PROGRAM.get_or_init(|| program))
 }
 

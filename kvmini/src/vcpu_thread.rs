@@ -1,7 +1,14 @@
 //! The threads that run guests under kvmini's seccomp filter. Starting a
 //! thread and installing the filter costs more than a short run itself
 //! (docs/performance.md), so a confined thread is kept when its run ends
-//! and given the next run of any sandbox of the process.
+//! and given the next run of any sandbox of the process, as long as only
+//! kvmini's own code ever ran on it.
+//!
+//! A thread that ran the embedding program's code (host functions, a stdin
+//! reader, an output writer) may hold what that code left in thread-locals
+//! or in the thread's signal mask: it serves one sandbox for its life
+//! ([`VcpuThread::dedicated`]) and exits when that sandbox is dropped, so
+//! that no sandbox sees another's state.
 //!
 //! A run moves the sandbox's machine to the thread and back: the caller
 //! waits, so the guest still runs on one thread at a time, and nothing but
@@ -18,6 +25,7 @@
 //! only where the thread that asked for the run may run.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Mutex, PoisonError};
@@ -44,6 +52,20 @@ struct Handle {
     /// The process the thread belongs to: a child made by `fork` inherits
     /// the idle list but not the threads behind it.
     pid: u32,
+    /// The size of the thread's stack.
+    stack: usize,
+}
+
+/// The stack of a vCPU thread unless the sandbox asks for another size:
+/// that of a main thread under the usual 8 MiB `ulimit -s`, so that a host
+/// function that runs on the program's main thread runs here too. Only the
+/// pages a thread touches take memory.
+pub const DEFAULT_STACK_SIZE: usize = 8 << 20;
+
+thread_local! {
+    /// Whether kvmini's filter is installed on this thread. A thread that
+    /// such a thread starts inherits the filter and needs no other.
+    static CONFINED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How many idle threads are kept: beyond this, a thread whose run ended
@@ -51,34 +73,60 @@ struct Handle {
 const MAX_IDLE: usize = 64;
 
 /// A confined thread, taken from the idle ones or started for this run;
-/// it goes back to the idle ones when dropped.
+/// it goes back to the idle ones when dropped, unless it was dedicated to
+/// one sandbox.
 #[derive(Debug)]
 pub struct VcpuThread {
     handle: Option<Handle>,
+    dedicated: bool,
 }
 
 impl VcpuThread {
-    /// An idle confined thread, or a new one that has installed the
-    /// filter. Fails only if the filter cannot be installed.
-    pub fn get() -> Result<Self, SeccompError> {
+    /// An idle confined thread whose stack holds at least `stack` bytes,
+    /// or a new one with that stack that has installed the filter. Fails
+    /// only if the thread cannot start or the filter cannot be installed.
+    pub fn get(stack: usize) -> Result<Self, SeccompError> {
         let idle = {
             let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
             idle.retain(|handle| handle.pid == std::process::id());
-            idle.pop()
+            idle.iter()
+                .rposition(|handle| handle.stack >= stack)
+                .map(|at| idle.remove(at))
         };
         let handle = match idle {
             Some(handle) => handle,
-            None => start()?,
+            None => start(stack)?,
         };
         Ok(VcpuThread {
             handle: Some(handle),
+            dedicated: false,
         })
+    }
+
+    /// This thread, for one sandbox only: it never goes back to the idle
+    /// ones, and exits when dropped.
+    pub fn dedicated(mut self) -> Self {
+        self.dedicated = true;
+        self
+    }
+
+    /// Whether the thread serves one sandbox only.
+    pub fn is_dedicated(&self) -> bool {
+        self.dedicated
+    }
+
+    /// Whether the thread belongs to this process: a child made by `fork`
+    /// inherits a sandbox that holds a thread, but not the thread.
+    pub fn is_in_this_process(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|handle| handle.pid == std::process::id())
     }
 
     /// Runs `job` on the thread and returns its result; a panic in `job`
     /// is resumed on the caller. The job runs on the CPUs the caller may
     /// use.
-    pub fn run<T: Send + 'static>(self, job: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> T {
         let (reply, result) = mpsc::sync_channel::<Reply<T>>(1);
         let callers_cpus = thread::sched_getaffinity(None).ok();
         let job: Job = Box::new(move || {
@@ -109,6 +157,10 @@ impl VcpuThread {
 impl Drop for VcpuThread {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
+            if self.dedicated {
+                // The sender drops here and the thread exits.
+                return;
+            }
             let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < MAX_IDLE {
                 idle.push(handle);
@@ -118,29 +170,39 @@ impl Drop for VcpuThread {
     }
 }
 
-/// Starts a thread that installs the filter, reports whether it could, and
-/// then runs jobs until its channel closes.
-fn start() -> Result<Handle, SeccompError> {
+/// Starts a thread with a `stack`-byte stack that installs the filter,
+/// reports whether it could, and then runs jobs until its channel closes.
+fn start(stack: usize) -> Result<Handle, SeccompError> {
     let (jobs, incoming) = mpsc::channel::<Job>();
     let (ready, confined) = mpsc::sync_channel::<Result<Pid, SeccompError>>(1);
+    // Started from a confined thread (a sandbox run by a host function),
+    // the new thread has the filter already.
+    let inherited = CONFINED.with(Cell::get);
     std::thread::Builder::new()
         .name("kvmini-vcpu".into())
-        .spawn(move || serve(&ready, &incoming))
+        .stack_size(stack)
+        .spawn(move || serve(&ready, &incoming, inherited))
         .map_err(SeccompError::Thread)?;
     match confined.recv() {
         Ok(Ok(tid)) => Ok(Handle {
             jobs,
             tid,
             pid: std::process::id(),
+            stack,
         }),
         Ok(Err(e)) => Err(e),
         Err(_) => panic!("kvmini: a vCPU thread ended while installing its filter"),
     }
 }
 
-fn serve(ready: &SyncSender<Result<Pid, SeccompError>>, incoming: &Receiver<Job>) {
+fn serve(ready: &SyncSender<Result<Pid, SeccompError>>, incoming: &Receiver<Job>, inherited: bool) {
     block_sigpipe();
-    let installed = seccomp::install();
+    let installed = if inherited {
+        Ok(())
+    } else {
+        seccomp::install()
+    };
+    CONFINED.with(|confined| confined.set(installed.is_ok()));
     let ok = installed.is_ok();
     let _ = ready.send(installed.map(|()| thread::gettid()));
     if ok {
@@ -176,10 +238,10 @@ mod tests {
     #[test]
     fn runs_are_confined_and_held_threads_are_distinct() {
         let caller = thread_id();
-        let first = VcpuThread::get().unwrap().run(thread_id);
+        let first = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(thread_id);
         assert_ne!(first, caller);
         // The filter is on: socket(2) is not on the list.
-        let blocked = VcpuThread::get().unwrap().run(|| {
+        let blocked = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
             // SAFETY: a plain system call with integer arguments.
             let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
             (fd, std::io::Error::last_os_error().raw_os_error())
@@ -192,8 +254,8 @@ mod tests {
         // SAFETY: fd was just opened and is not used again.
         unsafe { libc::close(fd) };
         // Held threads are distinct.
-        let a = VcpuThread::get().unwrap();
-        let b = VcpuThread::get().unwrap();
+        let a = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap();
+        let b = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap();
         let (ta, tb) = (a.run(thread_id), b.run(thread_id));
         assert_ne!(ta, tb);
     }
@@ -209,7 +271,7 @@ mod tests {
         // must serve again, or every count would be 1.
         let counts: Vec<u32> = (0..20)
             .map(|_| {
-                VcpuThread::get().unwrap().run(|| {
+                VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
                     JOBS.with(|jobs| {
                         jobs.set(jobs.get() + 1);
                         jobs.get()
@@ -230,12 +292,12 @@ mod tests {
             let mut one = CpuSet::new();
             one.set(thread::sched_getcpu());
             thread::sched_setaffinity(None, &one).unwrap();
-            let pinned = VcpuThread::get()
+            let pinned = VcpuThread::get(DEFAULT_STACK_SIZE)
                 .unwrap()
                 .run(|| thread::sched_getaffinity(None).unwrap());
             assert_eq!(pinned, one);
             thread::sched_setaffinity(None, &full).unwrap();
-            let widened = VcpuThread::get()
+            let widened = VcpuThread::get(DEFAULT_STACK_SIZE)
                 .unwrap()
                 .run(|| thread::sched_getaffinity(None).unwrap());
             (pinned.count(), (widened == full, full.count()))
@@ -259,9 +321,10 @@ mod tests {
             jobs,
             tid: thread::gettid(),
             pid: std::process::id().wrapping_add(1),
+            stack: DEFAULT_STACK_SIZE,
         };
         IDLE.lock().unwrap().push(stale);
-        assert_eq!(VcpuThread::get().unwrap().run(|| 5), 5);
+        assert_eq!(VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| 5), 5);
         let pids: Vec<u32> = IDLE.lock().unwrap().iter().map(|h| h.pid).collect();
         assert!(
             pids.iter().all(|&pid| pid == std::process::id()),
@@ -276,7 +339,7 @@ mod tests {
         // maps a page or more for each one, which glibc counts as mapped
         // memory (hblkhd).
         let (count, size) = (20_000usize, 64usize);
-        let (held, mapped) = VcpuThread::get().unwrap().run(move || {
+        let (held, mapped) = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(move || {
             // SAFETY: mallinfo2 only reads the allocator's counters.
             let before = unsafe { libc::mallinfo2() }.hblkhd;
             let held: Vec<Box<[u8]>> = (0..count).map(|_| vec![1u8; size].into()).collect();
@@ -293,7 +356,7 @@ mod tests {
             "{mapped} bytes mapped for {count} allocations of {size} bytes"
         );
         // And the thread cannot make memory executable.
-        let exec = VcpuThread::get().unwrap().run(|| {
+        let exec = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
             // SAFETY: a fresh anonymous mapping, unmapped at once.
             unsafe {
                 let page = libc::mmap(
@@ -315,9 +378,13 @@ mod tests {
 
     #[test]
     fn a_panic_reaches_the_caller_and_the_thread_survives() {
-        let caught = panic::catch_unwind(|| VcpuThread::get().unwrap().run(|| panic!("boom")));
+        let caught = panic::catch_unwind(|| {
+            VcpuThread::get(DEFAULT_STACK_SIZE)
+                .unwrap()
+                .run(|| panic!("boom"))
+        });
         let payload = caught.unwrap_err();
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-        assert_eq!(VcpuThread::get().unwrap().run(|| 7), 7);
+        assert_eq!(VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| 7), 7);
     }
 }

@@ -1760,7 +1760,9 @@ fn a_display_of_most_of_guest_memory_is_written_in_place() {
         .arg("-c")
         .arg("ulimit -v 614400 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_kvmini"))
-        .args(["run", "--mem", "256M", "--timeout", "2s"])
+        // Long enough that the 250 MiB write ends before the timeout on a
+        // loaded machine (a stop cuts a write to a full pipe short).
+        .args(["run", "--mem", "256M", "--timeout", "10s"])
         .arg(&elf)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

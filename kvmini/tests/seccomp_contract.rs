@@ -28,9 +28,10 @@ fn answer(result: i64) -> Answer {
 /// The calls tried, each by name, made on the thread that runs it; any
 /// descriptor one opens is closed again.
 fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
+    // Only what a probe opened: a result of 0 is a success, not stdin.
     let close = |fd: i64| {
         if let Ok(fd) = i32::try_from(fd) {
-            if fd >= 0 {
+            if fd > 2 {
                 // SAFETY: fd was opened by the probe and is not used again.
                 unsafe { libc::close(fd) };
             }
@@ -90,6 +91,47 @@ fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
     });
     // SAFETY: a plain system call with integer arguments or pointers to
     // live locals; the result is only inspected.
+    // SAFETY: a plain system call into a live local buffer.
+    call("getrandom", &|| unsafe {
+        let mut buf = [0u8; 16];
+        (libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) as i64 - 16).min(0)
+    });
+    // SAFETY: a plain system call with a pointer to a live local.
+    call("nanosleep", &|| unsafe {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1000,
+        };
+        i64::from(libc::nanosleep(&zero, std::ptr::null_mut()))
+    });
+    // SAFETY: a plain system call with a pointer to a live local.
+    call("clock_nanosleep", &|| unsafe {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1000,
+        };
+        let e = libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &zero, std::ptr::null_mut());
+        if e == 0 {
+            0
+        } else {
+            *libc::__errno_location() = e;
+            -1
+        }
+    });
+    // A thread, as pthread_create makes it (clone with its flags).
+    call("clone (a thread)", &|| {
+        match std::thread::Builder::new().spawn(|| 5).map(|t| t.join()) {
+            Ok(Ok(5)) => 0,
+            Ok(_) => -2,
+            Err(e) => {
+                // SAFETY: sets this thread's errno for `answer`.
+                unsafe { *libc::__errno_location() = e.raw_os_error().unwrap_or(0) };
+                -1
+            }
+        }
+    });
+    // SAFETY: a plain system call with integer arguments or pointers to
+    // live locals; the result is only inspected.
     call("mmap+munmap", &|| unsafe {
         let page = libc::mmap(
             std::ptr::null_mut(),
@@ -107,6 +149,33 @@ fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
     out
 }
 
+/// Calls that make a new process, tried only under the filter (which
+/// refuses them): `clone` with fork's flags and with a thread's flags plus
+/// a new namespace get EPERM; `clone3`, whose flags a filter cannot read,
+/// gets ENOSYS (so that glibc falls back to `clone`).
+fn probe_processes() -> Vec<(&'static str, Answer)> {
+    let clone = |flags: libc::c_long| {
+        // SAFETY: with a null stack the child, were one made, would go on
+        // on a copy of this stack: it exits at once.
+        let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+        if r == 0 {
+            // SAFETY: leaves the child without running anything else.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        }
+        answer(r)
+    };
+    let thread_flags = kvmini::seccomp::THREAD_CLONE_FLAGS as libc::c_long;
+    vec![
+        ("clone (fork)", clone(libc::c_long::from(libc::SIGCHLD))),
+        (
+            "clone (thread in a new user namespace)",
+            clone(thread_flags | libc::c_long::from(libc::CLONE_NEWUSER)),
+        ),
+        // SAFETY: clone3 with no arguments, which the filter answers.
+        ("clone3", answer(unsafe { libc::syscall(435, 0, 0) })),
+    ]
+}
+
 /// Runs the probe in a host function of a sandbox with the filter on or
 /// off, and returns what each call got.
 fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
@@ -120,7 +189,11 @@ fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
         .stdout(Output::Null)
         .seccomp(seccomp)
         .host_function(1, move |_| {
-            *into.lock().map_err(|_| Errno::EIO)? = Some(probe(kvm_fd));
+            let mut answers = probe(kvm_fd);
+            if seccomp {
+                answers.extend(probe_processes());
+            }
+            *into.lock().map_err(|_| Errno::EIO)? = Some(answers);
             // The guest stops at the first error: one probe is enough.
             Err(Errno::EIO)
         })
@@ -132,13 +205,24 @@ fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
     Some(answers)
 }
 
-const REFUSED: [&str; 5] = ["socket", "openat", "ioctl(KVM_CREATE_VM)", "kill", "uname"];
+const REFUSED: [&str; 7] = [
+    "socket",
+    "openat",
+    "ioctl(KVM_CREATE_VM)",
+    "kill",
+    "uname",
+    "clone (fork)",
+    "clone (thread in a new user namespace)",
+];
 
 #[test]
 fn the_vcpu_thread_may_make_only_the_listed_calls() {
     let Some(answers) = probed(true) else { return };
+    assert_eq!(answers.len(), 16, "{answers:?}");
     for (name, (result, errno)) in answers {
-        if REFUSED.contains(&name) {
+        if name == "clone3" {
+            assert_eq!((result, errno), (-1, libc::ENOSYS), "clone3");
+        } else if REFUSED.contains(&name) {
             assert_eq!((result, errno), (-1, libc::EPERM), "{name} was not refused");
         } else {
             assert_eq!((result, errno), (0, 0), "{name} was refused");
