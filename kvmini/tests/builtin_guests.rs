@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{by_hypercall, kvm_or_skip, kvmini_output, run_image, text};
+use common::{by_hypercall, kvm_or_skip, kvmini_output, run_image, text, FILES_STDOUT};
 use kvmini::sandbox::{Ending, Image};
 use kvmini_abi::Port;
 
@@ -190,26 +190,6 @@ fn cli_verbose_describes_the_machine() {
         assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
     }
 }
-
-const FILES_STDOUT: &str = "\
-opened /notes.txt as fd 3 and /squares.txt as fd 4
-read 71 bytes back from /notes.txt:
-kvmini keeps this file on the host.
-line 1
-line 2
-line 3
-line 4
-line 5
-pread at offset 0: \"kvmini keeps this file on the host.\"
-/notes.txt is 71 bytes
-moved /squares.txt to /reports/squares.txt (77 bytes)
-ls /: notes.txt reports/
-open /no-such-file: -2 (ENOENT)
-create the existing /notes.txt with O_EXCL: -17 (EEXIST)
-open /../../etc/passwd: -2 (ENOENT) (.. stops at the granted root)
-rmdir /reports: -39 (ENOTEMPTY)
-batch: 8 writes, 40 bytes to /batch.txt, in 1 exit
-";
 
 #[test]
 fn files_guest_leaves_its_files_on_the_host() {

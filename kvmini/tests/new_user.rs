@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{kvm_or_skip, text};
+use common::{kvm_or_skip, text, FILES_STDOUT};
 use kvmini::guests;
 use kvmini::kvm::Kvm;
 use kvmini::output::{Capture, Output as SandboxOutput};
@@ -229,26 +229,6 @@ fn normalized(output: &str) -> String {
     }
     text
 }
-
-const FILES_STDOUT: &str = "\
-opened /notes.txt as fd 3 and /squares.txt as fd 4
-read 71 bytes back from /notes.txt:
-kvmini keeps this file on the host.
-line 1
-line 2
-line 3
-line 4
-line 5
-pread at offset 0: \"kvmini keeps this file on the host.\"
-/notes.txt is 71 bytes
-moved /squares.txt to /reports/squares.txt (77 bytes)
-ls /: notes.txt reports/
-open /no-such-file: -2 (ENOENT)
-create the existing /notes.txt with O_EXCL: -17 (EEXIST)
-open /../../etc/passwd: -2 (ENOENT) (.. stops at the granted root)
-rmdir /reports: -39 (ENOTEMPTY)
-batch: 8 writes, 40 bytes to /batch.txt, in 1 exit
-";
 
 const FILES_LISTING: &str = concat!(
     "  batch.txt (40 bytes)\n",

@@ -158,3 +158,25 @@ pub fn assert_lines(got: &str, want: &str) {
     assert_eq!(got.lines().count(), want.lines().count(), "{got}");
     assert_eq!(got, want);
 }
+
+/// What the built-in `files` guest prints on stdout in a fresh directory
+/// (before its listing of the host directory, which names the path).
+pub const FILES_STDOUT: &str = "\
+opened /notes.txt as fd 3 and /squares.txt as fd 4
+read 71 bytes back from /notes.txt:
+kvmini keeps this file on the host.
+line 1
+line 2
+line 3
+line 4
+line 5
+pread at offset 0: \"kvmini keeps this file on the host.\"
+/notes.txt is 71 bytes
+moved /squares.txt to /reports/squares.txt (77 bytes)
+ls /: notes.txt reports/
+open /no-such-file: -2 (ENOENT)
+create the existing /notes.txt with O_EXCL: -17 (EEXIST)
+open /../../etc/passwd: -2 (ENOENT) (.. stops at the granted root)
+rmdir /reports: -39 (ENOTEMPTY)
+batch: 8 writes, 40 bytes to /batch.txt, in 1 exit
+";
