@@ -44,7 +44,16 @@ pub struct Vm {
 impl Vm {
     /// Creates a VM and gives it `mem` as guest physical memory from 0.
     pub fn new(kvm: &Kvm, mem: GuestMemory) -> Result<Self, VmError> {
-        let fd = kvm.handle().create_vm().map_err(VmError::Create)?;
+        // KVM_CREATE_VM answers EINTR when a signal arrives while it sets
+        // up (an embedder's signals, or kvmini's own stop signal): it made
+        // nothing, so it is asked again, a bounded number of times.
+        let mut tries = 0;
+        let fd = loop {
+            match kvm.handle().create_vm() {
+                Err(e) if e.errno() == libc::EINTR && tries < 100 => tries += 1,
+                other => break other.map_err(VmError::Create)?,
+            }
+        };
         let host = memory::host_address(&mem)?;
         let size = vm_memory::GuestMemoryBackend::last_addr(&mem).0 + 1;
         let region = kvm_userspace_memory_region {
