@@ -252,6 +252,29 @@ impl Port {
     }
 }
 
+/// The version of this ABI. Every guest image built with one of kvmini's
+/// SDKs carries it in an ELF note ([`note`]); kvmini refuses an image built
+/// for another version and says which. Raise it with every change a guest
+/// built earlier could notice.
+pub const ABI_VERSION: u32 = 1;
+
+/// The ELF note that names the ABI a guest image was built for.
+///
+/// It is an ordinary `SHT_NOTE`/`PT_NOTE` entry: a 4-byte name size, a
+/// 4-byte descriptor size, a 4-byte type, the name padded to 4 bytes, then
+/// the descriptor. An image without it is not an SDK guest (for example a
+/// plain Linux program), which is not an error in itself.
+pub mod note {
+    /// The note's name, with its terminating NUL, as it sits in the image.
+    pub const NAME: &[u8; 7] = b"kvmini\0";
+    /// The note's type.
+    pub const TYPE: u32 = 1;
+    /// The descriptor's size: one little-endian `u32`, the ABI version.
+    pub const DESC_SIZE: u32 = 4;
+    /// The section that holds the note in SDK-built images.
+    pub const SECTION: &str = ".note.kvmini";
+}
+
 pub mod batch;
 pub mod errno;
 pub mod fs;
