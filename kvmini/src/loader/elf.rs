@@ -177,7 +177,10 @@ impl<'a> ElfFile<'a> {
     }
 
     fn first(&self, p_type: object::elf::ProgramType) -> Option<&'a Phdr> {
-        self.phdrs.iter().copied().find(|ph| ph.p_type(LE) == p_type)
+        self.phdrs
+            .iter()
+            .copied()
+            .find(|ph| ph.p_type(LE) == p_type)
     }
 
     /// Whether a `PT_INTERP` header asks for a dynamic loader.

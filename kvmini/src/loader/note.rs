@@ -51,10 +51,7 @@ impl ElfFile<'_> {
 }
 
 /// The version in the first kvmini note among `notes`.
-fn find(
-    mut notes: NoteIterator<'_, Header>,
-    place: NotePlace,
-) -> Result<Option<u32>, LoaderError> {
+fn find(mut notes: NoteIterator<'_, Header>, place: NotePlace) -> Result<Option<u32>, LoaderError> {
     use kvmini_abi::note::{NAME, TYPE};
     while let Some(note) = notes
         .next()
@@ -63,11 +60,10 @@ fn find(
         if note.name_bytes() != NAME || note.n_type(LE).0 != TYPE {
             continue;
         }
-        let version = <[u8; 4]>::try_from(note.desc()).map_err(|_| {
-            LoaderError::MalformedAbiNote {
+        let version =
+            <[u8; 4]>::try_from(note.desc()).map_err(|_| LoaderError::MalformedAbiNote {
                 size: note.n_descsz(LE),
-            }
-        })?;
+            })?;
         return Ok(Some(u32::from_le_bytes(version)));
     }
     Ok(None)

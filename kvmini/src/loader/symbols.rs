@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use object::read::elf::{FileHeader as _, SectionTable, Sym as _};
 use object::elf::Sym64;
+use object::read::elf::{FileHeader as _, SectionTable, Sym as _};
 use object::read::StringTable;
 use object::LittleEndian;
 
