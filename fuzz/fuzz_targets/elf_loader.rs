@@ -291,7 +291,12 @@ fn check_facts(bytes: &[u8]) {
     let Ok(elf) = loader::ElfFile::parse(bytes) else {
         return;
     };
-    let _ = (elf.kind(), elf.has_interpreter(), elf.tls(), elf.stack_flags());
+    let _ = (
+        elf.kind(),
+        elf.has_interpreter(),
+        elf.tls(),
+        elf.stack_flags(),
+    );
     let _ = elf.abi_version();
     let symbols = elf.symbols();
     for symbol in &symbols {

@@ -236,3 +236,123 @@ fn an_address_is_named_symbol_plus_offset() {
     let at = symbols.lookup(0x10_0047).unwrap();
     assert_eq!((at.symbol.name.as_bytes(), at.offset), (&b"main"[..], 7));
 }
+
+/// This test program, as binutils' `readelf` reads it: `(type, vaddr,
+/// filesz, memsz, flags, align)` of each program header, and `(name,
+/// value, size)` of each symbol of `.symtab` that [`ElfFile::symbols`]
+/// keeps.
+#[allow(clippy::type_complexity)]
+fn readelf(
+    path: &std::path::Path,
+) -> (
+    Vec<(String, u64, u64, u64, String, u64)>,
+    Vec<(Vec<u8>, u64, u64)>,
+) {
+    let run = |flag: &str| {
+        let out = std::process::Command::new("readelf")
+            .args([flag, "-W"])
+            .arg(path)
+            .output()
+            .expect("binutils' readelf runs");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("readelf prints text")
+    };
+    let num = |s: &str| {
+        s.strip_prefix("0x")
+            .map_or_else(|| s.parse(), |h| u64::from_str_radix(h, 16))
+            .unwrap()
+    };
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let mut phdrs = Vec::new();
+    for line in run("-l").lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Type Offset VirtAddr PhysAddr FileSiz MemSiz Flg... Align
+        if f.len() >= 8 && f[1].starts_with("0x") && f[2].starts_with("0x") {
+            let flags = f[6..f.len() - 1].concat();
+            phdrs.push((
+                f[0].to_owned(),
+                hex(f[2]),
+                hex(f[4]),
+                hex(f[5]),
+                flags,
+                hex(f[f.len() - 1]),
+            ));
+        }
+    }
+    let mut symbols = Vec::new();
+    let mut in_symtab = false;
+    for line in run("-s").lines() {
+        if line.starts_with("Symbol table") {
+            in_symtab = line.contains("'.symtab'");
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Num: Value Size Type Bind Vis Ndx Name
+        if !in_symtab || f.len() < 8 || !f[0].ends_with(':') || f[0] == "Num:" {
+            continue;
+        }
+        if matches!(f[3], "FUNC" | "OBJECT" | "NOTYPE") && !matches!(f[6], "UND" | "ABS" | "COM") {
+            symbols.push((f[7].as_bytes().to_vec(), hex(f[1]), num(f[2])));
+        }
+    }
+    symbols.sort();
+    (phdrs, symbols)
+}
+
+#[test]
+fn a_real_program_reads_as_readelf_reads_it() {
+    // This test program: a position-independent, dynamically linked
+    // executable with a symbol table, as cargo builds tests.
+    let path = std::env::current_exe().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (phdrs, want_symbols) = readelf(&path);
+    let elf = ElfFile::parse(&bytes).unwrap();
+
+    assert_eq!(elf.kind(), ElfKind::PositionIndependent);
+    assert!(matches!(
+        parse_elf(&bytes),
+        Err(LoaderError::DynamicallyLinked)
+    ));
+    assert_eq!(elf.has_interpreter(), phdrs.iter().any(|p| p.0 == "INTERP"));
+    assert!(elf.has_interpreter());
+    let flags = |f: &str| {
+        [('R', PF_R), ('W', PF_W), ('E', PF_X)]
+            .iter()
+            .filter(|(c, _)| f.contains(*c))
+            .map(|(_, bit)| bit)
+            .sum::<u32>()
+    };
+    let stack = phdrs
+        .iter()
+        .find(|p| p.0 == "GNU_STACK")
+        .map(|p| flags(&p.4));
+    assert_eq!(elf.stack_flags(), stack);
+    let tls = phdrs.iter().find(|p| p.0 == "TLS").map(|p| Tls {
+        vaddr: p.1,
+        file_size: p.2,
+        mem_size: p.3,
+        align: p.5,
+    });
+    assert_eq!(elf.tls(), tls);
+    let loads: Vec<(u64, u64, u64, u32)> = phdrs
+        .iter()
+        .filter(|p| p.0 == "LOAD" && p.3 > 0)
+        .map(|p| (p.1, p.2, p.3, flags(&p.4)))
+        .collect();
+    let segments: Vec<(u64, u64, u64, u32)> = elf
+        .segments()
+        .unwrap()
+        .iter()
+        .map(|(s, _)| (s.vaddr, s.file_size, s.mem_size, s.flags))
+        .collect();
+    assert_eq!(segments, loads);
+
+    let mut got: Vec<(Vec<u8>, u64, u64)> = elf
+        .symbols()
+        .iter()
+        .map(|s| (s.name.as_bytes().to_vec(), s.address, s.size))
+        .collect();
+    got.sort();
+    assert!(got.len() > 100, "{} symbols", got.len());
+    assert_eq!(got, want_symbols);
+}

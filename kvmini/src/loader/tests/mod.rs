@@ -924,3 +924,49 @@ fn messages_are_lower_case_without_trailing_period() {
 mod facts;
 mod notes;
 mod writer;
+
+mod random {
+    //! The parser on random bytes: it never panics, and neither does
+    //! anything it reports.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::super::{parse_elf, ElfFile};
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn parse_elf_never_panics_on_random_bytes(
+            bytes in prop_oneof![
+                vec(any::<u8>(), 0..512),
+                // Past the magic, class and data checks.
+                vec(any::<u8>(), 0..512).prop_map(|tail| {
+                    let mut v = b"\x7fELF\x02\x01\x01".to_vec();
+                    v.extend(tail);
+                    v
+                }),
+            ],
+        ) {
+            let _ = parse_elf(&bytes);
+            if let Ok(elf) = ElfFile::parse(&bytes) {
+                let _ = (elf.abi_version(), elf.tls(), elf.stack_flags(), elf.segments());
+                let symbols = elf.symbols();
+                let _ = symbols.lookup(elf.entry()).map(|at| at.to_string());
+            }
+        }
+    }
+}
