@@ -31,8 +31,8 @@ const CODE: [u8; 15] = [
 /// One note: name, type and descriptor, 4-aligned.
 fn note(name: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    v.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    v.extend_from_slice(&u32::try_from(name.len()).unwrap().to_le_bytes());
+    v.extend_from_slice(&u32::try_from(desc.len()).unwrap().to_le_bytes());
     v.extend_from_slice(&n_type.to_le_bytes());
     v.extend_from_slice(name);
     v.resize(v.len().next_multiple_of(4), 0);
@@ -60,7 +60,7 @@ fn guest(notes: &[u8]) -> Vec<u8> {
         elf.extend(phdr64(PT_NOTE, PF_R, [notes_at, 0, 0, size, size, 4]));
     }
     elf.extend_from_slice(&CODE);
-    elf.resize(notes_at as usize, 0);
+    elf.resize(usize::try_from(notes_at).unwrap(), 0);
     elf.extend_from_slice(notes);
     elf
 }

@@ -7,7 +7,7 @@
 //! rejected image leaves guest memory untouched.
 //!
 //! The ELF reading itself is the `object` crate's, made for untrusted
-//! input; kvmini adds its own checks on top ([`elf`]). [`ElfFile`] also
+//! input; kvmini adds its own checks on top ([`parse_elf`]). [`ElfFile`] also
 //! reports what kvmini does not run yet (position-independent images, TLS,
 //! stack flags, symbols), so that callers can explain a refusal or a crash.
 
