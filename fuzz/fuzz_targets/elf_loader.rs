@@ -5,7 +5,9 @@
 //! 4 MiB of guest memory pre-filled with a pattern, through the usual load
 //! window or an arbitrary one. Checked:
 //!
-//! * `parse_elf`, `load_elf` and `load_flat` never panic;
+//! * `parse_elf`, `load_elf` and `load_flat` never panic, and neither does
+//!   anything [`ElfFile`](kvmini::loader::ElfFile) reports (ABI note, TLS,
+//!   stack flags, symbols and their escaped names, symbol lookup);
 //! * `load_elf` fails exactly when `parse_elf` does (with the same error
 //!   kind), or when a segment is outside the window or guest memory;
 //! * a failed load leaves every byte of guest memory as it was;
@@ -284,7 +286,30 @@ fn window(w: &Window) -> LoadWindow {
     }
 }
 
+/// Everything the parser reports beyond what loading uses.
+fn check_facts(bytes: &[u8]) {
+    let Ok(elf) = loader::ElfFile::parse(bytes) else {
+        return;
+    };
+    let _ = (
+        elf.kind(),
+        elf.has_interpreter(),
+        elf.tls(),
+        elf.stack_flags(),
+    );
+    let _ = elf.abi_version();
+    let symbols = elf.symbols();
+    for symbol in &symbols {
+        let shown = symbol.name.to_string();
+        assert!(shown.bytes().all(|b| b.is_ascii_graphic()), "{shown:?}");
+    }
+    if let Some(at) = symbols.lookup(elf.entry()) {
+        assert!(at.symbol.address <= elf.entry());
+    }
+}
+
 fn check_elf(mem: &GuestMemory, bytes: &[u8], window: &LoadWindow) {
+    check_facts(bytes);
     let parsed = loader::parse_elf(bytes);
     let loaded = loader::load_elf(mem, bytes, window);
     match (&parsed, &loaded) {
