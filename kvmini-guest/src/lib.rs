@@ -21,12 +21,14 @@
 
 pub mod batch;
 pub mod env;
+mod errno;
 pub mod fs;
 pub mod host;
 pub mod hypercall;
 mod print;
 mod runtime;
 
+pub use errno::{check, Errno, Result};
 pub use kvmini_abi as abi;
 pub use print::_print;
 
