@@ -293,9 +293,12 @@ fn expected_defines() -> BTreeMap<String, i128> {
     want
 }
 
-/// Each C struct of the header with its Rust block: the size, then
-/// `(C field, Rust offset)` for every field.
-fn expected_structs() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+/// A C struct of the header with the layout of its Rust block: the name,
+/// the size, then `(C field, Rust offset)` for every field.
+type Layout = (&'static str, usize, Vec<(&'static str, usize)>);
+
+/// Each C struct of the header with its Rust block.
+fn expected_structs() -> Vec<Layout> {
     // A C field with another name in Rust is written `c_name: rust_name`.
     macro_rules! offset {
         ($ty:ident, $cf:ident) => {
@@ -477,10 +480,7 @@ fn rust_consts() -> BTreeSet<String> {
 
 /// A C file that fails to compile, naming each difference, unless the
 /// header has exactly `defines` and `structs`.
-fn c_checks(
-    defines: &BTreeMap<String, i128>,
-    structs: &[(&str, usize, Vec<(&str, usize)>)],
-) -> String {
+fn c_checks(defines: &BTreeMap<String, i128>, structs: &[Layout]) -> String {
     let mut c = String::from("#include <stddef.h>\n#include \"kvmini.h\"\n");
     for (name, value) in defines {
         writeln!(
