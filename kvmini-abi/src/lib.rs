@@ -1,6 +1,7 @@
 //! The ABI between kvmini and its guests: the single source of truth that the
 //! host (`kvmini`), the Rust guest SDK (`kvmini-guest`) and, by hand, the C SDK
-//! (`sdk/c/kvmini.h`) are written against.
+//! (`sdk/c/kvmini.h`) are written against; kvmini's tests compare the C
+//! header with this crate value by value (`kvmini/tests/abi.rs`).
 //!
 //! A hypercall is one x86 port I/O instruction, and so one VM exit:
 //!
