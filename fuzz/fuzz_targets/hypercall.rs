@@ -71,7 +71,8 @@ use kvmini_abi::fs::{
 use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 use kvmini_abi::Port;
 use libfuzzer_sys::fuzz_target;
-use vm_memory::{ByteValued, Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const PAGE: u64 = 0x1000;
 /// Strings: 16 slots of 256 bytes.
@@ -478,8 +479,16 @@ fn write_fs_block(mem: &GuestMemory, ctx: &Ctx, port: Port, b: &Block, at: u64) 
 
 /// Writes `value` at guest physical `at`; blocks that run past the end of
 /// memory are simply not written.
-fn put<T: ByteValued>(mem: &GuestMemory, at: u64, value: T) {
-    let _ = mem.write_obj(value, GuestAddress(at));
+fn put<T: IntoBytes + Immutable>(mem: &GuestMemory, at: u64, value: T) {
+    let _ = mem.write_slice(value.as_bytes(), GuestAddress(at));
+}
+
+/// Reads a `T` at guest physical `at`, if all of it is in memory.
+fn get<T: FromBytes + IntoBytes>(mem: &GuestMemory, at: u64) -> Option<T> {
+    let mut value = T::new_zeroed();
+    mem.read_slice(value.as_mut_bytes(), GuestAddress(at))
+        .ok()?;
+    Some(value)
 }
 
 /// Writes the block of `call` at `at`; returns the port and where the
@@ -807,14 +816,14 @@ fn host_specific(mem: &GuestMemory, port: Port, value: u32) -> bool {
     if port != Port::Batch {
         return specific(port);
     }
-    let Ok(args) = mem.read_obj::<BatchArgs>(GuestAddress(u64::from(value))) else {
+    let Some(args) = get::<BatchArgs>(mem, u64::from(value)) else {
         return false;
     };
     let size = size_of::<BatchEntry>() as u64;
     (0..u64::from(args.count.min(BATCH_MAX))).any(|i| {
         args.entries
             .checked_add(i * size)
-            .and_then(|at| mem.read_obj::<BatchEntry>(GuestAddress(at)).ok())
+            .and_then(|at| get::<BatchEntry>(mem, at))
             .and_then(|entry| Port::try_from(entry.port).ok())
             .is_some_and(specific)
     })

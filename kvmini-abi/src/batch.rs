@@ -10,6 +10,8 @@
 //! would. With [`BATCH_STOP_ON_ERROR`], the first call with a negative
 //! result ends the batch (like io_uring's linked requests).
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Stop at the first call whose result is negative.
 pub const BATCH_STOP_ON_ERROR: u32 = 1;
 /// Most entries in one batch.
@@ -17,7 +19,9 @@ pub const BATCH_MAX: u32 = 4096;
 
 /// One call of a batch.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BatchEntry {
     /// IN: the call's port (a filesystem port, host call or argv).
     pub port: u16,
@@ -29,7 +33,9 @@ pub struct BatchEntry {
 
 /// A batch of calls.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct BatchArgs {
     /// IN: guest address of the `BatchEntry` array.
     pub entries: u64,
@@ -40,18 +46,6 @@ pub struct BatchArgs {
     /// OUT: number of calls run (with stop-on-error, the failing call
     /// included), or -errno if the batch itself is bad.
     pub result: i64,
-}
-
-// SAFETY: both are `#[repr(C)]`, integers only, padding spelled out.
-#[cfg(feature = "vm-memory")]
-mod byte_valued {
-    use super::*;
-    use vm_memory::ByteValued;
-
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for BatchEntry {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for BatchArgs {}
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! translated through the guest's page tables. Flag and mode values are
 //! Linux's (x86_64).
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Open for reading only.
 pub const O_RDONLY: u32 = 0;
 /// Open for writing only.
@@ -76,7 +78,9 @@ pub const DEFAULT_MAX_FDS: u32 = 64;
 
 /// `open(path, flags, mode)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct OpenArgs {
     /// IN: address of the NUL-terminated path.
     pub path: u64,
@@ -90,7 +94,9 @@ pub struct OpenArgs {
 
 /// `close(fd)` and `fsync(fd)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct FdArgs {
     /// IN: the descriptor.
     pub fd: i32,
@@ -102,7 +108,9 @@ pub struct FdArgs {
 
 /// `read`, `write`, `pread`, `pwrite` and `getdents64`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct IoArgs {
     /// IN: the descriptor.
     pub fd: i32,
@@ -120,7 +128,9 @@ pub struct IoArgs {
 
 /// `lseek(fd, offset, whence)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SeekArgs {
     /// IN: the descriptor.
     pub fd: i32,
@@ -134,7 +144,9 @@ pub struct SeekArgs {
 
 /// `stat(path, buf)` and `fstat(fd, buf)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct StatArgs {
     /// IN: address of the NUL-terminated path (`stat` only).
     pub path: u64,
@@ -150,7 +162,9 @@ pub struct StatArgs {
 
 /// `ftruncate(fd, length)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TruncateArgs {
     /// IN: the descriptor.
     pub fd: i32,
@@ -164,7 +178,9 @@ pub struct TruncateArgs {
 
 /// `unlink(path)`, `rmdir(path)` and `mkdir(path, mode)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct PathArgs {
     /// IN: address of the NUL-terminated path.
     pub path: u64,
@@ -178,7 +194,9 @@ pub struct PathArgs {
 
 /// `rename(old, new)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RenameArgs {
     /// IN: address of the NUL-terminated old path.
     pub old: u64,
@@ -190,7 +208,9 @@ pub struct RenameArgs {
 
 /// File status, laid out as Linux x86_64's `struct stat` (144 bytes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Stat {
     /// Device.
     pub st_dev: u64,
@@ -234,7 +254,7 @@ pub struct Stat {
 /// NUL-terminated name follows at offset 19, and `d_reclen` (a multiple
 /// of 8) is the distance to the next record.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, Immutable, KnownLayout)]
 pub struct Dirent64 {
     /// Inode.
     pub d_ino: u64,
@@ -248,33 +268,6 @@ pub struct Dirent64 {
 
 /// Offset of the name in a `getdents64` record.
 pub const DIRENT64_NAME_OFFSET: usize = 19;
-
-// SAFETY: each block is `#[repr(C)]` and made only of integers, with every
-// padding byte spelled out as a field, so any byte pattern is a valid value.
-#[cfg(feature = "vm-memory")]
-mod byte_valued {
-    use super::*;
-    use vm_memory::ByteValued;
-
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for OpenArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for FdArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for IoArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for SeekArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for StatArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for TruncateArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for PathArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for RenameArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for Stat {}
-}
 
 #[cfg(test)]
 mod tests {

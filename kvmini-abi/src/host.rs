@@ -1,13 +1,17 @@
 //! Calls that reach the program embedding kvmini: host functions and the
 //! guest's arguments.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Number of integer arguments of a host function call.
 pub const HOST_CALL_ARGS: usize = 6;
 
 /// A call to host function `id` with up to six integer arguments (which may
 /// be guest addresses the host function reads or writes).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct HostCallArgs {
     /// IN: the function's id, as the host registered it.
     pub id: u32,
@@ -25,7 +29,9 @@ pub struct HostCallArgs {
 /// result is always the size they need, so a guest can ask with `len` 0
 /// first.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ArgvArgs {
     /// IN: address of the buffer.
     pub buf: u64,
@@ -33,19 +39,6 @@ pub struct ArgvArgs {
     pub len: u64,
     /// OUT: bytes the arguments need (>= 0), or -errno.
     pub result: i64,
-}
-
-// SAFETY: both blocks are `#[repr(C)]`, integers only, with no implicit
-// padding, so any byte pattern is a valid value.
-#[cfg(feature = "vm-memory")]
-mod byte_valued {
-    use super::*;
-    use vm_memory::ByteValued;
-
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for HostCallArgs {}
-    // SAFETY: see the module comment.
-    unsafe impl ByteValued for ArgvArgs {}
 }
 
 #[cfg(test)]

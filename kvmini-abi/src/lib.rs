@@ -1,6 +1,7 @@
 //! The ABI between kvmini and its guests: the single source of truth that the
 //! host (`kvmini`), the Rust guest SDK (`kvmini-guest`) and, by hand, the C SDK
-//! (`sdk/c/kvmini.h`) are written against.
+//! (`sdk/c/kvmini.h`) are written against; kvmini's tests compare the C
+//! header with this crate value by value (`kvmini/tests/abi.rs`).
 //!
 //! A hypercall is one x86 port I/O instruction, and so one VM exit:
 //!
@@ -21,110 +22,134 @@
 //! Values that do not fit in 32 bits travel as the guest address of a
 //! `#[repr(C)]` argument block; see the `IN`/`OUT` notes on each field.
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-/// The hypercall ports. `TryFrom<u16>` turns an exit's port into one.
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Port {
+/// Declares [`Port`] and everything derived from its one table: the enum,
+/// `TryFrom<u16>`, [`Port::ALL`], [`Port::index`], [`Port::access`] and
+/// [`Port::name`]. Each row is
+/// `Variant = port, "name", direction size;` with its doc comment.
+macro_rules! ports {
+    ($(
+        $(#[$meta:meta])*
+        $variant:ident = $port:literal, $name:literal, $dir:ident $size:literal;
+    )*) => {
+        /// The hypercall ports. `TryFrom<u16>` turns an exit's port into one.
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Port {
+            $($(#[$meta])* $variant = $port,)*
+        }
+
+        /// Positions in the table: the implicit discriminants count 0, 1, ...
+        #[derive(Clone, Copy)]
+        enum Position {
+            $($variant,)*
+        }
+
+        impl TryFrom<u16> for Port {
+            type Error = UnknownPort;
+
+            fn try_from(port: u16) -> Result<Self, Self::Error> {
+                match port {
+                    $($port => Ok(Port::$variant),)*
+                    other => Err(UnknownPort(other)),
+                }
+            }
+        }
+
+        impl Port {
+            /// Every hypercall port, in ABI order.
+            pub const ALL: [Port; [$(stringify!($variant)),*].len()] = [$(Port::$variant),*];
+
+            /// Position of this port in [`Port::ALL`], for per-hypercall counters.
+            pub const fn index(self) -> usize {
+                match self {
+                    $(Port::$variant => Position::$variant as usize,)*
+                }
+            }
+
+            /// The one direction and access size (in bytes) this port accepts.
+            /// Anything else is a guest error that ends the run.
+            pub const fn access(self) -> (Direction, u8) {
+                match self {
+                    $(Port::$variant => (Direction::$dir, $size),)*
+                }
+            }
+
+            /// The hypercall's name as the guest SDKs spell it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Port::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+ports! {
     /// `out` of one byte: print that byte (the classic "hello world" port).
-    Console = 0x00E9,
+    Console = 0x00E9, "console", Out 1;
     /// `out` of a 32-bit value: print it in decimal and a newline.
-    PrintVal = 0x0400,
+    PrintVal = 0x0400, "printVal", Out 4;
     /// `in` of a 32-bit value: the number of exits so far, this one included.
-    GetNumExits = 0x0401,
+    GetNumExits = 0x0401, "getNumExits", In 4;
     /// `out` of the 32-bit guest virtual address of a NUL-terminated string:
     /// print the whole string in this one exit.
-    Display = 0x0402,
+    Display = 0x0402, "display", Out 4;
     /// `out` of a 32-bit exit status: end the run; kvmini exits with the low
     /// 8 bits, as Linux's `exit` does.
-    Exit = 0x0403,
+    Exit = 0x0403, "exit", Out 4;
     /// `out` of one byte (ignored): end the run with status 0 and registers
     /// left as they are. The ring-3 stand-in for `hlt`, which is privileged.
-    Halt = 0x0404,
+    Halt = 0x0404, "halt", Out 1;
     /// `out` of one byte, the exception vector: made only by kvmini's own
     /// exception handlers, never by guest code.
-    Exception = 0x0405,
+    Exception = 0x0405, "exception", Out 1;
     /// `open` ([`fs::OpenArgs`]).
-    Open = 0x0410,
+    Open = 0x0410, "open", Out 4;
     /// `close` ([`fs::FdArgs`]).
-    Close = 0x0411,
+    Close = 0x0411, "close", Out 4;
     /// `read` ([`fs::IoArgs`]).
-    Read = 0x0412,
+    Read = 0x0412, "read", Out 4;
     /// `write` ([`fs::IoArgs`]).
-    Write = 0x0413,
+    Write = 0x0413, "write", Out 4;
     /// `pread` ([`fs::IoArgs`], with `offset`).
-    Pread = 0x0414,
+    Pread = 0x0414, "pread", Out 4;
     /// `pwrite` ([`fs::IoArgs`], with `offset`).
-    Pwrite = 0x0415,
+    Pwrite = 0x0415, "pwrite", Out 4;
     /// `lseek` ([`fs::SeekArgs`]).
-    Lseek = 0x0416,
+    Lseek = 0x0416, "lseek", Out 4;
     /// `fstat` ([`fs::StatArgs`], by `fd`).
-    Fstat = 0x0417,
+    Fstat = 0x0417, "fstat", Out 4;
     /// `stat` ([`fs::StatArgs`], by `path`).
-    Stat = 0x0418,
+    Stat = 0x0418, "stat", Out 4;
     /// `fsync` ([`fs::FdArgs`]).
-    Fsync = 0x0419,
+    Fsync = 0x0419, "fsync", Out 4;
     /// `ftruncate` ([`fs::TruncateArgs`]).
-    Ftruncate = 0x041A,
+    Ftruncate = 0x041A, "ftruncate", Out 4;
     /// `unlink` ([`fs::PathArgs`]).
-    Unlink = 0x041B,
+    Unlink = 0x041B, "unlink", Out 4;
     /// `mkdir` ([`fs::PathArgs`], with `mode`).
-    Mkdir = 0x041C,
+    Mkdir = 0x041C, "mkdir", Out 4;
     /// `rmdir` ([`fs::PathArgs`]).
-    Rmdir = 0x041D,
+    Rmdir = 0x041D, "rmdir", Out 4;
     /// `rename` ([`fs::RenameArgs`]).
-    Rename = 0x041E,
+    Rename = 0x041E, "rename", Out 4;
     /// `getdents64` ([`fs::IoArgs`]: `buf`/`len` receive [`fs::Dirent64`] records).
-    Getdents = 0x041F,
+    Getdents = 0x041F, "getdents", Out 4;
     /// A call to a function the embedding program registered
     /// ([`host::HostCallArgs`]).
-    HostCall = 0x0420,
+    HostCall = 0x0420, "host_call", Out 4;
     /// The guest's arguments ([`host::ArgvArgs`]).
-    Argv = 0x0421,
+    Argv = 0x0421, "argv", Out 4;
     /// Several filesystem or host calls in one exit ([`batch::BatchArgs`]).
-    Batch = 0x0422,
+    Batch = 0x0422, "batch", Out 4;
 }
 
 /// The error for a port that no hypercall owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownPort(pub u16);
-
-impl TryFrom<u16> for Port {
-    type Error = UnknownPort;
-
-    fn try_from(port: u16) -> Result<Self, Self::Error> {
-        Ok(match port {
-            0x00E9 => Port::Console,
-            0x0400 => Port::PrintVal,
-            0x0401 => Port::GetNumExits,
-            0x0402 => Port::Display,
-            0x0403 => Port::Exit,
-            0x0404 => Port::Halt,
-            0x0405 => Port::Exception,
-            0x0410 => Port::Open,
-            0x0411 => Port::Close,
-            0x0412 => Port::Read,
-            0x0413 => Port::Write,
-            0x0414 => Port::Pread,
-            0x0415 => Port::Pwrite,
-            0x0416 => Port::Lseek,
-            0x0417 => Port::Fstat,
-            0x0418 => Port::Stat,
-            0x0419 => Port::Fsync,
-            0x041A => Port::Ftruncate,
-            0x041B => Port::Unlink,
-            0x041C => Port::Mkdir,
-            0x041D => Port::Rmdir,
-            0x041E => Port::Rename,
-            0x041F => Port::Getdents,
-            0x0420 => Port::HostCall,
-            0x0421 => Port::Argv,
-            0x0422 => Port::Batch,
-            other => return Err(UnknownPort(other)),
-        })
-    }
-}
 
 /// Which way data moves in a port access, seen from the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,110 +161,6 @@ pub enum Direction {
 }
 
 impl Port {
-    /// Every hypercall port, in ABI order.
-    pub const ALL: [Port; 26] = [
-        Port::Console,
-        Port::PrintVal,
-        Port::GetNumExits,
-        Port::Display,
-        Port::Exit,
-        Port::Halt,
-        Port::Exception,
-        Port::Open,
-        Port::Close,
-        Port::Read,
-        Port::Write,
-        Port::Pread,
-        Port::Pwrite,
-        Port::Lseek,
-        Port::Fstat,
-        Port::Stat,
-        Port::Fsync,
-        Port::Ftruncate,
-        Port::Unlink,
-        Port::Mkdir,
-        Port::Rmdir,
-        Port::Rename,
-        Port::Getdents,
-        Port::HostCall,
-        Port::Argv,
-        Port::Batch,
-    ];
-
-    /// Position of this port in [`Port::ALL`], for per-hypercall counters.
-    pub const fn index(self) -> usize {
-        match self {
-            Port::Console => 0,
-            Port::PrintVal => 1,
-            Port::GetNumExits => 2,
-            Port::Display => 3,
-            Port::Exit => 4,
-            Port::Halt => 5,
-            Port::Exception => 6,
-            Port::Open => 7,
-            Port::Close => 8,
-            Port::Read => 9,
-            Port::Write => 10,
-            Port::Pread => 11,
-            Port::Pwrite => 12,
-            Port::Lseek => 13,
-            Port::Fstat => 14,
-            Port::Stat => 15,
-            Port::Fsync => 16,
-            Port::Ftruncate => 17,
-            Port::Unlink => 18,
-            Port::Mkdir => 19,
-            Port::Rmdir => 20,
-            Port::Rename => 21,
-            Port::Getdents => 22,
-            Port::HostCall => 23,
-            Port::Argv => 24,
-            Port::Batch => 25,
-        }
-    }
-
-    /// The one direction and access size (in bytes) this port accepts.
-    /// Anything else is a guest error that ends the run.
-    pub const fn access(self) -> (Direction, u8) {
-        match self {
-            Port::Console | Port::Halt | Port::Exception => (Direction::Out, 1),
-            Port::GetNumExits => (Direction::In, 4),
-            _ => (Direction::Out, 4),
-        }
-    }
-
-    /// The hypercall's name as the guest SDKs spell it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Port::Console => "console",
-            Port::PrintVal => "printVal",
-            Port::GetNumExits => "getNumExits",
-            Port::Display => "display",
-            Port::Exit => "exit",
-            Port::Halt => "halt",
-            Port::Exception => "exception",
-            Port::Open => "open",
-            Port::Close => "close",
-            Port::Read => "read",
-            Port::Write => "write",
-            Port::Pread => "pread",
-            Port::Pwrite => "pwrite",
-            Port::Lseek => "lseek",
-            Port::Fstat => "fstat",
-            Port::Stat => "stat",
-            Port::Fsync => "fsync",
-            Port::Ftruncate => "ftruncate",
-            Port::Unlink => "unlink",
-            Port::Mkdir => "mkdir",
-            Port::Rmdir => "rmdir",
-            Port::Rename => "rename",
-            Port::Getdents => "getdents",
-            Port::HostCall => "host_call",
-            Port::Argv => "argv",
-            Port::Batch => "batch",
-        }
-    }
-
     /// True for the calls a batch may hold: the filesystem calls, host
     /// function calls and argv.
     pub const fn batchable(self) -> bool {
@@ -295,6 +216,77 @@ pub mod layout {
 mod tests {
     use super::*;
 
+    /// The ABI as written out by hand, row by row: the table must produce
+    /// exactly this, in this order.
+    const EXPECTED: [(u16, &str, Direction, u8); 26] = [
+        (0x00E9, "console", Direction::Out, 1),
+        (0x0400, "printVal", Direction::Out, 4),
+        (0x0401, "getNumExits", Direction::In, 4),
+        (0x0402, "display", Direction::Out, 4),
+        (0x0403, "exit", Direction::Out, 4),
+        (0x0404, "halt", Direction::Out, 1),
+        (0x0405, "exception", Direction::Out, 1),
+        (0x0410, "open", Direction::Out, 4),
+        (0x0411, "close", Direction::Out, 4),
+        (0x0412, "read", Direction::Out, 4),
+        (0x0413, "write", Direction::Out, 4),
+        (0x0414, "pread", Direction::Out, 4),
+        (0x0415, "pwrite", Direction::Out, 4),
+        (0x0416, "lseek", Direction::Out, 4),
+        (0x0417, "fstat", Direction::Out, 4),
+        (0x0418, "stat", Direction::Out, 4),
+        (0x0419, "fsync", Direction::Out, 4),
+        (0x041A, "ftruncate", Direction::Out, 4),
+        (0x041B, "unlink", Direction::Out, 4),
+        (0x041C, "mkdir", Direction::Out, 4),
+        (0x041D, "rmdir", Direction::Out, 4),
+        (0x041E, "rename", Direction::Out, 4),
+        (0x041F, "getdents", Direction::Out, 4),
+        (0x0420, "host_call", Direction::Out, 4),
+        (0x0421, "argv", Direction::Out, 4),
+        (0x0422, "batch", Direction::Out, 4),
+    ];
+
+    #[test]
+    fn the_table_gives_every_port_its_number_name_and_access() {
+        assert_eq!(Port::ALL.len(), EXPECTED.len());
+        for (i, (port, &(raw, name, direction, size))) in
+            Port::ALL.iter().zip(EXPECTED.iter()).enumerate()
+        {
+            assert_eq!(*port as u16, raw, "{name}");
+            assert_eq!(port.name(), name);
+            assert_eq!(port.access(), (direction, size), "{name}");
+            assert_eq!(port.index(), i, "{name}");
+            assert_eq!(Port::try_from(raw), Ok(*port), "{name}");
+        }
+    }
+
+    #[test]
+    fn variants_are_the_documented_ports() {
+        assert_eq!(Port::Console as u16, 0xE9);
+        assert_eq!(Port::GetNumExits.access(), (Direction::In, 4));
+        assert_eq!(Port::Halt.access(), (Direction::Out, 1));
+        assert_eq!(Port::Exception.access(), (Direction::Out, 1));
+        assert_eq!(Port::HostCall.name(), "host_call");
+        assert_eq!(Port::Batch.index(), 25);
+        assert_eq!(Port::Getdents as u16, 0x041F);
+    }
+
+    #[test]
+    fn batchable_and_fs_ports_are_the_documented_ranges() {
+        for port in Port::ALL {
+            let raw = port as u16;
+            let fs = (0x0410..=0x041F).contains(&raw);
+            assert_eq!(port.is_fs(), fs, "{}", port.name());
+            assert_eq!(
+                port.batchable(),
+                fs || raw == 0x0420 || raw == 0x0421,
+                "{}",
+                port.name()
+            );
+        }
+    }
+
     #[test]
     fn every_port_round_trips_through_u16() {
         for port in Port::ALL {
@@ -313,6 +305,18 @@ mod tests {
     fn unknown_ports_are_rejected() {
         for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0423, u16::MAX] {
             assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
+        }
+    }
+
+    #[test]
+    fn every_other_u16_is_unknown() {
+        let known = EXPECTED.map(|(raw, ..)| raw);
+        for raw in 0..=u16::MAX {
+            assert_eq!(
+                Port::try_from(raw).is_ok(),
+                known.contains(&raw),
+                "{raw:#x}"
+            );
         }
     }
 }

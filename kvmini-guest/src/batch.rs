@@ -26,7 +26,7 @@ use kvmini_abi::fs::{FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, T
 use kvmini_abi::host::HostCallArgs;
 use kvmini_abi::Port;
 
-use crate::fs::Errno;
+use crate::Errno;
 
 /// An argument block a batch entry may point to.
 pub trait Block: sealed::Sealed {}
@@ -160,6 +160,6 @@ impl<'a, const N: usize> Batch<'a, N> {
             // kvmini wrote it behind the compiler's back.
             unsafe { addr_of!(args.result).read_volatile() }
         };
-        crate::fs::check(result).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        crate::check(result).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

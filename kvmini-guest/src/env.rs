@@ -23,7 +23,7 @@ use kvmini_abi::errno::ENOSYS;
 use kvmini_abi::host::ArgvArgs;
 use kvmini_abi::Port;
 
-use crate::fs::{check, Errno};
+use crate::{check, Errno};
 
 /// `ERANGE` (34): the buffer is too small for the arguments;
 /// [`args_len`] says how large it must be.

@@ -32,7 +32,7 @@ use kvmini_abi::errno::{EINVAL, ENOSYS};
 pub use kvmini_abi::host::{HostCallArgs, HOST_CALL_ARGS};
 use kvmini_abi::Port;
 
-use crate::fs::{check, Errno};
+use crate::{check, Errno};
 
 /// A pointer as a host function argument. Guest memory lies below 4 GiB,
 /// identity-mapped, so the guest virtual address is also what the host

@@ -75,6 +75,7 @@ pub unsafe fn block_call(port: Port, block: u64) -> i64 {
 
 /// Guest addresses fit in the 32 bits of a port value: kvmini gives guests
 /// at most 4 GiB, identity-mapped.
+#[allow(clippy::cast_possible_truncation)]
 fn address(ptr: *const u8) -> u32 {
     ptr as usize as u32
 }
@@ -118,7 +119,7 @@ pub fn display_bytes(text: &[u8]) {
 /// Ends the run; kvmini exits with the low 8 bits of `code`.
 pub fn exit(code: i32) -> ! {
     // SAFETY: exit's value is a number, not an address.
-    unsafe { out32(Port::Exit, code as u32) };
+    unsafe { out32(Port::Exit, u32::from_ne_bytes(code.to_ne_bytes())) };
     // kvmini never resumes a guest after `exit`.
     loop {
         core::hint::spin_loop();

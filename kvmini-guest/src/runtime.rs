@@ -53,7 +53,7 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 pub unsafe extern "C" fn memset(dest: *mut u8, byte: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller passes a valid range of n bytes.
     unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") byte as u8,
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") byte.to_le_bytes()[0],
              options(nostack, preserves_flags));
     }
     dest

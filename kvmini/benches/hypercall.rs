@@ -27,6 +27,7 @@ use kvmini::output::Output;
 use kvmini::sandbox::{Ending, Sandbox};
 use kvmini_abi::fs::{IoArgs, OpenArgs, O_CREAT, O_TRUNC, O_WRONLY};
 use vm_memory::{Bytes, GuestAddress};
+use zerocopy::IntoBytes;
 
 /// Counts allocations (and reallocations) while `COUNTING` is set.
 struct Counting;
@@ -134,7 +135,7 @@ fn write_sandbox(kvm: &kvmini::kvm::Kvm, n: u32, dir: Option<&std::path::Path>) 
         mode: 0o644,
         ..OpenArgs::default()
     };
-    mem.write_obj(open, GuestAddress(OPEN_BLOCK))
+    mem.write_slice(open.as_bytes(), GuestAddress(OPEN_BLOCK))
         .expect("open block");
     let io = IoArgs {
         fd: 1,
@@ -142,7 +143,8 @@ fn write_sandbox(kvm: &kvmini::kvm::Kvm, n: u32, dir: Option<&std::path::Path>) 
         len: 16,
         ..IoArgs::default()
     };
-    mem.write_obj(io, GuestAddress(IO_BLOCK)).expect("io block");
+    mem.write_slice(io.as_bytes(), GuestAddress(IO_BLOCK))
+        .expect("io block");
     mem.write_slice(b"0123456789abcde\n", GuestAddress(DATA))
         .expect("data");
     sandbox

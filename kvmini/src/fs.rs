@@ -23,7 +23,7 @@ use kvmini_abi::fs::{
 };
 use kvmini_abi::Port;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
-use vm_memory::ByteValued;
+use zerocopy::IntoBytes;
 
 use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
@@ -493,7 +493,7 @@ impl Filesystem {
         }
         .map_err(|e| e.raw_os_error())?;
         let stat = guest_stat(&host);
-        view.write_bytes(args.stat, stat.as_slice())
+        view.write_bytes(args.stat, stat.as_bytes())
             .map_err(|_| EFAULT)?;
         Ok(0)
     }

@@ -405,6 +405,7 @@ fn decimal_line(mut value: u32, buf: &mut [u8; 11]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use vm_memory::{Bytes, GuestAddress};
+    use zerocopy::{FromZeros, IntoBytes};
 
     use super::*;
     use crate::grant::Grants;
@@ -484,7 +485,7 @@ mod tests {
                 })
                 .collect();
             for (i, entry) in (0u64..).zip(&entries) {
-                mem.write_obj(*entry, GuestAddress(entries_at + i * 16))
+                mem.write_slice(entry.as_bytes(), GuestAddress(entries_at + i * 16))
                     .unwrap();
             }
             let args = BatchArgs {
@@ -493,10 +494,13 @@ mod tests {
                 flags: 0,
                 result: 0,
             };
-            mem.write_obj(args, GuestAddress(args_at)).unwrap();
+            mem.write_slice(args.as_bytes(), GuestAddress(args_at))
+                .unwrap();
             let action = calls.out(Port::Batch, 0x10_0000, &view).unwrap();
             assert!(matches!(action, Action::Resume), "{port:?}");
-            let done: BatchArgs = mem.read_obj(GuestAddress(args_at)).unwrap();
+            let mut done = BatchArgs::new_zeroed();
+            mem.read_slice(done.as_mut_bytes(), GuestAddress(args_at))
+                .unwrap();
             // Every call ran, and each failed on its own block.
             assert_eq!(done.result, i64::try_from(tops.len()).unwrap(), "{port:?}");
         }

@@ -3,7 +3,8 @@
 //! checked on every page. Hypercall handlers reach guest buffers only
 //! through this.
 
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::memory::{self, GuestMemory};
 use crate::paging::{self, Access, Paging, PagingError};
@@ -204,10 +205,10 @@ impl<'a> GuestView<'a> {
 
     /// Reads a `T` from guest virtual `gva`, piece by piece if it crosses
     /// pages.
-    pub fn read_obj<T: ByteValued + Default>(&self, gva: u64) -> Result<T, ViewError> {
-        let mut value = T::default();
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gva: u64) -> Result<T, ViewError> {
+        let mut value = T::new_zeroed();
         let len = std::mem::size_of::<T>() as u64;
-        let bytes = value.as_mut_slice();
+        let bytes = value.as_mut_bytes();
         let mut done = 0usize;
         let mut failed = false;
         self.for_each_piece(gva, len, false, |gpa, piece| {
@@ -230,7 +231,7 @@ impl<'a> GuestView<'a> {
     /// result. The block's extent is checked for wrapping before any
     /// address inside it is worked out, then read, then the result's page
     /// checked for writing; an error means the call must not run.
-    pub fn read_block<T: ByteValued + Default>(
+    pub fn read_block<T: FromBytes + IntoBytes>(
         &self,
         block: u64,
         result_offset: usize,
@@ -253,8 +254,8 @@ impl<'a> GuestView<'a> {
     }
 
     /// Writes `value` to guest virtual `gva`, which must be writable.
-    pub fn write_obj<T: ByteValued>(&self, gva: u64, value: T) -> Result<(), ViewError> {
-        self.write_bytes(gva, value.as_slice())
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, gva: u64, value: T) -> Result<(), ViewError> {
+        self.write_bytes(gva, value.as_bytes())
     }
 
     /// Writes `bytes` to guest virtual `gva`, which must be writable.

@@ -11,6 +11,7 @@ use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_STOP_ON_ERROR};
 use kvmini_abi::fs::IoArgs;
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress};
+use zerocopy::{FromZeros, IntoBytes};
 
 /// A ring-3 flat guest that submits the batch at 0x2000 and exits 0:
 ///   mov eax, 0x2000; mov dx, 0x422; out dx, eax
@@ -48,14 +49,14 @@ fn run_writes(fds: &[i32], flags: u32, count: Option<u32>) -> Option<(Sandbox, V
             result: i64::MIN,
             ..IoArgs::default()
         };
-        mem.write_obj(block, GuestAddress(BLOCKS + i * 64))
+        mem.write_slice(block.as_bytes(), GuestAddress(BLOCKS + i * 64))
             .expect("block");
         let entry = BatchEntry {
             port: Port::Write as u16,
             block: BLOCKS + i * 64,
             ..BatchEntry::default()
         };
-        mem.write_obj(entry, GuestAddress(ENTRIES + i * 16))
+        mem.write_slice(entry.as_bytes(), GuestAddress(ENTRIES + i * 16))
             .expect("entry");
     }
     let args = BatchArgs {
@@ -64,20 +65,26 @@ fn run_writes(fds: &[i32], flags: u32, count: Option<u32>) -> Option<(Sandbox, V
         flags,
         result: i64::MIN,
     };
-    mem.write_obj(args, GuestAddress(ARGS)).expect("args");
+    mem.write_slice(args.as_bytes(), GuestAddress(ARGS))
+        .expect("args");
     let outcome = sandbox.run().expect("run");
     Some((sandbox, out.contents(), outcome.ending))
 }
 
 fn batch_result(sandbox: &Sandbox) -> i64 {
-    let args: BatchArgs = sandbox.memory().read_obj(GuestAddress(ARGS)).expect("args");
+    let mut args = BatchArgs::new_zeroed();
+    sandbox
+        .memory()
+        .read_slice(args.as_mut_bytes(), GuestAddress(ARGS))
+        .expect("args");
     args.result
 }
 
 fn call_result(sandbox: &Sandbox, i: u64) -> i64 {
-    let block: IoArgs = sandbox
+    let mut block = IoArgs::new_zeroed();
+    sandbox
         .memory()
-        .read_obj(GuestAddress(BLOCKS + i * 64))
+        .read_slice(block.as_mut_bytes(), GuestAddress(BLOCKS + i * 64))
         .expect("block");
     block.result
 }

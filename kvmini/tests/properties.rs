@@ -26,6 +26,7 @@ use kvmini_abi::Port;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress};
+use zerocopy::IntoBytes;
 
 const PAGE: u64 = 0x1000;
 const MEM_2M: u64 = 2 << 20;
@@ -928,69 +929,76 @@ fn write_fs_block(mem: &GuestMemory, at: u64, c: &FsCall) {
     };
     let at = GuestAddress(at);
     match c.port {
-        Port::Open => mem.write_obj(
+        Port::Open => mem.write_slice(
             OpenArgs {
                 path: c.path,
                 flags: c.flags,
                 mode: c.mode,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Close | Port::Fsync => mem.write_obj(
+        Port::Close | Port::Fsync => mem.write_slice(
             FdArgs {
                 fd: c.fd,
                 reserved: 0,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Lseek => mem.write_obj(
+        Port::Lseek => mem.write_slice(
             SeekArgs {
                 fd: c.fd,
                 whence: c.whence,
                 offset: c.offset,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Fstat | Port::Stat => mem.write_obj(
+        Port::Fstat | Port::Stat => mem.write_slice(
             StatArgs {
                 path: c.path,
                 fd: c.fd,
                 reserved: 0,
                 stat: c.buf,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Ftruncate => mem.write_obj(
+        Port::Ftruncate => mem.write_slice(
             TruncateArgs {
                 fd: c.fd,
                 reserved: 0,
                 length: c.offset,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Unlink | Port::Mkdir | Port::Rmdir => mem.write_obj(
+        Port::Unlink | Port::Mkdir | Port::Rmdir => mem.write_slice(
             PathArgs {
                 path: c.path,
                 mode: c.mode,
                 reserved: 0,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        Port::Rename => mem.write_obj(
+        Port::Rename => mem.write_slice(
             RenameArgs {
                 old: c.path,
                 new: c.path2,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
-        _ => mem.write_obj(
+        _ => mem.write_slice(
             IoArgs {
                 fd: c.fd,
                 reserved: 0,
@@ -998,7 +1006,8 @@ fn write_fs_block(mem: &GuestMemory, at: u64, c: &FsCall) {
                 len: c.len,
                 offset: c.offset,
                 result: 0,
-            },
+            }
+            .as_bytes(),
             at,
         ),
     }
@@ -1120,7 +1129,7 @@ proptest! {
                         let at = BLOCKS + j * 64;
                         write_fs_block(&mem, at, c);
                         let entry = BatchEntry { port: c.port as u16, reserved: [0; 3], block: at };
-                        mem.write_obj(entry, GuestAddress(BATCH_ENTRIES + j * 16)).unwrap();
+                        mem.write_slice(entry.as_bytes(), GuestAddress(BATCH_ENTRIES + j * 16)).unwrap();
                     }
                     let args = BatchArgs {
                         entries: BATCH_ENTRIES,
@@ -1128,7 +1137,7 @@ proptest! {
                         flags: if stop_on_error { BATCH_STOP_ON_ERROR } else { 0 },
                         result: i64::MIN,
                     };
-                    mem.write_obj(args, GuestAddress(BATCH_BLOCK)).unwrap();
+                    mem.write_slice(args.as_bytes(), GuestAddress(BATCH_BLOCK)).unwrap();
                     (Port::Batch, u32::try_from(BATCH_BLOCK).unwrap())
                 }
             };

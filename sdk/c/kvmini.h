@@ -63,6 +63,28 @@ void *memset(void *dest, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 
 /*
+ * The ABI version this header is written against (`ABI_VERSION` in
+ * kvmini-abi/src/lib.rs), and the ELF note that carries it in every guest
+ * image (`kvmini_abi::note`): name "kvmini", type 1, a 4-byte descriptor
+ * holding the version. guest.ld keeps the section and puts it in a PT_NOTE,
+ * so kvmini can tell which ABI an image was built for.
+ */
+#define KVMINI_ABI_VERSION 1
+#define KVMINI_NOTE_TYPE 1
+#define KVMINI_STRINGIFY_(x) #x
+#define KVMINI_STRINGIFY(x) KVMINI_STRINGIFY_(x)
+__asm__(
+    "  .pushsection .note.kvmini,\"a\",@note\n"
+    "  .balign 4\n"
+    "  .long 7\n" /* name size: "kvmini" and its NUL */
+    "  .long 4\n" /* descriptor size */
+    "  .long " KVMINI_STRINGIFY(KVMINI_NOTE_TYPE) "\n"
+    "  .asciz \"kvmini\"\n"
+    "  .balign 4\n"
+    "  .long " KVMINI_STRINGIFY(KVMINI_ABI_VERSION) "\n"
+    "  .popsection\n");
+
+/*
  * Entry point. RSP is already 16-byte aligned by kvmini; re-aligning costs
  * nothing and keeps SSE spills in main safe regardless. DF is cleared
  * because the string instructions below rely on it, as the SysV ABI does.

@@ -13,7 +13,7 @@ use kvmini_guest::batch::Batch;
 use kvmini_guest::fs::sys::IoArgs;
 use kvmini_guest::fs::{self, File, OpenOptions, SeekFrom};
 use kvmini_guest::hypercall::get_num_exits;
-use kvmini_guest::{print, println};
+use kvmini_guest::{print, println, Errno};
 
 kvmini_guest::entry!(main);
 
@@ -34,7 +34,7 @@ fn main() -> i32 {
 struct Failure {
     call: &'static str,
     path: &'static str,
-    error: fs::Errno,
+    error: Errno,
 }
 
 impl core::fmt::Display for Failure {
@@ -49,14 +49,14 @@ trait Context<T> {
     fn at(self, call: &'static str, path: &'static str) -> Result<T, Failure>;
 }
 
-impl<T> Context<T> for fs::Result<T> {
+impl<T> Context<T> for kvmini_guest::Result<T> {
     fn at(self, call: &'static str, path: &'static str) -> Result<T, Failure> {
         self.map_err(|error| Failure { call, path, error })
     }
 }
 
 /// "ok", or the error as `-errno (NAME)`, the way the raw call returns it.
-struct Shown(fs::Result<()>);
+struct Shown(kvmini_guest::Result<()>);
 
 impl core::fmt::Display for Shown {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -67,7 +67,7 @@ impl core::fmt::Display for Shown {
     }
 }
 
-fn outcome(result: fs::Result<()>) -> Shown {
+fn outcome(result: kvmini_guest::Result<()>) -> Shown {
     Shown(result)
 }
 
@@ -84,7 +84,7 @@ fn demo() -> Result<(), Failure> {
     // What an earlier run left that this one would not overwrite before
     // it lists the directory.
     match fs::remove_file(c"/batch.txt") {
-        Ok(()) | Err(fs::Errno::ENOENT) => {}
+        Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).at("unlink", "/batch.txt"),
     }
 
@@ -99,10 +99,10 @@ fn demo() -> Result<(), Failure> {
         .at("write", "/notes.txt")?;
     for n in 1..=5u32 {
         writeln!(squares, "{n} squared is {}", n * n)
-            .map_err(|_| fs::Errno::EIO)
+            .map_err(|_| Errno::EIO)
             .at("write", "/squares.txt")?;
         writeln!(notes, "line {n}")
-            .map_err(|_| fs::Errno::EIO)
+            .map_err(|_| Errno::EIO)
             .at("write", "/notes.txt")?;
     }
     drop(squares);
@@ -129,7 +129,7 @@ fn demo() -> Result<(), Failure> {
     // A directory (there already if an earlier run made it), and a rename
     // into it.
     match fs::create_dir(c"/reports") {
-        Ok(()) | Err(fs::Errno::EEXIST) => {}
+        Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(e).at("mkdir", "/reports"),
     }
     fs::rename(c"/squares.txt", c"/reports/squares.txt")

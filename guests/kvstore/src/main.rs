@@ -18,7 +18,7 @@
 #![no_std]
 #![no_main]
 
-use kvmini_guest::fs::Errno;
+use kvmini_guest::Errno;
 use kvmini_guest::{env, host, println};
 
 kvmini_guest::entry!(main);
