@@ -127,6 +127,13 @@ fn assert_carries_the_abi_note(what: &str, elf: &[u8]) {
         "{what}: section {}",
         note::SECTION
     );
+    // And kvmini's own loader reads the same version from it.
+    let image = kvmini::loader::parse_elf(elf).expect("an SDK image parses");
+    assert_eq!(
+        image.abi_version,
+        Some(ABI_VERSION),
+        "{what}: the loader's reading"
+    );
 }
 
 #[test]
