@@ -371,7 +371,7 @@ pub enum LoaderError {
     /// A segment ends past the load window.
     #[error(
         "segment {start:#x}..{end:#x} does not fit in guest memory: allowed \
-         {win_start:#x}..{win_end:#x} (raise --mem)"
+         {win_start:#x}..{win_end:#x}"
     )]
     SegmentPastWindow {
         /// Segment start.
@@ -397,7 +397,7 @@ pub enum LoaderError {
     /// A flat image larger than the load window.
     #[error(
         "flat image of {size:#x} bytes does not fit in guest memory: allowed \
-         {win_start:#x}..{win_end:#x} (raise --mem)"
+         {win_start:#x}..{win_end:#x}"
     )]
     FlatTooLarge {
         /// Image size in bytes.
@@ -1410,7 +1410,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "segment 0x100000..0x5000000 does not fit in guest memory: \
-             allowed 0x100000..0x3ff0000 (raise --mem)"
+             allowed 0x100000..0x3ff0000"
         );
         // A later segment failing leaves the earlier one unwritten.
         let mut v = valid();
@@ -1505,7 +1505,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "flat image of 0x1001 bytes does not fit in guest memory: \
-             allowed 0x1000..0x2000 (raise --mem)"
+             allowed 0x1000..0x2000"
         );
         // An inverted window holds nothing.
         let inverted = LoadWindow {
