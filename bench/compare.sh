@@ -40,7 +40,7 @@ host() {
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "building (release)..." >&2
-cargo build --release -p kvmini >&2
+cargo build --release -p kvmini-cli >&2    # the kvmini binary, KVMINI_BIN
 cargo bench -p kvmini --no-run >&2
 
 # Other work on a small machine moves side-by-side figures apart: where

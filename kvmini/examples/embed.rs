@@ -19,7 +19,14 @@ fn main() -> ExitCode {
     match run_all() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("embed: {}", kvmini::cli::error_chain(e.as_ref()));
+            // The error and its sources on one line.
+            let mut line = format!("embed: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

@@ -49,7 +49,14 @@ fn main() -> ExitCode {
     match run() {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
-            eprintln!("host_function: {}", kvmini::cli::error_chain(e.as_ref()));
+            // The error and its sources on one line.
+            let mut line = format!("host_function: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

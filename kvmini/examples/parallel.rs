@@ -50,7 +50,14 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("parallel: {}", kvmini::cli::error_chain(e.as_ref()));
+            // The error and its sources on one line.
+            let mut line = format!("parallel: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

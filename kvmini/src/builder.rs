@@ -55,7 +55,7 @@ pub struct SandboxBuilder {
     stderr: Option<Output>,
     warnings: Output,
     host_functions: HostFunctions,
-    trace: bool,
+    trace: Option<Output>,
     timing: bool,
     mode: Option<CpuMode>,
     seccomp: Option<bool>,
@@ -219,9 +219,16 @@ impl SandboxBuilder {
         self
     }
 
-    /// One line per exit on stderr.
-    pub fn trace(mut self, on: bool) -> Self {
-        self.trace = on;
+    /// Writes one line per exit to `to` (default: no trace):
+    /// [`Output::Inherit`] is kvmini's stderr, [`Output::Writer`] the
+    /// embedding program's writer (run on the vCPU thread, as the guest's
+    /// own output is), [`Output::Null`] no trace. A trace line that cannot
+    /// be written is dropped: it never ends or changes the run.
+    pub fn trace(mut self, to: Output) -> Self {
+        self.trace = match to {
+            Output::Null => None,
+            to => Some(to),
+        };
         self
     }
 
@@ -272,8 +279,34 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the VM and loads the guest.
-    pub fn build(self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
+    /// Checks what needs no KVM, in this order, and reads the guest file
+    /// if one was given: the CPU mode against the ring and the kind of
+    /// image ([`SandboxError::Mode`]), the memory size
+    /// ([`SandboxError::Memory`]), the guest file ([`BuildError::ReadImage`],
+    /// [`BuildError::ImageFile`]) and an ELF image's headers
+    /// ([`SandboxError::Loader`]). A program calls it to report a bad
+    /// setting or image before it opens `/dev/kvm`; [`Self::build`] makes
+    /// the same checks, and whether the image fits in guest memory is
+    /// known only when it is loaded there.
+    pub fn check(mut self) -> Result<Self, BuildError> {
+        let flat = matches!(
+            self.image,
+            Some(Source::Image(Image::Flat(_)) | Source::FlatFile(_))
+        );
+        crate::modes::check(self.mode.unwrap_or_default(), flat, self.ring)
+            .map_err(SandboxError::from)?;
+        memory::check_size(self.mem_size.unwrap_or(memory::MEM_DEFAULT))
+            .map_err(SandboxError::from)?;
+        let image = self.read_image()?;
+        if let Image::Elf(bytes) = &image {
+            crate::loader::parse_elf(bytes).map_err(SandboxError::from)?;
+        }
+        self.image = Some(Source::Image(image));
+        Ok(self)
+    }
+
+    /// The guest image, read from its file if it was given as one.
+    fn read_image(&mut self) -> Result<Image, BuildError> {
         let mem_size = self.mem_size.unwrap_or(memory::MEM_DEFAULT);
         let read = |path: &std::path::Path| {
             crate::loader::read_image_file(path, mem_size).map_err(|e| match e {
@@ -283,11 +316,16 @@ impl SandboxBuilder {
                 other => BuildError::ImageFile(other),
             })
         };
-        let image = match self.image.ok_or(BuildError::NoImage)? {
+        Ok(match self.image.take().ok_or(BuildError::NoImage)? {
             Source::Image(image) => image,
             Source::ElfFile(path) => Image::Elf(read(&path)?),
             Source::FlatFile(path) => Image::Flat(read(&path)?),
-        };
+        })
+    }
+
+    /// Creates the VM and loads the guest.
+    pub fn build(mut self, kvm: &Kvm) -> Result<Sandbox, BuildError> {
+        let image = self.read_image()?;
         let mut config = Config::new(image);
         if let Some(size) = self.mem_size {
             config.mem_size = size;
@@ -299,7 +337,7 @@ impl SandboxBuilder {
             config.max_fds = max;
         }
         config.args = self.args;
-        config.trace |= self.trace;
+        config.trace |= self.trace.is_some();
         if let Some(mode) = self.mode {
             config.mode = mode;
         }
@@ -319,6 +357,7 @@ impl SandboxBuilder {
             stdout: self.stdout,
             stderr: self.stderr,
             warnings: self.warnings,
+            trace: self.trace.unwrap_or(Output::Null),
         };
         Ok(Sandbox::from_parts(
             kvm,

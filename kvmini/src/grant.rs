@@ -26,29 +26,29 @@ use kvmini_abi::errno;
 use kvmini_abi::fs::PATH_MAX;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 
-/// Errors of parsing and opening `--dir` grants.
+/// Errors of parsing and opening grants of host directories.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     /// The guest path of a grant is not absolute or not clean.
-    #[error("--dir {spec}: the guest path must be absolute, like /data")]
+    #[error("grant {spec}: the guest path must be absolute, like /data")]
     BadGuestPath {
-        /// The `--dir` argument (`HOST:GUEST` for a library grant).
+        /// The grant as written (`HOST:GUEST` for a library grant).
         spec: String,
     },
-    /// A `--dir` argument ends in something that is neither a guest path
-    /// nor `:ro` or `:rw`.
+    /// A grant ends in something that is neither a guest path nor `:ro`
+    /// or `:rw`.
     #[error(
-        "--dir {spec}: unknown suffix :{suffix} (a grant ends in :ro or :rw, \
+        "grant {spec}: unknown suffix :{suffix} (a grant ends in :ro or :rw, \
          and a guest path is absolute, like HOST:/data)"
     )]
     UnknownSuffix {
-        /// The `--dir` argument.
+        /// The grant as written.
         spec: String,
         /// What follows its last `:`.
         suffix: String,
     },
     /// The host directory cannot be opened.
-    #[error("--dir {}: cannot open the host directory", .path.display())]
+    #[error("cannot open the granted host directory {}", .path.display())]
     Open {
         /// The host path.
         path: PathBuf,
@@ -58,11 +58,11 @@ pub enum GrantError {
     },
     /// Two grants at the same guest path (after normalization: `/d`, `/d/`,
     /// `//d` and `/x/../d` are one path).
-    #[error("--dir: {0} is granted twice")]
+    #[error("guest path {0} is granted twice")]
     Duplicate(String),
 }
 
-/// One `--dir HOST[:/GUEST][:ro|:rw]` argument, parsed but not opened.
+/// One grant written `HOST[:/GUEST][:ro|:rw]`, parsed but not opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantSpec {
     /// The host directory.

@@ -8,11 +8,8 @@ use std::path::{Path, PathBuf};
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::Cap;
 
-/// Where kvmini looks for KVM unless `KVMINI_KVM_DEVICE` names another path.
+/// The KVM device [`Kvm::open`] opens; [`Kvm::open_path`] opens another.
 pub const DEFAULT_DEVICE: &str = "/dev/kvm";
-/// Environment variable that overrides the KVM device path (used by tests
-/// to simulate a missing or forbidden device).
-pub const DEVICE_ENV: &str = "KVMINI_KVM_DEVICE";
 
 /// Errors of opening and checking KVM.
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +54,17 @@ pub struct Kvm {
 }
 
 impl Kvm {
-    /// Opens the KVM device: `KVMINI_KVM_DEVICE` if set, else `/dev/kvm`.
+    /// Opens the KVM device at [`DEFAULT_DEVICE`], `/dev/kvm`. The library
+    /// reads no environment: a program that lets its user choose another
+    /// device passes the path to [`Kvm::open_path`].
     pub fn open() -> Result<Self, KvmError> {
-        let path = std::env::var_os(DEVICE_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE));
-        Self::open_path(&path)
+        Self::open_path(Path::new(DEFAULT_DEVICE))
     }
 
-    /// Opens the KVM device at `path` and checks that it can run kvmini guests.
+    /// Opens the KVM device at `path` and checks that it can run kvmini
+    /// guests. A path that does not exist is [`KvmError::Missing`] with
+    /// that path; one this user may not open,
+    /// [`KvmError::PermissionDenied`].
     pub fn open_path(path: &Path) -> Result<Self, KvmError> {
         let path = path.to_path_buf();
         let c_path =

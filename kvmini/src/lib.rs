@@ -33,7 +33,6 @@
 #![deny(missing_docs)]
 
 pub mod builder;
-pub mod cli;
 pub mod cpu;
 pub mod fs;
 pub mod grant;
@@ -48,10 +47,8 @@ pub mod modes;
 pub mod outcome;
 pub mod output;
 pub mod paging;
-pub mod print;
 pub mod sandbox;
 pub mod seccomp;
-pub mod signals;
 pub mod stop;
 pub mod vcpu;
 pub mod vcpu_thread;

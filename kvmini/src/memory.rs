@@ -22,7 +22,7 @@ pub const MEM_GRANULE: u64 = 2 << 20;
 pub const MEM_MIN: u64 = MEM_GRANULE;
 /// Largest guest memory: guests pass addresses in 32-bit port values.
 pub const MEM_MAX: u64 = 4 << 30;
-/// Guest memory when `--mem` is not given.
+/// Guest memory when no size is given.
 pub const MEM_DEFAULT: u64 = 64 << 20;
 
 /// Errors of guest memory creation and access.
@@ -275,7 +275,7 @@ impl Snapshot {
 }
 
 /// Where guest memory lives in kvmini's own address space, for `KVM_SET_USER_MEMORY_REGION`
-/// and `--verbose`.
+/// and for reports of the memory map.
 pub fn host_address(mem: &GuestMemory) -> Result<u64, MemoryError> {
     let ptr = mem.get_host_address(GuestAddress(0))?;
     Ok(ptr as u64)

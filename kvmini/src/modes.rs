@@ -72,8 +72,8 @@ use crate::sandbox::Region;
 use crate::vcpu::{Vcpu, VcpuError};
 use crate::vm::{Vm, VmError};
 
-/// The CPU mode a guest starts in (`--mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// The CPU mode a guest starts in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CpuMode {
     /// 16-bit real mode: CS:IP = 0:0, segments with base 0, no paging.
     Real,
@@ -100,7 +100,7 @@ impl CpuMode {
         CpuMode::Long,
     ];
 
-    /// The name `--mode` takes.
+    /// The mode's name, as the command line takes it.
     pub const fn name(self) -> &'static str {
         match self {
             CpuMode::Real => "real",
@@ -133,18 +133,11 @@ impl fmt::Display for CpuMode {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ModeError {
     /// Ring 3 with a mode other than long mode.
-    #[error(
-        "--ring 3 needs --mode long: in --mode {0} the guest runs at ring 0 (leave --ring out, or give --ring 0)"
-    )]
+    #[error("ring 3 needs long mode: in {0} mode the guest runs at ring 0")]
     RingThree(CpuMode),
     /// An ELF image with a mode other than long mode.
-    #[error(
-        "--mode {0} runs flat images only (run --flat IMAGE): ELF guests are 64-bit and run in long mode"
-    )]
+    #[error("{0} mode runs flat images only: ELF guests are 64-bit and run in long mode")]
     NotFlat(CpuMode),
-    /// A built-in guest other than hello with a mode other than long mode.
-    #[error("--mode {0}: only the hello demo has a built-in image for this mode (kvmini demo hello --mode {0})")]
-    NoDemo(CpuMode),
 }
 
 /// Checks that a guest can run in `mode`: modes other than long mode take
@@ -419,16 +412,9 @@ pub const fn host_may_refuse(mode: CpuMode) -> bool {
 /// The message for a mode that the host's KVM would not run: the guest's
 /// first exit was a shutdown, before any instruction completed.
 pub fn refusal_message(mode: CpuMode) -> String {
-    let instead = match mode {
-        CpuMode::Paged32 => {
-            "--mode pae32 or --mode long may work instead (--mode long does wherever kvmini runs; \
-             --mode protected runs 32-bit code without paging)"
-        }
-        _ => "--mode long works instead (--mode protected runs 32-bit code without paging)",
-    };
     format!(
-        "this host's KVM refused to run --mode {mode} ({}): KVM_EXIT_SHUTDOWN before the first \
-         instruction completed (0 exits served); {instead}",
+        "this host's KVM refused to run {mode} mode ({}): KVM_EXIT_SHUTDOWN before the first \
+         instruction completed (0 exits served)",
         mode.description()
     )
 }

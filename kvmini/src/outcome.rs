@@ -173,7 +173,7 @@ impl fmt::Display for Unserved {
                     write!(
                         f,
                         "; at ring 0 on nested KVM (kvm-pvm) guest code runs in KVM's instruction emulator, \
-                         which has no SSE arithmetic: run the guest at ring 3 (--ring 3)"
+                         which has no SSE arithmetic: run the guest at ring 3"
                     )?;
                 }
                 Ok(())

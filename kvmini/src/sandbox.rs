@@ -101,11 +101,12 @@ pub struct Config {
     pub mem_size: u64,
     /// Privilege level; `None` picks ring 3 for ELF and ring 0 for flat images.
     pub ring: Option<Ring>,
-    /// Print one line per exit to stderr.
+    /// Print one line per exit to stderr (the builder's
+    /// [`trace`](SandboxBuilder::trace) chooses another writer).
     pub trace: bool,
     /// Measure time in the guest and in kvmini.
     pub timing: bool,
-    /// Host directories the guest may see (`--dir`).
+    /// Host directories the guest may see.
     pub grants: Vec<GrantSpec>,
     /// Most descriptors the guest may have open, 0..2 included.
     pub max_fds: u32,
@@ -158,7 +159,7 @@ pub use crate::outcome::{
     STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,
 };
 
-/// One region of the memory map, for `--verbose`.
+/// One region of the memory map.
 #[derive(Clone, Debug)]
 pub struct Region {
     /// What lives there.
@@ -175,6 +176,8 @@ pub(crate) struct Stdio {
     pub(crate) stdout: Output,
     pub(crate) stderr: Option<Output>,
     pub(crate) warnings: Output,
+    /// Where trace lines go, when the run is traced.
+    pub(crate) trace: Output,
 }
 
 impl Stdio {
@@ -185,6 +188,7 @@ impl Stdio {
                 Some(&self.stdout),
                 self.stderr.as_ref(),
                 Some(&self.warnings),
+                Some(&self.trace),
             ]
             .into_iter()
             .flatten()
@@ -324,7 +328,7 @@ struct Machine {
     timeout: Option<Duration>,
     stop: StopHandle,
     mode: CpuMode,
-    /// kvmini's stderr, for `--trace`.
+    /// Where trace lines go (the embedding program's choice).
     trace_out: GuestStream,
     /// The paging of every hypercall of a guest that cannot change it (ring
     /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
@@ -370,6 +374,7 @@ impl Sandbox {
                 stdout: Output::Inherit,
                 stderr: None,
                 warnings: Output::Inherit,
+                trace: Output::Inherit,
             },
             HostFunctions::default(),
         )
@@ -391,6 +396,7 @@ impl Sandbox {
                 stdout: Output::Writer(stdout),
                 stderr: None,
                 warnings: Output::Writer(warnings),
+                trace: Output::Inherit,
             },
             HostFunctions::default(),
         )
@@ -414,6 +420,7 @@ impl Sandbox {
         let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
         let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
         let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
+        let trace_out = GuestStream::new(stdio.trace, Stream::Stderr);
         let (mem, snapshot) = allocate_memory(&config, &mut warnings)?;
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
@@ -488,7 +495,7 @@ impl Sandbox {
                 timeout: config.timeout,
                 stop: own_stop.clone(),
                 mode: config.mode,
-                trace_out: GuestStream::new(Output::Inherit, Stream::Stderr),
+                trace_out,
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
@@ -600,7 +607,7 @@ impl Sandbox {
     }
 
     /// The system registers the vCPU will enter the guest with, before its
-    /// first run (`None` once it has run): what `--verbose` shows.
+    /// first run (`None` once it has run).
     pub fn entry_system_registers(&mut self) -> Option<kvm_sregs> {
         let machine = self.machine.as_deref_mut()?;
         machine.vcpu.registers_on_entry().map(|(_, sregs)| sregs)

@@ -56,7 +56,7 @@ pub enum SeccompError {
     #[error("cannot build the seccomp filter")]
     Build(#[source] seccompiler::BackendError),
     /// The kernel refused the filter.
-    #[error("cannot install the seccomp filter (run with --no-seccomp to go without)")]
+    #[error("cannot install the seccomp filter")]
     Install(#[source] seccompiler::Error),
     /// The thread that would install it and run the guest did not start.
     #[error("cannot start a vCPU thread")]

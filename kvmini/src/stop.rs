@@ -742,9 +742,9 @@ fn unblock_kick() -> bool {
 
 /// Makes the calling thread one that a stop can reach: kvmini's handler for
 /// the stop signal, and the signal unblocked. For threads that wait on
-/// behalf of a [`StopHandle`] outside a run (the command line's main
-/// thread).
-pub(crate) fn prepare_thread() {
+/// behalf of a [`StopHandle`] outside a run (a command line's main thread
+/// writing its messages), woken with [`kick_thread`].
+pub fn prepare_thread() {
     // A handler the command line finds already installed is reported by
     // the run itself.
     let _ = claim_signal();
@@ -753,9 +753,14 @@ pub(crate) fn prepare_thread() {
 
 /// Sends the stop signal to `thread`, so that a host call it waits in
 /// returns EINTR (see [`prepare_thread`]).
-pub(crate) fn kick_thread(thread: libc::pthread_t) {
-    // SAFETY: callers pass a thread that lives as long as the process (the
-    // command line's main thread).
+///
+/// # Safety
+///
+/// `thread` must be a thread of this process that has not ended and whose
+/// ID will not be reused while the call runs: a thread that lives as long
+/// as the process, such as its main thread.
+pub unsafe fn kick_thread(thread: libc::pthread_t) {
+    // SAFETY: the caller passes a live thread of this process.
     unsafe { libc::pthread_kill(thread, signal()) };
 }
 

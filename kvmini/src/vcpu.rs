@@ -148,7 +148,7 @@ impl Vcpu {
         &self.fd
     }
 
-    /// Host address of the `kvm_run` area (for `--verbose`).
+    /// Host address of the `kvm_run` area.
     pub fn kvm_run_address(&mut self) -> u64 {
         std::ptr::from_mut(self.fd.get_kvm_run()) as u64
     }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
 use common::c_build::{cc_guest, repo_root};
-use common::{kvm_or_skip, kvmini, text};
+use common::{kvm_or_skip, text};
 use kvm_bindings::kvm_regs;
 use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
@@ -185,34 +185,6 @@ fn a_crash_reports_the_guests_registers_at_the_fault() {
         }
     }
     assert_eq!(got.join("\n"), want.join("\n"));
-}
-
-#[test]
-fn the_cli_prints_the_guests_registers_at_the_fault() {
-    let Some(_kvm) = kvm_or_skip() else { return };
-    let dir = tempfile::tempdir().expect("temp dir");
-    for ring in [Ring::Zero, Ring::Three] {
-        for fault in Exception::ALL {
-            let (code, rip) = faulting_guest(fault);
-            let image = dir.path().join("fault.bin");
-            fs::write(&image, &code).expect("write the image");
-            let ring_arg = ring.number().to_string();
-            let out = kvmini()
-                .args(["run", "--flat", "--mem", "4M", "--ring", &ring_arg])
-                .arg(&image)
-                .output()
-                .expect("kvmini starts");
-            let what = format!("{fault:?} at ring {}", ring.number());
-            assert_eq!(out.status.code(), Some(126), "{what}");
-            assert_eq!(text(&out.stdout), "", "{what}");
-            let expected = format!(
-                "kvmini: {}\n  registers at the fault:\n  {}\n",
-                fault.crash(rip, ring),
-                format_regs(&loaded_registers(rip, rflags_at_fault(ring)))
-            );
-            assert_eq!(text(&out.stderr), expected, "{what}");
-        }
-    }
 }
 
 /// A guest that faults with its stack pointer where kvmini's handler

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{kvm_or_skip, kvmini, text};
+use common::{kvm_or_skip, text};
 use kvmini::host::{Errno, HostCall};
 use kvmini::kvm::Kvm;
 use kvmini::output::{Capture, Input, Output};
@@ -189,24 +189,6 @@ fn a_sandbox_has_no_arguments_unless_given() {
     let outcome = run(&kvm, io.attach(Sandbox::builder().elf(guest())));
     assert_eq!(outcome.ending, Ending::Exited(0));
     assert_eq!(io.stdout(), args_report(&[]));
-}
-
-#[test]
-fn cli_gives_the_guest_its_path_and_the_arguments_after_dashdash() {
-    let path = guest_path();
-    if kvm_or_skip().is_none() {
-        return;
-    }
-    let out = kvmini()
-        .arg("run")
-        .arg(&path)
-        .args(["--", "a", "b"])
-        .output()
-        .expect("kvmini runs");
-    let path = path.to_str().expect("UTF-8 target path");
-    assert_eq!(text(&out.stdout), args_report(&[path, "a", "b"]));
-    assert_eq!(text(&out.stderr), "");
-    assert_eq!(out.status.code(), Some(0));
 }
 
 /// One call as a host function saw it.

@@ -725,7 +725,7 @@ fn locked_streams(kvm: &Kvm) {
         .elf(guest())
         .args(["host_functions", "noisy"])
         .timeout(Duration::from_secs(30))
-        .trace(true)
+        .trace(Output::Inherit)
         .build(kvm)
         .unwrap();
     let ending = sandbox.run().unwrap().ending;

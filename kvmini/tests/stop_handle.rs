@@ -12,14 +12,13 @@
 mod common;
 
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{built_guest, kvm_or_skip, kvmini};
+use common::{built_guest, kvm_or_skip};
 use kvmini::kvm::Kvm;
 use kvmini::output::{Capture, Input, Output};
 use kvmini::sandbox::{Ending, Outcome, Sandbox, SandboxBuilder, SandboxError};
@@ -585,54 +584,6 @@ fn a_full_signal_queue_does_not_defeat_a_stop() {
     in_child("queue_filled_by_this_process");
     let _filler = QueueFiller::start();
     in_child("queue_filled_by_another_process");
-}
-
-#[test]
-fn the_command_line_stops_with_the_signal_queue_full() {
-    use std::os::unix::process::ExitStatusExt;
-    if kvm_or_skip().is_none() {
-        return;
-    }
-    let guest = built_guest("kvmini/tests/guests/embedding.c", &[]);
-    let _filler = QueueFiller::start();
-    let command = |options: &[&str]| {
-        let mut command = kvmini();
-        command
-            .arg("run")
-            .args(options)
-            .arg(&guest)
-            .args(["--", "loop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // SAFETY: setrlimit is async-signal-safe and touches no memory of
-        // the parent.
-        unsafe {
-            command.pre_exec(|| lower_sigpending(LOW_SIGPENDING));
-        }
-        command
-    };
-    let mut child = command(&["--timeout", "300ms"]).spawn().unwrap();
-    let status = wait_or_kill(&mut child);
-    assert_eq!(status.and_then(|s| s.code()), Some(124), "{status:?}");
-    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
-        let mut child = command(&[]).spawn().unwrap();
-        // The guest printed its line: it runs.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut line = [0u8; 8];
-        io::Read::read_exact(&mut stdout, &mut line).unwrap();
-        assert_eq!(&line, b"looping\n");
-        // SAFETY: the child is ours and has not been waited for.
-        let sent = unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), sig) };
-        assert_eq!(sent, 0);
-        let status = wait_or_kill(&mut child);
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(code),
-            "{sig}: {status:?} {:?}",
-            status.and_then(|s| s.signal())
-        );
-    }
 }
 
 /// A writer that, the first time it is written, blocks the stop signal on

@@ -49,7 +49,7 @@ pub fn kvm() -> Option<Kvm> {
     match Kvm::open() {
         Ok(kvm) => Some(kvm),
         Err(e) => {
-            eprintln!("skipping: {}", kvmini::cli::error_chain(&e));
+            eprintln!("skipping: {e}");
             None
         }
     }

@@ -164,7 +164,7 @@ pub enum LoaderError {
     /// A segment ends past the load window.
     #[error(
         "segment {start:#x}..{end:#x} does not fit in guest memory: allowed \
-         {win_start:#x}..{win_end:#x} (raise --mem)"
+         {win_start:#x}..{win_end:#x}"
     )]
     SegmentPastWindow {
         /// Segment start.
@@ -190,7 +190,7 @@ pub enum LoaderError {
     /// A flat image larger than the load window.
     #[error(
         "flat image of {size:#x} bytes does not fit in guest memory: allowed \
-         {win_start:#x}..{win_end:#x} (raise --mem)"
+         {win_start:#x}..{win_end:#x}"
     )]
     FlatTooLarge {
         /// Image size in bytes.

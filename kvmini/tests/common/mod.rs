@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: the KVM-or-skip convention,
-//! running a guest through the library with its output captured, the
-//! kvmini binary, building C guests ([`c_build`], [`built_guest`]), and
-//! hand-made ELF images ([`elf`]).
+//! running a guest through the library with its output captured, building
+//! C guests ([`c_build`], [`built_guest`]), and hand-made ELF images
+//! ([`elf`]). The command line's tests (kvmini-cli/tests) use them too.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -11,7 +11,6 @@ pub mod elf;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use kvmini::cpu::Ring;
@@ -66,7 +65,7 @@ pub fn kvm_or_skip() -> Option<Kvm> {
     match Kvm::open() {
         Ok(kvm) => Some(kvm),
         Err(e) => {
-            let why = kvmini::cli::error_chain(&e);
+            let why = error_chain(&e);
             if std::env::var_os(REQUIRE_KVM).is_some_and(|v| v == "1") {
                 panic!("{REQUIRE_KVM}=1 but KVM cannot be opened: {why}");
             }
@@ -120,14 +119,15 @@ pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
     run_config(kvm, config)
 }
 
-/// A command for the kvmini binary that cargo built for these tests.
-pub fn kvmini() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kvmini"))
-}
-
-/// Runs kvmini with `args` and returns its output.
-pub fn kvmini_output(args: &[&str]) -> Output {
-    kvmini().args(args).output().expect("kvmini starts")
+/// An error and its sources on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        line = format!("{line}: {e}");
+        source = e.source();
+    }
+    line
 }
 
 /// Text of a captured stream.

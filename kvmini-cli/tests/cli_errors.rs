@@ -13,7 +13,8 @@ use std::process::{Command, Output};
 
 use common::elf::{self, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC, PT_INTERP, PT_LOAD};
 use common::{kvm_or_skip, text};
-use kvmini::kvm::DEVICE_ENV;
+/// The environment variable that names the KVM device kvmini opens.
+const DEVICE_ENV: &str = "KVMINI_KVM_DEVICE";
 
 /// kvmini with a clean environment for what these tests check: the real
 /// KVM device, and no backtrace setting (so that a panic would print its

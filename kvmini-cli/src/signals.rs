@@ -6,12 +6,12 @@
 //! get their default disposition back (a parent may have ignored them, as a
 //! shell does for a background job), are blocked in every thread and taken
 //! by one thread with `sigtimedwait`, and the stop signal is unblocked on
-//! the main thread ([`crate::stop`]).
+//! the main thread ([`kvmini::stop`]).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use crate::stop::{self, StopHandle, StopReason};
+use kvmini::stop::{self, StopHandle, StopReason};
 
 /// The first SIGINT or SIGTERM received, 0 before.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
@@ -82,7 +82,9 @@ fn wait_for_signals(set: &libc::sigset_t, handle: &StopHandle, main: libc::pthre
             handle.stop(StopReason::Signal(sig));
         }
         if received().is_some() {
-            stop::kick_thread(main);
+            // SAFETY: `main` is the main thread, which lives as long as the
+            // process.
+            unsafe { stop::kick_thread(main) };
         }
     }
 }

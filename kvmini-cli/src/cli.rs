@@ -1,24 +1,74 @@
 //! The command line: `kvmini run`, `kvmini demo`, and the demo tour when no
-//! command is given. Parsing is clap's; everything else is the library's.
+//! command is given. Parsing is clap's; the command line builds each
+//! sandbox with the library's builder, and turns the library's errors,
+//! which carry data, into advice that names the options to change.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cpu::Ring;
-use crate::guests::{self, BuiltinGuest};
-use crate::kvm::Kvm;
-use crate::memory::{self, ByteSize};
-use crate::modes::{CpuMode, ModeError};
+use kvmini::cpu::Ring;
+use kvmini::grant::{GrantError, GrantSpec};
+use kvmini::guests::{self, BuiltinGuest};
+use kvmini::kvm::{Kvm, KvmError};
+use kvmini::loader::LoaderError;
+use kvmini::memory::{self, ByteSize};
+use kvmini::modes::{CpuMode, ModeError};
+use kvmini::output::Output;
+use kvmini::sandbox::{
+    format_regs, BuildError, Ending, Image, Outcome, Sandbox, SandboxBuilder, SandboxError,
+    Unserved, STATUS_KVMINI_ERROR,
+};
+use kvmini::seccomp::SeccompError;
+use kvmini::stop::StopHandle;
+use kvmini_abi::Port;
+
 // kvmini's own messages: never a panic, never a wait a stop signal cannot end.
 use crate::print::{eprintln, println};
-use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
-use crate::stop::StopHandle;
-use kvmini_abi::Port;
-use std::sync::OnceLock;
+
+/// Environment variable naming the KVM device to open instead of
+/// `/dev/kvm` (the tests use it to simulate a missing or forbidden device).
+pub const DEVICE_ENV: &str = "KVMINI_KVM_DEVICE";
+
+/// Opens the KVM device: the one [`DEVICE_ENV`] names, else `/dev/kvm`.
+fn open_kvm() -> Result<Kvm, KvmError> {
+    match std::env::var_os(DEVICE_ENV) {
+        Some(path) => Kvm::open_path(Path::new(&path)),
+        None => Kvm::open(),
+    }
+}
+
+/// The CPU modes as `--mode` takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// 16-bit real mode.
+    Real,
+    /// 32-bit protected mode without paging.
+    Protected,
+    /// 32-bit protected mode with 4 MiB pages.
+    Paged32,
+    /// 32-bit protected mode with PAE paging.
+    Pae32,
+    /// 64-bit long mode.
+    Long,
+}
+
+impl From<ModeArg> for CpuMode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Real => CpuMode::Real,
+            ModeArg::Protected => CpuMode::Protected,
+            ModeArg::Paged32 => CpuMode::Paged32,
+            ModeArg::Pae32 => CpuMode::Pae32,
+            ModeArg::Long => CpuMode::Long,
+        }
+    }
+}
 
 /// kvmini: a small, fast and secure hypervisor on the Linux KVM API.
 ///
@@ -51,8 +101,8 @@ pub struct MachineArgs {
     /// CPU mode the guest starts in: long (64-bit, the default) or, for
     /// flat images at ring 0, real, protected (32-bit, no paging), paged32
     /// (32-bit, 4 MiB pages) or pae32 (32-bit, PAE paging)
-    #[arg(long, value_enum, default_value_t = CpuMode::Long)]
-    pub mode: CpuMode,
+    #[arg(long, value_enum, default_value = "long")]
+    pub mode: ModeArg,
     /// Guest memory, a multiple of 2 MiB from 2M to 4G (K, M, G suffixes)
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub mem: String,
@@ -151,11 +201,22 @@ pub enum CliError {
         path: PathBuf,
         /// What is wrong with it.
         #[source]
-        source: crate::loader::LoaderError,
+        source: LoaderError,
     },
+    /// The guest file does not fit in guest memory.
+    #[error("{}: {error} (raise --mem)", .path.display())]
+    ImageTooLarge {
+        /// The path given.
+        path: PathBuf,
+        /// Where it would go, and where guest memory ends.
+        error: LoaderError,
+    },
+    /// A built-in guest does not fit in guest memory.
+    #[error("{0} (raise --mem)")]
+    NoRoom(LoaderError),
     /// The guest path is not a regular file, or too large.
     #[error(transparent)]
-    GuestFile(crate::loader::ImageFileError),
+    GuestFile(kvmini::loader::ImageFileError),
     /// The demo's temporary directory could not be made.
     #[error("cannot create the demo directory {}", .path.display())]
     DemoDir {
@@ -168,9 +229,36 @@ pub enum CliError {
     /// No built-in guest has that name.
     #[error("no built-in guest named {0:?} (kvmini demo --list shows them)")]
     UnknownDemo(String),
-    /// A `--dir` argument is wrong.
-    #[error(transparent)]
-    Grant(#[from] crate::grant::GrantError),
+    /// A `--dir` guest path is not absolute.
+    #[error("--dir {spec}: the guest path must be absolute, like /data")]
+    DirGuestPath {
+        /// The `--dir` argument.
+        spec: String,
+    },
+    /// A `--dir` argument ends in something that is neither a guest path
+    /// nor `:ro` or `:rw`.
+    #[error(
+        "--dir {spec}: unknown suffix :{suffix} (a grant ends in :ro or :rw, \
+         and a guest path is absolute, like HOST:/data)"
+    )]
+    DirSuffix {
+        /// The `--dir` argument.
+        spec: String,
+        /// What follows its last `:`.
+        suffix: String,
+    },
+    /// A granted host directory cannot be opened.
+    #[error("--dir {}: cannot open the host directory", .path.display())]
+    DirOpen {
+        /// The host path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Two `--dir` arguments grant one guest path.
+    #[error("--dir: {0} is granted twice")]
+    DirTwice(String),
     /// A granted host directory is missing or not a directory.
     #[error("--dir {}: {reason}", .path.display())]
     BadDir {
@@ -181,16 +269,77 @@ pub enum CliError {
     },
     /// A `--timeout` value is wrong.
     #[error(transparent)]
-    Duration(#[from] crate::stop::DurationError),
+    Duration(#[from] kvmini::stop::DurationError),
     /// Memory size problems.
     #[error(transparent)]
     Memory(#[from] memory::MemoryError),
     /// KVM could not be opened.
     #[error(transparent)]
-    Kvm(#[from] crate::kvm::KvmError),
+    Kvm(#[from] KvmError),
+    /// The mode cannot run this image or ring.
+    #[error("{}", mode_advice(.0))]
+    Mode(ModeError),
+    /// A built-in guest other than hello in a mode other than long mode.
+    #[error("--mode {0}: only the hello demo has a built-in image for this mode (kvmini demo hello --mode {0})")]
+    NoDemo(CpuMode),
+    /// The kernel refused the seccomp filter.
+    #[error("cannot install the seccomp filter (run with --no-seccomp to go without)")]
+    SeccompInstall(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The sandbox could not be built or run.
     #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(SandboxError),
+    /// The sandbox could not be built.
+    #[error(transparent)]
+    Build(BuildError),
+}
+
+/// `ModeError` as advice on the options.
+fn mode_advice(error: &ModeError) -> String {
+    match error {
+        ModeError::RingThree(mode) => format!(
+            "--ring 3 needs --mode long: in --mode {mode} the guest runs at ring 0 \
+             (leave --ring out, or give --ring 0)"
+        ),
+        ModeError::NotFlat(mode) => format!(
+            "--mode {mode} runs flat images only (run --flat IMAGE): ELF guests are 64-bit \
+             and run in long mode"
+        ),
+    }
+}
+
+impl From<GrantError> for CliError {
+    fn from(error: GrantError) -> Self {
+        match error {
+            GrantError::BadGuestPath { spec } => CliError::DirGuestPath { spec },
+            GrantError::UnknownSuffix { spec, suffix } => CliError::DirSuffix { spec, suffix },
+            GrantError::Open { path, source } => CliError::DirOpen { path, source },
+            GrantError::Duplicate(path) => CliError::DirTwice(path),
+        }
+    }
+}
+
+impl From<SandboxError> for CliError {
+    fn from(error: SandboxError) -> Self {
+        match error {
+            SandboxError::Grant(e) => e.into(),
+            SandboxError::Mode(e) => CliError::Mode(e),
+            SandboxError::Memory(e) => CliError::Memory(e),
+            SandboxError::Seccomp(SeccompError::Install(e)) => CliError::SeccompInstall(e.into()),
+            SandboxError::Loader(
+                e @ (LoaderError::SegmentPastWindow { .. } | LoaderError::FlatTooLarge { .. }),
+            ) => CliError::NoRoom(e),
+            other => CliError::Sandbox(other),
+        }
+    }
+}
+
+impl From<BuildError> for CliError {
+    fn from(error: BuildError) -> Self {
+        match error {
+            BuildError::Sandbox(e) => e.into(),
+            other => CliError::Build(other),
+        }
+    }
 }
 
 /// Parses the command line. Help and version go to stdout with status 0;
@@ -279,109 +428,145 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
-fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> {
-    let mem_size = memory::parse_size(&args.mem)?;
-    memory::check_size(mem_size)?;
-    let mut grants = Vec::new();
-    for spec in &args.dirs {
-        let grant = crate::grant::GrantSpec::parse(spec)?;
-        let reason = match std::fs::metadata(&grant.host) {
-            Err(_) => Some("no such directory"),
-            Ok(meta) if !meta.is_dir() => Some("not a directory"),
-            Ok(_) => None,
-        };
-        if let Some(reason) = reason {
-            return Err(CliError::BadDir {
-                path: grant.host,
-                reason,
-            });
+/// The machine options, parsed and checked as far as they can be without
+/// the image.
+#[derive(Debug)]
+struct Machine {
+    mem_size: u64,
+    grants: Vec<GrantSpec>,
+    ring: Option<Ring>,
+    timeout: Option<Duration>,
+    mode: CpuMode,
+    trace: bool,
+    stats: bool,
+    seccomp: bool,
+    hugepages: bool,
+    prefault: bool,
+    max_fds: u32,
+}
+
+impl Machine {
+    fn parse(args: &MachineArgs) -> Result<Self, CliError> {
+        let mem_size = memory::parse_size(&args.mem)?;
+        memory::check_size(mem_size)?;
+        let mut grants = Vec::new();
+        for spec in &args.dirs {
+            let grant = GrantSpec::parse(spec)?;
+            let reason = match std::fs::metadata(&grant.host) {
+                Err(_) => Some("no such directory"),
+                Ok(meta) if !meta.is_dir() => Some("not a directory"),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(CliError::BadDir {
+                    path: grant.host,
+                    reason,
+                });
+            }
+            grants.push(grant);
         }
-        grants.push(grant);
-    }
-    let ring = args
-        .ring
-        .as_deref()
-        .map(|r| if r == "0" { Ring::Zero } else { Ring::Three });
-    let timeout = args
-        .timeout
-        .as_deref()
-        .map(crate::stop::parse_duration)
-        .transpose()?;
-    crate::modes::check(args.mode, matches!(image, Image::Flat(_)), ring)
-        .map_err(crate::sandbox::SandboxError::from)?;
-    Ok(Config {
-        image,
-        mem_size,
-        ring,
-        trace: args.trace,
-        timing: args.stats,
-        grants,
-        max_fds: args.max_fds,
-        timeout,
-        stop: signal_stop_handle().clone(),
-        mode: args.mode,
-        seccomp: !args.no_seccomp,
-        args: Vec::new(),
-        backing: memory::Backing {
+        let ring = args
+            .ring
+            .as_deref()
+            .map(|r| if r == "0" { Ring::Zero } else { Ring::Three });
+        let timeout = args
+            .timeout
+            .as_deref()
+            .map(kvmini::stop::parse_duration)
+            .transpose()?;
+        Ok(Machine {
+            mem_size,
+            grants,
+            ring,
+            timeout,
+            mode: args.mode.into(),
+            trace: args.trace,
+            stats: args.stats,
+            seccomp: !args.no_seccomp,
             hugepages: args.hugepages,
             prefault: args.prefault,
-            snapshot: false,
-        },
-        host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
-    })
+            max_fds: args.max_fds,
+        })
+    }
+
+    /// `builder` with these options; the guest's stop handle is the one
+    /// SIGINT and SIGTERM trigger, and its trace goes to kvmini's stderr.
+    fn configure(&self, builder: SandboxBuilder) -> SandboxBuilder {
+        let mut builder = builder
+            .memory(self.mem_size)
+            .mode(self.mode)
+            .max_fds(self.max_fds)
+            .trace(if self.trace {
+                Output::Inherit
+            } else {
+                Output::Null
+            })
+            .timing(self.stats)
+            .seccomp(self.seccomp)
+            .hugepages(self.hugepages)
+            .prefault(self.prefault)
+            .stop_handle(signal_stop_handle().clone());
+        if let Some(ring) = self.ring {
+            builder = builder.ring(ring);
+        }
+        if let Some(limit) = self.timeout {
+            builder = builder.timeout(limit);
+        }
+        for grant in &self.grants {
+            builder = builder.dir(&grant.host, &grant.guest, grant.read_only);
+        }
+        builder
+    }
 }
 
 fn run(args: &RunArgs) -> Result<u8, CliError> {
     // Options first, then the image, then KVM: each error names the first
     // thing that is wrong, and no KVM is needed to find a bad argument.
-    let kind = if args.flat {
-        Image::Flat(Vec::new())
+    let machine = Machine::parse(&args.machine)?;
+    let builder = if args.flat {
+        Sandbox::builder().flat_file(&args.guest)
     } else {
-        Image::Elf(Vec::new())
+        Sandbox::builder().elf_file(&args.guest)
     };
-    let mut config = machine_config(kind, &args.machine)?;
-    if args.guest.is_dir() {
-        return Err(CliError::GuestIsDirectory(args.guest.clone()));
-    }
-    let bytes =
-        crate::loader::read_image_file(&args.guest, config.mem_size).map_err(|e| match e {
-            crate::loader::ImageFileError::Read { path, source } => {
-                CliError::ReadGuest { path, source }
-            }
-            other => CliError::GuestFile(other),
-        })?;
-    config.args = std::iter::once(args.guest.as_os_str())
+    let guest_args = std::iter::once(args.guest.as_os_str())
         .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
         .map(|a| a.as_encoded_bytes().to_vec())
-        .collect();
+        .collect::<Vec<_>>();
     let image_error = |source| match source {
-        crate::loader::LoaderError::NotElf => CliError::NotElf(args.guest.clone()),
+        LoaderError::NotElf => CliError::NotElf(args.guest.clone()),
+        error @ (LoaderError::SegmentPastWindow { .. } | LoaderError::FlatTooLarge { .. }) => {
+            CliError::ImageTooLarge {
+                path: args.guest.clone(),
+                error,
+            }
+        }
         source => CliError::Image {
             path: args.guest.clone(),
             source,
         },
     };
-    config.image = if args.flat {
-        Image::Flat(bytes)
-    } else {
-        crate::loader::parse_elf(&bytes).map_err(image_error)?;
-        Image::Elf(bytes)
+    let build_error = |e| match e {
+        BuildError::ReadImage { .. } | BuildError::ImageFile(_) if args.guest.is_dir() => {
+            CliError::GuestIsDirectory(args.guest.clone())
+        }
+        BuildError::ReadImage { path, source } => CliError::ReadGuest { path, source },
+        BuildError::ImageFile(e) => CliError::GuestFile(e),
+        BuildError::Sandbox(SandboxError::Loader(source)) => image_error(source),
+        e => e.into(),
     };
-    let kvm = Kvm::open()?;
+    let builder = machine
+        .configure(builder)
+        .args(guest_args)
+        .check()
+        .map_err(build_error)?;
+    let kvm = open_kvm()?;
     // Loading can still refuse the image (a segment beyond --mem): name it.
-    boot(&kvm, config, &args.machine).map_err(|e| match e {
-        CliError::Sandbox(crate::sandbox::SandboxError::Loader(source)) => image_error(source),
-        e => e,
-    })
-}
-
-fn boot(kvm: &Kvm, config: Config, args: &MachineArgs) -> Result<u8, CliError> {
-    let mut sandbox = Sandbox::new(kvm, config)?;
-    if args.verbose {
+    let mut sandbox = builder.build(&kvm).map_err(build_error)?;
+    if args.machine.verbose {
         print_setup(&mut sandbox);
     }
     let outcome = sandbox.run()?;
-    report(&outcome, args.stats, None);
+    report(&outcome, machine.stats, None);
     Ok(outcome.ending.status())
 }
 
@@ -396,18 +581,38 @@ fn demo(args: &DemoArgs) -> Result<u8, CliError> {
         Some(name) => vec![guests::find(name).ok_or_else(|| CliError::UnknownDemo(name.clone()))?],
         None => guests::ALL.iter().collect(),
     };
-    let configs = selected
-        .iter()
-        .map(|guest| machine_config(demo_image(guest, args.machine.mode)?, &args.machine))
-        .collect::<Result<Vec<_>, _>>()?;
-    let kvm = Kvm::open()?;
+    let mut runs = Vec::new();
+    for guest in selected {
+        let image = demo_image(guest, args.machine.mode.into())?;
+        let machine = Machine::parse(&args.machine)?;
+        let builder = match image {
+            Image::Elf(bytes) => Sandbox::builder().elf(bytes),
+            Image::Flat(bytes) => Sandbox::builder().flat(bytes),
+        };
+        let builder = machine.configure(builder).check()?;
+        let own_dir = machine.grants.first().map(|grant| grant.host.clone());
+        runs.push(DemoRun {
+            guest,
+            builder,
+            own_dir,
+        });
+    }
+    let kvm = open_kvm()?;
     // One guest prints as `kvmini run` would; several, as the tour does.
-    let sections = selected.len() > 1;
+    let sections = runs.len() > 1;
     let listing = Listing {
         verbose: args.machine.verbose,
         stats: args.machine.stats,
     };
-    in_turn(&kvm, selected.into_iter().zip(configs), listing, sections)
+    in_turn(&kvm, runs, listing, sections)
+}
+
+/// A built-in guest to run, with its options set.
+struct DemoRun<'g> {
+    guest: &'g BuiltinGuest,
+    builder: SandboxBuilder,
+    /// The host directory of the user's first `--dir`, if any.
+    own_dir: Option<PathBuf>,
 }
 
 /// What is printed about each run besides the guest's own output.
@@ -423,24 +628,24 @@ struct Listing {
 /// With `sections`, each guest's output, and its `--stats`, comes between
 /// a header that names it and a footer with its summary, as in the tour.
 /// Returns the first non-zero status, or a signal's at once.
-fn in_turn<'g>(
+fn in_turn(
     kvm: &Kvm,
-    runs: impl IntoIterator<Item = (&'g BuiltinGuest, Config)>,
+    runs: Vec<DemoRun<'_>>,
     listing: Listing,
     sections: bool,
 ) -> Result<u8, CliError> {
-    let runs: Vec<_> = runs.into_iter().collect();
     let total = runs.len();
     let mut worst = 0;
-    for (i, (guest, mut config)) in runs.into_iter().enumerate() {
+    for (i, run) in runs.into_iter().enumerate() {
+        let guest = run.guest;
         if sections {
             if i > 0 {
                 println!();
             }
             println!("=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
         }
-        let dir = DemoDir::grant(guest, &mut config)?;
-        let mut sandbox = Sandbox::new(kvm, config)?;
+        let (builder, dir) = DemoDir::grant(guest, run.builder, run.own_dir)?;
+        let mut sandbox = builder.build(kvm)?;
         if listing.verbose {
             print_setup(&mut sandbox);
         }
@@ -470,24 +675,29 @@ fn demo_image(guest: &BuiltinGuest, mode: CpuMode) -> Result<Image, CliError> {
     if mode == CpuMode::Long {
         return Ok(Image::Elf(guest.elf.to_vec()));
     }
-    match crate::modes::hello(mode) {
+    match kvmini::modes::hello(mode) {
         Some(flat) if guest.name == guests::HELLO.name => Ok(Image::Flat(flat.to_vec())),
-        _ => Err(crate::sandbox::SandboxError::from(ModeError::NoDemo(mode)).into()),
+        _ => Err(CliError::NoDemo(mode)),
     }
 }
 
 /// The demo tour: every built-in guest, each introduced, each with a
 /// summary of how it ended and what it cost in exits.
 fn tour() -> Result<u8, CliError> {
-    let kvm = Kvm::open()?;
+    let kvm = open_kvm()?;
     println!("kvmini demo tour: each guest runs in its own KVM virtual machine, at ring 3.");
     println!("(kvmini demo --list shows the guests; kvmini run GUEST.elf runs your own.)");
     println!();
-    let runs = guests::ALL.iter().map(|guest| {
-        let mut config = Config::new(Image::Elf(guest.elf.to_vec()));
-        config.stop = signal_stop_handle().clone();
-        (guest, config)
-    });
+    let runs = guests::ALL
+        .iter()
+        .map(|guest| DemoRun {
+            guest,
+            builder: Sandbox::builder()
+                .elf(guest.elf)
+                .stop_handle(signal_stop_handle().clone()),
+            own_dir: None,
+        })
+        .collect();
     in_turn(&kvm, runs, Listing::default(), true)
 }
 
@@ -499,15 +709,20 @@ struct DemoDir {
 }
 
 impl DemoDir {
-    fn grant(guest: &BuiltinGuest, config: &mut Config) -> Result<Option<Self>, CliError> {
+    fn grant(
+        guest: &BuiltinGuest,
+        builder: SandboxBuilder,
+        own_dir: Option<PathBuf>,
+    ) -> Result<(SandboxBuilder, Option<Self>), CliError> {
         if !guest.needs_dir {
-            return Ok(None);
+            return Ok((builder, None));
         }
-        if let Some(grant) = config.grants.first() {
-            return Ok(Some(DemoDir {
-                path: grant.host.clone(),
+        if let Some(path) = own_dir {
+            let dir = DemoDir {
+                path,
                 temporary: false,
-            }));
+            };
+            return Ok((builder, Some(dir)));
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -522,19 +737,16 @@ impl DemoDir {
             path: path.clone(),
             source,
         })?;
-        config.grants.push(crate::grant::GrantSpec {
-            host: path.clone(),
-            guest: "/".to_owned(),
-            read_only: false,
-        });
+        let builder = builder.dir(&path, "/", false);
         println!(
             "(the guest's / is the fresh host directory {})",
             path.display()
         );
-        Ok(Some(DemoDir {
+        let dir = DemoDir {
             path,
             temporary: true,
-        }))
+        };
+        Ok((builder, Some(dir)))
     }
 
     /// Prints what the guest left on the host's disk.
@@ -626,12 +838,17 @@ fn report_failure(outcome: &Outcome) {
                 format_regs(&outcome.regs)
             );
         }
-        Ending::Unserved(refused @ crate::sandbox::Unserved::ModeRefused(_)) => {
-            eprintln!("kvmini: {refused}");
+        Ending::Unserved(Unserved::ModeRefused(mode)) => {
+            eprintln!("kvmini: {}", refusal(*mode));
         }
         Ending::Unserved(what) => {
+            // Code that ring 0 cannot run on nested KVM runs at ring 3.
+            let advice = match what {
+                Unserved::InternalError { ring: 0, .. } => " (--ring 3)",
+                _ => "",
+            };
             eprintln!(
-                "kvmini: the guest made an exit kvmini does not serve: {what}.\n  {}",
+                "kvmini: the guest made an exit kvmini does not serve: {what}{advice}.\n  {}",
                 format_regs(&outcome.regs)
             );
         }
@@ -653,6 +870,23 @@ fn report_failure(outcome: &Outcome) {
         // Unix tool.
         Ending::Exited(_) | Ending::Halted | Ending::OutputClosed => {}
     }
+}
+
+/// The report of a mode the host's KVM would not run, with the modes to
+/// try instead.
+fn refusal(mode: CpuMode) -> String {
+    let instead = match mode {
+        CpuMode::Paged32 => {
+            "--mode pae32 or --mode long may work instead (--mode long does wherever kvmini runs; \
+             --mode protected runs 32-bit code without paging)"
+        }
+        _ => "--mode long works instead (--mode protected runs 32-bit code without paging)",
+    };
+    format!(
+        "this host's KVM refused to run --mode {mode} ({}): KVM_EXIT_SHUTDOWN before the first \
+         instruction completed (0 exits served); {instead}",
+        mode.description()
+    )
 }
 
 /// How the run ended if badly, and with `stats` its counts and times, each
@@ -722,7 +956,7 @@ fn print_setup(sandbox: &mut Sandbox) {
         );
     }
     if sandbox.mode() != CpuMode::Long {
-        for line in crate::modes::describe(sandbox.mode(), &layout, image.entry) {
+        for line in kvmini::modes::describe(sandbox.mode(), &layout, image.entry) {
             eprintln!("kvmini: {line}");
         }
         return;

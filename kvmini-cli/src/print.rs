@@ -74,7 +74,7 @@ pub fn write_all(fd: RawFd, mut data: &[u8]) {
         } else {
             data
         };
-        match crate::output::write_fd(fd, piece) {
+        match write_fd(fd, piece) {
             Ok(0) => return,
             Ok(n) => data = data.get(n..).unwrap_or_default(),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -85,6 +85,15 @@ pub fn write_all(fd: RawFd, mut data: &[u8]) {
             Err(_) => return,
         }
     }
+}
+
+/// One `write` to a descriptor of kvmini's, EINTR included: never the
+/// standard library's streams, which retry after EINTR and take a lock.
+fn write_fd(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: the kernel reads at most `data.len()` bytes from `data`; a
+    // descriptor that is not open is EBADF, not undefined behaviour.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// Whether `fd` takes a write now.

@@ -1,0 +1,16 @@
+//! The `kvmini` command: parse the command line, then build and run
+//! sandboxes with the kvmini library.
+
+mod cli;
+mod print;
+mod signals;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args_os()) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    cli::execute(args)
+}

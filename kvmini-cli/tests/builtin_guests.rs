@@ -1,0 +1,164 @@
+//! The built-in guests (`hello`, `hypercalls`), run through the library
+//! and through the kvmini binary.
+
+mod common;
+
+use common::{kvm_or_skip, kvmini_output, text, FILES_STDOUT};
+
+const HELLO_OUTPUT: &str = "Hello, world!\n";
+
+/// What the `hypercalls` guest prints, byte for byte.
+const HYPERCALLS_OUTPUT: &str = "\
+printVal(2026) sends a 32-bit value in one `out`:
+2026
+getNumExits() returns the exits so far, this one included:
+4
+display() hands kvmini one 32-bit guest virtual address. kvmini walks
+the guest's own page tables from CR3 to find each page of the string, and
+prints it all, up to the NUL, in this one exit. This paragraph starts 200
+bytes before a page boundary and ends on the next page.
+getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
+";
+
+/// Runs kvmini with `args`, checks that the guest printed exactly `stdout`
+/// and kvmini exited 0, and returns kvmini's stderr.
+#[track_caller]
+fn cli_run(args: &[&str], stdout: &str) -> String {
+    let out = kvmini_output(args);
+    assert_eq!(text(&out.stdout), stdout);
+    assert_eq!(out.status.code(), Some(0));
+    text(&out.stderr)
+}
+
+#[test]
+fn cli_demo_hello_prints_hello() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let stderr = cli_run(&["demo", "hello"], HELLO_OUTPUT);
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn cli_demo_hypercalls_prints_exactly() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    cli_run(&["demo", "hypercalls"], HYPERCALLS_OUTPUT);
+}
+
+#[test]
+fn cli_stats_report_rax_42() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let stderr = cli_run(&["demo", "hello", "--stats"], HELLO_OUTPUT);
+    assert!(stderr.contains("rax=0x2a (42)"), "{stderr}");
+    assert!(
+        stderr.contains("kvmini: 15 exits: io 15, hlt 0, mmio 0, other 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kvmini: by hypercall: console 14, halt 1\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_tour_runs_every_guest() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(HELLO_OUTPUT), "{stdout}");
+    assert!(stdout.contains(HYPERCALLS_OUTPUT), "{stdout}");
+    assert!(
+        stdout.contains(
+            "--- hello: halted after 15 exits (console 14, halt 1), RAX = 42, status 0\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "--- hypercalls: exit(0) after 10 exits \
+             (printVal 2, getNumExits 3, display 4, exit 1), RAX = 0, status 0\n"
+        ),
+        "{stdout}"
+    );
+    // Hello's output comes before the hypercalls guest's.
+    let hello = stdout.find(HELLO_OUTPUT);
+    let hypercalls = stdout.find(HYPERCALLS_OUTPUT);
+    assert!(hello < hypercalls, "{stdout}");
+}
+
+#[test]
+fn cli_demo_list_names_every_guest() {
+    // Listing runs no guest, so it needs no KVM.
+    let out = kvmini_output(&["demo", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["hello", "hypercalls", "files"], "{stdout}");
+    for guest in kvmini::guests::ALL {
+        assert!(stdout.contains(guest.summary), "{stdout}");
+    }
+}
+
+#[test]
+fn cli_trace_prints_one_line_per_exit() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let stderr = cli_run(&["demo", "hello", "--trace"], HELLO_OUTPUT);
+    let exits: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("[exit"))
+        .collect();
+    assert_eq!(exits.len(), 15, "{stderr}");
+    assert!(exits[0].starts_with("[exit      1] "), "{stderr}");
+    assert!(
+        exits[0].ends_with("io out port=0x00e9 (console) size=1 count=1 value=0x48"),
+        "{stderr}"
+    );
+    assert!(
+        exits[14].ends_with("io out port=0x0404 (halt) size=1 count=1 value=0x2a"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_verbose_describes_the_machine() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let stderr = cli_run(&["demo", "hello", "--verbose"], HELLO_OUTPUT);
+    for needle in ["PML4", "GDT", "IDT", "kvm_run", "RIP = 0x100000", "ring 3"] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn files_demo_shows_the_result_on_disk_and_cleans_up() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini_output(&["demo", "files"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(FILES_STDOUT), "{stdout}");
+    assert!(
+        stdout.contains("  batch.txt (40 bytes)\n  notes.txt (71 bytes)\n  reports/\n  reports/squares.txt (77 bytes)\n"),
+        "{stdout}"
+    );
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("(the guest's / is the fresh host directory "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("the demo names its directory");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was left behind");
+}

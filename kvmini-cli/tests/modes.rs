@@ -1,0 +1,444 @@
+//! The classic CPU modes (`--mode`): the built-in flat hello of each mode,
+//! the `display` hypercall from 16- and 32-bit code, `--verbose`'s
+//! register setup, and the refusals.
+//!
+//! Some hosts' KVM cannot run 32-bit paging: nested KVM through kvm-pvm
+//! ends such a guest with `KVM_EXIT_SHUTDOWN` before its first
+//! instruction. To tell that from a kvmini bug, a probe here builds a tiny
+//! VM of its own with kvm-ioctls, without kvmini, and runs two
+//! instructions under the same kind of paging. When the probe gets a
+//! shutdown, the test checks that kvmini reports the refusal instead.
+
+mod common;
+
+use common::{by_hypercall, kvm_or_skip, kvmini_output, run_config, text, Finished};
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::VcpuExit;
+use kvmini::cpu::Ring;
+use kvmini::kvm::Kvm;
+use kvmini::modes::{self, CpuMode};
+use kvmini::sandbox::{Config, Ending, Image, Unserved};
+use kvmini_abi::Port;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// The two kinds of 32-bit paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paging32 {
+    /// Two-level, 4 MiB pages (CR4.PSE): what `--mode paged32` uses.
+    NonPae,
+    /// Three-level PAE, 2 MiB pages (CR4.PAE): what `--mode pae32` uses.
+    Pae,
+}
+
+impl Paging32 {
+    fn mode(self) -> CpuMode {
+        match self {
+            Paging32::NonPae => CpuMode::Paged32,
+            Paging32::Pae => CpuMode::Pae32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Paging32::NonPae => "32-bit non-PAE paging",
+            Paging32::Pae => "32-bit PAE paging",
+        }
+    }
+}
+
+/// Whether this host's KVM runs 32-bit code under `paging`: a VM built here
+/// with kvm-ioctls alone (no kvmini code), 4 MiB of memory, an identity
+/// map of the first 4 MiB (non-PAE) or 2 MiB (PAE) with one large page,
+/// flat 32-bit segments, and two instructions at 0: `nop; hlt`. `true` when
+/// it halts, `false` when KVM ends it with `KVM_EXIT_SHUTDOWN`; anything
+/// else fails the test.
+fn host_runs(kvm: &Kvm, paging: Paging32) -> bool {
+    const SIZE: usize = 4 << 20;
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), SIZE)]).expect("4 MiB");
+    mem.write_slice(&[0x90, 0xF4], GuestAddress(0)) // nop; hlt
+        .expect("code");
+    let (cr3, cr4) = match paging {
+        Paging32::NonPae => {
+            // Page directory at 0x1000: entry 0 = a 4 MiB page at 0 (P, RW, PS).
+            mem.write_obj(0x83u32, GuestAddress(0x1000)).expect("PD");
+            (0x1000, 1 << 4) // CR4.PSE
+        }
+        Paging32::Pae => {
+            // PDPT at 0x1000 -> page directory at 0x2000: entry 0 = a
+            // 2 MiB page at 0 (P, RW, PS).
+            mem.write_obj(0x2001u64, GuestAddress(0x1000))
+                .expect("PDPT");
+            mem.write_obj(0x83u64, GuestAddress(0x2000)).expect("PD");
+            (0x1000, 1 << 5) // CR4.PAE
+        }
+    };
+    let handle = kvm.handle();
+    let vm = handle.create_vm().expect("probe VM");
+    let host = mem.get_host_address(GuestAddress(0)).expect("host address") as u64;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: SIZE as u64,
+        userspace_addr: host,
+    };
+    // SAFETY: the region is `mem`'s one mapping, which lives until the end
+    // of this function, after `vm` (declared later, so dropped first).
+    unsafe { vm.set_user_memory_region(region) }.expect("probe memory");
+    let mut vcpu = vm.create_vcpu(0).expect("probe vCPU");
+    let cpuid = handle
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .expect("supported CPUID");
+    vcpu.set_cpuid2(&cpuid).expect("probe CPUID");
+    let mut sregs = vcpu.get_sregs().expect("probe sregs");
+    let flat = |selector, type_| kvm_segment {
+        base: 0,
+        limit: 0xFFFF_FFFF,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    sregs.cs = flat(0x08, 0xB);
+    sregs.ds = flat(0x10, 0x3);
+    sregs.es = sregs.ds;
+    sregs.ss = sregs.ds;
+    sregs.cr3 = cr3;
+    sregs.cr4 = cr4;
+    sregs.cr0 = (1 << 31) | (1 << 4) | 1; // PG, ET, PE
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs).expect("probe sregs");
+    vcpu.set_regs(&kvm_regs {
+        rip: 0,
+        rsp: 0x3000,
+        rflags: 2,
+        ..Default::default()
+    })
+    .expect("probe regs");
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => true,
+        Ok(VcpuExit::Shutdown) => false,
+        other => panic!("the {} probe ended with {other:?}", paging.name()),
+    }
+}
+
+/// `host_runs`, or `None` (skipped) without KVM.
+fn probe(paging: Paging32) -> Option<bool> {
+    let kvm = kvm_or_skip()?;
+    let runs = host_runs(&kvm, paging);
+    if !runs {
+        eprintln!(
+            "note: this host's KVM refuses {} (a probe on kvm-ioctls got KVM_EXIT_SHUTDOWN): \
+             expecting kvmini to report that refusal, status 126; the 32-bit walks are \
+             checked without KVM by modes::tests::display_walks_the_32_bit_tables_kvmini_writes",
+            paging.name()
+        );
+    }
+    Some(runs)
+}
+
+/// Runs the flat `image` in `mode` through the library.
+fn run_mode(kvm: &Kvm, mode: CpuMode, image: &[u8]) -> Finished {
+    let mut config = Config::new(Image::Flat(image.to_vec()));
+    config.mode = mode;
+    run_config(kvm, config)
+}
+
+/// Checks a finished classic hello: its output, 14 console exits and one
+/// `hlt`, 42 in (E)AX and at guest physical 0x400, RIP past the `hlt`.
+fn assert_hello(run: &Finished, image: &[u8]) {
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, Ending::Halted);
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 15);
+    assert_eq!(
+        (stats.io_exits, stats.hlt_exits, stats.other_exits),
+        (14, 1, 0)
+    );
+    assert_eq!(stats.by_hypercall, by_hypercall(&[(Port::Console, 14)]));
+    assert_eq!(run.outcome.regs.rax, 42);
+    assert_eq!(run.outcome.regs.rip, image.len() as u64);
+    let answer: u64 = run
+        .sandbox
+        .memory()
+        .read_obj(GuestAddress(0x400))
+        .expect("0x400 is guest memory");
+    assert_eq!(answer, 42);
+}
+
+/// Checks that kvmini reported the host's refusal of `mode`: the first and
+/// only exit a shutdown, nothing printed, status 126.
+fn assert_refused(run: &Finished, mode: CpuMode) {
+    assert_eq!(
+        run.outcome.ending,
+        Ending::Unserved(Unserved::ModeRefused(mode))
+    );
+    assert_eq!(run.outcome.ending.status(), 126);
+    assert_eq!(run.stdout, b"");
+    assert_eq!(
+        (run.outcome.stats.exits, run.outcome.stats.other_exits),
+        (1, 1)
+    );
+}
+
+/// The one-line report of the binary when the host refuses `mode`.
+fn refusal_line(mode: CpuMode) -> String {
+    let (name, what, instead) = match mode {
+        CpuMode::Paged32 => (
+            "paged32",
+            "32-bit protected mode with two-level (non-PAE) paging",
+            "--mode pae32 or --mode long may work instead (--mode long does wherever kvmini \
+             runs; --mode protected runs 32-bit code without paging)",
+        ),
+        CpuMode::Pae32 => (
+            "pae32",
+            "32-bit protected mode with PAE paging",
+            "--mode long works instead (--mode protected runs 32-bit code without paging)",
+        ),
+        other => panic!("no host refuses --mode {other}"),
+    };
+    format!(
+        "kvmini: this host's KVM refused to run --mode {name} ({what}): KVM_EXIT_SHUTDOWN \
+         before the first instruction completed (0 exits served); {instead}\n"
+    )
+}
+
+/// Runs `kvmini ARGS`, checks its status, and returns (stdout, stderr).
+fn kvmini_status(args: &[&str], status: i32) -> (String, String) {
+    let out = kvmini_output(args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(status),
+        "kvmini {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// The hello of a paged 32-bit mode: the full check where the probe runs,
+/// the refusal (library and binary) where it gets a shutdown.
+fn paged_hello(paging: Paging32) {
+    let Some(host_runs) = probe(paging) else {
+        return;
+    };
+    let Some(kvm) = kvm_or_skip() else { return };
+    let mode = paging.mode();
+    let run = run_mode(&kvm, mode, modes::HELLO_32);
+    if host_runs {
+        assert_hello(&run, modes::HELLO_32);
+        return;
+    }
+    assert_refused(&run, mode);
+    let (stdout, stderr) = kvmini_status(&["demo", "hello", "--mode", mode.name()], 126);
+    assert_eq!(stdout, "");
+    assert_eq!(stderr, refusal_line(mode));
+}
+
+#[test]
+fn paged32_hello_or_the_hosts_refusal() {
+    paged_hello(Paging32::NonPae);
+}
+
+#[test]
+fn pae32_hello_or_the_hosts_refusal() {
+    paged_hello(Paging32::Pae);
+}
+
+#[test]
+fn long_mode_is_the_default_and_unchanged() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    assert_eq!(Config::new(Image::Flat(vec![0xF4])).mode, CpuMode::Long);
+    // The 64-bit classic hello, as a flat image in long mode.
+    #[rustfmt::skip]
+    let hello64 = [
+        &[0x66, 0xBA, 0xE9, 0x00][..],               // mov dx, 0xE9
+        &b"Hello, world!\n".iter().flat_map(|&c| [0xB0, c, 0xEE]).collect::<Vec<u8>>(),
+                                                     // mov al, c; out dx, al
+        &[0x48, 0xC7, 0x04, 0x25, 0x00, 0x04, 0x00, 0x00,
+          0x2A, 0x00, 0x00, 0x00],                   // mov qword [0x400], 42
+        &[0xB8, 0x2A, 0x00, 0x00, 0x00],             // mov eax, 42
+        &[0xF4],                                     // hlt
+    ]
+    .concat();
+    let run = run_mode(&kvm, CpuMode::Long, &hello64);
+    assert_hello(&run, &hello64);
+    // `demo hello --mode long` is the ring-3 Rust hello, as without --mode.
+    let plain = kvmini_status(&["demo", "hello"], 0);
+    let long = kvmini_status(&["demo", "hello", "--mode", "long"], 0);
+    assert_eq!(plain, ("Hello, world!\n".to_owned(), String::new()));
+    assert_eq!(long, plain);
+    let (_, verbose) = kvmini_status(&["demo", "hello", "--mode", "long", "--verbose"], 0);
+    assert!(
+        verbose.contains("kvmini: vCPU: 64-bit long mode, ring 3,"),
+        "{verbose}"
+    );
+}
+
+#[test]
+fn every_mode_through_the_binary() {
+    let Some(_) = kvm_or_skip() else { return };
+    let Some(non_pae) = probe(Paging32::NonPae) else {
+        return;
+    };
+    let Some(pae) = probe(Paging32::Pae) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for mode in CpuMode::ALL {
+        let hello = match modes::hello(mode) {
+            Some(image) => image,
+            None => continue,
+        };
+        let path = dir.path().join(format!("{mode}.bin"));
+        std::fs::write(&path, hello).expect("write the image");
+        let runs = match mode {
+            CpuMode::Paged32 => non_pae,
+            CpuMode::Pae32 => pae,
+            _ => true,
+        };
+        let path = path.to_str().expect("UTF-8 temp path");
+        for args in [
+            vec!["run", "--flat", path, "--mode", mode.name(), "--stats"],
+            vec!["demo", "hello", "--mode", mode.name(), "--stats"],
+        ] {
+            if runs {
+                let (stdout, stderr) = kvmini_status(&args, 0);
+                assert_eq!(stdout, "Hello, world!\n", "{args:?}");
+                assert!(
+                    stderr.contains("kvmini: 15 exits: io 14, hlt 1, mmio 0, other 0;"),
+                    "{args:?}: {stderr}"
+                );
+                assert!(
+                    stderr.contains("kvmini: final rip=")
+                        && stderr.contains(" rax=0x2a (42), status 0"),
+                    "{args:?}: {stderr}"
+                );
+            } else {
+                let (stdout, stderr) = kvmini_status(&args, 126);
+                assert_eq!(stdout, "");
+                assert!(stderr.starts_with(&refusal_line(mode)), "{stderr}");
+            }
+        }
+    }
+}
+
+#[test]
+fn verbose_shows_each_modes_registers() {
+    let Some(_) = kvm_or_skip() else { return };
+    let cases: [(CpuMode, &[&str]); 4] = [
+        (
+            CpuMode::Real,
+            &[
+                "kvmini: vCPU: 16-bit real mode (--mode real), ring 0, CS:IP = 0x0:0x0 (entry), SS:SP = 0x0:0x7000\n",
+                "kvmini:   CR0 = 0x10 (ET), CR4 = 0, EFER = 0\n",
+                "kvmini:   CS = 0x0 (base 0x0, limit 0xffff, 16-bit code, DPL 0), \
+                 DS = ES = FS = GS = SS = 0x0 (base 0x0, limit 0xffff, 16-bit data, DPL 0)\n",
+                "no GDT, no page tables; IDTR base 0x0, limit 0x3ff: the interrupt vector table",
+            ],
+        ),
+        (
+            CpuMode::Protected,
+            &[
+                "kvmini: vCPU: 32-bit protected mode without paging (--mode protected), ring 0, EIP = 0x0 (entry), ESP = ",
+                "kvmini:   CR0 = 0x11 (PE|ET), CR4 = 0, EFER = 0\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0), \
+                 DS = ES = FS = GS = SS = 0x10 (base 0x0, limit 0xffffffff, 32-bit data, DPL 0)\n",
+                "GDT at 0x3ff8000, limit 0x17: null, 32-bit code 0x8, 32-bit data 0x10",
+            ],
+        ),
+        (
+            CpuMode::Paged32,
+            &[
+                "kvmini:   CR0 = 0x80000011 (PE|ET|PG), CR4 = 0x10 (PSE), EFER = 0, CR3 = 0x3ff0000 (page directory)\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0)",
+                "4 MiB pages (PS), identity-mapped",
+                "page directory (CR3), 4 MiB pages",
+            ],
+        ),
+        (
+            CpuMode::Pae32,
+            &[
+                "kvmini:   CR0 = 0x80000011 (PE|ET|PG), CR4 = 0x20 (PAE), EFER = 0, CR3 = 0x3ff0000 (PDPT)\n",
+                "kvmini:   CS = 0x8 (base 0x0, limit 0xffffffff, 32-bit code, DPL 0)",
+                "page tables: PDPT at 0x3ff0000, page directories from 0x3ff2000, 2 MiB pages (PS)",
+                "PDPT (CR3)",
+            ],
+        ),
+    ];
+    for (mode, expected) in cases {
+        // The setup is printed before the run, whether the host runs it or not.
+        let out = kvmini_output(&["demo", "hello", "--mode", mode.name(), "--verbose"]);
+        let stderr = text(&out.stderr);
+        for line in expected {
+            assert!(
+                stderr.contains(line),
+                "--mode {mode}: {line:?} not in\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("64-bit long mode"), "{stderr}");
+    }
+}
+
+/// Checks that kvmini refuses `args` with status 125 and one line.
+fn refused(args: &[&str]) -> String {
+    let (stdout, stderr) = kvmini_status(args, 125);
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn modes_other_than_long_take_flat_images_at_ring_0() {
+    assert_eq!(
+        refused(&["demo", "hello", "--mode", "real", "--ring", "3"]),
+        "kvmini: --ring 3 needs --mode long: in --mode real the guest runs at ring 0 \
+         (leave --ring out, or give --ring 0)\n"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("hello.bin");
+    std::fs::write(&image, modes::HELLO_32).expect("write the image");
+    let image = image.to_str().expect("UTF-8 temp path");
+    assert_eq!(
+        refused(&["run", "--flat", image, "--mode", "pae32", "--ring", "3"]),
+        "kvmini: --ring 3 needs --mode long: in --mode pae32 the guest runs at ring 0 \
+         (leave --ring out, or give --ring 0)\n"
+    );
+    assert_eq!(
+        refused(&["run", image, "--mode", "protected"]),
+        "kvmini: --mode protected runs flat images only (run --flat IMAGE): \
+         ELF guests are 64-bit and run in long mode\n"
+    );
+    assert_eq!(
+        refused(&["demo", "hypercalls", "--mode", "real"]),
+        "kvmini: --mode real: only the hello demo has a built-in image for this mode \
+         (kvmini demo hello --mode real)\n"
+    );
+    // clap's whole message, the possible values included.
+    let (stdout, stderr) = kvmini_status(&["demo", "hello", "--mode", "v86"], 125);
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "kvmini: invalid value 'v86' for '--mode <MODE>'\n  \
+         [possible values: real, protected, paged32, pae32, long]\n\
+         \n\
+         For more information, try '--help'.\n"
+    );
+    // The library refuses the same.
+    let Some(kvm) = kvm_or_skip() else { return };
+    let mut config = Config::new(Image::Flat(modes::HELLO_REAL.to_vec()));
+    config.mode = CpuMode::Real;
+    config.ring = Some(Ring::Three);
+    let error = kvmini::sandbox::Sandbox::new(&kvm, config).expect_err("ring 3 is refused");
+    assert_eq!(
+        error.to_string(),
+        modes::ModeError::RingThree(CpuMode::Real).to_string()
+    );
+}
