@@ -28,6 +28,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use kvmini::arch::x86_64::page_tables;
 use kvmini::layout::Layout;
 use kvmini::memory::{self, GuestMemory};
 use kvmini::paging::{self, Access, CpuPaging, Paging, PagingError, PagingMode, Translation};
@@ -706,7 +707,7 @@ fuzz_target!(|input: Input| {
     let layout = Layout::new(size);
     let mut built = None;
     if input.identity_map {
-        paging::build_identity_map(&mem, &layout, input.map_null_page).expect("identity map");
+        page_tables::build_identity_map(&mem, &layout, input.map_null_page).expect("identity map");
         built = Some(table_bytes(&mem, &layout));
     }
     for edit in input.edits.iter().take(MAX_EDITS) {
@@ -721,7 +722,7 @@ fuzz_target!(|input: Input| {
             // kvmini's long mode leaves EFER.NXE clear.
             let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
             let walked = GuestView::new(&mem, long, layout.pml4(), true);
-            let range = paging::user_identity_range(&layout, input.map_null_page);
+            let range = page_tables::user_identity_range(&layout, input.map_null_page);
             (walked, walked.with_identity(range))
         });
     let mode = input.mode;

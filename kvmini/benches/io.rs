@@ -420,7 +420,10 @@ fn parts(kvm: &Kvm) {
         sandbox.layout().pml4(),
         true,
     );
-    let identity = view.with_identity(kvmini::paging::user_identity_range(sandbox.layout(), false));
+    let identity = view.with_identity(kvmini::arch::x86_64::page_tables::user_identity_range(
+        sandbox.layout(),
+        false,
+    ));
     let mut pieces = Vec::new();
     for (how, view) in [("", view), ("_identity", identity)] {
         for (name, at) in [("4k", 0x10_2000u64), ("2m", 0x40_0000)] {

@@ -470,7 +470,7 @@ fn demo_image(guest: &BuiltinGuest, mode: CpuMode) -> Result<Image, CliError> {
     if mode == CpuMode::Long {
         return Ok(Image::Elf(guest.elf.to_vec()));
     }
-    match crate::modes::hello(mode) {
+    match crate::guests::hello(mode) {
         Some(flat) if guest.name == guests::HELLO.name => Ok(Image::Flat(flat.to_vec())),
         _ => Err(crate::sandbox::SandboxError::from(ModeError::NoDemo(mode)).into()),
     }
@@ -722,7 +722,7 @@ fn print_setup(sandbox: &mut Sandbox) {
         );
     }
     if sandbox.mode() != CpuMode::Long {
-        for line in crate::modes::describe(sandbox.mode(), &layout, image.entry) {
+        for line in crate::verbose::describe(sandbox.mode(), &layout, image.entry) {
             eprintln!("kvmini: {line}");
         }
         return;

@@ -407,17 +407,18 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     use super::*;
+    use crate::arch::x86_64::page_tables;
     use crate::grant::Grants;
     use crate::layout::Layout;
     use crate::output::{Capture, Input};
-    use crate::paging::{self, CpuPaging, Paging, PagingMode};
+    use crate::paging::{CpuPaging, Paging, PagingMode};
 
     #[test]
     fn display_prints_straight_from_guest_pages_or_only_warns() {
         let size = 4 << 20;
         let mem = crate::memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
         // Virtual 0x400000 -> physical 0x203000 and 0x401000 -> 0x201000.
         let pml4 = crate::view::map_user_pages(&mem, [0x20_3000, 0x20_1000]);
         mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
@@ -433,7 +434,7 @@ mod tests {
         let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
         let hand_made = GuestView::new(&mem, long, pml4, true);
         let own = GuestView::new(&mem, long, layout.pml4(), true)
-            .with_identity(paging::user_identity_range(&layout, false));
+            .with_identity(page_tables::user_identity_range(&layout, false));
         for (view, gva) in [
             (&hand_made, 0x40_0FFE),
             (&own, 0x10_8000),
@@ -465,13 +466,13 @@ mod tests {
         let size = 4 << 20;
         let mem = crate::memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
         let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
         let (stdout, warnings) = (Capture::new(), Capture::new());
         let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["a"]);
         let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
         let view = GuestView::new(&mem, long, layout.pml4(), true)
-            .with_identity(paging::user_identity_range(&layout, false));
+            .with_identity(page_tables::user_identity_range(&layout, false));
         let tops = [0, 1, 7, 8, 23, 55, 56, 63, 64, 4095];
         let (args_at, entries_at) = (0x10_0000u64, 0x10_1000u64);
         for port in Port::ALL.into_iter().filter(|p| p.batchable()) {

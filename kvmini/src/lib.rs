@@ -53,6 +53,7 @@ pub mod signals;
 pub mod stop;
 pub mod vcpu;
 pub mod vcpu_thread;
+pub mod verbose;
 pub mod view;
 pub mod vm;
 pub mod xstate;

@@ -74,7 +74,8 @@ impl<'a> GuestView<'a> {
     /// Declares that within `range` virtual address == physical address and
     /// the guest may read and write: true of a ring-3 long-mode guest whose
     /// CR3 is kvmini's own identity map, as it can change neither CR3 nor
-    /// those supervisor-only tables (see [`paging::user_identity_range`]).
+    /// those supervisor-only tables (see
+    /// [`crate::arch::x86_64::page_tables::user_identity_range`]).
     /// A buffer wholly inside `range` (and guest memory) is then one piece,
     /// found without a page walk; anything else is walked as usual, which
     /// gives the exact error.
@@ -418,7 +419,7 @@ fn extend_run(
 /// Returns the PML4's address, for CR3.
 #[cfg(test)]
 pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = u64>) -> u64 {
-    use crate::paging::{PTE_P, PTE_RW, PTE_US};
+    use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
     let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
     let user = PTE_P | PTE_RW | PTE_US;
     let tables = [(pml4, pdpt), (pdpt, pd), (pd + 2 * 8, pt)];
@@ -433,11 +434,11 @@ pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
+    use crate::arch::x86_64::page_tables::{build_identity_map, user_identity_range};
     use crate::layout::Layout;
     use crate::memory;
-    use crate::paging::{
-        build_identity_map, user_identity_range, CpuPaging, PagingMode, PTE_P, PTE_RW, PTE_US,
-    };
+    use crate::paging::{CpuPaging, PagingMode};
 
     fn paging(mode: PagingMode) -> Paging {
         Paging::new(mode, false, CpuPaging::ALL_FEATURES)

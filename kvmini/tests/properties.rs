@@ -11,6 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use kvmini::arch::x86_64::page_tables;
 use kvmini::fs::Filesystem;
 use kvmini::grant::{normalize, GrantSpec, Grants};
 use kvmini::hypercall::{Action, Hypercalls};
@@ -95,7 +96,7 @@ fn image(size: u64, identity: bool, edits: &[Edit]) -> (GuestMemory, Layout) {
     let mem = memory::allocate(size).unwrap();
     let layout = Layout::new(size);
     if identity {
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
     }
     apply(&mem, size, edits);
     (mem, layout)
@@ -462,7 +463,7 @@ proptest! {
     ) {
         let mem = memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, map_null_page).unwrap();
+        page_tables::build_identity_map(&mem, &layout, map_null_page).unwrap();
         let top = layout.system_base;
         let below: Vec<Edit> = edits
             .into_iter()
@@ -486,7 +487,7 @@ proptest! {
             }
         }
         let walked = GuestView::new(&mem, KVMINI_LONG, layout.pml4(), true);
-        let fast = walked.with_identity(paging::user_identity_range(&layout, map_null_page));
+        let fast = walked.with_identity(page_tables::user_identity_range(&layout, map_null_page));
         for (start, len, write, limit) in buffers {
             let gva = match start {
                 Start::Any(gva) => gva,
@@ -1055,7 +1056,7 @@ fn call() -> impl Strategy<Value = Call> {
 /// of the lower half of the address space, as a guest at ring 0 may: the
 /// same bytes, reachable through 2^46 addresses.
 fn aliased_tables(mem: &GuestMemory) -> u64 {
-    use kvmini::paging::{PTE_P, PTE_PS, PTE_RW, PTE_US};
+    use kvmini::arch::x86_64::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US};
     let (pml4, pdpt, pd) = (0x1C_0000u64, 0x1C_1000u64, 0x1C_2000u64);
     let table = PTE_P | PTE_RW | PTE_US;
     for i in 0..512u64 {
