@@ -53,6 +53,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
+use kvmini::addr::Gva;
 use kvmini::arch::x86_64::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US};
 use kvmini::arch::x86_64::page_tables;
 use kvmini::fs::Filesystem;
@@ -1123,7 +1124,7 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
             }
             Action::Resume => {
                 if let Some(at) = result_at {
-                    if let Ok(result) = view.read_obj::<i64>(at) {
+                    if let Ok(result) = view.read_obj::<i64>(Gva::new(at)) {
                         assert!(result >= -4095, "{} gave {result}", port.name());
                     }
                 }

@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod arch;
 pub mod builder;
 pub mod cli;

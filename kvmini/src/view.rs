@@ -5,11 +5,12 @@
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
+use crate::addr::{Gpa, Gva};
 use crate::memory::{self, GuestMemory};
 use crate::paging::{self, Access, Paging, PagingError};
 
 /// Errors of reading guest buffers and strings.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ViewError {
     /// An address could not be translated or is not accessible.
     #[error(transparent)]
@@ -18,15 +19,23 @@ pub enum ViewError {
     #[error("address {gva:#x} maps to {gpa:#x}, outside guest memory")]
     OutsideMemory {
         /// Guest virtual address.
-        gva: u64,
+        gva: Gva,
         /// Where it maps.
-        gpa: u64,
+        gpa: Gpa,
     },
     /// A buffer longer than guest memory itself.
     #[error("buffer at {gva:#x} of {len} bytes is longer than guest memory")]
     TooLong {
         /// Start of the buffer.
-        gva: u64,
+        gva: Gva,
+        /// Its length.
+        len: u64,
+    },
+    /// A buffer whose end is past the top of the address space.
+    #[error("buffer at {gva:#x} of {len} bytes runs past the end of the address space")]
+    Overflow {
+        /// Start of the buffer.
+        gva: Gva,
         /// Its length.
         len: u64,
     },
@@ -34,7 +43,7 @@ pub enum ViewError {
     #[error("string at {gva:#x} has no NUL terminator within {limit} bytes")]
     Unterminated {
         /// Start of the string.
-        gva: u64,
+        gva: Gva,
         /// How far kvmini looked.
         limit: u64,
     },
@@ -86,25 +95,26 @@ impl<'a> GuestView<'a> {
     }
 
     /// Whether `[gva, end)` lies inside the identity range and guest memory.
-    fn is_identity(&self, gva: u64, end: u64) -> bool {
-        self.identity_start <= gva && end <= self.identity_end && end <= self.memory_size()
+    fn is_identity(&self, gva: Gva, end: u64) -> bool {
+        self.identity_start <= gva.raw() && end <= self.identity_end && end <= self.memory_size()
     }
 
     /// Bytes from `gva` to the end of the identity range (or of guest
     /// memory, if sooner), when `gva` lies inside both.
-    fn identity_span(&self, gva: u64) -> Option<u64> {
+    fn identity_span(&self, gva: Gva) -> Option<u64> {
         let top = self.identity_end.min(self.memory_size());
-        (self.identity_start <= gva && gva < top).then(|| top - gva)
+        let at = gva.raw();
+        (self.identity_start <= at && at < top).then(|| top - at)
     }
 
     /// Translates one address for reading or writing.
-    fn translate(&self, gva: u64, write: bool) -> Result<paging::Translation, ViewError> {
+    fn translate(&self, gva: Gva, write: bool) -> Result<paging::Translation, ViewError> {
         let access = Access {
             user: self.user,
             write,
         };
         let t = paging::translate(self.mem, self.paging, self.cr3, gva, access)?;
-        if !self.mem.address_in_range(GuestAddress(t.gpa)) {
+        if !self.mem.address_in_range(GuestAddress(t.gpa.raw())) {
             return Err(ViewError::OutsideMemory { gva, gpa: t.gpa });
         }
         Ok(t)
@@ -112,10 +122,11 @@ impl<'a> GuestView<'a> {
 
     /// The end of the buffer `[gva, gva + len)`, refused if it wraps or is
     /// longer than guest memory.
-    fn buffer_end(&self, gva: u64, len: u64) -> Result<u64, ViewError> {
+    fn buffer_end(&self, gva: Gva, len: u64) -> Result<u64, ViewError> {
         let end = gva
             .checked_add(len)
-            .ok_or(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))?;
+            .ok_or(ViewError::Overflow { gva, len })?
+            .raw();
         // No buffer is longer than guest memory unless the guest's tables
         // map pages more than once; refusing it bounds the walk (and the
         // work one call can cost) by the size of guest memory.
@@ -130,23 +141,27 @@ impl<'a> GuestView<'a> {
     /// `emit` may already have been called when an error comes back.
     fn walk(
         &self,
-        gva: u64,
+        gva: Gva,
         end: u64,
         write: bool,
         mut emit: impl FnMut(u64, u64),
     ) -> Result<(), ViewError> {
-        let mut at = gva;
+        let mut at = gva.raw();
         let mut run: Option<(u64, u64)> = None;
         while at < end {
-            let t = self.translate(at, write)?;
+            let t = self.translate(Gva::new(at), write)?;
+            let gpa = t.gpa.raw();
             let piece = t.len_in_page.min(end - at);
             // The piece must also end inside memory (a large page can
             // extend past the end of a small guest).
-            let last = t.gpa + piece - 1;
+            let last = gpa + piece - 1;
             if !self.mem.address_in_range(GuestAddress(last)) {
-                return Err(ViewError::OutsideMemory { gva: at, gpa: last });
+                return Err(ViewError::OutsideMemory {
+                    gva: Gva::new(at),
+                    gpa: Gpa::new(last),
+                });
             }
-            run = Some(extend_run(run, t.gpa, piece, &mut emit));
+            run = Some(extend_run(run, gpa, piece, &mut emit));
             at += piece;
         }
         if let Some((gpa, len)) = run {
@@ -166,7 +181,7 @@ impl<'a> GuestView<'a> {
     /// page tables on the way can make that second walk fail.
     pub fn for_each_piece(
         &self,
-        gva: u64,
+        gva: Gva,
         len: u64,
         write: bool,
         mut f: impl FnMut(u64, u64),
@@ -176,7 +191,7 @@ impl<'a> GuestView<'a> {
             return Ok(());
         }
         if self.is_identity(gva, end) {
-            f(gva, len);
+            f(gva.raw(), len);
             return Ok(());
         }
         let mut kept = [(0u64, 0u64); STACK_PIECES];
@@ -198,31 +213,43 @@ impl<'a> GuestView<'a> {
         if overflowed {
             // The first walk checked the whole buffer; the kept pieces end
             // where a run ends, so walking on from there gives the rest.
-            self.walk(gva + kept_len, end, write, f)?;
+            self.walk(Gva::new(gva.raw() + kept_len), end, write, f)?;
         }
         Ok(())
     }
 
     /// Reads a `T` from guest virtual `gva`, piece by piece if it crosses
     /// pages.
-    pub fn read_obj<T: ByteValued + Default>(&self, gva: u64) -> Result<T, ViewError> {
+    pub fn read_obj<T: ByteValued + Default>(&self, gva: Gva) -> Result<T, ViewError> {
         let mut value = T::default();
         let len = std::mem::size_of::<T>() as u64;
         let bytes = value.as_mut_slice();
         let mut done = 0usize;
-        let mut failed = false;
+        let mut failed = None;
         self.for_each_piece(gva, len, false, |gpa, piece| {
             let n = usize::try_from(piece).unwrap_or(0);
-            failed |= self
+            let read = self
                 .mem
-                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa))
-                .is_err();
+                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa));
+            if read.is_err() && failed.is_none() {
+                failed = Some(Self::piece_at(gva, done, gpa));
+            }
             done += n;
         })?;
-        if failed {
-            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(value),
         }
-        Ok(value)
+    }
+
+    /// The error for a piece that guest memory could not give: the
+    /// virtual address `done` bytes into the buffer at `gva`, and the
+    /// physical address it maps to.
+    fn piece_at(gva: Gva, done: usize, gpa: u64) -> ViewError {
+        ViewError::OutsideMemory {
+            gva: Gva::new(gva.raw().wrapping_add(done as u64)),
+            gpa: Gpa::new(gpa),
+        }
     }
 
     /// Reads the argument block `T` at guest virtual `block`, whose `i64`
@@ -233,17 +260,23 @@ impl<'a> GuestView<'a> {
     /// checked for writing; an error means the call must not run.
     pub fn read_block<T: ByteValued + Default>(
         &self,
-        block: u64,
+        block: Gva,
         result_offset: usize,
-    ) -> Result<(T, u64), ViewError> {
-        let size = std::mem::size_of::<T>();
-        let wraps = ViewError::Fault(PagingError::NonCanonical(u64::MAX));
-        if result_offset.checked_add(8).is_none_or(|end| end > size) {
+    ) -> Result<(T, Gva), ViewError> {
+        let size = std::mem::size_of::<T>() as u64;
+        let wraps = ViewError::Overflow {
+            gva: block,
+            len: size,
+        };
+        if result_offset
+            .checked_add(8)
+            .is_none_or(|end| end as u64 > size)
+        {
             // A result outside its block is a mistake in kvmini, not the
             // guest's; refusing the block is still the safe answer.
             return Err(wraps);
         }
-        self.buffer_end(block, size as u64)?;
+        self.buffer_end(block, size)?;
         let result_at = u64::try_from(result_offset)
             .ok()
             .and_then(|offset| block.checked_add(offset))
@@ -254,26 +287,28 @@ impl<'a> GuestView<'a> {
     }
 
     /// Writes `value` to guest virtual `gva`, which must be writable.
-    pub fn write_obj<T: ByteValued>(&self, gva: u64, value: T) -> Result<(), ViewError> {
+    pub fn write_obj<T: ByteValued>(&self, gva: Gva, value: T) -> Result<(), ViewError> {
         self.write_bytes(gva, value.as_slice())
     }
 
     /// Writes `bytes` to guest virtual `gva`, which must be writable.
-    pub fn write_bytes(&self, gva: u64, bytes: &[u8]) -> Result<(), ViewError> {
+    pub fn write_bytes(&self, gva: Gva, bytes: &[u8]) -> Result<(), ViewError> {
         let mut done = 0usize;
-        let mut failed = false;
+        let mut failed = None;
         self.for_each_piece(gva, bytes.len() as u64, true, |gpa, piece| {
             let n = usize::try_from(piece).unwrap_or(0);
-            failed |= self
+            let written = self
                 .mem
-                .write_slice(&bytes[done..done + n], GuestAddress(gpa))
-                .is_err();
+                .write_slice(&bytes[done..done + n], GuestAddress(gpa));
+            if written.is_err() && failed.is_none() {
+                failed = Some(Self::piece_at(gva, done, gpa));
+            }
             done += n;
         })?;
-        if failed {
-            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Collects the guest-physical pieces of `[gva, gva + len)` into
@@ -281,7 +316,7 @@ impl<'a> GuestView<'a> {
     /// contiguous pages merged: the scatter list of a zero-copy transfer.
     pub fn pieces(
         &self,
-        gva: u64,
+        gva: Gva,
         len: u64,
         write: bool,
         pieces: &mut Vec<(u64, u64)>,
@@ -292,7 +327,7 @@ impl<'a> GuestView<'a> {
             return Ok(());
         }
         if self.is_identity(gva, end) {
-            pieces.push((gva, len));
+            pieces.push((gva.raw(), len));
             return Ok(());
         }
         let result = self.walk(gva, end, write, |gpa, n| pieces.push((gpa, n)));
@@ -310,7 +345,7 @@ impl<'a> GuestView<'a> {
 
     /// Checks that `len` bytes at `gva` are writable guest memory, so that
     /// a call can refuse a result block before doing anything.
-    pub fn check_writable(&self, gva: u64, len: u64) -> Result<(), ViewError> {
+    pub fn check_writable(&self, gva: Gva, len: u64) -> Result<(), ViewError> {
         let end = self.buffer_end(gva, len)?;
         if len == 0 || self.is_identity(gva, end) {
             return Ok(());
@@ -331,7 +366,7 @@ impl<'a> GuestView<'a> {
     /// what was looked at before the fault or the limit.
     pub fn c_string_pieces(
         &self,
-        gva: u64,
+        gva: Gva,
         limit: u64,
         mut f: impl FnMut(u64, u64),
     ) -> Result<u64, ViewError> {
@@ -341,23 +376,27 @@ impl<'a> GuestView<'a> {
         let mut at = gva;
         let mut run: Option<(u64, u64)> = None;
         let result = loop {
-            let seen = at - gva;
+            let seen = at.offset_from(gva).unwrap_or(u64::MAX);
             if seen >= limit {
                 break Err(ViewError::Unterminated { gva, limit });
             }
             let (gpa, n) = match self.identity_span(at) {
-                Some(span) => (at, span.min(limit - seen)),
+                Some(span) => (at.raw(), span.min(limit - seen)),
                 None => match self.translate(at, false) {
                     Ok(t) => {
-                        let in_memory = self.mem.last_addr().0 - t.gpa + 1;
-                        (t.gpa, t.len_in_page.min(limit - seen).min(in_memory))
+                        let gpa = t.gpa.raw();
+                        let in_memory = self.mem.last_addr().0 - gpa + 1;
+                        (gpa, t.len_in_page.min(limit - seen).min(in_memory))
                     }
                     Err(e) => break Err(e),
                 },
             };
             let Ok(nul) = memory::with_bytes(self.mem, gpa, n, |bytes| memchr::memchr(0, bytes))
             else {
-                break Err(ViewError::OutsideMemory { gva: at, gpa });
+                break Err(ViewError::OutsideMemory {
+                    gva: at,
+                    gpa: Gpa::new(gpa),
+                });
             };
             let used = nul.map_or(n, |i| i as u64);
             if used > 0 {
@@ -380,16 +419,18 @@ impl<'a> GuestView<'a> {
     /// Appends the NUL-terminated string at `gva` (without its NUL) to
     /// `out`, reading at most `limit` bytes. On error `out` may hold a
     /// prefix of the string.
-    pub fn read_c_string(&self, gva: u64, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
+    pub fn read_c_string(&self, gva: Gva, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
         let mut lost = None;
+        let start = out.len();
         let result = self.c_string_pieces(gva, limit, |gpa, n| {
+            let done = out.len() - start;
             let copied = memory::with_bytes(self.mem, gpa, n, |bytes| out.extend_from_slice(bytes));
             if copied.is_err() && lost.is_none() {
-                lost = Some(gpa);
+                lost = Some(Self::piece_at(gva, done, gpa));
             }
         });
         match (result, lost) {
-            (Ok(_), Some(gpa)) => Err(ViewError::OutsideMemory { gva, gpa }),
+            (Ok(_), Some(error)) => Err(error),
             (result, _) => result.map(|_| ()),
         }
     }
@@ -434,6 +475,7 @@ pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::{Gpa, Gva};
     use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
     use crate::arch::x86_64::page_tables::{build_identity_map, user_identity_range};
     use crate::layout::Layout;
@@ -461,20 +503,82 @@ mod tests {
         let view = GuestView::new(&mem, paging(PagingMode::Disabled), 0, false);
         let mut total = 0;
         assert_eq!(
-            view.for_each_piece(0, size, false, |_, n| total += n),
+            view.for_each_piece(Gva::new(0), size, false, |_, n| total += n),
             Ok(())
         );
         assert_eq!(total, size);
         assert_eq!(
-            view.for_each_piece(0, size + 1, false, |_, _| panic!("no piece")),
+            view.for_each_piece(Gva::new(0), size + 1, false, |_, _| panic!("no piece")),
             Err(ViewError::TooLong {
-                gva: 0,
+                gva: Gva::new(0),
                 len: size + 1
             })
         );
         assert_eq!(
-            view.for_each_piece(u64::MAX, 2, false, |_, _| panic!("no piece")),
-            Err(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))
+            view.for_each_piece(Gva::new(u64::MAX), 2, false, |_, _| panic!("no piece")),
+            Err(ViewError::Overflow {
+                gva: Gva::new(u64::MAX),
+                len: 2
+            })
+        );
+    }
+
+    /// A buffer whose end is past 2^64 is reported with its real start
+    /// and length, by every way in, in every paging mode (before, as a
+    /// non-canonical address u64::MAX).
+    #[test]
+    fn buffers_past_the_end_of_the_address_space_are_an_overflow() {
+        let (mem, layout) = identity(2 << 20);
+        for (mode, cr3) in [
+            (PagingMode::Long, layout.pml4()),
+            (PagingMode::Disabled, 0),
+            (PagingMode::Pae32, layout.pml4()),
+        ] {
+            let view = GuestView::new(&mem, paging(mode), cr3, false);
+            let fast = view.with_identity(0..u64::MAX);
+            for view in [view, fast] {
+                for (start, len) in [(u64::MAX, 2), (u64::MAX - 7, 9), (1, u64::MAX)] {
+                    let gva = Gva::new(start);
+                    let overflow = ViewError::Overflow { gva, len };
+                    let mut pieces = vec![(1, 1)];
+                    assert_eq!(
+                        view.for_each_piece(gva, len, false, |_, _| panic!("no piece")),
+                        Err(overflow.clone()),
+                        "{mode:?} {start:#x}+{len:#x}"
+                    );
+                    assert_eq!(
+                        view.pieces(gva, len, true, &mut pieces),
+                        Err(overflow.clone())
+                    );
+                    assert!(pieces.is_empty());
+                    assert_eq!(view.check_writable(gva, len), Err(overflow.clone()));
+                }
+                let top = Gva::new(u64::MAX - 3);
+                assert_eq!(
+                    view.read_obj::<u64>(top),
+                    Err(ViewError::Overflow { gva: top, len: 8 })
+                );
+                assert_eq!(
+                    view.write_bytes(top, &[0; 5]),
+                    Err(ViewError::Overflow { gva: top, len: 5 })
+                );
+                assert_eq!(
+                    view.write_obj(top, 0u64),
+                    Err(ViewError::Overflow { gva: top, len: 8 })
+                );
+                assert_eq!(
+                    view.read_block::<[u64; 4]>(top, 8),
+                    Err(ViewError::Overflow { gva: top, len: 32 })
+                );
+            }
+        }
+        assert_eq!(
+            ViewError::Overflow {
+                gva: Gva::new(u64::MAX),
+                len: 2
+            }
+            .to_string(),
+            "buffer at 0xffffffffffffffff of 2 bytes runs past the end of the address space"
         );
     }
 
@@ -485,7 +589,8 @@ mod tests {
         let text = vec![b'x'; 10_000];
         mem.write_slice(&text, GuestAddress(0x10_0F00)).unwrap();
         let mut out = Vec::new();
-        view.read_c_string(0x10_0F00, u64::MAX, &mut out).unwrap();
+        view.read_c_string(Gva::new(0x10_0F00), u64::MAX, &mut out)
+            .unwrap();
         assert_eq!(out, text);
         // Unterminated right up to kvmini's area: refused, not overrun.
         let top = layout.system_base;
@@ -493,8 +598,8 @@ mod tests {
             .unwrap();
         out.clear();
         assert_eq!(
-            view.read_c_string(top - 16, u64::MAX, &mut out),
-            Err(ViewError::Fault(PagingError::NotUser(top)))
+            view.read_c_string(Gva::new(top - 16), u64::MAX, &mut out),
+            Err(ViewError::Fault(PagingError::NotUser(Gva::new(top))))
         );
     }
 
@@ -508,16 +613,19 @@ mod tests {
         mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
         let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, true);
         let mut out = Vec::new();
-        view.read_c_string(0x40_0FFE, 4096, &mut out).unwrap();
+        view.read_c_string(Gva::new(0x40_0FFE), 4096, &mut out)
+            .unwrap();
         assert_eq!(out, b"abcd");
         let mut pieces = Vec::new();
-        view.for_each_piece(0x40_0FFE, 5, false, |gpa, len| pieces.push((gpa, len)))
-            .unwrap();
+        view.for_each_piece(Gva::new(0x40_0FFE), 5, false, |gpa, len| {
+            pieces.push((gpa, len))
+        })
+        .unwrap();
         assert_eq!(pieces, [(0x20_3FFE, 2), (0x20_1000, 3)]);
         // Half-mapped buffer: nothing is visited.
         let mut visited = 0;
         assert!(view
-            .for_each_piece(0x40_1000, 0x2000, false, |_, _| visited += 1)
+            .for_each_piece(Gva::new(0x40_1000), 0x2000, false, |_, _| visited += 1)
             .is_err());
         assert_eq!(visited, 0);
     }
@@ -542,9 +650,9 @@ mod tests {
         let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, false);
         let mut out = Vec::new();
         assert_eq!(
-            view.read_c_string(0, u64::MAX, &mut out),
+            view.read_c_string(Gva::new(0), u64::MAX, &mut out),
             Err(ViewError::Unterminated {
-                gva: 0,
+                gva: Gva::new(0),
                 limit: 4 << 20
             })
         );
@@ -563,15 +671,17 @@ mod tests {
     fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool) -> Answers {
         let mut seen = Vec::new();
         let each = view
-            .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+            .for_each_piece(Gva::new(gva), len, write, |gpa, n| seen.push((gpa, n)))
             .map(|()| seen);
         let mut pieces = vec![(1, 1)];
-        let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+        let collected = view
+            .pieces(Gva::new(gva), len, write, &mut pieces)
+            .map(|()| pieces);
         (
             each,
             collected,
-            view.check_writable(gva, len),
-            view.read_obj::<u64>(gva),
+            view.check_writable(Gva::new(gva), len),
+            view.read_obj::<u64>(Gva::new(gva)),
         )
     }
 
@@ -580,9 +690,9 @@ mod tests {
     fn same_string(walked: &GuestView<'_>, fast: &GuestView<'_>, gva: u64, limit: u64) {
         let read = |view: &GuestView<'_>| {
             let mut out = Vec::new();
-            let result = view.read_c_string(gva, limit, &mut out);
+            let result = view.read_c_string(Gva::new(gva), limit, &mut out);
             let mut pieces = Vec::new();
-            let len = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+            let len = view.c_string_pieces(Gva::new(gva), limit, |gpa, n| pieces.push((gpa, n)));
             (result, out, len, pieces)
         };
         let want = read(walked);
@@ -679,14 +789,15 @@ mod tests {
         let mut pieces = Vec::new();
         for view in [walked, fast] {
             // 4 KiB pages, then a 2 MiB page: contiguous, so one piece.
-            view.pieces(0x10_2000, 1 << 20, true, &mut pieces).unwrap();
+            view.pieces(Gva::new(0x10_2000), 1 << 20, true, &mut pieces)
+                .unwrap();
             assert_eq!(pieces, [(0x10_2000, 1 << 20)]);
         }
         // Page 0 is not in the range: the walk refuses it.
         assert_eq!(
-            fast.pieces(0xFFF, 2, false, &mut pieces),
+            fast.pieces(Gva::new(0xFFF), 2, false, &mut pieces),
             Err(ViewError::Fault(PagingError::NotPresent {
-                gva: 0xFFF,
+                gva: Gva::new(0xFFF),
                 level: 1
             }))
         );
@@ -698,18 +809,20 @@ mod tests {
         let claimed = GuestView::new(&blank, paging(PagingMode::Long), 0x10_0000, true)
             .with_identity(0x1000..0x2000);
         assert_eq!(
-            claimed.read_obj::<u16>(0x1FFD),
+            claimed.read_obj::<u16>(Gva::new(0x1FFD)),
             Ok(u16::from_le_bytes(*b"hi"))
         );
         assert_eq!(
-            claimed.read_obj::<u32>(0x1FFD),
+            claimed.read_obj::<u32>(Gva::new(0x1FFD)),
             Err(ViewError::Fault(PagingError::NotPresent {
-                gva: 0x1FFD,
+                gva: Gva::new(0x1FFD),
                 level: 4
             }))
         );
         let mut out = Vec::new();
-        claimed.read_c_string(0x1FFD, u64::MAX, &mut out).unwrap();
+        claimed
+            .read_c_string(Gva::new(0x1FFD), u64::MAX, &mut out)
+            .unwrap();
         assert_eq!(out, b"hi");
         // A range claimed past guest memory does not let buffers out of it.
         let unpaged = GuestView::new(&mem, paging(PagingMode::Disabled), 0, true);
@@ -731,10 +844,10 @@ mod tests {
         }
         let mut out = Vec::new();
         assert_eq!(
-            everything.read_c_string(size - 16, u64::MAX, &mut out),
+            everything.read_c_string(Gva::new(size - 16), u64::MAX, &mut out),
             Err(ViewError::OutsideMemory {
-                gva: size,
-                gpa: size
+                gva: Gva::new(size),
+                gpa: Gpa::new(size)
             })
         );
         assert_eq!(out, [b'q'; 16]);
@@ -754,36 +867,42 @@ mod tests {
         want.push((physical(78), 0x1800));
         assert!(want.len() > STACK_PIECES);
         let mut pieces = Vec::new();
-        view.pieces(gva, len, true, &mut pieces).unwrap();
+        view.pieces(Gva::new(gva), len, true, &mut pieces).unwrap();
         assert_eq!(pieces, want);
         let mut seen = Vec::new();
-        view.for_each_piece(gva, len, true, |gpa, n| seen.push((gpa, n)))
+        view.for_each_piece(Gva::new(gva), len, true, |gpa, n| seen.push((gpa, n)))
             .unwrap();
         assert_eq!(seen, want);
         // One more page, unmapped: nothing is visited, the error names it.
         let unmapped = 0x40_0000 + 80 * 0x1000;
         let missing = Err(ViewError::Fault(PagingError::NotPresent {
-            gva: unmapped,
+            gva: Gva::new(unmapped),
             level: 1,
         }));
         let mut visited = 0;
         assert_eq!(
-            view.for_each_piece(gva, len + 0x1000, false, |_, _| visited += 1),
+            view.for_each_piece(Gva::new(gva), len + 0x1000, false, |_, _| visited += 1),
             missing
         );
         assert_eq!(visited, 0);
-        assert_eq!(view.pieces(gva, len + 0x1000, false, &mut pieces), missing);
+        assert_eq!(
+            view.pieces(Gva::new(gva), len + 0x1000, false, &mut pieces),
+            missing
+        );
         assert!(pieces.is_empty());
-        assert_eq!(view.check_writable(gva, len + 0x1000), missing);
+        assert_eq!(view.check_writable(Gva::new(gva), len + 0x1000), missing);
         // A string across all of them, read and found piece by piece.
         let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-        view.write_bytes(gva, &text).unwrap();
-        view.write_obj(gva + len, 0u8).unwrap();
+        view.write_bytes(Gva::new(gva), &text).unwrap();
+        view.write_obj(Gva::new(gva + len), 0u8).unwrap();
         let mut out = Vec::new();
-        view.read_c_string(gva, u64::MAX, &mut out).unwrap();
+        view.read_c_string(Gva::new(gva), u64::MAX, &mut out)
+            .unwrap();
         assert_eq!(out, text);
         let mut string_pieces = Vec::new();
-        let found = view.c_string_pieces(gva, u64::MAX, |gpa, n| string_pieces.push((gpa, n)));
+        let found = view.c_string_pieces(Gva::new(gva), u64::MAX, |gpa, n| {
+            string_pieces.push((gpa, n))
+        });
         assert_eq!(found, Ok(len));
         assert_eq!(string_pieces, want);
     }
@@ -802,16 +921,19 @@ mod tests {
             layout.gdt(),
         ] {
             assert!(
-                view.read_c_string(gva, u64::MAX, &mut out).is_err(),
+                view.read_c_string(Gva::new(gva), u64::MAX, &mut out)
+                    .is_err(),
                 "{gva:#x}"
             );
         }
         assert!(view
-            .for_each_piece(0x10_0000, u64::MAX, false, |_, _| {})
+            .for_each_piece(Gva::new(0x10_0000), u64::MAX, false, |_, _| {})
             .is_err());
-        assert!(view.for_each_piece(u64::MAX, 2, false, |_, _| {}).is_err());
         assert!(view
-            .for_each_piece(0x10_0000, 2 << 20, false, |_, _| {})
+            .for_each_piece(Gva::new(u64::MAX), 2, false, |_, _| {})
+            .is_err());
+        assert!(view
+            .for_each_piece(Gva::new(0x10_0000), 2 << 20, false, |_, _| {})
             .is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! protected mode without paging, with two-level (non-PAE) paging and with
 //! PAE paging (the four modes of the classic KVM "hello world", for flat
 //! images at ring 0), and 64-bit long mode, kvmini's default. Their boot
-//! state is [`super::boot`]'s; what nested KVM runs: docs/kvm-pvm.md.
+//! state is in `boot.rs`; what nested KVM runs: docs/kvm-pvm.md.
 
 use std::fmt;
 

@@ -138,10 +138,22 @@ fn le_bytes(entries: &[u64]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Gva;
     use crate::arch::x86_64::paging::{
-        translate, Access, CpuPaging, Paging, PagingError, PagingMode,
+        Access, CpuPaging, Paging, PagingError, PagingMode, Translation,
     };
     use crate::memory;
+
+    /// The walk of the raw address `gva`.
+    fn translate(
+        mem: &GuestMemory,
+        paging: Paging,
+        cr3: u64,
+        gva: u64,
+        access: Access,
+    ) -> Result<Translation, PagingError> {
+        crate::arch::x86_64::paging::translate(mem, paging, cr3, Gva::new(gva), access)
+    }
 
     const USER_READ: Access = Access {
         user: true,
@@ -169,11 +181,12 @@ mod tests {
             USER_READ,
         )
         .unwrap();
-        assert_eq!((t.gpa, t.len_in_page), (0x1234, SIZE_2M - 0x1234));
+        assert_eq!((t.gpa.raw(), t.len_in_page), (0x1234, SIZE_2M - 0x1234));
         // kvmini's area is then reachable like the rest (for ring 0 only).
         let top = layout.system_base + 8;
         assert_eq!(
-            translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ).map(|t| t.gpa),
+            translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ)
+                .map(|t| t.gpa.raw()),
             Ok(top)
         );
         // Protected, the same memory needs small pages, and ring 3 is kept out.
@@ -206,7 +219,7 @@ mod tests {
             for gva in user_pages.into_iter().filter(|&a| a < layout.system_base) {
                 let t =
                     translate(&m, paging(PagingMode::Long), layout.pml4(), gva, USER_READ).unwrap();
-                assert_eq!(t.gpa, gva, "size {size:#x} gva {gva:#x}");
+                assert_eq!(t.gpa.raw(), gva, "size {size:#x} gva {gva:#x}");
             }
         }
     }
@@ -222,21 +235,21 @@ mod tests {
         assert_eq!(
             walk(0x10, USER_READ),
             Err(PagingError::NotPresent {
-                gva: 0x10,
+                gva: Gva::new(0x10),
                 level: 1
             })
         );
         assert_eq!(
             walk(layout.gdt(), USER_READ),
-            Err(PagingError::NotUser(layout.gdt()))
+            Err(PagingError::NotUser(Gva::new(layout.gdt())))
         );
         let kernel = Access {
             user: false,
             write: true,
         };
-        assert_eq!(walk(layout.gdt(), kernel).unwrap().gpa, layout.gdt());
+        assert_eq!(walk(layout.gdt(), kernel).unwrap().gpa.raw(), layout.gdt());
         // The null page is mapped for flat images.
         build_identity_map(&m, &layout, true).unwrap();
-        assert_eq!(walk(0x10, USER_READ).unwrap().gpa, 0x10);
+        assert_eq!(walk(0x10, USER_READ).unwrap().gpa.raw(), 0x10);
     }
 }

@@ -2,13 +2,14 @@
 //! page tables the guest has in CR3 at the time of a hypercall: run-time
 //! work on hostile input, where a translation is given only where the
 //! guest's CPU would make the same one. The tables kvmini builds itself
-//! are [`super::page_tables`]'.
+//! are in `page_tables.rs`.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
 use super::bits::{
     CR0_PG, CR4_PAE, CR4_PSE, EFER_LMA, EFER_NXE, PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD,
 };
+use crate::addr::{Gpa, Gva};
 use crate::layout::PAGE_SIZE;
 use crate::memory::GuestMemory;
 
@@ -19,16 +20,16 @@ const SIZE_2M: u64 = 2 << 20;
 const ENTRIES: u64 = 512;
 
 /// Errors of walking page tables.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PagingError {
     /// The address is not canonical (bits 48..63 are not copies of bit 47).
     #[error("address {0:#x} is not canonical")]
-    NonCanonical(u64),
+    NonCanonical(Gva),
     /// A table entry on the way has its present bit clear.
     #[error("address {gva:#x} is not mapped (level {level} entry not present)")]
     NotPresent {
         /// The address being translated.
-        gva: u64,
+        gva: Gva,
         /// Table level of the entry (4 = PML4 .. 1 = PT).
         level: u8,
     },
@@ -36,25 +37,25 @@ pub enum PagingError {
     #[error("address {gva:#x}: page table at {table:#x} is outside guest memory")]
     TableOutsideMemory {
         /// The address being translated.
-        gva: u64,
+        gva: Gva,
         /// Guest physical address of the bad table entry.
-        table: u64,
+        table: Gpa,
     },
     /// The page exists but ring 3 may not touch it.
     #[error("address {0:#x} is not accessible from ring 3")]
-    NotUser(u64),
+    NotUser(Gva),
     /// The page exists but is read-only.
     #[error("address {0:#x} is read-only")]
-    NotWritable(u64),
+    NotWritable(Gva),
     /// A 32-bit paging mode was asked for an address of 4 GiB or more.
     #[error("address {0:#x} is beyond the 32-bit address space")]
-    Beyond32Bits(u64),
+    Beyond32Bits(Gva),
     /// A present entry on the way sets a bit that the guest's CPU reserves
     /// (the CPU answers such a walk with a page fault).
     #[error("address {gva:#x}: level {level} entry {entry:#x} sets reserved bits")]
     Reserved {
         /// The address being translated.
-        gva: u64,
+        gva: Gva,
         /// Table level of the entry (4 = PML4 .. 1 = PT).
         level: u8,
         /// The entry as read.
@@ -194,7 +195,7 @@ impl PagingMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// Guest physical address.
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// Bytes from `gpa` to the end of its page.
     pub len_in_page: u64,
     /// Every level allows ring 3.
@@ -220,13 +221,13 @@ pub fn translate(
     mem: &GuestMemory,
     paging: Paging,
     cr3: u64,
-    gva: u64,
+    gva: Gva,
     access: Access,
 ) -> Result<Translation, PagingError> {
     let t = match paging.mode {
         PagingMode::Disabled => Translation {
-            gpa: gva,
-            len_in_page: PAGE_SIZE - (gva & (PAGE_SIZE - 1)),
+            gpa: Gpa::new(gva.raw()),
+            len_in_page: PAGE_SIZE - (gva.raw() & (PAGE_SIZE - 1)),
             user: true,
             writable: true,
         },
@@ -268,10 +269,11 @@ fn walk_long(
     mem: &GuestMemory,
     paging: Paging,
     cr3: u64,
-    gva: u64,
+    gva: Gva,
 ) -> Result<Translation, PagingError> {
+    let va = gva.raw();
     // Bits 63..47 must all equal bit 47.
-    let top = gva >> 47;
+    let top = va >> 47;
     if top != 0 && top != 0x1_FFFF {
         return Err(PagingError::NonCanonical(gva));
     }
@@ -280,7 +282,7 @@ fn walk_long(
     let mut writable = true;
     for level in (1..=4u8).rev() {
         let shift = 12 + 9 * u32::from(level - 1);
-        let index = (gva >> shift) & (ENTRIES - 1);
+        let index = (va >> shift) & (ENTRIES - 1);
         let entry = read_entry::<u64>(mem, gva, table + index * 8)?;
         if entry & PTE_P == 0 {
             return Err(PagingError::NotPresent { gva, level });
@@ -290,17 +292,11 @@ fn walk_long(
         }
         user &= entry & PTE_US != 0;
         writable &= entry & PTE_RW != 0;
-        let leaf = level == 1 || ((level == 2 || level == 3) && entry & PTE_PS != 0);
-        if leaf {
+        let is_leaf = level == 1 || ((level == 2 || level == 3) && entry & PTE_PS != 0);
+        if is_leaf {
             let page_size = 1u64 << shift;
-            let offset = gva & (page_size - 1);
             let base = entry & ADDR_MASK & !(page_size - 1);
-            return Ok(Translation {
-                gpa: base + offset,
-                len_in_page: page_size - offset,
-                user,
-                writable,
-            });
+            return Ok(leaf(gva, base, page_size, user, writable));
         }
         table = entry & ADDR_MASK;
     }
@@ -310,22 +306,23 @@ fn walk_long(
 /// Reads the table entry at `entry_addr`, an `E` (`u32` or `u64`).
 fn read_entry<E: vm_memory::ByteValued + Into<u64>>(
     mem: &GuestMemory,
-    gva: u64,
+    gva: Gva,
     entry_addr: u64,
 ) -> Result<u64, PagingError> {
     mem.read_obj::<E>(GuestAddress(entry_addr))
         .map(Into::into)
         .map_err(|_: GuestMemoryError| PagingError::TableOutsideMemory {
             gva,
-            table: entry_addr,
+            table: Gpa::new(entry_addr),
         })
 }
 
 /// The leaf of a walk: `page_size` bytes from `base`.
-fn leaf(gva: u64, base: u64, page_size: u64, user: bool, writable: bool) -> Translation {
-    let offset = gva & (page_size - 1);
+fn leaf(gva: Gva, base: u64, page_size: u64, user: bool, writable: bool) -> Translation {
+    // `base` is aligned to `page_size`, so this cannot carry.
+    let offset = gva.raw() & (page_size - 1);
     Translation {
-        gpa: base + offset,
+        gpa: Gpa::new(base | offset),
         len_in_page: page_size - offset,
         user,
         writable,
@@ -342,14 +339,15 @@ fn walk_legacy32(
     mem: &GuestMemory,
     cpu: CpuPaging,
     cr3: u64,
-    gva: u64,
+    gva: Gva,
     pse: bool,
 ) -> Result<Translation, PagingError> {
-    if gva > u64::from(u32::MAX) {
+    let va = gva.raw();
+    if va > u64::from(u32::MAX) {
         return Err(PagingError::Beyond32Bits(gva));
     }
     const TABLE_MASK: u64 = 0xFFFF_F000;
-    let pde = read_entry::<u32>(mem, gva, (cr3 & TABLE_MASK) + ((gva >> 22) & 0x3FF) * 4)?;
+    let pde = read_entry::<u32>(mem, gva, (cr3 & TABLE_MASK) + ((va >> 22) & 0x3FF) * 4)?;
     if pde & PTE_P == 0 {
         return Err(PagingError::NotPresent { gva, level: 2 });
     }
@@ -368,7 +366,7 @@ fn walk_legacy32(
         let base = (pde & 0xFFC0_0000) | ((pde & 0x001F_E000) << 19);
         return Ok(leaf(gva, base, 4 << 20, user, writable));
     }
-    let pte = read_entry::<u32>(mem, gva, (pde & TABLE_MASK) + ((gva >> 12) & 0x3FF) * 4)?;
+    let pte = read_entry::<u32>(mem, gva, (pde & TABLE_MASK) + ((va >> 12) & 0x3FF) * 4)?;
     if pte & PTE_P == 0 {
         return Err(PagingError::NotPresent { gva, level: 1 });
     }
@@ -407,9 +405,10 @@ fn walk_pae32(
     mem: &GuestMemory,
     paging: Paging,
     cr3: u64,
-    gva: u64,
+    gva: Gva,
 ) -> Result<Translation, PagingError> {
-    if gva > u64::from(u32::MAX) {
+    let va = gva.raw();
+    if va > u64::from(u32::MAX) {
         return Err(PagingError::Beyond32Bits(gva));
     }
     let present = |entry: u64, level: u8| {
@@ -421,12 +420,12 @@ fn walk_pae32(
             Ok(entry)
         }
     };
-    let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((gva >> 30) & 3) * 8)?;
+    let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((va >> 30) & 3) * 8)?;
     let pdpte = present(pdpte, 3)?;
     let pde = read_entry::<u64>(
         mem,
         gva,
-        (pdpte & ADDR_MASK) + ((gva >> 21) & (ENTRIES - 1)) * 8,
+        (pdpte & ADDR_MASK) + ((va >> 21) & (ENTRIES - 1)) * 8,
     )?;
     let pde = present(pde, 2)?;
     let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
@@ -442,7 +441,7 @@ fn walk_pae32(
     let pte = read_entry::<u64>(
         mem,
         gva,
-        (pde & ADDR_MASK) + ((gva >> 12) & (ENTRIES - 1)) * 8,
+        (pde & ADDR_MASK) + ((va >> 12) & (ENTRIES - 1)) * 8,
     )?;
     let pte = present(pte, 1)?;
     Ok(leaf(

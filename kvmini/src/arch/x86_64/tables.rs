@@ -48,24 +48,4 @@ impl Tables {
         }
         Ok(())
     }
-
-    /// The little-endian `u64` these tables leave at `gpa` (0 where none
-    /// writes all of it): for tests and tools that read tables back.
-    pub fn read_u64(&self, gpa: u64) -> u64 {
-        let mut value = 0;
-        for (start, bytes) in self.pieces() {
-            let Some(offset) = gpa.checked_sub(start) else {
-                continue;
-            };
-            let Ok(offset) = usize::try_from(offset) else {
-                continue;
-            };
-            if let Some(word) = offset.checked_add(8).and_then(|end| bytes.get(offset..end)) {
-                let mut le = [0u8; 8];
-                le.copy_from_slice(word);
-                value = u64::from_le_bytes(le);
-            }
-        }
-        value
-    }
 }

@@ -4,9 +4,21 @@ use kvm_bindings::{kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
+use crate::addr::Gva;
 use crate::arch::x86_64::cpu::{CODE32_SELECTOR, DATA32_SELECTOR};
-use crate::arch::x86_64::paging::{translate, Access, CpuPaging, Paging};
-use crate::memory;
+use crate::arch::x86_64::paging::{Access, CpuPaging, Paging, PagingError, Translation};
+use crate::memory::{self, GuestMemory};
+
+/// The walk of the raw address `gva`.
+fn translate(
+    mem: &GuestMemory,
+    paging: Paging,
+    cr3: u64,
+    gva: u64,
+    access: Access,
+) -> Result<Translation, PagingError> {
+    crate::arch::x86_64::paging::translate(mem, paging, cr3, Gva::new(gva), access)
+}
 
 const KERNEL_READ: Access = Access {
     user: false,
@@ -58,7 +70,7 @@ fn the_paged_modes_identity_map_all_of_memory() {
                 size - 1,
             ] {
                 let t = translate(&mem, paging, s.cr3, gva, KERNEL_READ).unwrap();
-                assert_eq!(t.gpa, gva, "{mode} size {size:#x}");
+                assert_eq!(t.gpa.raw(), gva, "{mode} size {size:#x}");
             }
         }
     }

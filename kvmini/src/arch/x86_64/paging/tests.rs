@@ -3,6 +3,17 @@
 use super::*;
 use crate::memory;
 
+/// The walk of the raw address `gva`.
+fn translate(
+    mem: &GuestMemory,
+    paging: Paging,
+    cr3: u64,
+    gva: u64,
+    access: Access,
+) -> Result<Translation, PagingError> {
+    super::translate(mem, paging, cr3, Gva::new(gva), access)
+}
+
 const USER_READ: Access = Access {
     user: true,
     write: false,
@@ -50,21 +61,21 @@ fn one_gib_two_mib_and_four_kib_pages() {
     let walk = |gva| translate(&m, paging(PagingMode::Long), pml4, gva, USER_READ).unwrap();
     let one_gib = walk((1 << 30) + 0x1234);
     assert_eq!(
-        (one_gib.gpa, one_gib.len_in_page),
+        (one_gib.gpa.raw(), one_gib.len_in_page),
         (0x1234, (1 << 30) - 0x1234)
     );
     assert!(!one_gib.writable);
     let two_mib = walk(0x1F_FFF0);
-    assert_eq!((two_mib.gpa, two_mib.len_in_page), (0x3F_FFF0, 0x10));
+    assert_eq!((two_mib.gpa.raw(), two_mib.len_in_page), (0x3F_FFF0, 0x10));
     let four_kib = walk(0x20_3008);
-    assert_eq!((four_kib.gpa, four_kib.len_in_page), (0x7008, 0xFF8));
+    assert_eq!((four_kib.gpa.raw(), four_kib.len_in_page), (0x7008, 0xFF8));
     let write = Access {
         user: true,
         write: true,
     };
     assert_eq!(
         translate(&m, paging(PagingMode::Long), pml4, 0x20_3008, write),
-        Err(PagingError::NotWritable(0x20_3008))
+        Err(PagingError::NotWritable(Gva::new(0x20_3008)))
     );
 }
 
@@ -81,8 +92,8 @@ fn tables_outside_memory_and_bad_addresses_are_errors() {
     assert_eq!(
         translate(&m, paging(PagingMode::Long), 0x1000, 0x1000, USER_READ),
         Err(PagingError::TableOutsideMemory {
-            gva: 0x1000,
-            table: 3 << 30
+            gva: Gva::new(0x1000),
+            table: Gpa::new(3 << 30)
         })
     );
     for gva in [
@@ -92,7 +103,7 @@ fn tables_outside_memory_and_bad_addresses_are_errors() {
     ] {
         assert_eq!(
             translate(&m, paging(PagingMode::Long), 0x1000, gva, USER_READ),
-            Err(PagingError::NonCanonical(gva))
+            Err(PagingError::NonCanonical(Gva::new(gva)))
         );
     }
     // The top of the canonical range is walked, not rejected.
@@ -109,7 +120,7 @@ fn a_table_that_points_at_itself_terminates() {
     // same table four times and lands on the table itself.
     put(&m, 0x1000, 0x1000 | PTE_P | PTE_RW | PTE_US);
     let t = translate(&m, paging(PagingMode::Long), 0x1000, 0x123, USER_READ).unwrap();
-    assert_eq!(t.gpa, 0x1123);
+    assert_eq!(t.gpa.raw(), 0x1123);
 }
 
 fn put32(mem: &GuestMemory, addr: u64, value: u32) {
@@ -143,15 +154,21 @@ fn legacy32_four_mib_and_four_kib_pages() {
     let pse = paging(PagingMode::Legacy32 { pse: true });
     let walk = |mode, gva| translate(&m, mode, pd, gva, USER_READ);
     let small = walk(pse, 0x5123).unwrap();
-    assert_eq!((small.gpa, small.len_in_page), (0x9123, 0xEDD));
+    assert_eq!((small.gpa.raw(), small.len_in_page), (0x9123, 0xEDD));
     assert!(small.user && !small.writable);
     let kernel = Access {
         user: false,
         write: true,
     };
     let big = translate(&m, pse, pd, 0x40_0010, kernel).unwrap();
-    assert_eq!((big.gpa, big.len_in_page), (0x80_0010, (4 << 20) - 0x10));
-    assert_eq!(walk(pse, 0x40_0010), Err(PagingError::NotUser(0x40_0010)));
+    assert_eq!(
+        (big.gpa.raw(), big.len_in_page),
+        (0x80_0010, (4 << 20) - 0x10)
+    );
+    assert_eq!(
+        walk(pse, 0x40_0010),
+        Err(PagingError::NotUser(Gva::new(0x40_0010)))
+    );
     assert_eq!(
         translate(
             &m,
@@ -163,17 +180,18 @@ fn legacy32_four_mib_and_four_kib_pages() {
                 write: true
             }
         ),
-        Err(PagingError::NotWritable(0x5000))
+        Err(PagingError::NotWritable(Gva::new(0x5000)))
     );
     // CR3's low 12 bits are flags, not part of the directory address.
     assert_eq!(
-        translate(&m, pse, pd | 0x18, 0x5000, kernel).map(|t| t.gpa),
-        Err(PagingError::NotWritable(0x5000))
+        translate(&m, pse, pd | 0x18, 0x5000, kernel).map(|t| t.gpa.raw()),
+        Err(PagingError::NotWritable(Gva::new(0x5000)))
     );
     assert_eq!(
         translate(&m, pse, pd | 0x18, 0x5000, KERNEL_READ)
             .unwrap()
-            .gpa,
+            .gpa
+            .raw(),
         0x9000
     );
     // Without CR4.PSE, PS is ignored: PD[1] points at a page table at
@@ -181,37 +199,40 @@ fn legacy32_four_mib_and_four_kib_pages() {
     assert_eq!(
         walk(paging(PagingMode::Legacy32 { pse: false }), 0x40_0010),
         Err(PagingError::NotPresent {
-            gva: 0x40_0010,
+            gva: Gva::new(0x40_0010),
             level: 1
         })
     );
     assert_eq!(
         walk(pse, 0x80_0000),
         Err(PagingError::NotPresent {
-            gva: 0x80_0000,
+            gva: Gva::new(0x80_0000),
             level: 2
         })
     );
     assert_eq!(
         walk(pse, 0x6000),
         Err(PagingError::NotPresent {
-            gva: 0x6000,
+            gva: Gva::new(0x6000),
             level: 1
         })
     );
     // The last directory entry covers the top of the 4 GiB space.
     put32(&m, pd + 1023 * 4, 0x40_0000 | 0x87);
-    assert_eq!(walk(pse, 0xFFFF_FFFF).unwrap().gpa, 0x7F_FFFF);
-    assert_eq!(walk(pse, 1 << 32), Err(PagingError::Beyond32Bits(1 << 32)));
+    assert_eq!(walk(pse, 0xFFFF_FFFF).unwrap().gpa.raw(), 0x7F_FFFF);
+    assert_eq!(
+        walk(pse, 1 << 32),
+        Err(PagingError::Beyond32Bits(Gva::new(1 << 32)))
+    );
     // PSE-36: entry bits 13..20 are physical address bits 32..39.
     put32(&m, pd + 2 * 4, 0x2000 | 0x87);
-    assert_eq!(walk(pse, 0x80_0000).unwrap().gpa, 1 << 32);
+    assert_eq!(walk(pse, 0x80_0000).unwrap().gpa.raw(), 1 << 32);
     // A directory outside guest memory.
     assert_eq!(
         translate(&m, pse, 0x4000_0000, 0x10, USER_READ),
         Err(PagingError::TableOutsideMemory {
-            gva: 0x10,
-            table: 0x4000_0000
+            gva: Gva::new(0x10),
+            table: Gpa::new(0x4000_0000)
         })
     );
 }
@@ -234,11 +255,11 @@ fn legacy32_access_bits_are_those_of_every_level() {
     put32(&m, pd + 4, 0x80_0000 | 0x81);
     assert_eq!(
         translate(&m, pse, pd, 0x40_0010, write),
-        Err(PagingError::NotWritable(0x40_0010))
+        Err(PagingError::NotWritable(Gva::new(0x40_0010)))
     );
     assert_eq!(
         translate(&m, pse, pd, 0x40_0010, user),
-        Err(PagingError::NotUser(0x40_0010))
+        Err(PagingError::NotUser(Gva::new(0x40_0010)))
     );
     // A directory entry without R/W or U/S over a page-table entry with
     // both, and the other way round: the page takes the narrower.
@@ -247,17 +268,17 @@ fn legacy32_access_bits_are_those_of_every_level() {
         put32(&m, u64::from(pt) + 5 * 4, 0x9000 | pte);
         let t = translate(&m, pse, pd, 0x5000, KERNEL_READ).unwrap();
         assert_eq!(
-            (t.gpa, t.user, t.writable),
+            (t.gpa.raw(), t.user, t.writable),
             (0x9000, false, false),
             "{pde:#x} {pte:#x}"
         );
         assert_eq!(
             translate(&m, pse, pd, 0x5000, write),
-            Err(PagingError::NotWritable(0x5000))
+            Err(PagingError::NotWritable(Gva::new(0x5000)))
         );
         assert_eq!(
             translate(&m, pse, pd, 0x5000, user),
-            Err(PagingError::NotUser(0x5000))
+            Err(PagingError::NotUser(Gva::new(0x5000)))
         );
     }
 }
@@ -277,42 +298,45 @@ fn pae32_two_mib_and_four_kib_pages() {
     put(&m, pt + 511 * 8, 0x7000 | PTE_P | PTE_RW | (1 << 63));
     let walk = |gva, access| translate(&m, paging(PagingMode::Pae32), pdpt, gva, access);
     let big = walk(0x20_1234, USER_READ).unwrap();
-    assert_eq!((big.gpa, big.len_in_page), (0x40_1234, (2 << 20) - 0x1234));
+    assert_eq!(
+        (big.gpa.raw(), big.len_in_page),
+        (0x40_1234, (2 << 20) - 0x1234)
+    );
     assert!(big.user && big.writable);
     let kernel = Access {
         user: false,
         write: true,
     };
     let top = walk(0xFFFF_FFF0, kernel).unwrap();
-    assert_eq!((top.gpa, top.len_in_page), (0x7FF0, 0x10));
+    assert_eq!((top.gpa.raw(), top.len_in_page), (0x7FF0, 0x10));
     assert_eq!(
         walk(0xFFFF_FFF0, USER_READ),
-        Err(PagingError::NotUser(0xFFFF_FFF0))
+        Err(PagingError::NotUser(Gva::new(0xFFFF_FFF0)))
     );
     assert_eq!(
         walk(0x4000_0000, USER_READ),
         Err(PagingError::NotPresent {
-            gva: 0x4000_0000,
+            gva: Gva::new(0x4000_0000),
             level: 3
         })
     );
     assert_eq!(
         walk(0x40_0000, USER_READ),
         Err(PagingError::NotPresent {
-            gva: 0x40_0000,
+            gva: Gva::new(0x40_0000),
             level: 2
         })
     );
     assert_eq!(
         walk(0xFFFF_E000, kernel),
         Err(PagingError::NotPresent {
-            gva: 0xFFFF_E000,
+            gva: Gva::new(0xFFFF_E000),
             level: 1
         })
     );
     assert_eq!(
         walk(1 << 32, USER_READ),
-        Err(PagingError::Beyond32Bits(1 << 32))
+        Err(PagingError::Beyond32Bits(Gva::new(1 << 32)))
     );
     assert!(matches!(
         translate(&m, paging(PagingMode::Pae32), 0x4000_0000, 0, USER_READ),
@@ -393,7 +417,7 @@ fn long_mode_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
             KERNEL_READ,
         );
         assert!(
-            matches!(got, Err(PagingError::Reserved { gva: g, level: l, .. }) if g == gva && l == at),
+            matches!(got, Err(PagingError::Reserved { gva: g, level: l, .. }) if g == Gva::new(gva) && l == at),
             "{cpu:?} nxe {nxe} pml4 {pml4_bits:#x} level {level} bits {leaf_bits:#x}: {got:?}"
         );
     }
@@ -416,7 +440,7 @@ fn long_mode_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
             KERNEL_READ,
         );
         assert_eq!(
-            got.map(|t| t.gpa),
+            got.map(|t| t.gpa.raw()),
             Ok(gpa),
             "{cpu:?} level {level} bits {leaf_bits:#x}"
         );
@@ -425,7 +449,7 @@ fn long_mode_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
     // view's business, not a reserved bit.
     long_tables(&m, 0, 1, 1 << 45);
     assert_eq!(
-        translate(&m, paging(PagingMode::Long), 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa),
+        translate(&m, paging(PagingMode::Long), 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa.raw()),
         Ok((1 << 45) | 0x5123)
     );
     // A reserved bit in an entry that is not present is never looked at.
@@ -439,7 +463,7 @@ fn long_mode_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
             KERNEL_READ
         ),
         Err(PagingError::NotPresent {
-            gva: 0x123,
+            gva: Gva::new(0x123),
             level: 1
         })
     );
@@ -499,8 +523,11 @@ fn pae_entries_with_reserved_bits_are_refused_as_the_cpu_would() {
         );
     }
     setup(1 << 3 | 1 << 4, PTE_XD, 1 << 12, PTE_XD);
-    assert_eq!(walk(true, cpu36, 0x123).map(|t| t.gpa), Ok(0x5123));
-    assert_eq!(walk(true, cpu36, 0x20_0123).map(|t| t.gpa), Ok(0x20_0123));
+    assert_eq!(walk(true, cpu36, 0x123).map(|t| t.gpa.raw()), Ok(0x5123));
+    assert_eq!(
+        walk(true, cpu36, 0x20_0123).map(|t| t.gpa.raw()),
+        Ok(0x20_0123)
+    );
 }
 
 #[test]
@@ -530,11 +557,11 @@ fn legacy32_four_mib_pages_reserve_the_bits_pse36_does_not_use() {
         );
     }
     assert_eq!(
-        walk(big | 1 << 16, cpu(36, true)).map(|t| t.gpa),
+        walk(big | 1 << 16, cpu(36, true)).map(|t| t.gpa.raw()),
         Ok((1 << 35) | 0x123)
     );
     assert_eq!(
-        walk(big | 1 << 20, cpu(46, true)).map(|t| t.gpa),
+        walk(big | 1 << 20, cpu(46, true)).map(|t| t.gpa.raw()),
         Ok((1 << 39) | 0x123)
     );
     // Without CR4.PSE nothing is reserved: PS is ignored, and the
@@ -543,7 +570,7 @@ fn legacy32_four_mib_pages_reserve_the_bits_pse36_does_not_use() {
     put32(&m, 0x2000, 0x7003);
     let no_pse = Paging::new(PagingMode::Legacy32 { pse: false }, false, cpu(32, false));
     assert_eq!(
-        translate(&m, no_pse, 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa),
+        translate(&m, no_pse, 0x1000, 0x123, KERNEL_READ).map(|t| t.gpa.raw()),
         Ok(0x7123)
     );
 }
@@ -602,11 +629,11 @@ fn pae32_access_bits_are_those_of_every_level() {
     put(&m, pd + 8, 0x40_0000 | PTE_P | PTE_PS);
     assert_eq!(
         translate(&m, pae, pdpt, 0x20_0010, write),
-        Err(PagingError::NotWritable(0x20_0010))
+        Err(PagingError::NotWritable(Gva::new(0x20_0010)))
     );
     assert_eq!(
         translate(&m, pae, pdpt, 0x20_0010, user),
-        Err(PagingError::NotUser(0x20_0010))
+        Err(PagingError::NotUser(Gva::new(0x20_0010)))
     );
     let all = PTE_P | PTE_RW | PTE_US;
     for (pde, pte) in [(PTE_P, all), (all, PTE_P)] {
@@ -614,17 +641,17 @@ fn pae32_access_bits_are_those_of_every_level() {
         put(&m, pt + 5 * 8, 0x9000 | pte);
         let t = translate(&m, pae, pdpt, 0x5000, KERNEL_READ).unwrap();
         assert_eq!(
-            (t.gpa, t.user, t.writable),
+            (t.gpa.raw(), t.user, t.writable),
             (0x9000, false, false),
             "{pde:#x} {pte:#x}"
         );
         assert_eq!(
             translate(&m, pae, pdpt, 0x5000, write),
-            Err(PagingError::NotWritable(0x5000))
+            Err(PagingError::NotWritable(Gva::new(0x5000)))
         );
         assert_eq!(
             translate(&m, pae, pdpt, 0x5000, user),
-            Err(PagingError::NotUser(0x5000))
+            Err(PagingError::NotUser(Gva::new(0x5000)))
         );
     }
 }
@@ -633,5 +660,5 @@ fn pae32_access_bits_are_those_of_every_level() {
 fn unpaged_mode_is_identity() {
     let m = mem(2 << 20);
     let t = translate(&m, paging(PagingMode::Disabled), 0, 0x1FFF, USER_READ).unwrap();
-    assert_eq!((t.gpa, t.len_in_page), (0x1FFF, 1));
+    assert_eq!((t.gpa.raw(), t.len_in_page), (0x1FFF, 1));
 }
