@@ -139,21 +139,9 @@ fn le_bytes(entries: &[u64]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::addr::Gva;
-    use crate::arch::x86_64::paging::{
-        Access, CpuPaging, Paging, PagingError, PagingMode, Translation,
-    };
+    use crate::arch::x86_64::paging::tests::translate;
+    use crate::arch::x86_64::paging::{Access, CpuPaging, Paging, PagingError, PagingMode};
     use crate::memory;
-
-    /// The walk of the raw address `gva`.
-    fn translate(
-        mem: &GuestMemory,
-        paging: Paging,
-        cr3: u64,
-        gva: u64,
-        access: Access,
-    ) -> Result<Translation, PagingError> {
-        crate::arch::x86_64::paging::translate(mem, paging, cr3, Gva::new(gva), access)
-    }
 
     const USER_READ: Access = Access {
         user: true,

@@ -454,4 +454,4 @@ fn walk_pae32(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

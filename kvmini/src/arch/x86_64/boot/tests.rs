@@ -4,21 +4,10 @@ use kvm_bindings::{kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use crate::addr::Gva;
 use crate::arch::x86_64::cpu::{CODE32_SELECTOR, DATA32_SELECTOR};
-use crate::arch::x86_64::paging::{Access, CpuPaging, Paging, PagingError, Translation};
-use crate::memory::{self, GuestMemory};
-
-/// The walk of the raw address `gva`.
-fn translate(
-    mem: &GuestMemory,
-    paging: Paging,
-    cr3: u64,
-    gva: u64,
-    access: Access,
-) -> Result<Translation, PagingError> {
-    crate::arch::x86_64::paging::translate(mem, paging, cr3, Gva::new(gva), access)
-}
+use crate::arch::x86_64::paging::tests::translate;
+use crate::arch::x86_64::paging::{Access, CpuPaging, Paging};
+use crate::memory;
 
 const KERNEL_READ: Access = Access {
     user: false,

@@ -3,8 +3,9 @@
 use super::*;
 use crate::memory;
 
-/// The walk of the raw address `gva`.
-fn translate(
+/// The walk of the raw address `gva` (for the tests of the modules that
+/// build tables).
+pub(crate) fn translate(
     mem: &GuestMemory,
     paging: Paging,
     cr3: u64,
