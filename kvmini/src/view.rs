@@ -156,9 +156,12 @@ impl<'a> GuestView<'a> {
             // extend past the end of a small guest).
             let last = gpa + piece - 1;
             if !self.mem.address_in_range(GuestAddress(last)) {
+                // Named by the first byte past the end of memory, by both
+                // its addresses (the piece's first byte is in memory).
+                let inside = self.memory_size().saturating_sub(gpa);
                 return Err(ViewError::OutsideMemory {
-                    gva: Gva::new(at),
-                    gpa: Gpa::new(last),
+                    gva: Gva::new(at + inside),
+                    gpa: Gpa::new(gpa + inside),
                 });
             }
             run = Some(extend_run(run, gpa, piece, &mut emit));

@@ -462,3 +462,36 @@ fn bad_pointers_are_errors() {
         .for_each_piece(Gva::new(0x10_0000), 2 << 20, false, |_, _| {})
         .is_err());
 }
+
+/// A buffer whose page starts inside guest memory and runs past its end
+/// (a 1 GiB page over 4 MiB of memory) is reported with the virtual and
+/// the physical address of the same byte: the first one outside memory.
+#[test]
+fn a_piece_running_past_memory_names_one_byte_by_both_addresses() {
+    let mem = memory::allocate(4 << 20).unwrap();
+    // PML4[0] -> PDPT at 0x1000; PDPT[1]: a 1 GiB page at physical 0.
+    mem.write_obj(0x1000 | PTE_P | PTE_RW | PTE_US, GuestAddress(0))
+        .unwrap();
+    mem.write_obj(PTE_P | PTE_RW | PTE_US | (1 << 7), GuestAddress(0x1008))
+        .unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Long), 0, true);
+    let gib = 1 << 30;
+    for (start, len) in [(0x3F_F000, 0x2000), (0x3F_FFFF, 2), (0x20_0000, 0x20_0001)] {
+        let gva = Gva::new(gib + start);
+        let want = Err(ViewError::OutsideMemory {
+            gva: Gva::new(gib + 0x40_0000),
+            gpa: Gpa::new(0x40_0000),
+        });
+        let mut pieces = Vec::new();
+        assert_eq!(
+            view.pieces(gva, len, false, &mut pieces),
+            want,
+            "{start:#x}"
+        );
+        assert_eq!(
+            view.for_each_piece(gva, len, true, |_, _| panic!("no piece")),
+            want
+        );
+        assert_eq!(view.check_writable(gva, len), want);
+    }
+}
