@@ -53,6 +53,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
+use kvmini::addr::Gva;
+use kvmini::arch::x86_64::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US};
+use kvmini::arch::x86_64::page_tables;
 use kvmini::fs::Filesystem;
 use kvmini::grant::{GrantSpec, Grants};
 use kvmini::host::{Errno, HostCall, HostFunctions};
@@ -60,7 +63,7 @@ use kvmini::hypercall::{Action, Hypercalls};
 use kvmini::layout::Layout;
 use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input as Stdin};
-use kvmini::paging::{self, CpuPaging, PagingMode, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use kvmini::paging::{self, CpuPaging, PagingMode};
 use kvmini::view::GuestView;
 use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
 use kvmini_abi::errno::EFAULT;
@@ -965,7 +968,7 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
     let len = usize::try_from(size).expect("small");
     mem.write_slice(&zeros[..len], GuestAddress(0))
         .expect("zero");
-    paging::build_identity_map(mem, &layout, input.map_null_page).expect("identity map");
+    page_tables::build_identity_map(mem, &layout, input.map_null_page).expect("identity map");
     let built = table_bytes(mem, &layout);
 
     let tree_dir = make_tree();
@@ -1036,8 +1039,11 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
     let walk = |mode| paging::Paging::new(mode, true, CpuPaging::ALL_FEATURES);
     let view = match which {
         Run::Asked { .. } => GuestView::new(mem, walk(mode), cr3, !input.ring0),
-        Run::Identity => GuestView::new(mem, walk(PagingMode::Long), layout.pml4(), true)
-            .with_identity(paging::user_identity_range(&layout, input.map_null_page)),
+        Run::Identity => {
+            GuestView::new(mem, walk(PagingMode::Long), layout.pml4(), true).with_identity(
+                page_tables::user_identity_range(&layout, input.map_null_page),
+            )
+        }
     };
     let tracing = which != Run::Asked { trace: false };
     let take_trace = |calls: usize, actions: &[Action]| {
@@ -1127,7 +1133,7 @@ fn run(input: &Input, which: Run) -> Option<Trace> {
             }
             Action::Resume => {
                 if let Some(at) = result_at {
-                    if let Ok(result) = view.read_obj::<i64>(at) {
+                    if let Ok(result) = view.read_obj::<i64>(Gva::new(at)) {
                         assert!(result >= -4095, "{} gave {result}", port.name());
                     }
                 }

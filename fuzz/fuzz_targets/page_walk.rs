@@ -28,6 +28,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use kvmini::addr::{Gpa, Gva as Va};
+use kvmini::arch::x86_64::page_tables;
 use kvmini::layout::Layout;
 use kvmini::memory::{self, GuestMemory};
 use kvmini::paging::{self, Access, CpuPaging, Paging, PagingError, PagingMode, Translation};
@@ -234,7 +236,7 @@ fn check_rsvd(gva: u64, level: u8, e: u64, rsvd: u64) -> Result<(), PagingError>
         Ok(())
     } else {
         Err(PagingError::Reserved {
-            gva,
+            gva: Va::new(gva),
             level,
             entry: e,
         })
@@ -245,7 +247,10 @@ fn check_rsvd(gva: u64, level: u8, e: u64, rsvd: u64) -> Result<(), PagingError>
 /// reports when it lies outside memory.
 fn entry(mem: &GuestMemory, size: u64, gva: u64, at: u64, width: u64) -> Result<u64, PagingError> {
     if at + width > size {
-        return Err(PagingError::TableOutsideMemory { gva, table: at });
+        return Err(PagingError::TableOutsideMemory {
+            gva: Va::new(gva),
+            table: Gpa::new(at),
+        });
     }
     let mut bytes = [0u8; 8];
     let n = usize::try_from(width).expect("4 or 8");
@@ -258,7 +263,7 @@ fn entry(mem: &GuestMemory, size: u64, gva: u64, at: u64, width: u64) -> Result<
 fn leaf(gva: u64, frame: u64, page_size: u64, user: bool, writable: bool) -> Translation {
     let offset = gva & (page_size - 1);
     Translation {
-        gpa: frame | offset,
+        gpa: Gpa::new(frame | offset),
         len_in_page: page_size - offset,
         user,
         writable,
@@ -275,7 +280,7 @@ fn model_long(
 ) -> Result<Translation, PagingError> {
     let sign = gva >> 47;
     if sign != 0 && sign != (1 << 17) - 1 {
-        return Err(PagingError::NonCanonical(gva));
+        return Err(PagingError::NonCanonical(Va::new(gva)));
     }
     let mut table = cr3 & ADDR_MASK;
     let (mut user, mut writable) = (true, true);
@@ -283,7 +288,10 @@ fn model_long(
         let shift = 3 + 9 * u32::from(level);
         let e = entry(mem, size, gva, table + ((gva >> shift) & 511) * 8, 8)?;
         if e & 1 == 0 {
-            return Err(PagingError::NotPresent { gva, level });
+            return Err(PagingError::NotPresent {
+                gva: Va::new(gva),
+                level,
+            });
         }
         check_rsvd(gva, level, e, long_rsvd(cpu, level, e))?;
         writable &= e & 2 != 0;
@@ -315,11 +323,14 @@ fn model_legacy32(
     pse: bool,
 ) -> Result<Translation, PagingError> {
     if gva >> 32 != 0 {
-        return Err(PagingError::Beyond32Bits(gva));
+        return Err(PagingError::Beyond32Bits(Va::new(gva)));
     }
     let pde = entry(mem, size, gva, (cr3 & 0xFFFF_F000) + (gva >> 22) * 4, 4)?;
     if pde & 1 == 0 {
-        return Err(PagingError::NotPresent { gva, level: 2 });
+        return Err(PagingError::NotPresent {
+            gva: Va::new(gva),
+            level: 2,
+        });
     }
     if pse && pde & 0x80 != 0 {
         // M = min(MAXPHYADDR, 40) with PSE-36, else 32: entry bits
@@ -346,7 +357,10 @@ fn model_legacy32(
         4,
     )?;
     if pte & 1 == 0 {
-        return Err(PagingError::NotPresent { gva, level: 1 });
+        return Err(PagingError::NotPresent {
+            gva: Va::new(gva),
+            level: 1,
+        });
     }
     let user = pde & pte & 4 != 0;
     let writable = pde & pte & 2 != 0;
@@ -362,11 +376,14 @@ fn model_pae32(
     gva: u64,
 ) -> Result<Translation, PagingError> {
     if gva >> 32 != 0 {
-        return Err(PagingError::Beyond32Bits(gva));
+        return Err(PagingError::Beyond32Bits(Va::new(gva)));
     }
     let pdpte = entry(mem, size, gva, (cr3 & 0xFFFF_FFE0) + (gva >> 30) * 8, 8)?;
     if pdpte & 1 == 0 {
-        return Err(PagingError::NotPresent { gva, level: 3 });
+        return Err(PagingError::NotPresent {
+            gva: Va::new(gva),
+            level: 3,
+        });
     }
     check_rsvd(gva, 3, pdpte, pae_rsvd(cpu, 3, pdpte))?;
     let pde = entry(
@@ -377,7 +394,10 @@ fn model_pae32(
         8,
     )?;
     if pde & 1 == 0 {
-        return Err(PagingError::NotPresent { gva, level: 2 });
+        return Err(PagingError::NotPresent {
+            gva: Va::new(gva),
+            level: 2,
+        });
     }
     check_rsvd(gva, 2, pde, pae_rsvd(cpu, 2, pde))?;
     if pde & 0x80 != 0 {
@@ -392,7 +412,10 @@ fn model_pae32(
         8,
     )?;
     if pte & 1 == 0 {
-        return Err(PagingError::NotPresent { gva, level: 1 });
+        return Err(PagingError::NotPresent {
+            gva: Va::new(gva),
+            level: 1,
+        });
     }
     check_rsvd(gva, 1, pte, pae_rsvd(cpu, 1, pte))?;
     let user = pde & pte & 4 != 0;
@@ -418,9 +441,9 @@ fn model(
         Mode::Pae32 => model_pae32(mem, size, cpu, cr3, gva)?,
     };
     if a.user && !t.user {
-        Err(PagingError::NotUser(gva))
+        Err(PagingError::NotUser(Va::new(gva)))
     } else if a.write && !t.writable {
-        Err(PagingError::NotWritable(gva))
+        Err(PagingError::NotWritable(Va::new(gva)))
     } else {
         Ok(t)
     }
@@ -489,9 +512,9 @@ type StringAnswer = (
 
 fn string_answer(view: &GuestView<'_>, gva: u64, limit: u64) -> StringAnswer {
     let mut out = Vec::new();
-    let read = view.read_c_string(gva, limit, &mut out);
+    let read = view.read_c_string(Va::new(gva), limit, &mut out);
     let mut pieces = Vec::new();
-    let found = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+    let found = view.c_string_pieces(Va::new(gva), limit, |gpa, n| pieces.push((gpa, n)));
     (read, out, found, pieces)
 }
 
@@ -512,18 +535,20 @@ struct Answers {
 fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool, limit: u64) -> Answers {
     let mut seen = Vec::new();
     let each = view
-        .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+        .for_each_piece(Va::new(gva), len, write, |gpa, n| seen.push((gpa, n)))
         .map(|()| seen);
     // Not empty, so that a call that forgets to clear it shows.
     let mut pieces = vec![(1, 1)];
-    let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+    let collected = view
+        .pieces(Va::new(gva), len, write, &mut pieces)
+        .map(|()| pieces);
     Answers {
-        byte: view.read_obj(gva),
-        word: view.read_obj(gva),
-        block: view.read_obj(gva),
+        byte: view.read_obj(Va::new(gva)),
+        word: view.read_obj(Va::new(gva)),
+        block: view.read_obj(Va::new(gva)),
         each,
         pieces: collected,
-        writable: view.check_writable(gva, len),
+        writable: view.check_writable(Va::new(gva), len),
         short_string: string_answer(view, gva, limit % (4 * PAGE + 1)),
         // kvmini's tables map each page once, and the view caps a limit
         // at the memory size, so any limit is cheap here.
@@ -588,20 +613,22 @@ fn check_identity(
         let n = len.min(3 * PAGE);
         let data: Vec<u8> = (0..n).map(|i| i.to_le_bytes()[0] ^ 0x5A).collect();
         let mut ranges = Vec::new();
-        let _ = walked.pieces(gva, n, true, &mut ranges);
+        let _ = walked.pieces(Va::new(gva), n, true, &mut ranges);
         if gva < size {
             ranges.push((gva, n));
         }
-        let want = written(mem, size, &ranges, || walked.write_bytes(gva, &data));
-        let got = written(mem, size, &ranges, || fast.write_bytes(gva, &data));
+        let want = written(mem, size, &ranges, || {
+            walked.write_bytes(Va::new(gva), &data)
+        });
+        let got = written(mem, size, &ranges, || fast.write_bytes(Va::new(gva), &data));
         assert_eq!(got, want, "identity write at {gva:#x}+{n:#x}");
         let word = 0x0123_4567_89AB_CDEF_u64;
-        let _ = walked.pieces(gva, 8, true, &mut ranges);
+        let _ = walked.pieces(Va::new(gva), 8, true, &mut ranges);
         if gva < size {
             ranges.push((gva, 8));
         }
-        let want = written(mem, size, &ranges, || walked.write_obj(gva, word));
-        let got = written(mem, size, &ranges, || fast.write_obj(gva, word));
+        let want = written(mem, size, &ranges, || walked.write_obj(Va::new(gva), word));
+        let got = written(mem, size, &ranges, || fast.write_obj(Va::new(gva), word));
         assert_eq!(got, want, "identity write_obj at {gva:#x}");
     }
 }
@@ -612,7 +639,7 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
         user: walk.user,
         write: walk.write,
     };
-    let got = paging::translate(mem, mode.paging(cpu), cr3, gva, access);
+    let got = paging::translate(mem, mode.paging(cpu), cr3, Va::new(gva), access);
     let want = model(mem, size, mode, cpu, cr3, gva, access);
     assert_eq!(got, want, "{mode:?} {cpu:?} cr3 {cr3:#x} gva {gva:#x}");
     let mode = mode.paging(cpu);
@@ -620,15 +647,23 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
     let view = GuestView::new(mem, mode, cr3, walk.user);
     // A one-byte read is refused exactly when the translation fails or
     // lands outside memory, and otherwise reads the translated byte.
-    let byte = view.read_obj::<u8>(gva);
+    let byte = view.read_obj::<u8>(Va::new(gva));
     match got {
         // The range [gva, gva + 1) wraps: refused before any walk.
         _ if gva == u64::MAX => assert!(byte.is_err()),
-        Ok(t) if t.gpa < size => {
-            let direct: u8 = mem.read_obj(GuestAddress(t.gpa)).expect("inside memory");
+        Ok(t) if t.gpa.raw() < size => {
+            let direct: u8 = mem
+                .read_obj(GuestAddress(t.gpa.raw()))
+                .expect("inside memory");
             assert_eq!(byte, Ok(direct), "gva {gva:#x} -> {:#x}", t.gpa);
         }
-        Ok(t) => assert_eq!(byte, Err(ViewError::OutsideMemory { gva, gpa: t.gpa })),
+        Ok(t) => assert_eq!(
+            byte,
+            Err(ViewError::OutsideMemory {
+                gva: Va::new(gva),
+                gpa: t.gpa
+            })
+        ),
         // read_obj checks reading only, so it may succeed where a
         // write-checked translation failed.
         Err(_) if !walk.write => assert!(byte.is_err(), "gva {gva:#x}"),
@@ -639,7 +674,9 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
     // same way), or anything when the range wraps.
     let len = buffer_len(gva, walk.len, size);
     let mut pieces = Vec::new();
-    let result = view.for_each_piece(gva, len, walk.write, |gpa, n| pieces.push((gpa, n)));
+    let result = view.for_each_piece(Va::new(gva), len, walk.write, |gpa, n| {
+        pieces.push((gpa, n))
+    });
     // No buffer is longer than guest memory: tables that map pages more
     // than once must not make one call walk without end.
     assert!(
@@ -660,9 +697,9 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
                 // page in it translates to the next bytes of the piece.
                 let mut done = 0;
                 while done < n {
-                    let t = paging::translate(mem, mode, cr3, at + done, access)
+                    let t = paging::translate(mem, mode, cr3, Va::new(at + done), access)
                         .expect("piece translates");
-                    assert_eq!(t.gpa, gpa + done, "piece at {:#x}", at + done);
+                    assert_eq!(t.gpa.raw(), gpa + done, "piece at {:#x}", at + done);
                     done += t.len_in_page.min(n - done);
                 }
                 at += n;
@@ -676,7 +713,7 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
     // means a walk (and a string) that long (see docs/fuzzing.md).
     let limit = walk.len % (4 * PAGE + 1);
     let mut out = Vec::new();
-    match view.read_c_string(gva, limit, &mut out) {
+    match view.read_c_string(Va::new(gva), limit, &mut out) {
         Ok(()) => {
             assert!(
                 (out.len() as u64) < limit,
@@ -686,7 +723,7 @@ fn check_walk(mem: &GuestMemory, size: u64, mode: Mode, cpu: Cpu, cr3: u64, walk
             assert!(!out.contains(&0));
             // The string and its NUL are exactly what the pieces hold.
             let mut bytes = Vec::new();
-            view.for_each_piece(gva, out.len() as u64 + 1, false, |gpa, n| {
+            view.for_each_piece(Va::new(gva), out.len() as u64 + 1, false, |gpa, n| {
                 let mut buf = vec![0; usize::try_from(n).expect("small piece")];
                 mem.read_slice(&mut buf, GuestAddress(gpa))
                     .expect("piece inside memory");
@@ -706,7 +743,7 @@ fuzz_target!(|input: Input| {
     let layout = Layout::new(size);
     let mut built = None;
     if input.identity_map {
-        paging::build_identity_map(&mem, &layout, input.map_null_page).expect("identity map");
+        page_tables::build_identity_map(&mem, &layout, input.map_null_page).expect("identity map");
         built = Some(table_bytes(&mem, &layout));
     }
     for edit in input.edits.iter().take(MAX_EDITS) {
@@ -721,7 +758,7 @@ fuzz_target!(|input: Input| {
             // kvmini's long mode leaves EFER.NXE clear.
             let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
             let walked = GuestView::new(&mem, long, layout.pml4(), true);
-            let range = paging::user_identity_range(&layout, input.map_null_page);
+            let range = page_tables::user_identity_range(&layout, input.map_null_page);
             (walked, walked.with_identity(range))
         });
     let mode = input.mode;

@@ -675,7 +675,7 @@ fn demo_image(guest: &BuiltinGuest, mode: CpuMode) -> Result<Image, CliError> {
     if mode == CpuMode::Long {
         return Ok(Image::Elf(guest.elf.to_vec()));
     }
-    match kvmini::modes::hello(mode) {
+    match guests::hello(mode) {
         Some(flat) if guest.name == guests::HELLO.name => Ok(Image::Flat(flat.to_vec())),
         _ => Err(CliError::NoDemo(mode)),
     }
@@ -956,7 +956,7 @@ fn print_setup(sandbox: &mut Sandbox) {
         );
     }
     if sandbox.mode() != CpuMode::Long {
-        for line in kvmini::modes::describe(sandbox.mode(), &layout, image.entry) {
+        for line in crate::verbose::describe(sandbox.mode(), &layout, image.entry) {
             eprintln!("kvmini: {line}");
         }
         return;

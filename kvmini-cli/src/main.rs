@@ -4,6 +4,7 @@
 mod cli;
 mod print;
 mod signals;
+mod verbose;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ use common::{by_hypercall, kvm_or_skip, kvmini_output, run_config, text, Finishe
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VcpuExit;
 use kvmini::cpu::Ring;
+use kvmini::guests;
 use kvmini::kvm::Kvm;
 use kvmini::modes::{self, CpuMode};
 use kvmini::sandbox::{Config, Ending, Image, Unserved};
@@ -137,7 +138,7 @@ fn probe(paging: Paging32) -> Option<bool> {
         eprintln!(
             "note: this host's KVM refuses {} (a probe on kvm-ioctls got KVM_EXIT_SHUTDOWN): \
              expecting kvmini to report that refusal, status 126; the 32-bit walks are \
-             checked without KVM by modes::tests::display_walks_the_32_bit_tables_kvmini_writes",
+             checked without KVM by arch::x86_64::boot::tests::display_walks_the_32_bit_tables_kvmini_writes",
             paging.name()
         );
     }
@@ -231,9 +232,9 @@ fn paged_hello(paging: Paging32) {
     };
     let Some(kvm) = kvm_or_skip() else { return };
     let mode = paging.mode();
-    let run = run_mode(&kvm, mode, modes::HELLO_32);
+    let run = run_mode(&kvm, mode, guests::HELLO_32);
     if host_runs {
-        assert_hello(&run, modes::HELLO_32);
+        assert_hello(&run, guests::HELLO_32);
         return;
     }
     assert_refused(&run, mode);
@@ -293,7 +294,7 @@ fn every_mode_through_the_binary() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     for mode in CpuMode::ALL {
-        let hello = match modes::hello(mode) {
+        let hello = match guests::hello(mode) {
             Some(image) => image,
             None => continue,
         };
@@ -404,7 +405,7 @@ fn modes_other_than_long_take_flat_images_at_ring_0() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let image = dir.path().join("hello.bin");
-    std::fs::write(&image, modes::HELLO_32).expect("write the image");
+    std::fs::write(&image, guests::HELLO_32).expect("write the image");
     let image = image.to_str().expect("UTF-8 temp path");
     assert_eq!(
         refused(&["run", "--flat", image, "--mode", "pae32", "--ring", "3"]),
@@ -433,7 +434,7 @@ fn modes_other_than_long_take_flat_images_at_ring_0() {
     );
     // The library refuses the same.
     let Some(kvm) = kvm_or_skip() else { return };
-    let mut config = Config::new(Image::Flat(modes::HELLO_REAL.to_vec()));
+    let mut config = Config::new(Image::Flat(guests::HELLO_REAL.to_vec()));
     config.mode = CpuMode::Real;
     config.ring = Some(Ring::Three);
     let error = kvmini::sandbox::Sandbox::new(&kvm, config).expect_err("ring 3 is refused");

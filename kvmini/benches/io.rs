@@ -403,6 +403,7 @@ fn mean_us(n: u32, mut f: impl FnMut()) -> f64 {
 /// plain scan and copy of the same bytes; and the native side's line count
 /// of 256 MiB.
 fn parts(kvm: &Kvm) {
+    use kvmini::addr::Gva;
     use kvmini::paging::{CpuPaging, Paging, PagingMode};
     use kvmini::view::GuestView;
     use vm_memory::{Bytes, GuestAddress};
@@ -420,12 +421,15 @@ fn parts(kvm: &Kvm) {
         sandbox.layout().pml4(),
         true,
     );
-    let identity = view.with_identity(kvmini::paging::user_identity_range(sandbox.layout(), false));
+    let identity = view.with_identity(kvmini::arch::x86_64::page_tables::user_identity_range(
+        sandbox.layout(),
+        false,
+    ));
     let mut pieces = Vec::new();
     for (how, view) in [("", view), ("_identity", identity)] {
         for (name, at) in [("4k", 0x10_2000u64), ("2m", 0x40_0000)] {
             let us = mean_us(1000, || {
-                view.pieces(at, CHUNK as u64, true, &mut pieces)
+                view.pieces(Gva::new(at), CHUNK as u64, true, &mut pieces)
                     .expect("pieces");
             });
             println!(
@@ -451,7 +455,7 @@ fn parts(kvm: &Kvm) {
     let mut out = Vec::new();
     let us = mean_us(1000, || {
         out.clear();
-        view.read_c_string(0x40_0000, u64::MAX, &mut out)
+        view.read_c_string(Gva::new(0x40_0000), u64::MAX, &mut out)
             .expect("string");
     });
     assert_eq!(out.len(), DISPLAY_LEN);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{fact, floor_lifecycle, Phases};
 use criterion::{criterion_group, criterion_main, Criterion};
+use kvmini::arch::x86_64::boot::{boot_state, BootSpec};
 use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
 use kvmini::loader::LoadWindow;
@@ -74,7 +75,7 @@ fn kvmini_lifecycle(kvm: &Kvm, guest: Guest, seccomp: bool) -> [Duration; 3] {
 
 /// kvmini's build of a flat hello, replayed through its public modules in
 /// the order `Sandbox::from_parts` takes them; returns the time of each
-/// step (allocate memory, page tables and system tables, load the image,
+/// step (allocate memory, load the image, page tables and system tables,
 /// create the VM with its memory slot, create and set up the vCPU,
 /// teardown). Grants, seccomp and the hypercall state are left out.
 fn kvmini_build_steps(kvm: &Kvm, ring: Ring) -> [Duration; 6] {
@@ -84,18 +85,27 @@ fn kvmini_build_steps(kvm: &Kvm, ring: Ring) -> [Duration; 6] {
         kvmini::memory::allocate_with(common::FLAT_MEM, Default::default()).expect("allocate");
     let layout = kvmini::layout::Layout::new(common::FLAT_MEM);
     let t1 = Instant::now();
-    kvmini::modes::write_tables(&mem, &layout, CpuMode::Long, true, ring).expect("tables");
-    let t2 = Instant::now();
     let window = LoadWindow {
         start: 0,
         end: layout.system_base,
     };
     let loaded = kvmini::loader::load_flat(&mem, &image, &window).expect("load");
+    let t2 = Instant::now();
+    let boot = boot_state(
+        &layout,
+        &BootSpec {
+            mode: CpuMode::Long,
+            ring,
+            flat: true,
+            entry: loaded.entry,
+            fsgsbase: kvmini::cpu::has_fsgsbase(kvm.supported_cpuid()),
+        },
+    );
+    boot.tables.write_to(&mem).expect("tables");
     let t3 = Instant::now();
     let vm = kvmini::vm::Vm::new(kvm, mem).expect("vm");
     let t4 = Instant::now();
-    let vcpu =
-        kvmini::modes::create_vcpu(&vm, kvm, CpuMode::Long, loaded.entry, ring).expect("vcpu");
+    let vcpu = vm.create_vcpu(kvm, &boot).expect("vcpu");
     let t5 = Instant::now();
     drop(vcpu);
     drop(vm);
@@ -108,8 +118,17 @@ fn kvmini_build_steps(kvm: &Kvm, ring: Ring) -> [Duration; 6] {
 /// CPUID), KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_REGS, KVM_SET_FPU,
 /// KVM_GET_VCPU_MMAP_SIZE. Means over `n` vCPUs, one VM each.
 fn vcpu_setup(kvm: &Kvm, n: u32) {
-    use kvmini::cpu;
     let layout = kvmini::layout::Layout::new(common::FLAT_MEM);
+    let boot = boot_state(
+        &layout,
+        &BootSpec {
+            mode: CpuMode::Long,
+            ring: Ring::Three,
+            flat: true,
+            entry: 0,
+            fsgsbase: false,
+        },
+    );
     let names = [
         "create_vcpu",
         "set_cpuid2",
@@ -129,13 +148,11 @@ fn vcpu_setup(kvm: &Kvm, n: u32) {
         t[2] = Instant::now();
         let sregs = vcpu.get_sregs().expect("get sregs");
         t[3] = Instant::now();
-        vcpu.set_sregs(&cpu::long_mode_sregs(sregs, &layout, Ring::Three))
-            .expect("set sregs");
+        vcpu.set_sregs(&boot.sregs.over(sregs)).expect("set sregs");
         t[4] = Instant::now();
-        vcpu.set_regs(&cpu::entry_regs(0, layout.stack_top(), Ring::Three))
-            .expect("set regs");
+        vcpu.set_regs(&boot.regs).expect("set regs");
         t[5] = Instant::now();
-        vcpu.set_fpu(&cpu::initial_fpu()).expect("set fpu");
+        vcpu.set_fpu(&boot.fpu).expect("set fpu");
         t[6] = Instant::now();
         kvm.handle().get_vcpu_mmap_size().expect("mmap size");
         t[7] = Instant::now();
@@ -219,8 +236,8 @@ fn breakdown(kvm: &Kvm, floor_kvm: &kvm_ioctls::Kvm) {
         }
         let step_names = [
             "allocate_memory",
-            "write_tables",
             "load_image",
+            "write_tables",
             "vm_new",
             "create_vcpu",
             "teardown",

@@ -25,6 +25,7 @@ use kvmini_abi::Port;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
 use zerocopy::IntoBytes;
 
+use crate::addr::Gva;
 use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
 use crate::output::{GuestStream, Input, StreamError};
@@ -162,7 +163,9 @@ impl Filesystem {
             ($ty:ty, $handler:expr) => {{
                 // A result that cannot be written back means the call must
                 // not happen at all.
-                let Ok((args, at)) = view.read_block::<$ty>(block, offset_of!($ty, result)) else {
+                let Ok((args, at)) =
+                    view.read_block::<$ty>(Gva::new(block), offset_of!($ty, result))
+                else {
                     return BlockStatus::BadBlock;
                 };
                 let result = match $handler(self, &args) {
@@ -206,7 +209,7 @@ impl Filesystem {
     /// Reads a guest path into `buf` (without its NUL).
     fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), i32> {
         buf.clear();
-        match view.read_c_string(gva, PATH_MAX, buf) {
+        match view.read_c_string(Gva::new(gva), PATH_MAX, buf) {
             Ok(()) => Ok(()),
             Err(ViewError::Unterminated { .. }) => Err(ENAMETOOLONG),
             Err(_) => Err(EFAULT),
@@ -351,7 +354,7 @@ impl Filesystem {
             (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(EBADF),
         };
         let offset = Self::offset(args, positioned)?;
-        view.pieces(args.buf, args.len, true, &mut self.pieces)
+        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
             .map_err(|_| EFAULT)?;
         let n = memory::transfer(
             view.memory(),
@@ -369,7 +372,7 @@ impl Filesystem {
     /// reader (like a pipe, it may return less than asked), copied into the
     /// guest buffer.
     fn read_from_reader(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
-        view.pieces(args.buf, args.len, true, &mut self.pieces)
+        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
             .map_err(|_| EFAULT)?;
         let want = usize::try_from(args.len)
             .unwrap_or(usize::MAX)
@@ -385,7 +388,7 @@ impl Filesystem {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(EINTR),
             Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
         };
-        view.write_bytes(args.buf, &self.scratch[..n])
+        view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
             .map_err(|_| EFAULT)?;
         i64::try_from(n).map_err(|_| EINVAL)
     }
@@ -398,7 +401,7 @@ impl Filesystem {
         stdio: &mut StdioSinks<'_>,
     ) -> CallResult {
         let offset = Self::offset(args, positioned)?;
-        view.pieces(args.buf, args.len, false, &mut self.pieces)
+        view.pieces(Gva::new(args.buf), args.len, false, &mut self.pieces)
             .map_err(|_| EFAULT)?;
         let sink: &mut GuestStream = match lookup(&self.fds, args.fd)? {
             Descriptor::Stdout if !positioned => stdio.stdout,
@@ -469,7 +472,7 @@ impl Filesystem {
     fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: bool) -> CallResult {
         // The output must be writable before anything is looked up.
         view.pieces(
-            args.stat,
+            Gva::new(args.stat),
             std::mem::size_of::<Stat>() as u64,
             true,
             &mut self.pieces,
@@ -493,7 +496,7 @@ impl Filesystem {
         }
         .map_err(|e| e.raw_os_error())?;
         let stat = guest_stat(&host);
-        view.write_bytes(args.stat, stat.as_bytes())
+        view.write_bytes(Gva::new(args.stat), stat.as_bytes())
             .map_err(|_| EFAULT)?;
         Ok(0)
     }
@@ -622,7 +625,7 @@ impl Filesystem {
         };
         // Check the whole buffer first, so that a bad one does not advance
         // the directory position.
-        view.pieces(args.buf, args.len, true, &mut self.pieces)
+        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
             .map_err(|_| EFAULT)?;
         let len = usize::try_from(args.len)
             .unwrap_or(usize::MAX)
@@ -630,7 +633,7 @@ impl Filesystem {
         self.scratch.resize(len, 0);
         let n = getdents64(file.as_fd(), &mut self.scratch)
             .map_err(|e| e.raw_os_error().unwrap_or(EINVAL))?;
-        view.write_bytes(args.buf, &self.scratch[..n])
+        view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
             .map_err(|_| EFAULT)?;
         i64::try_from(n).map_err(|_| EINVAL)
     }

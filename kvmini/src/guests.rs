@@ -1,5 +1,8 @@
 //! The built-in guests, built from `guests/` by kvmini's build script and
-//! embedded in the binary.
+//! embedded in the binary, and the flat hello images of the CPU modes
+//! other than long mode.
+
+use crate::modes::CpuMode;
 
 /// A built-in guest.
 #[derive(Clone, Copy, Debug)]
@@ -59,4 +62,87 @@ pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS, FILES];
 /// Looks a built-in guest up by name.
 pub fn find(name: &str) -> Option<&'static BuiltinGuest> {
     ALL.iter().find(|g| g.name == name)
+}
+
+/// The classic hello world in 16-bit code, for real mode.
+#[rustfmt::skip]
+pub const HELLO_REAL: &[u8] = &[
+    0xBA, 0xE9, 0x00,       // mov dx, 0xE9
+    0xB0, b'H', 0xEE,       // mov al, 'H'; out dx, al
+    0xB0, b'e', 0xEE,       // mov al, 'e'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
+    0xB0, b',', 0xEE,       // mov al, ','; out dx, al
+    0xB0, b' ', 0xEE,       // mov al, ' '; out dx, al
+    0xB0, b'w', 0xEE,       // mov al, 'w'; out dx, al
+    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
+    0xB0, b'r', 0xEE,       // mov al, 'r'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'd', 0xEE,       // mov al, 'd'; out dx, al
+    0xB0, b'!', 0xEE,       // mov al, '!'; out dx, al
+    0xB0, b'\n', 0xEE,      // mov al, '\n'; out dx, al
+    0xC7, 0x06, 0x00, 0x04, 0x2A, 0x00, // mov word [0x400], 42 (DS = 0)
+    0xB8, 0x2A, 0x00,       // mov ax, 42
+    0xF4,                   // hlt
+];
+
+/// The classic hello world in 32-bit code, for the protected, paged32 and
+/// pae32 modes (identity-mapped, so address 0x400 is the same everywhere).
+#[rustfmt::skip]
+pub const HELLO_32: &[u8] = &[
+    0x66, 0xBA, 0xE9, 0x00, // mov dx, 0xE9
+    0xB0, b'H', 0xEE,       // mov al, 'H'; out dx, al
+    0xB0, b'e', 0xEE,       // mov al, 'e'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
+    0xB0, b',', 0xEE,       // mov al, ','; out dx, al
+    0xB0, b' ', 0xEE,       // mov al, ' '; out dx, al
+    0xB0, b'w', 0xEE,       // mov al, 'w'; out dx, al
+    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
+    0xB0, b'r', 0xEE,       // mov al, 'r'; out dx, al
+    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
+    0xB0, b'd', 0xEE,       // mov al, 'd'; out dx, al
+    0xB0, b'!', 0xEE,       // mov al, '!'; out dx, al
+    0xB0, b'\n', 0xEE,      // mov al, '\n'; out dx, al
+    0xC7, 0x05, 0x00, 0x04, 0x00, 0x00,
+    0x2A, 0x00, 0x00, 0x00, // mov dword [0x400], 42
+    0xB8, 0x2A, 0x00, 0x00, 0x00, // mov eax, 42
+    0xF4,                   // hlt
+];
+
+/// The built-in flat hello image of `mode`; `None` for long mode, whose
+/// hello is the ring-3 Rust guest ([`crate::guests::HELLO`]).
+pub const fn hello(mode: CpuMode) -> Option<&'static [u8]> {
+    match mode {
+        CpuMode::Real => Some(HELLO_REAL),
+        CpuMode::Protected | CpuMode::Paged32 | CpuMode::Pae32 => Some(HELLO_32),
+        CpuMode::Long => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_images_end_in_hlt() {
+        for mode in [
+            CpuMode::Real,
+            CpuMode::Protected,
+            CpuMode::Paged32,
+            CpuMode::Pae32,
+        ] {
+            let image = hello(mode).unwrap();
+            assert_eq!(image.last(), Some(&0xF4));
+            let text: Vec<u8> = image
+                .windows(3)
+                .filter(|w| w[0] == 0xB0 && w[2] == 0xEE)
+                .map(|w| w[1])
+                .collect();
+            assert_eq!(text, b"Hello, world!\n");
+        }
+        assert_eq!(hello(CpuMode::Long), None);
+    }
 }

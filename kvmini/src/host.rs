@@ -8,6 +8,7 @@ use std::fmt;
 use kvmini_abi::errno;
 use kvmini_abi::host::{HostCallArgs, HOST_CALL_ARGS};
 
+use crate::addr::Gva;
 use crate::view::GuestView;
 
 /// A Linux errno value a host function returns to the guest (as `-errno`).
@@ -115,7 +116,7 @@ impl<'a> HostCall<'a> {
         let mut done = 0usize;
         let mut failed = false;
         self.view
-            .for_each_piece(gva, buf.len() as u64, false, |gpa, len| {
+            .for_each_piece(Gva::new(gva), buf.len() as u64, false, |gpa, len| {
                 let n = usize::try_from(len).unwrap_or(0);
                 failed |= vm_memory::Bytes::read_slice(
                     self.view.memory(),
@@ -137,7 +138,7 @@ impl<'a> HostCall<'a> {
         let len = usize::try_from(len).map_err(|_| Errno::EFAULT)?;
         // Check the range before allocating for it.
         self.view
-            .for_each_piece(gva, len as u64, false, |_, _| {})
+            .for_each_piece(Gva::new(gva), len as u64, false, |_, _| {})
             .map_err(|_| Errno::EFAULT)?;
         let mut buf = vec![0; len];
         self.read(gva, &mut buf)?;
@@ -148,7 +149,7 @@ impl<'a> HostCall<'a> {
     /// before the NUL): EFAULT if unreadable, EINVAL if unterminated.
     pub fn read_c_string(&self, gva: u64, limit: u64) -> Result<Vec<u8>, Errno> {
         let mut out = Vec::new();
-        match self.view.read_c_string(gva, limit, &mut out) {
+        match self.view.read_c_string(Gva::new(gva), limit, &mut out) {
             Ok(()) => Ok(out),
             Err(crate::view::ViewError::Unterminated { .. }) => Err(Errno::EINVAL),
             Err(_) => Err(Errno::EFAULT),
@@ -158,7 +159,9 @@ impl<'a> HostCall<'a> {
     /// Writes `data` to guest address `gva`: EFAULT unless all of it is
     /// writable by the guest.
     pub fn write(&self, gva: u64, data: &[u8]) -> Result<(), Errno> {
-        self.view.write_bytes(gva, data).map_err(|_| Errno::EFAULT)
+        self.view
+            .write_bytes(Gva::new(gva), data)
+            .map_err(|_| Errno::EFAULT)
     }
 }
 

@@ -12,6 +12,7 @@ use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
 use kvmini_abi::errno;
 use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
+use crate::addr::Gva;
 use crate::fs::{BlockStatus, Filesystem, StdioSinks};
 use crate::host::HostFunctions;
 use crate::memory;
@@ -216,14 +217,15 @@ impl Hypercalls {
             // A result that cannot be written back means no call.
             Port::HostCall => {
                 let offset = offset_of!(HostCallArgs, result);
-                let Ok((args, at)) = view.read_block::<HostCallArgs>(block, offset) else {
+                let Ok((args, at)) = view.read_block::<HostCallArgs>(Gva::new(block), offset)
+                else {
                     return Ok(None);
                 };
                 (self.host_functions.call(&args, view), at)
             }
             Port::Argv => {
                 let offset = offset_of!(ArgvArgs, result);
-                let Ok((args, at)) = view.read_block::<ArgvArgs>(block, offset) else {
+                let Ok((args, at)) = view.read_block::<ArgvArgs>(Gva::new(block), offset) else {
                     return Ok(None);
                 };
                 // The arguments are copied only if all of them fit; the
@@ -232,7 +234,7 @@ impl Hypercalls {
                 let result = if args.len < self.argv.len() as u64 {
                     need
                 } else {
-                    match view.write_bytes(args.buf, &self.argv) {
+                    match view.write_bytes(Gva::new(args.buf), &self.argv) {
                         Ok(()) => need,
                         Err(_) => -i64::from(errno::EFAULT),
                     }
@@ -248,7 +250,8 @@ impl Hypercalls {
     /// order with its result in its own block; the batch's result is the
     /// number of calls run.
     fn batch(&mut self, block: u64, view: &GuestView<'_>) -> Result<Action, StreamError> {
-        let Ok((args, at)) = view.read_block::<BatchArgs>(block, offset_of!(BatchArgs, result))
+        let Ok((args, at)) =
+            view.read_block::<BatchArgs>(Gva::new(block), offset_of!(BatchArgs, result))
         else {
             return self.bad_block(Port::Batch, block);
         };
@@ -291,7 +294,9 @@ impl Hypercalls {
         let size = std::mem::size_of::<BatchEntry>() as u64;
         for i in 0..u64::from(args.count) {
             let at = args.entries.checked_add(i * size).ok_or(errno::EFAULT)?;
-            let entry = view.read_obj::<BatchEntry>(at).map_err(|_| errno::EFAULT)?;
+            let entry = view
+                .read_obj::<BatchEntry>(Gva::new(at))
+                .map_err(|_| errno::EFAULT)?;
             let port = Port::try_from(entry.port).map_err(|_| errno::EINVAL)?;
             if !port.batchable() {
                 return Err(errno::EINVAL);
@@ -322,7 +327,7 @@ impl Hypercalls {
         let pieces = &mut self.display_pieces;
         // A string longer than guest memory exists only through aliased
         // page tables; stopping there bounds the work of one exit.
-        let result = view.c_string_pieces(gva, view.memory_size(), |gpa, len| {
+        let result = view.c_string_pieces(Gva::new(gva), view.memory_size(), |gpa, len| {
             pieces.push((gpa, len));
         });
         match result {
@@ -408,17 +413,18 @@ mod tests {
     use zerocopy::{FromZeros, IntoBytes};
 
     use super::*;
+    use crate::arch::x86_64::page_tables;
     use crate::grant::Grants;
     use crate::layout::Layout;
     use crate::output::{Capture, Input};
-    use crate::paging::{self, CpuPaging, Paging, PagingMode};
+    use crate::paging::{CpuPaging, Paging, PagingMode};
 
     #[test]
     fn display_prints_straight_from_guest_pages_or_only_warns() {
         let size = 4 << 20;
         let mem = crate::memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
         // Virtual 0x400000 -> physical 0x203000 and 0x401000 -> 0x201000.
         let pml4 = crate::view::map_user_pages(&mem, [0x20_3000, 0x20_1000]);
         mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
@@ -434,7 +440,7 @@ mod tests {
         let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
         let hand_made = GuestView::new(&mem, long, pml4, true);
         let own = GuestView::new(&mem, long, layout.pml4(), true)
-            .with_identity(paging::user_identity_range(&layout, false));
+            .with_identity(page_tables::user_identity_range(&layout, false));
         for (view, gva) in [
             (&hand_made, 0x40_0FFE),
             (&own, 0x10_8000),
@@ -466,13 +472,13 @@ mod tests {
         let size = 4 << 20;
         let mem = crate::memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
         let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
         let (stdout, warnings) = (Capture::new(), Capture::new());
         let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["a"]);
         let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
         let view = GuestView::new(&mem, long, layout.pml4(), true)
-            .with_identity(paging::user_identity_range(&layout, false));
+            .with_identity(page_tables::user_identity_range(&layout, false));
         let tops = [0, 1, 7, 8, 23, 55, 56, 63, 64, 4095];
         let (args_at, entries_at) = (0x10_0000u64, 0x10_1000u64);
         for port in Port::ALL.into_iter().filter(|p| p.batchable()) {

@@ -94,3 +94,14 @@ impl Layout {
         self.system_base
     }
 }
+
+/// One region of the memory map.
+#[derive(Clone, Debug)]
+pub struct Region {
+    /// What lives there.
+    pub name: &'static str,
+    /// First guest physical address.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+}

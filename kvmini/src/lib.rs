@@ -32,8 +32,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addr;
+pub mod arch;
 pub mod builder;
-pub mod cpu;
 pub mod fs;
 pub mod grant;
 pub mod guests;
@@ -43,10 +44,8 @@ pub mod kvm;
 pub mod layout;
 pub mod loader;
 pub mod memory;
-pub mod modes;
 pub mod outcome;
 pub mod output;
-pub mod paging;
 pub mod sandbox;
 pub mod seccomp;
 pub mod stop;
@@ -55,3 +54,6 @@ pub mod vcpu_thread;
 pub mod view;
 pub mod vm;
 pub mod xstate;
+
+// The x86 modules, by the paths the public API has always had.
+pub use arch::x86_64::{cpu, modes, paging};

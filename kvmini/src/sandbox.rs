@@ -9,6 +9,8 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvmini_abi::{layout::ELF_LOAD_MIN, Direction, Port};
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::arch::x86_64::boot::{self, BootSpec};
+use crate::arch::x86_64::page_tables;
 use crate::cpu::{self, ExceptionFrame, Ring};
 use crate::fs::Filesystem;
 use crate::grant::{GrantError, GrantSpec, Grants};
@@ -20,7 +22,7 @@ use crate::loader::{self, LoadWindow, LoadedImage, LoaderError};
 use crate::memory::{self, MemoryError};
 use crate::modes::{self, CpuMode, ModeError};
 use crate::output::{GuestStream, Input, Output, Stream, StreamError};
-use crate::paging::{self, CpuPaging, Paging, PagingMode};
+use crate::paging::{CpuPaging, Paging, PagingMode};
 use crate::stop::{self as stopping, StopHandle, StopReason};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
@@ -159,16 +161,7 @@ pub use crate::outcome::{
     STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,
 };
 
-/// One region of the memory map.
-#[derive(Clone, Debug)]
-pub struct Region {
-    /// What lives there.
-    pub name: &'static str,
-    /// First guest physical address.
-    pub start: u64,
-    /// End (exclusive).
-    pub end: u64,
-}
+pub use crate::layout::Region;
 
 /// The guest's standard streams and kvmini's warnings about it.
 pub(crate) struct Stdio {
@@ -428,7 +421,6 @@ impl Sandbox {
         let ring = config
             .ring
             .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
-        modes::write_tables(&mem, &layout, config.mode, flat, ring)?;
         let image = match &config.image {
             Image::Elf(bytes) => loader::load_elf(
                 &mem,
@@ -447,6 +439,17 @@ impl Sandbox {
                 },
             )?,
         };
+        let boot = boot::boot_state(
+            &layout,
+            &BootSpec {
+                mode: config.mode,
+                ring,
+                flat,
+                entry: image.entry,
+                fsgsbase: cpu::has_fsgsbase(kvm.supported_cpuid()),
+            },
+        );
+        boot.tables.write_to(&mem)?;
         if let Some(snapshot) = &snapshot {
             // Everything written so far: the image and kvmini's own area.
             let image_range = (
@@ -458,7 +461,7 @@ impl Sandbox {
         let vm = Vm::new(kvm, mem)?;
         // The vCPU is given KVM's supported CPUID as it is (see `Vm::create_vcpu`).
         let cpu_paging = CpuPaging::from_cpuid(kvm.supported_cpuid().as_slice());
-        let mut vcpu = modes::create_vcpu(&vm, kvm, config.mode, image.entry, ring)?;
+        let mut vcpu = vm.create_vcpu(kvm, &boot)?;
         let pristine = match &snapshot {
             Some(_) => Some(PristineCpu::save(kvm, &mut vcpu)?),
             None => None,
@@ -470,7 +473,7 @@ impl Sandbox {
                 // kvmini's long mode leaves EFER.NXE clear.
                 paging: Paging::new(PagingMode::Long, false, cpu_paging),
                 cr3: layout.pml4(),
-                identity: paging::user_identity_range(&layout, flat),
+                identity: page_tables::user_identity_range(&layout, flat),
             });
         vcpu.sync_system_registers(fixed_paging.is_none());
         let own_stop = StopHandle::new();

@@ -6,11 +6,12 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::addr::{Gpa, Gva};
 use crate::memory::{self, GuestMemory};
 use crate::paging::{self, Access, Paging, PagingError};
 
 /// Errors of reading guest buffers and strings.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ViewError {
     /// An address could not be translated or is not accessible.
     #[error(transparent)]
@@ -19,15 +20,23 @@ pub enum ViewError {
     #[error("address {gva:#x} maps to {gpa:#x}, outside guest memory")]
     OutsideMemory {
         /// Guest virtual address.
-        gva: u64,
+        gva: Gva,
         /// Where it maps.
-        gpa: u64,
+        gpa: Gpa,
     },
     /// A buffer longer than guest memory itself.
     #[error("buffer at {gva:#x} of {len} bytes is longer than guest memory")]
     TooLong {
         /// Start of the buffer.
-        gva: u64,
+        gva: Gva,
+        /// Its length.
+        len: u64,
+    },
+    /// A buffer whose end is past the top of the address space.
+    #[error("buffer at {gva:#x} of {len} bytes runs past the end of the address space")]
+    Overflow {
+        /// Start of the buffer.
+        gva: Gva,
         /// Its length.
         len: u64,
     },
@@ -35,7 +44,7 @@ pub enum ViewError {
     #[error("string at {gva:#x} has no NUL terminator within {limit} bytes")]
     Unterminated {
         /// Start of the string.
-        gva: u64,
+        gva: Gva,
         /// How far kvmini looked.
         limit: u64,
     },
@@ -75,7 +84,8 @@ impl<'a> GuestView<'a> {
     /// Declares that within `range` virtual address == physical address and
     /// the guest may read and write: true of a ring-3 long-mode guest whose
     /// CR3 is kvmini's own identity map, as it can change neither CR3 nor
-    /// those supervisor-only tables (see [`paging::user_identity_range`]).
+    /// those supervisor-only tables (see
+    /// [`crate::arch::x86_64::page_tables::user_identity_range`]).
     /// A buffer wholly inside `range` (and guest memory) is then one piece,
     /// found without a page walk; anything else is walked as usual, which
     /// gives the exact error.
@@ -86,25 +96,26 @@ impl<'a> GuestView<'a> {
     }
 
     /// Whether `[gva, end)` lies inside the identity range and guest memory.
-    fn is_identity(&self, gva: u64, end: u64) -> bool {
-        self.identity_start <= gva && end <= self.identity_end && end <= self.memory_size()
+    fn is_identity(&self, gva: Gva, end: u64) -> bool {
+        self.identity_start <= gva.raw() && end <= self.identity_end && end <= self.memory_size()
     }
 
     /// Bytes from `gva` to the end of the identity range (or of guest
     /// memory, if sooner), when `gva` lies inside both.
-    fn identity_span(&self, gva: u64) -> Option<u64> {
+    fn identity_span(&self, gva: Gva) -> Option<u64> {
         let top = self.identity_end.min(self.memory_size());
-        (self.identity_start <= gva && gva < top).then(|| top - gva)
+        let at = gva.raw();
+        (self.identity_start <= at && at < top).then(|| top - at)
     }
 
     /// Translates one address for reading or writing.
-    fn translate(&self, gva: u64, write: bool) -> Result<paging::Translation, ViewError> {
+    fn translate(&self, gva: Gva, write: bool) -> Result<paging::Translation, ViewError> {
         let access = Access {
             user: self.user,
             write,
         };
         let t = paging::translate(self.mem, self.paging, self.cr3, gva, access)?;
-        if !self.mem.address_in_range(GuestAddress(t.gpa)) {
+        if !self.mem.address_in_range(GuestAddress(t.gpa.raw())) {
             return Err(ViewError::OutsideMemory { gva, gpa: t.gpa });
         }
         Ok(t)
@@ -112,10 +123,11 @@ impl<'a> GuestView<'a> {
 
     /// The end of the buffer `[gva, gva + len)`, refused if it wraps or is
     /// longer than guest memory.
-    fn buffer_end(&self, gva: u64, len: u64) -> Result<u64, ViewError> {
+    fn buffer_end(&self, gva: Gva, len: u64) -> Result<u64, ViewError> {
         let end = gva
             .checked_add(len)
-            .ok_or(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))?;
+            .ok_or(ViewError::Overflow { gva, len })?
+            .raw();
         // No buffer is longer than guest memory unless the guest's tables
         // map pages more than once; refusing it bounds the walk (and the
         // work one call can cost) by the size of guest memory.
@@ -130,23 +142,30 @@ impl<'a> GuestView<'a> {
     /// `emit` may already have been called when an error comes back.
     fn walk(
         &self,
-        gva: u64,
+        gva: Gva,
         end: u64,
         write: bool,
         mut emit: impl FnMut(u64, u64),
     ) -> Result<(), ViewError> {
-        let mut at = gva;
+        let mut at = gva.raw();
         let mut run: Option<(u64, u64)> = None;
         while at < end {
-            let t = self.translate(at, write)?;
+            let t = self.translate(Gva::new(at), write)?;
+            let gpa = t.gpa.raw();
             let piece = t.len_in_page.min(end - at);
             // The piece must also end inside memory (a large page can
             // extend past the end of a small guest).
-            let last = t.gpa + piece - 1;
+            let last = gpa + piece - 1;
             if !self.mem.address_in_range(GuestAddress(last)) {
-                return Err(ViewError::OutsideMemory { gva: at, gpa: last });
+                // Named by the first byte past the end of memory, by both
+                // its addresses (the piece's first byte is in memory).
+                let inside = self.memory_size().saturating_sub(gpa);
+                return Err(ViewError::OutsideMemory {
+                    gva: Gva::new(at + inside),
+                    gpa: Gpa::new(gpa + inside),
+                });
             }
-            run = Some(extend_run(run, t.gpa, piece, &mut emit));
+            run = Some(extend_run(run, gpa, piece, &mut emit));
             at += piece;
         }
         if let Some((gpa, len)) = run {
@@ -166,7 +185,7 @@ impl<'a> GuestView<'a> {
     /// page tables on the way can make that second walk fail.
     pub fn for_each_piece(
         &self,
-        gva: u64,
+        gva: Gva,
         len: u64,
         write: bool,
         mut f: impl FnMut(u64, u64),
@@ -176,7 +195,7 @@ impl<'a> GuestView<'a> {
             return Ok(());
         }
         if self.is_identity(gva, end) {
-            f(gva, len);
+            f(gva.raw(), len);
             return Ok(());
         }
         let mut kept = [(0u64, 0u64); STACK_PIECES];
@@ -198,31 +217,43 @@ impl<'a> GuestView<'a> {
         if overflowed {
             // The first walk checked the whole buffer; the kept pieces end
             // where a run ends, so walking on from there gives the rest.
-            self.walk(gva + kept_len, end, write, f)?;
+            self.walk(Gva::new(gva.raw() + kept_len), end, write, f)?;
         }
         Ok(())
     }
 
     /// Reads a `T` from guest virtual `gva`, piece by piece if it crosses
     /// pages.
-    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gva: u64) -> Result<T, ViewError> {
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gva: Gva) -> Result<T, ViewError> {
         let mut value = T::new_zeroed();
         let len = std::mem::size_of::<T>() as u64;
         let bytes = value.as_mut_bytes();
         let mut done = 0usize;
-        let mut failed = false;
+        let mut failed = None;
         self.for_each_piece(gva, len, false, |gpa, piece| {
             let n = usize::try_from(piece).unwrap_or(0);
-            failed |= self
+            let read = self
                 .mem
-                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa))
-                .is_err();
+                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa));
+            if read.is_err() && failed.is_none() {
+                failed = Some(Self::piece_at(gva, done, gpa));
+            }
             done += n;
         })?;
-        if failed {
-            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(value),
         }
-        Ok(value)
+    }
+
+    /// The error for a piece that guest memory could not give: the
+    /// virtual address `done` bytes into the buffer at `gva`, and the
+    /// physical address it maps to.
+    fn piece_at(gva: Gva, done: usize, gpa: u64) -> ViewError {
+        ViewError::OutsideMemory {
+            gva: Gva::new(gva.raw().wrapping_add(done as u64)),
+            gpa: Gpa::new(gpa),
+        }
     }
 
     /// Reads the argument block `T` at guest virtual `block`, whose `i64`
@@ -233,17 +264,23 @@ impl<'a> GuestView<'a> {
     /// checked for writing; an error means the call must not run.
     pub fn read_block<T: FromBytes + IntoBytes>(
         &self,
-        block: u64,
+        block: Gva,
         result_offset: usize,
-    ) -> Result<(T, u64), ViewError> {
-        let size = std::mem::size_of::<T>();
-        let wraps = ViewError::Fault(PagingError::NonCanonical(u64::MAX));
-        if result_offset.checked_add(8).is_none_or(|end| end > size) {
+    ) -> Result<(T, Gva), ViewError> {
+        let size = std::mem::size_of::<T>() as u64;
+        let wraps = ViewError::Overflow {
+            gva: block,
+            len: size,
+        };
+        if result_offset
+            .checked_add(8)
+            .is_none_or(|end| end as u64 > size)
+        {
             // A result outside its block is a mistake in kvmini, not the
             // guest's; refusing the block is still the safe answer.
             return Err(wraps);
         }
-        self.buffer_end(block, size as u64)?;
+        self.buffer_end(block, size)?;
         let result_at = u64::try_from(result_offset)
             .ok()
             .and_then(|offset| block.checked_add(offset))
@@ -254,26 +291,28 @@ impl<'a> GuestView<'a> {
     }
 
     /// Writes `value` to guest virtual `gva`, which must be writable.
-    pub fn write_obj<T: IntoBytes + Immutable>(&self, gva: u64, value: T) -> Result<(), ViewError> {
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, gva: Gva, value: T) -> Result<(), ViewError> {
         self.write_bytes(gva, value.as_bytes())
     }
 
     /// Writes `bytes` to guest virtual `gva`, which must be writable.
-    pub fn write_bytes(&self, gva: u64, bytes: &[u8]) -> Result<(), ViewError> {
+    pub fn write_bytes(&self, gva: Gva, bytes: &[u8]) -> Result<(), ViewError> {
         let mut done = 0usize;
-        let mut failed = false;
+        let mut failed = None;
         self.for_each_piece(gva, bytes.len() as u64, true, |gpa, piece| {
             let n = usize::try_from(piece).unwrap_or(0);
-            failed |= self
+            let written = self
                 .mem
-                .write_slice(&bytes[done..done + n], GuestAddress(gpa))
-                .is_err();
+                .write_slice(&bytes[done..done + n], GuestAddress(gpa));
+            if written.is_err() && failed.is_none() {
+                failed = Some(Self::piece_at(gva, done, gpa));
+            }
             done += n;
         })?;
-        if failed {
-            return Err(ViewError::OutsideMemory { gva, gpa: gva });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Collects the guest-physical pieces of `[gva, gva + len)` into
@@ -281,7 +320,7 @@ impl<'a> GuestView<'a> {
     /// contiguous pages merged: the scatter list of a zero-copy transfer.
     pub fn pieces(
         &self,
-        gva: u64,
+        gva: Gva,
         len: u64,
         write: bool,
         pieces: &mut Vec<(u64, u64)>,
@@ -292,7 +331,7 @@ impl<'a> GuestView<'a> {
             return Ok(());
         }
         if self.is_identity(gva, end) {
-            pieces.push((gva, len));
+            pieces.push((gva.raw(), len));
             return Ok(());
         }
         let result = self.walk(gva, end, write, |gpa, n| pieces.push((gpa, n)));
@@ -310,7 +349,7 @@ impl<'a> GuestView<'a> {
 
     /// Checks that `len` bytes at `gva` are writable guest memory, so that
     /// a call can refuse a result block before doing anything.
-    pub fn check_writable(&self, gva: u64, len: u64) -> Result<(), ViewError> {
+    pub fn check_writable(&self, gva: Gva, len: u64) -> Result<(), ViewError> {
         let end = self.buffer_end(gva, len)?;
         if len == 0 || self.is_identity(gva, end) {
             return Ok(());
@@ -331,7 +370,7 @@ impl<'a> GuestView<'a> {
     /// what was looked at before the fault or the limit.
     pub fn c_string_pieces(
         &self,
-        gva: u64,
+        gva: Gva,
         limit: u64,
         mut f: impl FnMut(u64, u64),
     ) -> Result<u64, ViewError> {
@@ -341,23 +380,27 @@ impl<'a> GuestView<'a> {
         let mut at = gva;
         let mut run: Option<(u64, u64)> = None;
         let result = loop {
-            let seen = at - gva;
+            let seen = at.offset_from(gva).unwrap_or(u64::MAX);
             if seen >= limit {
                 break Err(ViewError::Unterminated { gva, limit });
             }
             let (gpa, n) = match self.identity_span(at) {
-                Some(span) => (at, span.min(limit - seen)),
+                Some(span) => (at.raw(), span.min(limit - seen)),
                 None => match self.translate(at, false) {
                     Ok(t) => {
-                        let in_memory = self.mem.last_addr().0 - t.gpa + 1;
-                        (t.gpa, t.len_in_page.min(limit - seen).min(in_memory))
+                        let gpa = t.gpa.raw();
+                        let in_memory = self.mem.last_addr().0 - gpa + 1;
+                        (gpa, t.len_in_page.min(limit - seen).min(in_memory))
                     }
                     Err(e) => break Err(e),
                 },
             };
             let Ok(nul) = memory::with_bytes(self.mem, gpa, n, |bytes| memchr::memchr(0, bytes))
             else {
-                break Err(ViewError::OutsideMemory { gva: at, gpa });
+                break Err(ViewError::OutsideMemory {
+                    gva: at,
+                    gpa: Gpa::new(gpa),
+                });
             };
             let used = nul.map_or(n, |i| i as u64);
             if used > 0 {
@@ -380,16 +423,18 @@ impl<'a> GuestView<'a> {
     /// Appends the NUL-terminated string at `gva` (without its NUL) to
     /// `out`, reading at most `limit` bytes. On error `out` may hold a
     /// prefix of the string.
-    pub fn read_c_string(&self, gva: u64, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
+    pub fn read_c_string(&self, gva: Gva, limit: u64, out: &mut Vec<u8>) -> Result<(), ViewError> {
         let mut lost = None;
+        let start = out.len();
         let result = self.c_string_pieces(gva, limit, |gpa, n| {
+            let done = out.len() - start;
             let copied = memory::with_bytes(self.mem, gpa, n, |bytes| out.extend_from_slice(bytes));
             if copied.is_err() && lost.is_none() {
-                lost = Some(gpa);
+                lost = Some(Self::piece_at(gva, done, gpa));
             }
         });
         match (result, lost) {
-            (Ok(_), Some(gpa)) => Err(ViewError::OutsideMemory { gva, gpa }),
+            (Ok(_), Some(error)) => Err(error),
             (result, _) => result.map(|_| ()),
         }
     }
@@ -419,7 +464,7 @@ fn extend_run(
 /// Returns the PML4's address, for CR3.
 #[cfg(test)]
 pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = u64>) -> u64 {
-    use crate::paging::{PTE_P, PTE_RW, PTE_US};
+    use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
     let (pml4, pdpt, pd, pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000);
     let user = PTE_P | PTE_RW | PTE_US;
     let tables = [(pml4, pdpt), (pdpt, pd), (pd + 2 * 8, pt)];
@@ -432,386 +477,4 @@ pub(crate) fn map_user_pages(mem: &GuestMemory, pages: impl IntoIterator<Item = 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::Layout;
-    use crate::memory;
-    use crate::paging::{
-        build_identity_map, user_identity_range, CpuPaging, PagingMode, PTE_P, PTE_RW, PTE_US,
-    };
-
-    fn paging(mode: PagingMode) -> Paging {
-        Paging::new(mode, false, CpuPaging::ALL_FEATURES)
-    }
-
-    fn identity(size: u64) -> (GuestMemory, Layout) {
-        let mem = memory::allocate(size).unwrap();
-        let layout = Layout::new(size);
-        build_identity_map(&mem, &layout, false).unwrap();
-        (mem, layout)
-    }
-
-    /// A buffer may be as long as guest memory and no longer, whatever the
-    /// tables map (here: no paging, so every length up to memory's is a
-    /// real buffer), and one whose end wraps is refused before that.
-    #[test]
-    fn buffers_are_at_most_as_long_as_guest_memory() {
-        let size = 2 << 20;
-        let mem = memory::allocate(size).unwrap();
-        let view = GuestView::new(&mem, paging(PagingMode::Disabled), 0, false);
-        let mut total = 0;
-        assert_eq!(
-            view.for_each_piece(0, size, false, |_, n| total += n),
-            Ok(())
-        );
-        assert_eq!(total, size);
-        assert_eq!(
-            view.for_each_piece(0, size + 1, false, |_, _| panic!("no piece")),
-            Err(ViewError::TooLong {
-                gva: 0,
-                len: size + 1
-            })
-        );
-        assert_eq!(
-            view.for_each_piece(u64::MAX, 2, false, |_, _| panic!("no piece")),
-            Err(ViewError::Fault(PagingError::NonCanonical(u64::MAX)))
-        );
-    }
-
-    #[test]
-    fn strings_are_read_across_pages_and_to_the_end_of_memory() {
-        let (mem, layout) = identity(4 << 20);
-        let view = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
-        let text = vec![b'x'; 10_000];
-        mem.write_slice(&text, GuestAddress(0x10_0F00)).unwrap();
-        let mut out = Vec::new();
-        view.read_c_string(0x10_0F00, u64::MAX, &mut out).unwrap();
-        assert_eq!(out, text);
-        // Unterminated right up to kvmini's area: refused, not overrun.
-        let top = layout.system_base;
-        mem.write_slice(&[b'y'; 16], GuestAddress(top - 16))
-            .unwrap();
-        out.clear();
-        assert_eq!(
-            view.read_c_string(top - 16, u64::MAX, &mut out),
-            Err(ViewError::Fault(PagingError::NotUser(top)))
-        );
-    }
-
-    #[test]
-    fn strings_follow_non_contiguous_physical_pages() {
-        let (mem, _) = identity(4 << 20);
-        // Virtual 0x400000 -> physical 0x20_3000 and virtual 0x401000 ->
-        // physical 0x20_1000 (reversed order).
-        let pml4 = map_user_pages(&mem, [0x20_3000, 0x20_1000]);
-        mem.write_slice(b"ab", GuestAddress(0x20_3FFE)).unwrap();
-        mem.write_slice(b"cd\0", GuestAddress(0x20_1000)).unwrap();
-        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, true);
-        let mut out = Vec::new();
-        view.read_c_string(0x40_0FFE, 4096, &mut out).unwrap();
-        assert_eq!(out, b"abcd");
-        let mut pieces = Vec::new();
-        view.for_each_piece(0x40_0FFE, 5, false, |gpa, len| pieces.push((gpa, len)))
-            .unwrap();
-        assert_eq!(pieces, [(0x20_3FFE, 2), (0x20_1000, 3)]);
-        // Half-mapped buffer: nothing is visited.
-        let mut visited = 0;
-        assert!(view
-            .for_each_piece(0x40_1000, 0x2000, false, |_, _| visited += 1)
-            .is_err());
-        assert_eq!(visited, 0);
-    }
-
-    #[test]
-    fn strings_through_aliased_tables_stop_at_the_memory_size() {
-        // Every 4 KiB page of the lower half maps the same page of 'A's,
-        // so the "string" there would be 2^47 bytes long.
-        let mem = memory::allocate(4 << 20).unwrap();
-        let (pml4, pdpt, pd, pt) = (0x20_0000, 0x20_1000, 0x20_2000, 0x20_3000);
-        let t = PTE_P | PTE_RW | PTE_US;
-        for i in 0..512u64 {
-            for (table, next) in [(pt, 0x30_0000), (pd, pt), (pdpt, pd)] {
-                mem.write_obj(next | t, GuestAddress(table + i * 8))
-                    .unwrap();
-            }
-            let top = if i < 256 { pdpt | t } else { 0 };
-            mem.write_obj(top, GuestAddress(pml4 + i * 8)).unwrap();
-        }
-        mem.write_slice(&[b'A'; 4096], GuestAddress(0x30_0000))
-            .unwrap();
-        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, false);
-        let mut out = Vec::new();
-        assert_eq!(
-            view.read_c_string(0, u64::MAX, &mut out),
-            Err(ViewError::Unterminated {
-                gva: 0,
-                limit: 4 << 20
-            })
-        );
-        assert_eq!(out.len(), 4 << 20);
-    }
-
-    /// Everything a view says about one buffer: the pieces (or the error)
-    /// of `for_each_piece` and `pieces`, `check_writable`, and a `u64` read.
-    type Answers = (
-        Result<Vec<(u64, u64)>, ViewError>,
-        Result<Vec<(u64, u64)>, ViewError>,
-        Result<(), ViewError>,
-        Result<u64, ViewError>,
-    );
-
-    fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool) -> Answers {
-        let mut seen = Vec::new();
-        let each = view
-            .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
-            .map(|()| seen);
-        let mut pieces = vec![(1, 1)];
-        let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
-        (
-            each,
-            collected,
-            view.check_writable(gva, len),
-            view.read_obj::<u64>(gva),
-        )
-    }
-
-    /// The same string through both views: its bytes (or the error, with
-    /// what was appended) and its pieces.
-    fn same_string(walked: &GuestView<'_>, fast: &GuestView<'_>, gva: u64, limit: u64) {
-        let read = |view: &GuestView<'_>| {
-            let mut out = Vec::new();
-            let result = view.read_c_string(gva, limit, &mut out);
-            let mut pieces = Vec::new();
-            let len = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
-            (result, out, len, pieces)
-        };
-        let want = read(walked);
-        assert_eq!(read(fast), want, "string at {gva:#x} limit {limit:#x}");
-        if let (Ok(()), Ok(len)) = (&want.0, want.2) {
-            assert_eq!(len, want.1.len() as u64);
-        }
-    }
-
-    #[test]
-    fn identity_and_walked_paths_agree_on_kvmins_identity_map() {
-        for (size, map_null_page) in [(2 << 20, false), (8 << 20, false), (4 << 20, true)] {
-            let mem = memory::allocate(size).unwrap();
-            let layout = Layout::new(size);
-            build_identity_map(&mem, &layout, map_null_page).unwrap();
-            let range = user_identity_range(&layout, map_null_page);
-            let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
-            let fast = walked.with_identity(range.clone());
-            let (start, top) = (range.start, layout.system_base);
-            // Strings: one across the null page's edge, one running into
-            // kvmini's area.
-            mem.write_slice(b"nul\0ab\0", GuestAddress(0xFFC)).unwrap();
-            mem.write_slice(&[b'y'; 32], GuestAddress(top - 32))
-                .unwrap();
-            // And one across the 4 KiB / 2 MiB page boundary.
-            if size > 2 << 20 {
-                mem.write_slice(&[b'z'; 0x3000], GuestAddress(0x1F_E000))
-                    .unwrap();
-                mem.write_slice(&[0], GuestAddress(0x20_1000)).unwrap();
-            }
-            let buffers = [
-                (start, 1),
-                (start, 0x10_0000),
-                (start.wrapping_sub(1), 2),
-                (0, 16),
-                (0xFF0, 0x20),
-                (0x10_2000, 1 << 20),
-                (0x1F_F000, 0x3000),
-                (top - 16, 16),
-                (top - 16, 17),
-                (top - 1, 2),
-                (top, 1),
-                (size - 1, 1),
-                (size, 1),
-                (start, top - start),
-                (start, top - start + 1),
-                (0, size),
-                (0, size + 1),
-                (0x1000, size),
-                (top - 8, 0),
-                (u64::MAX, 1),
-                (u64::MAX, 0),
-                (u64::MAX - 5, 10),
-                (0, u64::MAX),
-                (0x1000, u64::MAX),
-                (0x8000_0000_0000_0000, 8),
-                (0xFFFF_8000_0000_0000, 8),
-            ];
-            for (gva, len) in buffers {
-                for write in [false, true] {
-                    let want = answers(&walked, gva, len, write);
-                    let got = answers(&fast, gva, len, write);
-                    assert_eq!(got, want, "{size:#x} {gva:#x}+{len:#x} write {write}");
-                }
-            }
-            for gva in [
-                0,
-                0xFFC,
-                0xFFF,
-                0x1000,
-                0x1002,
-                0x1F_E000,
-                0x20_0800,
-                top - 32,
-                top - 1,
-                top,
-                size - 1,
-                size,
-                u64::MAX,
-                u64::MAX - 2,
-            ] {
-                for limit in [0, 1, 3, 4, 5, 0x1000, 0x3001, 0x3002, u64::MAX] {
-                    same_string(&walked, &fast, gva, limit);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_identity_fast_path_gives_one_piece_and_the_walk_merges() {
-        let (mem, layout) = identity(4 << 20);
-        let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
-        let fast = walked.with_identity(user_identity_range(&layout, false));
-        let mut pieces = Vec::new();
-        for view in [walked, fast] {
-            // 4 KiB pages, then a 2 MiB page: contiguous, so one piece.
-            view.pieces(0x10_2000, 1 << 20, true, &mut pieces).unwrap();
-            assert_eq!(pieces, [(0x10_2000, 1 << 20)]);
-        }
-        // Page 0 is not in the range: the walk refuses it.
-        assert_eq!(
-            fast.pieces(0xFFF, 2, false, &mut pieces),
-            Err(ViewError::Fault(PagingError::NotPresent {
-                gva: 0xFFF,
-                level: 1
-            }))
-        );
-        assert!(pieces.is_empty());
-        // Inside the range nothing is walked: over tables that map nothing,
-        // the claimed range still reads, and a byte past it does not.
-        let blank = memory::allocate(2 << 20).unwrap();
-        blank.write_slice(b"hi\0", GuestAddress(0x1FFD)).unwrap();
-        let claimed = GuestView::new(&blank, paging(PagingMode::Long), 0x10_0000, true)
-            .with_identity(0x1000..0x2000);
-        assert_eq!(
-            claimed.read_obj::<u16>(0x1FFD),
-            Ok(u16::from_le_bytes(*b"hi"))
-        );
-        assert_eq!(
-            claimed.read_obj::<u32>(0x1FFD),
-            Err(ViewError::Fault(PagingError::NotPresent {
-                gva: 0x1FFD,
-                level: 4
-            }))
-        );
-        let mut out = Vec::new();
-        claimed.read_c_string(0x1FFD, u64::MAX, &mut out).unwrap();
-        assert_eq!(out, b"hi");
-        // A range claimed past guest memory does not let buffers out of it.
-        let unpaged = GuestView::new(&mem, paging(PagingMode::Disabled), 0, true);
-        let everything = unpaged.with_identity(0..u64::MAX);
-        let size = 4 << 20;
-        for (gva, len) in [(size - 1, 2), (size, 1), (u64::MAX - 1, 1), (0, size)] {
-            for write in [false, true] {
-                assert_eq!(
-                    answers(&everything, gva, len, write),
-                    answers(&unpaged, gva, len, write),
-                    "{gva:#x}+{len:#x}"
-                );
-            }
-        }
-        mem.write_slice(&[b'q'; 16], GuestAddress(size - 16))
-            .unwrap();
-        for gva in [size - 16, size - 1, size, u64::MAX] {
-            same_string(&unpaged, &everything, gva, u64::MAX);
-        }
-        let mut out = Vec::new();
-        assert_eq!(
-            everything.read_c_string(size - 16, u64::MAX, &mut out),
-            Err(ViewError::OutsideMemory {
-                gva: size,
-                gpa: size
-            })
-        );
-        assert_eq!(out, [b'q'; 16]);
-    }
-
-    #[test]
-    fn many_discontiguous_runs_are_walked_past_the_stack_buffer() {
-        let (mem, _) = identity(4 << 20);
-        // Virtual 0x400000 + i pages, i < 80: pairs of physically
-        // contiguous pages, the pairs in reverse order, so 40 runs.
-        let physical = |i: u64| 0x20_0000 + ((39 - i / 2) * 2 + i % 2) * 0x1000;
-        let pml4 = map_user_pages(&mem, (0..80).map(physical));
-        let view = GuestView::new(&mem, paging(PagingMode::Long), pml4, true);
-        let (gva, len) = (0x40_0800, 79 * 0x1000);
-        let mut want = vec![(physical(0) + 0x800, 0x1800)];
-        want.extend((1..39).map(|j| (physical(2 * j), 0x2000)));
-        want.push((physical(78), 0x1800));
-        assert!(want.len() > STACK_PIECES);
-        let mut pieces = Vec::new();
-        view.pieces(gva, len, true, &mut pieces).unwrap();
-        assert_eq!(pieces, want);
-        let mut seen = Vec::new();
-        view.for_each_piece(gva, len, true, |gpa, n| seen.push((gpa, n)))
-            .unwrap();
-        assert_eq!(seen, want);
-        // One more page, unmapped: nothing is visited, the error names it.
-        let unmapped = 0x40_0000 + 80 * 0x1000;
-        let missing = Err(ViewError::Fault(PagingError::NotPresent {
-            gva: unmapped,
-            level: 1,
-        }));
-        let mut visited = 0;
-        assert_eq!(
-            view.for_each_piece(gva, len + 0x1000, false, |_, _| visited += 1),
-            missing
-        );
-        assert_eq!(visited, 0);
-        assert_eq!(view.pieces(gva, len + 0x1000, false, &mut pieces), missing);
-        assert!(pieces.is_empty());
-        assert_eq!(view.check_writable(gva, len + 0x1000), missing);
-        // A string across all of them, read and found piece by piece.
-        let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-        view.write_bytes(gva, &text).unwrap();
-        view.write_obj(gva + len, 0u8).unwrap();
-        let mut out = Vec::new();
-        view.read_c_string(gva, u64::MAX, &mut out).unwrap();
-        assert_eq!(out, text);
-        let mut string_pieces = Vec::new();
-        let found = view.c_string_pieces(gva, u64::MAX, |gpa, n| string_pieces.push((gpa, n)));
-        assert_eq!(found, Ok(len));
-        assert_eq!(string_pieces, want);
-    }
-
-    #[test]
-    fn bad_pointers_are_errors() {
-        let (mem, layout) = identity(2 << 20);
-        let view = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
-        let mut out = Vec::new();
-        for gva in [
-            0,
-            0x10,
-            2 << 20,
-            u64::MAX,
-            0x8000_0000_0000_0000,
-            layout.gdt(),
-        ] {
-            assert!(
-                view.read_c_string(gva, u64::MAX, &mut out).is_err(),
-                "{gva:#x}"
-            );
-        }
-        assert!(view
-            .for_each_piece(0x10_0000, u64::MAX, false, |_, _| {})
-            .is_err());
-        assert!(view.for_each_piece(u64::MAX, 2, false, |_, _| {}).is_err());
-        assert!(view
-            .for_each_piece(0x10_0000, 2 << 20, false, |_, _| {})
-            .is_err());
-    }
-}
+mod tests;

@@ -1,12 +1,12 @@
 //! The virtual machine (`KVM_CREATE_VM`): its guest memory slot and its one
-//! vCPU, set up for long mode.
+//! vCPU, given the boot state that [`crate::arch::x86_64::boot`] works out.
 
 use std::sync::OnceLock;
 
 use kvm_bindings::{kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
 
-use crate::cpu::{self, Ring};
+use crate::arch::x86_64::boot::BootState;
 use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::memory::{self, GuestMemory, MemoryError};
@@ -89,50 +89,45 @@ impl Vm {
         &self.fd
     }
 
-    /// Creates the vCPU and puts it at `entry` in 64-bit long mode at `ring`,
-    /// with RSP at `stack_top`.
-    pub fn create_vcpu(
-        &self,
-        kvm: &Kvm,
-        entry: u64,
-        stack_top: u64,
-        ring: Ring,
-    ) -> Result<Vcpu, VmError> {
+    /// Creates the vCPU and gives it `boot`'s registers and state. The
+    /// registers go through the sync-regs area: KVM applies them at the
+    /// first entry, which spares two ioctls per VM. `boot.tables` must be
+    /// in guest memory by then (KVM reads a PAE guest's PDPT when it sets
+    /// the system registers).
+    pub fn create_vcpu(&self, kvm: &Kvm, boot: &BootState) -> Result<Vcpu, VmError> {
         let setup = |what| move |source| VcpuError::Setup { what, source };
         let fd = self.fd.create_vcpu(0).map_err(VcpuError::Create)?;
+        // CPUID first: KVM checks XCR0 against it, and refuses CR4.PSE and
+        // CR4.PAE when it does not list them.
         fd.set_cpuid2(kvm.supported_cpuid())
             .map_err(setup("CPUID"))?;
-        // XSAVE on, with every component KVM supports: a ring-3 guest may
-        // use them whatever CR4 says (on kvm-pvm it runs under the host's),
-        // so kvmini sets them knowingly and a reset restores them all. A
-        // KVM that refuses the XCR0 its own CPUID lists gets a guest
-        // without XSAVE (CR4.OSXSAVE clear), as before XCR0 was set.
-        let xcr0 = xstate::supported_xcr0(kvm.supported_cpuid())
-            .filter(|&xcr0| xstate::set_xcr0(&fd, xcr0).is_ok());
+        // XSAVE on, with every component KVM supports, where the boot
+        // state asks for it. A KVM that refuses the XCR0 its own CPUID
+        // lists gets a guest without XSAVE (CR4.OSXSAVE clear).
+        let xcr0 = if boot.xsave {
+            xstate::supported_xcr0(kvm.supported_cpuid())
+                .filter(|&xcr0| xstate::set_xcr0(&fd, xcr0).is_ok())
+        } else {
+            None
+        };
         let reset = reset_sregs(&fd).map_err(setup("system registers"))?;
-        fd.set_fpu(&cpu::initial_fpu())
-            .map_err(setup("FPU state"))?;
+        fd.set_fpu(&boot.fpu).map_err(setup("FPU state"))?;
         let run_size = kvm
             .handle()
             .get_vcpu_mmap_size()
             .map_err(VmError::RunSize)?;
         let mut vcpu = Vcpu::new(fd, run_size);
-        // Through the sync-regs area: KVM applies them at the first entry,
-        // which spares two ioctls per VM.
-        let mut sregs = cpu::long_mode_sregs(reset, &self.layout, ring);
-        if xcr0.is_some() {
-            sregs.cr4 |= xstate::CR4_OSXSAVE;
-        }
-        if cpu::has_fsgsbase(kvm.supported_cpuid()) {
-            sregs.cr4 |= cpu::CR4_FSGSBASE;
-        }
-        vcpu.set_registers_on_entry(&cpu::entry_regs(entry, stack_top, ring), &sregs);
+        let sregs = match xcr0 {
+            Some(_) => boot.sregs.with_xsave(),
+            None => boot.sregs,
+        };
+        vcpu.set_registers_on_entry(&boot.regs, &sregs.over(reset));
         Ok(vcpu)
     }
 }
 
 /// The system registers of a vCPU 0 just after `KVM_CREATE_VCPU`, which
-/// kvmini's long-mode values are laid over. They are the same for every
+/// the boot state's values are laid over. They are the same for every
 /// such vCPU, so they are read once per process.
 fn reset_sregs(fd: &kvm_ioctls::VcpuFd) -> Result<kvm_sregs, kvm_ioctls::Error> {
     static RESET: OnceLock<kvm_sregs> = OnceLock::new();

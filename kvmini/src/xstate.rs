@@ -41,9 +41,6 @@ pub enum XstateError {
     Size(i32),
 }
 
-/// CR4.OSXSAVE: the guest's OS has enabled XSAVE and XCR0.
-pub const CR4_OSXSAVE: u64 = 1 << 18;
-
 /// CPUID.1:ECX.XSAVE.
 const CPUID_1_ECX_XSAVE: u32 = 1 << 26;
 /// XCR0's x87 and SSE bits, which every valid XCR0 with SSE has.

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use common::kvm_or_skip;
 use kvmini::cpu::Ring;
 use kvmini::grant::{GrantError, GrantSpec};
+use kvmini::guests;
 use kvmini::kvm::{Kvm, KvmError};
 use kvmini::loader::LoaderError;
-use kvmini::modes::{self, CpuMode, ModeError};
+use kvmini::modes::{CpuMode, ModeError};
 use kvmini::output::{Capture, Output};
 use kvmini::sandbox::{BuildError, Ending, Sandbox, SandboxError, Unserved};
 use kvmini::seccomp::SeccompError;
@@ -222,7 +223,7 @@ fn check_refuses_modes_rings_and_images_that_do_not_go_together() {
         CpuMode::Pae32,
     ] {
         let ring3 = Sandbox::builder()
-            .flat(modes::HELLO_32)
+            .flat(guests::HELLO_32)
             .mode(mode)
             .ring(Ring::Three);
         assert!(matches!(
@@ -243,7 +244,7 @@ fn check_refuses_modes_rings_and_images_that_do_not_go_together() {
             BuildError::Sandbox(SandboxError::Mode(ModeError::NotFlat(_)))
         ));
         assert!(Sandbox::builder()
-            .flat(modes::HELLO_32)
+            .flat(guests::HELLO_32)
             .mode(mode)
             .check()
             .is_ok());

@@ -15,6 +15,7 @@ use common::{by_hypercall, kvm_or_skip, run_config, Finished};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VcpuExit;
 use kvmini::cpu::Ring;
+use kvmini::guests;
 use kvmini::kvm::Kvm;
 use kvmini::layout::Layout;
 use kvmini::memory::MEM_DEFAULT;
@@ -142,7 +143,7 @@ fn probe(paging: Paging32) -> Option<bool> {
         eprintln!(
             "note: this host's KVM refuses {} (a probe on kvm-ioctls got KVM_EXIT_SHUTDOWN): \
              expecting kvmini to report that refusal, status 126; the 32-bit walks are \
-             checked without KVM by modes::tests::display_walks_the_32_bit_tables_kvmini_writes",
+             checked without KVM by arch::x86_64::boot::tests::display_walks_the_32_bit_tables_kvmini_writes",
             paging.name()
         );
     }
@@ -197,18 +198,18 @@ fn assert_refused(run: &Finished, mode: CpuMode) {
 #[test]
 fn real_mode_hello() {
     let Some(kvm) = kvm_or_skip() else { return };
-    let run = run_mode(&kvm, CpuMode::Real, modes::HELLO_REAL);
+    let run = run_mode(&kvm, CpuMode::Real, guests::HELLO_REAL);
     assert_eq!(run.sandbox.mode(), CpuMode::Real);
     assert_eq!(run.sandbox.ring(), Ring::Zero);
-    assert_hello(&run, modes::HELLO_REAL);
+    assert_hello(&run, guests::HELLO_REAL);
 }
 
 #[test]
 fn protected_mode_hello() {
     let Some(kvm) = kvm_or_skip() else { return };
-    let run = run_mode(&kvm, CpuMode::Protected, modes::HELLO_32);
+    let run = run_mode(&kvm, CpuMode::Protected, guests::HELLO_32);
     assert_eq!(run.sandbox.mode(), CpuMode::Protected);
-    assert_hello(&run, modes::HELLO_32);
+    assert_hello(&run, guests::HELLO_32);
 }
 
 #[test]

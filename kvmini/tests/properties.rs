@@ -11,6 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use kvmini::addr::Gva;
+use kvmini::arch::x86_64::page_tables;
 use kvmini::fs::Filesystem;
 use kvmini::grant::{normalize, GrantSpec, Grants};
 use kvmini::hypercall::{Action, Hypercalls};
@@ -18,7 +20,7 @@ use kvmini::layout::Layout;
 use kvmini::loader::{self, LoadWindow, LoaderError};
 use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input};
-use kvmini::paging::{self, Access, CpuPaging, Paging, PagingMode};
+use kvmini::paging::{self, Access, CpuPaging, Paging, PagingError, PagingMode, Translation};
 use kvmini::stop::parse_duration;
 use kvmini::view::{GuestView, ViewError};
 use kvmini_abi::layout::ELF_LOAD_MIN;
@@ -96,13 +98,24 @@ fn image(size: u64, identity: bool, edits: &[Edit]) -> (GuestMemory, Layout) {
     let mem = memory::allocate(size).unwrap();
     let layout = Layout::new(size);
     if identity {
-        paging::build_identity_map(&mem, &layout, false).unwrap();
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
     }
     apply(&mem, size, edits);
     (mem, layout)
 }
 
 /// kvmini's own long-mode paging (EFER.NXE clear), on any CPU.
+/// The walk of the raw address `gva`.
+fn translate(
+    mem: &GuestMemory,
+    paging: Paging,
+    cr3: u64,
+    gva: u64,
+    access: Access,
+) -> Result<Translation, PagingError> {
+    paging::translate(mem, paging, cr3, Gva::new(gva), access)
+}
+
 const KVMINI_LONG: Paging = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
 
 /// A paging mode, EFER.NXE and a CPU (MAXPHYADDR 32..52, with and without
@@ -170,23 +183,23 @@ proptest! {
         let (mem, _) = image(MEM_2M, identity, &edits);
         for (gva, user, write) in walks {
             let access = Access { user, write };
-            let Ok(t) = paging::translate(&mem, mode, cr3, gva, access) else {
+            let Ok(t) = translate(&mem, mode, cr3, gva, access) else {
                 continue;
             };
             prop_assert!(t.len_in_page > 0);
-            prop_assert_eq!(t.gpa.wrapping_add(t.len_in_page) % PAGE, 0, "page end");
+            prop_assert_eq!(t.gpa.raw().wrapping_add(t.len_in_page) % PAGE, 0, "page end");
             prop_assert!(!user || t.user);
             prop_assert!(!write || t.writable);
             let view = GuestView::new(&mem, mode, cr3, user);
-            let byte = view.read_obj::<u8>(gva);
+            let byte = view.read_obj::<u8>(Gva::new(gva));
             if gva == u64::MAX {
                 // [gva, gva + 1) wraps: refused before any walk.
                 prop_assert!(byte.is_err());
-            } else if t.gpa < MEM_2M {
-                let direct: u8 = mem.read_obj(GuestAddress(t.gpa)).unwrap();
+            } else if t.gpa.raw() < MEM_2M {
+                let direct: u8 = mem.read_obj(GuestAddress(t.gpa.raw())).unwrap();
                 prop_assert_eq!(byte, Ok(direct));
             } else {
-                prop_assert_eq!(byte, Err(ViewError::OutsideMemory { gva, gpa: t.gpa }));
+                prop_assert_eq!(byte, Err(ViewError::OutsideMemory { gva: Gva::new(gva), gpa: t.gpa }));
             }
         }
     }
@@ -215,19 +228,19 @@ proptest! {
         }
         let mode = Paging { mode: PagingMode::Long, ..mode };
         let access = Access { user, write };
-        if let Ok(t) = paging::translate(&mem, mode, layout.pml4(), gva, access) {
+        if let Ok(t) = translate(&mem, mode, layout.pml4(), gva, access) {
             prop_assert!(t.len_in_page > 0);
             prop_assert!(!user || t.user);
             prop_assert!(!write || t.writable);
             let view = GuestView::new(&mem, mode, layout.pml4(), user);
-            let byte = view.read_obj::<u8>(gva);
+            let byte = view.read_obj::<u8>(Gva::new(gva));
             if gva == u64::MAX {
                 prop_assert!(byte.is_err());
-            } else if t.gpa < MEM_2M {
-                let direct: u8 = mem.read_obj(GuestAddress(t.gpa)).unwrap();
+            } else if t.gpa.raw() < MEM_2M {
+                let direct: u8 = mem.read_obj(GuestAddress(t.gpa.raw())).unwrap();
                 prop_assert_eq!(byte, Ok(direct));
             } else {
-                prop_assert_eq!(byte, Err(ViewError::OutsideMemory { gva, gpa: t.gpa }));
+                prop_assert_eq!(byte, Err(ViewError::OutsideMemory { gva: Gva::new(gva), gpa: t.gpa }));
             }
         }
     }
@@ -242,9 +255,9 @@ proptest! {
     ) {
         let (mem, layout) = image(size, true, &[]);
         let access = Access { user: true, write };
-        let t = paging::translate(&mem, KVMINI_LONG, layout.pml4(), gva, access);
+        let t = translate(&mem, KVMINI_LONG, layout.pml4(), gva, access);
         if gva < layout.system_base {
-            prop_assert_eq!(t.map(|t| t.gpa), Ok(gva));
+            prop_assert_eq!(t.map(|t| t.gpa.raw()), Ok(gva));
         } else {
             prop_assert!(t.is_err());
         }
@@ -268,7 +281,7 @@ proptest! {
         let mode = if identity_only { KVMINI_LONG } else { mode };
         let view = GuestView::new(&mem, mode, layout.pml4(), user);
         let mut pieces = Vec::new();
-        let result = view.for_each_piece(gva, len, write, |gpa, n| pieces.push((gpa, n)));
+        let result = view.for_each_piece(Gva::new(gva), len, write, |gpa, n| pieces.push((gpa, n)));
         // No buffer is longer than guest memory, whatever the tables map.
         prop_assert!(len <= MEM_2M || result.is_err());
         match result {
@@ -282,9 +295,9 @@ proptest! {
                     let mut done = 0;
                     while done < n {
                         let access = Access { user, write };
-                        match paging::translate(&mem, mode, layout.pml4(), at + done, access) {
+                        match translate(&mem, mode, layout.pml4(), at + done, access) {
                             Ok(t) => {
-                                prop_assert_eq!(t.gpa, gpa + done);
+                                prop_assert_eq!(t.gpa.raw(), gpa + done);
                                 done += t.len_in_page.min(n - done);
                             }
                             Err(e) => prop_assert!(false, "{:#x}: {e}", at + done),
@@ -324,12 +337,12 @@ proptest! {
         let limit = if identity_only { limit } else { limit % 0x4001 };
         let view = GuestView::new(&mem, mode, layout.pml4(), user);
         let mut out = Vec::new();
-        match view.read_c_string(gva, limit, &mut out) {
+        match view.read_c_string(Gva::new(gva), limit, &mut out) {
             Ok(()) => {
                 prop_assert!((out.len() as u64) < limit);
                 prop_assert!(!out.contains(&0));
                 let mut bytes = Vec::new();
-                view.for_each_piece(gva, out.len() as u64 + 1, false, |gpa, n| {
+                view.for_each_piece(Gva::new(gva), out.len() as u64 + 1, false, |gpa, n| {
                     let mut buf = vec![0; usize_of(n)];
                     mem.read_slice(&mut buf, GuestAddress(gpa)).unwrap();
                     bytes.extend_from_slice(&buf);
@@ -388,22 +401,24 @@ struct Answers {
 fn answers(view: &GuestView<'_>, gva: u64, len: u64, write: bool, limit: u64) -> Answers {
     let mut seen = Vec::new();
     let each = view
-        .for_each_piece(gva, len, write, |gpa, n| seen.push((gpa, n)))
+        .for_each_piece(Gva::new(gva), len, write, |gpa, n| seen.push((gpa, n)))
         .map(|()| seen);
     // Not empty, so that a call that forgets to clear it shows.
     let mut pieces = vec![(1, 1)];
-    let collected = view.pieces(gva, len, write, &mut pieces).map(|()| pieces);
+    let collected = view
+        .pieces(Gva::new(gva), len, write, &mut pieces)
+        .map(|()| pieces);
     let mut out = Vec::new();
-    let read = view.read_c_string(gva, limit, &mut out);
+    let read = view.read_c_string(Gva::new(gva), limit, &mut out);
     let mut string_pieces = Vec::new();
-    let found = view.c_string_pieces(gva, limit, |gpa, n| string_pieces.push((gpa, n)));
+    let found = view.c_string_pieces(Gva::new(gva), limit, |gpa, n| string_pieces.push((gpa, n)));
     Answers {
-        byte: view.read_obj(gva),
-        word: view.read_obj(gva),
-        block: view.read_obj(gva),
+        byte: view.read_obj(Gva::new(gva)),
+        word: view.read_obj(Gva::new(gva)),
+        block: view.read_obj(Gva::new(gva)),
         each,
         pieces: collected,
-        writable: view.check_writable(gva, len),
+        writable: view.check_writable(Gva::new(gva), len),
         string: (read, out, found, string_pieces),
     }
 }
@@ -463,7 +478,7 @@ proptest! {
     ) {
         let mem = memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        paging::build_identity_map(&mem, &layout, map_null_page).unwrap();
+        page_tables::build_identity_map(&mem, &layout, map_null_page).unwrap();
         let top = layout.system_base;
         let below: Vec<Edit> = edits
             .into_iter()
@@ -487,7 +502,7 @@ proptest! {
             }
         }
         let walked = GuestView::new(&mem, KVMINI_LONG, layout.pml4(), true);
-        let fast = walked.with_identity(paging::user_identity_range(&layout, map_null_page));
+        let fast = walked.with_identity(page_tables::user_identity_range(&layout, map_null_page));
         for (start, len, write, limit) in buffers {
             let gva = match start {
                 Start::Any(gva) => gva,
@@ -505,13 +520,13 @@ proptest! {
             let n = len.min(0x3000);
             let data: Vec<u8> = (0..n).map(|i| i.to_le_bytes()[0] ^ 0x5A).collect();
             let mut ranges = Vec::new();
-            let _ = walked.pieces(gva, n, true, &mut ranges);
+            let _ = walked.pieces(Gva::new(gva), n, true, &mut ranges);
             if gva < size {
                 ranges.push((gva, n));
             }
             prop_assert_eq!(
-                written(&mem, size, &ranges, || fast.write_bytes(gva, &data)),
-                written(&mem, size, &ranges, || walked.write_bytes(gva, &data)),
+                written(&mem, size, &ranges, || fast.write_bytes(Gva::new(gva), &data)),
+                written(&mem, size, &ranges, || walked.write_bytes(Gva::new(gva), &data)),
                 "write at {:#x}+{:#x}", gva, n
             );
         }
@@ -1049,7 +1064,7 @@ fn call() -> impl Strategy<Value = Call> {
 /// of the lower half of the address space, as a guest at ring 0 may: the
 /// same bytes, reachable through 2^46 addresses.
 fn aliased_tables(mem: &GuestMemory) -> u64 {
-    use kvmini::paging::{PTE_P, PTE_PS, PTE_RW, PTE_US};
+    use kvmini::arch::x86_64::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US};
     let (pml4, pdpt, pd) = (0x1C_0000u64, 0x1C_1000u64, 0x1C_2000u64);
     let table = PTE_P | PTE_RW | PTE_US;
     for i in 0..512u64 {

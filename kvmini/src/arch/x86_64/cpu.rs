@@ -1,13 +1,13 @@
-//! The boot CPU state of a guest: GDT, IDT, TSS and exception handlers in
-//! guest memory, and the segment, control and general registers that start
-//! the vCPU in 64-bit long mode at ring 3 or ring 0.
+//! The processor structures kvmini gives a long-mode guest: the GDT and
+//! its selectors, the IDT, the TSS and the exception handlers, and the
+//! frame those handlers leave; the guest's privilege level; CPUID look-ups.
 
-use kvm_bindings::{kvm_cpuid_entry2, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs, CpuId};
+use kvm_bindings::{kvm_cpuid_entry2, kvm_regs, CpuId};
 use kvmini_abi::Port;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
+use super::descriptor::{self, selector, Descriptor};
+use super::tables::Tables;
 use crate::layout::Layout;
-use crate::memory::GuestMemory;
 
 /// The privilege level guest code runs at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -32,33 +32,71 @@ impl Ring {
 }
 
 /// Kernel code segment selector.
-pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_CS: u16 = selector(1, 0);
 /// Kernel data segment selector.
-pub const KERNEL_DS: u16 = 0x10;
+pub const KERNEL_DS: u16 = selector(2, 0);
 /// User data segment selector (RPL 3).
-pub const USER_DS: u16 = 0x18 | 3;
+pub const USER_DS: u16 = selector(3, 3);
 /// User code segment selector (RPL 3).
-pub const USER_CS: u16 = 0x20 | 3;
+pub const USER_CS: u16 = selector(4, 3);
 /// TSS selector.
-pub const TSS_SEL: u16 = 0x28;
+pub const TSS_SEL: u16 = selector(5, 0);
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_MP: u64 = 1 << 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_OSFXSR: u64 = 1 << 9;
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-/// CR4.FSGSBASE: `rdfsbase`/`wrfsbase` and the GS pair allowed at ring 3.
-pub const CR4_FSGSBASE: u64 = 1 << 16;
+/// The long-mode code segment of `ring`.
+pub const fn code_segment(ring: Ring) -> (u16, Descriptor) {
+    match ring {
+        Ring::Zero => (KERNEL_CS, Descriptor::code64(0)),
+        Ring::Three => (USER_CS, Descriptor::code64(3)),
+    }
+}
+
+/// The long-mode data and stack segment of `ring`.
+pub const fn data_segment(ring: Ring) -> (u16, Descriptor) {
+    match ring {
+        Ring::Zero => (KERNEL_DS, Descriptor::data(0)),
+        Ring::Three => (USER_DS, Descriptor::data(3)),
+    }
+}
+
+/// The TSS descriptor of a guest with `layout`.
+pub const fn tss_descriptor(layout: &Layout) -> Descriptor {
+    Descriptor::tss(layout.tss(), TSS_LIMIT)
+}
+
+/// The long-mode GDT: null, kernel code and data, user data and code (in
+/// the order `syscall`/`sysret` expect), and the 16-byte TSS descriptor.
+pub fn long_mode_gdt(layout: &Layout) -> [u64; GDT_ENTRIES] {
+    let tss = tss_descriptor(layout);
+    [
+        0,
+        code_segment(Ring::Zero).1.gdt_entry(),
+        data_segment(Ring::Zero).1.gdt_entry(),
+        data_segment(Ring::Three).1.gdt_entry(),
+        code_segment(Ring::Three).1.gdt_entry(),
+        tss.gdt_entry(),
+        tss.gdt_entry_high(),
+    ]
+}
+
+/// Entries of the long-mode GDT (the TSS takes two).
+pub const GDT_ENTRIES: usize = 7;
+
+/// The 32-bit code segment selector of the 32-bit modes (GDT entry 1).
+pub const CODE32_SELECTOR: u16 = selector(1, 0);
+/// The 32-bit data segment selector (GDT entry 2), for DS, ES, FS, GS, SS.
+pub const DATA32_SELECTOR: u16 = selector(2, 0);
+/// The 32-bit modes' flat code segment: base 0, 4 GiB, 32-bit, DPL 0.
+pub const CODE32: Descriptor = Descriptor::code32(0);
+/// The 32-bit modes' flat data segment.
+pub const DATA32: Descriptor = Descriptor::data(0);
+
+/// The GDT of the 32-bit modes: null, code, data.
+pub const fn gdt32() -> [u64; 3] {
+    [0, CODE32.gdt_entry(), DATA32.gdt_entry()]
+}
+
 /// CPUID.(7,0):EBX.FSGSBASE.
 const CPUID_7_EBX_FSGSBASE: u32 = 1 << 0;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const RFLAGS_RESERVED: u64 = 1 << 1;
-const RFLAGS_IOPL3: u64 = 3 << 12;
 
 /// Offset of the I/O permission bitmap in the TSS: right after the
 /// 104-byte 64-bit TSS.
@@ -77,40 +115,29 @@ pub const EXCEPTION_VECTORS: u8 = 32;
 /// Each handler stub is 16 bytes; the common tail follows the stubs.
 const STUB_SIZE: u64 = 16;
 
-/// Writes the GDT, IDT, TSS and exception handlers into guest memory.
-pub fn write_system_tables(mem: &GuestMemory, layout: &Layout) -> Result<(), GuestMemoryError> {
-    let tss = layout.tss();
-    let gdt: [u64; 7] = [
-        0,
-        0x00AF_9B00_0000_FFFF, // kernel code: 64-bit, DPL 0
-        0x00CF_9300_0000_FFFF, // kernel data
-        0x00CF_F300_0000_FFFF, // user data: DPL 3
-        0x00AF_FB00_0000_FFFF, // user code: 64-bit, DPL 3
-        // 64-bit TSS descriptor (two slots): type 9, present, limit
-        // covering the I/O bitmap.
-        u64::from(TSS_LIMIT)
-            | ((tss & 0xFF_FFFF) << 16)
-            | (0x89 << 40)
-            | (((tss >> 24) & 0xFF) << 56),
-        tss >> 32,
-    ];
-    for (i, entry) in (0u64..).zip(gdt) {
-        mem.write_obj(entry, GuestAddress(layout.gdt() + i * 8))?;
-    }
+/// The GDT, IDT, TSS and exception handlers of a long-mode guest.
+pub fn system_tables(layout: &Layout) -> Tables {
+    let mut tables = Tables::new();
+    tables.put(layout.gdt(), descriptor::gdt_bytes(&long_mode_gdt(layout)));
 
     // TSS: RSP0 and IST1 both point at kvmini's exception stack, so an
     // exception is handled on a good stack whatever the guest did to RSP.
-    // The I/O permission bitmap allows every port (all bits clear, guest
-    // memory starts zeroed) and ends with the 0xFF byte the CPU requires:
-    // IOPL 3 alone does not let ring-3 `in`/`out` through on kvm-pvm,
-    // whose emulator consults the bitmap, so both are set.
-    let stack = layout.exception_stack_top();
-    mem.write_obj(stack, GuestAddress(tss + 4))?;
-    mem.write_obj(stack, GuestAddress(tss + 36))?;
-    mem.write_obj(IO_BITMAP_OFFSET, GuestAddress(tss + 102))?;
-    mem.write_obj(0xFFu8, GuestAddress(tss + u64::from(TSS_LIMIT)))?;
+    // The I/O permission bitmap allows every port (all bits clear) and
+    // ends with the 0xFF byte the CPU requires: IOPL 3 alone does not let
+    // ring-3 `in`/`out` through on kvm-pvm, whose emulator consults the
+    // bitmap, so both are set.
+    let tss_len = usize::try_from(TSS_LIMIT).unwrap_or(0) + 1;
+    let mut tss = vec![0u8; tss_len];
+    let stack = layout.exception_stack_top().to_le_bytes();
+    tss[4..12].copy_from_slice(&stack);
+    tss[36..44].copy_from_slice(&stack);
+    tss[102..104].copy_from_slice(&IO_BITMAP_OFFSET.to_le_bytes());
+    tss[tss_len - 1] = 0xFF;
+    tables.put(layout.tss(), tss);
 
     let common = layout.handlers() + u64::from(EXCEPTION_VECTORS) * STUB_SIZE;
+    let mut stubs = Vec::with_capacity(usize::from(EXCEPTION_VECTORS) * 16);
+    let mut idt = Vec::with_capacity(usize::from(EXCEPTION_VECTORS) * 16);
     for vector in 0..EXCEPTION_VECTORS {
         let stub = layout.handlers() + u64::from(vector) * STUB_SIZE;
         let mut code = Vec::with_capacity(16);
@@ -124,7 +151,8 @@ pub fn write_system_tables(mem: &GuestMemory, layout: &Layout) -> Result<(), Gue
                 .unwrap_or(0);
         code.push(0xE9); // jmp common
         code.extend_from_slice(&rel.to_le_bytes());
-        mem.write_slice(&code, GuestAddress(stub))?;
+        code.resize(16, 0);
+        stubs.extend_from_slice(&code);
 
         // 64-bit interrupt gate, DPL 0 (ring 3 cannot `int` into it), IST 1.
         let low = (stub & 0xFFFF)
@@ -132,25 +160,24 @@ pub fn write_system_tables(mem: &GuestMemory, layout: &Layout) -> Result<(), Gue
             | (1 << 32)
             | (0x8E << 40)
             | (((stub >> 16) & 0xFFFF) << 48);
-        let gate = layout.idt() + u64::from(vector) * 16;
-        mem.write_obj(low, GuestAddress(gate))?;
-        mem.write_obj(stub >> 32, GuestAddress(gate + 8))?;
+        idt.extend_from_slice(&low.to_le_bytes());
+        idt.extend_from_slice(&(stub >> 32).to_le_bytes());
     }
     // The common tail saves the guest's registers, then reports the vector
     // through the exception port; kvmini reads the frame
     // ([`ExceptionFrame`]) and ends the run.
     let port = (Port::Exception as u16).to_le_bytes();
-    let mut tail = Vec::with_capacity(EXCEPTION_TAIL.len() + 16);
-    tail.extend_from_slice(&EXCEPTION_TAIL);
-    tail.extend_from_slice(&[
+    stubs.extend_from_slice(&EXCEPTION_TAIL);
+    stubs.extend_from_slice(&[
         0x66, 0xBA, port[0], port[1], // mov dx, Port::Exception
         0x8A, 0x44, 0x24, 0x78, // mov al, [rsp + 120]: the vector
         0xEE, // out dx, al
         0xF4, // hlt
         0xEB, 0xFD, // jmp back to hlt
     ]);
-    mem.write_slice(&tail, GuestAddress(common))?;
-    Ok(())
+    tables.put(layout.idt(), idt);
+    tables.put(layout.handlers(), stubs);
+    tables
 }
 
 /// The start of the common tail: it pushes every general register but RSP
@@ -238,61 +265,6 @@ pub fn exception_tail_range(layout: &Layout) -> std::ops::Range<u64> {
     common..common + EXCEPTION_TAIL_LEN
 }
 
-fn segment(selector: u16, code: bool, dpl: u8) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xFFFF_FFFF,
-        selector,
-        type_: if code { 0xB } else { 0x3 },
-        present: 1,
-        dpl,
-        db: u8::from(!code),
-        s: 1,
-        l: u8::from(code),
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
-/// The system registers for 64-bit long mode at `ring`, on top of the
-/// vCPU's reset state `sregs`.
-pub fn long_mode_sregs(mut sregs: kvm_sregs, layout: &Layout, ring: Ring) -> kvm_sregs {
-    let (cs, ds) = match ring {
-        Ring::Zero => (segment(KERNEL_CS, true, 0), segment(KERNEL_DS, false, 0)),
-        Ring::Three => (segment(USER_CS, true, 3), segment(USER_DS, false, 3)),
-    };
-    sregs.cs = cs;
-    sregs.ds = ds;
-    sregs.es = ds;
-    sregs.fs = ds;
-    sregs.gs = ds;
-    sregs.ss = ds;
-    sregs.tr = kvm_segment {
-        base: layout.tss(),
-        limit: TSS_LIMIT,
-        selector: TSS_SEL,
-        type_: 0xB, // busy 64-bit TSS
-        present: 1,
-        s: 0,
-        ..Default::default()
-    };
-    sregs.ldt = kvm_segment {
-        unusable: 1,
-        ..Default::default()
-    };
-    sregs.gdt.base = layout.gdt();
-    sregs.gdt.limit = 7 * 8 - 1;
-    sregs.idt.base = layout.idt();
-    sregs.idt.limit = u16::from(EXCEPTION_VECTORS) * 16 - 1;
-    sregs.cr3 = layout.pml4();
-    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-    sregs.efer = EFER_LME | EFER_LMA;
-    sregs
-}
-
 /// The entry `function`/`index` of a CPUID table, if it has one.
 pub fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> Option<kvm_cpuid_entry2> {
     cpuid
@@ -307,29 +279,6 @@ pub fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> Option<kvm_cpuid
 /// guest may use them on every host (on kvm-pvm it can whatever CR4 says).
 pub fn has_fsgsbase(cpuid: &CpuId) -> bool {
     cpuid_entry(cpuid, 7, 0).is_some_and(|e| e.ebx & CPUID_7_EBX_FSGSBASE != 0)
-}
-
-/// The general registers at the entry point: RIP, RSP, and RFLAGS with
-/// IOPL 3 at ring 3 so that `in`/`out` exit to kvmini instead of faulting.
-pub fn entry_regs(entry: u64, stack_top: u64, ring: Ring) -> kvm_regs {
-    kvm_regs {
-        rip: entry,
-        rsp: stack_top,
-        rflags: match ring {
-            Ring::Zero => RFLAGS_RESERVED,
-            Ring::Three => RFLAGS_RESERVED | RFLAGS_IOPL3,
-        },
-        ..Default::default()
-    }
-}
-
-/// The x87/SSE state Linux gives a new process: all exceptions masked.
-pub fn initial_fpu() -> kvm_fpu {
-    kvm_fpu {
-        fcw: 0x37F,
-        mxcsr: 0x1F80,
-        ..Default::default()
-    }
 }
 
 /// The name of an exception vector, as the crash report prints it.
@@ -363,13 +312,41 @@ pub fn exception_name(vector: u8) -> &'static str {
 mod tests {
     use super::*;
     use crate::memory;
+    use vm_memory::{Bytes, GuestAddress};
+
+    /// The long-mode GDT, entry by entry, as the SDM encodes it.
+    #[test]
+    fn the_long_mode_gdt_is_the_sdm_encoding() {
+        let layout = Layout::new(64 << 20);
+        let tss = layout.tss();
+        assert_eq!(tss, 0x3FF_9000);
+        assert_eq!(
+            long_mode_gdt(&layout),
+            [
+                0,
+                0x00AF_9B00_0000_FFFF, // kernel code: 64-bit, DPL 0
+                0x00CF_9300_0000_FFFF, // kernel data
+                0x00CF_F300_0000_FFFF, // user data: DPL 3
+                0x00AF_FB00_0000_FFFF, // user code: 64-bit, DPL 3
+                // TSS: limit 0x2068, base 0x3FF9000, type 9, present.
+                0x0300_89FF_9000_2068,
+                0,
+            ]
+        );
+        assert_eq!(gdt32(), [0, 0x00CF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF]);
+        assert_eq!(
+            (KERNEL_CS, KERNEL_DS, USER_DS, USER_CS, TSS_SEL),
+            (0x08, 0x10, 0x1B, 0x23, 0x28)
+        );
+        assert_eq!((CODE32_SELECTOR, DATA32_SELECTOR), (0x08, 0x10));
+    }
 
     #[test]
     fn every_stub_jumps_to_the_common_tail() {
         let size = 4 << 20;
         let mem = memory::allocate(size).unwrap();
         let layout = Layout::new(size);
-        write_system_tables(&mem, &layout).unwrap();
+        system_tables(&layout).write_to(&mem).unwrap();
         let common = exception_tail_range(&layout).start;
         for vector in 0..EXCEPTION_VECTORS {
             let stub = layout.handlers() + u64::from(vector) * STUB_SIZE;

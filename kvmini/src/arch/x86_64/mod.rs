@@ -1,0 +1,15 @@
+//! x86 state in one place: the register bits ([`bits`]), the segment
+//! descriptors ([`descriptor`]), the structures of a long-mode guest
+//! ([`cpu`]), the CPU modes ([`modes`]), the boot state of every mode and
+//! ring ([`boot`]) with the page tables kvmini builds ([`page_tables`])
+//! and the bytes it writes ([`tables`]), and the walker of the guest's own
+//! page tables ([`paging`]). Nothing here talks to KVM.
+
+pub mod bits;
+pub mod boot;
+pub mod cpu;
+pub mod descriptor;
+pub mod modes;
+pub mod page_tables;
+pub mod paging;
+pub mod tables;
