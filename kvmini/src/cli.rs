@@ -15,7 +15,9 @@ use crate::memory::{self, ByteSize};
 use crate::modes::{CpuMode, ModeError};
 // kvmini's own messages: never a panic, never a wait a stop signal cannot end.
 use crate::print::{eprintln, println};
-use crate::sandbox::{format_regs, Config, Ending, Image, Outcome, Sandbox, STATUS_KVMINI_ERROR};
+use crate::sandbox::{
+    format_regs, BuildError, Ending, Image, Outcome, Sandbox, SandboxBuilder, STATUS_KVMINI_ERROR,
+};
 use crate::stop::StopHandle;
 use kvmini_abi::Port;
 use std::sync::OnceLock;
@@ -191,6 +193,9 @@ pub enum CliError {
     /// The sandbox could not be built or run.
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// Building the sandbox failed before any VM existed.
+    #[error(transparent)]
+    Build(BuildError),
 }
 
 /// Parses the command line. Help and version go to stdout with status 0;
@@ -279,7 +284,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
-fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> {
+fn machine_config(image: Image, args: &MachineArgs) -> Result<SandboxBuilder, CliError> {
     let mem_size = memory::parse_size(&args.mem)?;
     memory::check_size(mem_size)?;
     let mut grants = Vec::new();
@@ -309,25 +314,31 @@ fn machine_config(image: Image, args: &MachineArgs) -> Result<Config, CliError> 
         .transpose()?;
     crate::modes::check(args.mode, matches!(image, Image::Flat(_)), ring)
         .map_err(crate::sandbox::SandboxError::from)?;
-    Ok(Config {
-        image,
-        mem_size,
-        ring,
-        trace: args.trace,
-        timing: args.stats,
-        grants,
-        max_fds: args.max_fds,
-        timeout,
-        stop: signal_stop_handle().clone(),
-        mode: args.mode,
-        seccomp: !args.no_seccomp,
-        args: Vec::new(),
-        backing: memory::Backing {
-            hugepages: args.hugepages,
-            prefault: args.prefault,
-            snapshot: false,
-        },
-        host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
+    let mut builder = Sandbox::builder()
+        .image(image)
+        .memory(mem_size)
+        .trace(args.trace)
+        .timing(args.stats)
+        .max_fds(args.max_fds)
+        .stop_handle(signal_stop_handle().clone())
+        .mode(args.mode)
+        .seccomp(!args.no_seccomp)
+        .hugepages(args.hugepages)
+        .prefault(args.prefault);
+    if let Some(ring) = ring {
+        builder = builder.ring(ring);
+    }
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    Ok(grants.into_iter().fold(builder, SandboxBuilder::grant))
+}
+
+/// Builds a sandbox; every guest here is already in memory.
+fn build(kvm: &Kvm, builder: SandboxBuilder) -> Result<Sandbox, CliError> {
+    builder.build(kvm).map_err(|e| match e {
+        BuildError::Sandbox(e) => CliError::Sandbox(e),
+        other => CliError::Build(other),
     })
 }
 
@@ -343,17 +354,18 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     if args.guest.is_dir() {
         return Err(CliError::GuestIsDirectory(args.guest.clone()));
     }
-    let bytes =
-        crate::loader::read_image_file(&args.guest, config.mem_size).map_err(|e| match e {
-            crate::loader::ImageFileError::Read { path, source } => {
-                CliError::ReadGuest { path, source }
-            }
-            other => CliError::GuestFile(other),
-        })?;
-    config.args = std::iter::once(args.guest.as_os_str())
-        .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
-        .map(|a| a.as_encoded_bytes().to_vec())
-        .collect();
+    let mem_size = memory::parse_size(&args.machine.mem)?;
+    let bytes = crate::loader::read_image_file(&args.guest, mem_size).map_err(|e| match e {
+        crate::loader::ImageFileError::Read { path, source } => {
+            CliError::ReadGuest { path, source }
+        }
+        other => CliError::GuestFile(other),
+    })?;
+    config = config.args(
+        std::iter::once(args.guest.as_os_str())
+            .chain(args.guest_args.iter().map(std::ffi::OsString::as_os_str))
+            .map(std::ffi::OsStr::as_encoded_bytes),
+    );
     let image_error = |source| match source {
         crate::loader::LoaderError::NotElf => CliError::NotElf(args.guest.clone()),
         source => CliError::Image {
@@ -361,12 +373,12 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
             source,
         },
     };
-    config.image = if args.flat {
+    config = config.image(if args.flat {
         Image::Flat(bytes)
     } else {
         crate::loader::parse_elf(&bytes).map_err(image_error)?;
         Image::Elf(bytes)
-    };
+    });
     let kvm = Kvm::open()?;
     // Loading can still refuse the image (a segment beyond --mem): name it.
     boot(&kvm, config, &args.machine).map_err(|e| match e {
@@ -375,8 +387,8 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     })
 }
 
-fn boot(kvm: &Kvm, config: Config, args: &MachineArgs) -> Result<u8, CliError> {
-    let mut sandbox = Sandbox::new(kvm, config)?;
+fn boot(kvm: &Kvm, config: SandboxBuilder, args: &MachineArgs) -> Result<u8, CliError> {
+    let mut sandbox = build(kvm, config)?;
     if args.verbose {
         print_setup(&mut sandbox);
     }
@@ -425,7 +437,7 @@ struct Listing {
 /// Returns the first non-zero status, or a signal's at once.
 fn in_turn<'g>(
     kvm: &Kvm,
-    runs: impl IntoIterator<Item = (&'g BuiltinGuest, Config)>,
+    runs: impl IntoIterator<Item = (&'g BuiltinGuest, SandboxBuilder)>,
     listing: Listing,
     sections: bool,
 ) -> Result<u8, CliError> {
@@ -440,7 +452,7 @@ fn in_turn<'g>(
             println!("=== {}/{total} {}: {}", i + 1, guest.name, guest.summary);
         }
         let dir = DemoDir::grant(guest, &mut config)?;
-        let mut sandbox = Sandbox::new(kvm, config)?;
+        let mut sandbox = build(kvm, config)?;
         if listing.verbose {
             print_setup(&mut sandbox);
         }
@@ -484,8 +496,9 @@ fn tour() -> Result<u8, CliError> {
     println!("(kvmini demo --list shows the guests; kvmini run GUEST.elf runs your own.)");
     println!();
     let runs = guests::ALL.iter().map(|guest| {
-        let mut config = Config::new(Image::Elf(guest.elf.to_vec()));
-        config.stop = signal_stop_handle().clone();
+        let config = Sandbox::builder()
+            .elf(guest.elf)
+            .stop_handle(signal_stop_handle().clone());
         (guest, config)
     });
     in_turn(&kvm, runs, Listing::default(), true)
@@ -499,11 +512,11 @@ struct DemoDir {
 }
 
 impl DemoDir {
-    fn grant(guest: &BuiltinGuest, config: &mut Config) -> Result<Option<Self>, CliError> {
+    fn grant(guest: &BuiltinGuest, config: &mut SandboxBuilder) -> Result<Option<Self>, CliError> {
         if !guest.needs_dir {
             return Ok(None);
         }
-        if let Some(grant) = config.grants.first() {
+        if let Some(grant) = config.grants().first() {
             return Ok(Some(DemoDir {
                 path: grant.host.clone(),
                 temporary: false,
@@ -522,11 +535,7 @@ impl DemoDir {
             path: path.clone(),
             source,
         })?;
-        config.grants.push(crate::grant::GrantSpec {
-            host: path.clone(),
-            guest: "/".to_owned(),
-            read_only: false,
-        });
+        *config = std::mem::take(config).dir(path.clone(), "/", false);
         println!(
             "(the guest's / is the fresh host directory {})",
             path.display()

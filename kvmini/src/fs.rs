@@ -25,6 +25,7 @@ use kvmini_abi::Port;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
 use vm_memory::ByteValued;
 
+use crate::block::{self, Unusable};
 use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
 use crate::memory::{self, IovecBuf, Transfer};
 use crate::output::{GuestStream, Input, StreamError};
@@ -96,16 +97,6 @@ pub struct Filesystem {
     path2: Vec<u8>,
 }
 
-/// Whether the argument block itself could be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockStatus {
-    /// The call ran and its result (also in the block) is this.
-    Done(i64),
-    /// The block is not readable and writable guest memory: nothing was
-    /// done; the caller reports -EFAULT another way.
-    BadBlock,
-}
-
 impl Filesystem {
     /// A filesystem over `grants` with descriptors 0 (reading `stdin`), 1
     /// and 2 open and at most `max_fds` descriptors in all.
@@ -150,30 +141,27 @@ impl Filesystem {
     }
 
     /// Serves the filesystem call on `port` whose argument block is at
-    /// guest virtual `block`.
+    /// guest virtual `address` ([`crate::block`]): its result, also written
+    /// in the block.
     pub fn call(
         &mut self,
         port: Port,
-        block: u64,
+        address: u64,
         view: &GuestView<'_>,
         stdio: &mut StdioSinks<'_>,
-    ) -> BlockStatus {
+    ) -> Result<i64, Unusable> {
         macro_rules! serve {
-            ($ty:ty, $handler:expr) => {{
-                // A result that cannot be written back means the call must
-                // not happen at all.
-                let Ok((args, at)) = view.read_block::<$ty>(block, offset_of!($ty, result)) else {
-                    return BlockStatus::BadBlock;
-                };
-                let result = match $handler(self, &args) {
-                    Ok(value) => value,
-                    Err(errno) => -i64::from(errno),
-                };
-                match view.write_obj(at, result) {
-                    Ok(()) => BlockStatus::Done(result),
-                    Err(_) => BlockStatus::BadBlock,
-                }
-            }};
+            ($ty:ty, $handler:expr) => {
+                block::serve::<$ty>(
+                    view,
+                    address,
+                    offset_of!($ty, result),
+                    |args| match $handler(self, args) {
+                        Ok(value) => value,
+                        Err(errno) => -i64::from(errno),
+                    },
+                )
+            };
         }
         match port {
             Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs.open(view, a)),
@@ -199,7 +187,7 @@ impl Filesystem {
             Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
                 .rename(view, a)),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
-            _ => BlockStatus::Done(-i64::from(kvmini_abi::errno::EINVAL)),
+            _ => Ok(-i64::from(EINVAL)),
         }
     }
 
