@@ -9,10 +9,10 @@ use kvmini_abi::Port;
 use std::mem::offset_of;
 
 use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
-use kvmini_abi::errno;
 use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
 use crate::block::{self, Unusable};
+use crate::errno::Errno;
 use crate::fs::{Filesystem, StdioSinks};
 use crate::host::HostFunctions;
 use crate::memory;
@@ -298,13 +298,13 @@ impl Hypercalls {
                     } else {
                         match view.write_bytes(args.buf, &self.argv) {
                             Ok(()) => need,
-                            Err(_) => -i64::from(errno::EFAULT),
+                            Err(_) => Errno::EFAULT.negated(),
                         }
                     }
                 },
             ),
             Port::Batch => self.batch(block, view),
-            _ => Ok(-i64::from(errno::EINVAL)),
+            _ => Ok(Errno::EINVAL.negated()),
         }
     }
 
@@ -317,7 +317,7 @@ impl Hypercalls {
             block,
             offset_of!(BatchArgs, result),
             |args: &BatchArgs| match self.load_batch(args, view) {
-                Err(errno) => -i64::from(errno),
+                Err(errno) => errno.negated(),
                 Ok(()) => {
                     let entries = std::mem::take(&mut self.batch_entries);
                     let mut ran = 0i64;
@@ -331,7 +331,7 @@ impl Hypercalls {
                         // A call whose block is unusable failed with EFAULT.
                         let result = self
                             .call_block(port, call_block, view)
-                            .unwrap_or(-i64::from(errno::EFAULT));
+                            .unwrap_or(Errno::EFAULT.negated());
                         if result < 0 && args.flags & BATCH_STOP_ON_ERROR != 0 {
                             break;
                         }
@@ -344,18 +344,18 @@ impl Hypercalls {
     }
 
     /// Reads and checks a batch's entries into `batch_entries`.
-    fn load_batch(&mut self, args: &BatchArgs, view: &GuestView<'_>) -> Result<(), i32> {
+    fn load_batch(&mut self, args: &BatchArgs, view: &GuestView<'_>) -> Result<(), Errno> {
         if args.count > BATCH_MAX || args.flags & !BATCH_STOP_ON_ERROR != 0 {
-            return Err(errno::EINVAL);
+            return Err(Errno::EINVAL);
         }
         self.batch_entries.clear();
         let size = std::mem::size_of::<BatchEntry>() as u64;
         for i in 0..u64::from(args.count) {
-            let at = args.entries.checked_add(i * size).ok_or(errno::EFAULT)?;
-            let entry = view.read_obj::<BatchEntry>(at).map_err(|_| errno::EFAULT)?;
-            let port = Port::try_from(entry.port).map_err(|_| errno::EINVAL)?;
+            let at = args.entries.checked_add(i * size).ok_or(Errno::EFAULT)?;
+            let entry = view.read_obj::<BatchEntry>(at).map_err(|_| Errno::EFAULT)?;
+            let port = Port::try_from(entry.port).map_err(|_| Errno::EINVAL)?;
             if !port.batchable() {
-                return Err(errno::EINVAL);
+                return Err(Errno::EINVAL);
             }
             self.batch_entries.push((port, entry.block));
         }
@@ -383,7 +383,7 @@ impl Hypercalls {
             "kvmini: {}: argument block at {block:#x} is not writable guest memory; -EFAULT in RAX",
             port.name()
         ));
-        let efault = -i64::from(kvmini_abi::errno::EFAULT);
+        let efault = Errno::EFAULT.negated();
         Ok(Action::ResumeWithRax(u64::from_ne_bytes(
             efault.to_ne_bytes(),
         )))

@@ -39,6 +39,7 @@
 pub mod block;
 pub mod cli;
 pub mod cpu;
+pub mod errno;
 pub mod fs;
 pub mod grant;
 pub mod guests;

@@ -173,7 +173,10 @@ fn every_port_decodes_with_its_one_access_and_no_other() {
         Hypercall::Display(0xFFFF_FF41)
     );
     assert_eq!(Hypercall::new(Port::Exit, v), Hypercall::Exit(v));
-    assert_eq!(Hypercall::new(Port::Batch, v), Hypercall::Batch(0xFFFF_FF41));
+    assert_eq!(
+        Hypercall::new(Port::Batch, v),
+        Hypercall::Batch(0xFFFF_FF41)
+    );
     assert_eq!(
         Hypercall::new(Port::Open, v),
         Hypercall::Block {
@@ -233,7 +236,10 @@ fn a_port_no_hypercall_owns_is_unserved_in_both_directions() {
             size: 1
         }))
     );
-    assert_eq!((stats.io_exits, stats.by_hypercall), (1, [0; Port::ALL.len()]));
+    assert_eq!(
+        (stats.io_exits, stats.by_hypercall),
+        (1, [0; Port::ALL.len()])
+    );
     let bad = Exit::IoIn {
         port: Port::Console as u16,
         size: 1,
@@ -249,7 +255,10 @@ fn a_port_no_hypercall_owns_is_unserved_in_both_directions() {
             count: 1
         }))
     );
-    assert_eq!((stats.io_exits, stats.by_hypercall), (1, [0; Port::ALL.len()]));
+    assert_eq!(
+        (stats.io_exits, stats.by_hypercall),
+        (1, [0; Port::ALL.len()])
+    );
     assert_eq!(stdout.contents(), b"");
 }
 
@@ -324,9 +333,7 @@ fn an_exception_report_is_a_crash_only_from_kvmini_s_handler() {
     let mut words: Vec<u64> = (1..=15).collect();
     words.extend([14, 6, 0x40_1000, 0x1B, 0x202, 0x7F_F000, 0x23]);
     for (i, word) in (0u64..).zip(&words) {
-        cpu.mem
-            .write_obj(*word, GuestAddress(rsp + i * 8))
-            .unwrap();
+        cpu.mem.write_obj(*word, GuestAddress(rsp + i * 8)).unwrap();
     }
     let tail = crate::cpu::exception_tail_range(&cpu.layout);
     cpu.handler = HandlerState {
@@ -351,19 +358,28 @@ fn an_exception_report_is_a_crash_only_from_kvmini_s_handler() {
             cr2: 0xDEAD_0000,
         }
     );
-    assert_eq!((regs.rax, regs.r15, regs.rip, regs.rflags), (1, 15, 0x40_1000, 0x202));
+    assert_eq!(
+        (regs.rax, regs.r15, regs.rip, regs.rflags),
+        (1, 15, 0x40_1000, 0x202)
+    );
     assert_eq!(stats.by_hypercall[Port::Exception.index()], 1);
     // Anything else writing the port forges a report.
     let forged = Next::End(Ending::Unserved(Unserved::ForgedException));
     let real = cpu.handler;
     for handler in [
         HandlerState { cpl: 3, ..real },
-        HandlerState { rip: tail.end, ..real },
+        HandlerState {
+            rip: tail.end,
+            ..real
+        },
         HandlerState {
             rip: tail.start - 1,
             ..real
         },
-        HandlerState { rsp: rsp + 8, ..real },
+        HandlerState {
+            rsp: rsp + 8,
+            ..real
+        },
         HandlerState {
             rsp: cpu.layout.exception_stack_bottom() - 8,
             ..real
@@ -453,7 +469,12 @@ fn the_exits_that_are_not_hypercalls_end_the_run_or_resume() {
             }),
             [0, 0, 1, 0],
         ),
-        (Exit::Shutdown, 1, unserved(Unserved::Shutdown), [0, 0, 0, 1]),
+        (
+            Exit::Shutdown,
+            1,
+            unserved(Unserved::Shutdown),
+            [0, 0, 0, 1],
+        ),
         (
             Exit::FailEntry { reason: 0x21 },
             1,
@@ -523,7 +544,9 @@ impl Write for Failing {
 #[test]
 fn output_to_a_closed_reader_ends_the_run_and_other_failures_are_host_faults() {
     let mut cpu = Fake::new();
-    cpu.mem.write_slice(b"line\n\0", GuestAddress(0x10_0000)).unwrap();
+    cpu.mem
+        .write_slice(b"line\n\0", GuestAddress(0x10_0000))
+        .unwrap();
     let calls_to = |kind| {
         let fs = Filesystem::new(Grants::open(&[]).unwrap(), 8, Input::Null);
         Hypercalls::new(Box::new(Failing(kind)), Box::new(io::sink()), fs)
