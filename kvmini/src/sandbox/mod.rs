@@ -203,10 +203,6 @@ impl Sandbox {
         self.machine().hypercalls.filesystem().open_count()
     }
 
-    /// Brings the sandbox back to its state before the first run: guest
-    /// memory (only the pages touched since are dropped and re-read from
-    /// the snapshot), registers, the whole XSAVE state (x87, SSE, AVX,
-
     /// A handle that stops this sandbox's guest from another thread or a
     /// signal handler (the one given to the builder, if any: it stops the
     /// other sandboxes that have it too).

@@ -60,6 +60,9 @@ pub(super) struct Reusable {
 }
 
 impl Sandbox {
+    /// Brings the sandbox back to its state before the first run: guest
+    /// memory (only the pages touched since are dropped and re-read from
+    /// the snapshot), registers, the whole XSAVE state (x87, SSE, AVX,
     /// AVX-512, PKRU) and the descriptor table. What a guest did in one run
     /// cannot be seen by the next.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
