@@ -1,7 +1,8 @@
 //! A sandbox: one guest image in its own VM. This module holds its public
-//! lifecycle; [`builder`] builds it (the one way to), [`run`] holds the run
-//! loop, [`exit`] decodes and serves each exit, [`reset`] brings a reusable
-//! sandbox back, and [`outcome`] says how a run ended.
+//! lifecycle; [`SandboxBuilder`] builds it (the one way to), the run loop
+//! behind [`Sandbox::run`] is in `run.rs`, [`exit`] decodes and serves each
+//! exit, [`Sandbox::reset`] (in `reset.rs`) brings a reusable sandbox back,
+//! and [`outcome`] says how a run ended.
 
 use std::fmt;
 use std::io;
