@@ -18,7 +18,7 @@ use kvmini::cpu::Ring;
 use kvmini::guests;
 use kvmini::kvm::Kvm;
 use kvmini::modes::{self, CpuMode};
-use kvmini::sandbox::{Config, Ending, Image, Unserved};
+use kvmini::sandbox::{Ending, Sandbox, Unserved};
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -147,9 +147,7 @@ fn probe(paging: Paging32) -> Option<bool> {
 
 /// Runs the flat `image` in `mode` through the library.
 fn run_mode(kvm: &Kvm, mode: CpuMode, image: &[u8]) -> Finished {
-    let mut config = Config::new(Image::Flat(image.to_vec()));
-    config.mode = mode;
-    run_config(kvm, config)
+    run_config(kvm, Sandbox::builder().flat(image).mode(mode))
 }
 
 /// Checks a finished classic hello: its output, 14 console exits and one
@@ -256,7 +254,11 @@ fn pae32_hello_or_the_hosts_refusal() {
 #[test]
 fn long_mode_is_the_default_and_unchanged() {
     let Some(kvm) = kvm_or_skip() else { return };
-    assert_eq!(Config::new(Image::Flat(vec![0xF4])).mode, CpuMode::Long);
+    let default = Sandbox::builder()
+        .flat(vec![0xF4])
+        .build(&kvm)
+        .expect("a flat image builds");
+    assert_eq!(default.mode(), CpuMode::Long);
     // The 64-bit classic hello, as a flat image in long mode.
     #[rustfmt::skip]
     let hello64 = [
@@ -434,10 +436,12 @@ fn modes_other_than_long_take_flat_images_at_ring_0() {
     );
     // The library refuses the same.
     let Some(kvm) = kvm_or_skip() else { return };
-    let mut config = Config::new(Image::Flat(guests::HELLO_REAL.to_vec()));
-    config.mode = CpuMode::Real;
-    config.ring = Some(Ring::Three);
-    let error = kvmini::sandbox::Sandbox::new(&kvm, config).expect_err("ring 3 is refused");
+    let error = Sandbox::builder()
+        .flat(guests::HELLO_REAL)
+        .mode(CpuMode::Real)
+        .ring(Ring::Three)
+        .build(&kvm)
+        .expect_err("ring 3 is refused");
     assert_eq!(
         error.to_string(),
         modes::ModeError::RingThree(CpuMode::Real).to_string()

@@ -22,9 +22,10 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use kvmini_abi::errno;
 use kvmini_abi::fs::PATH_MAX;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+
+use crate::errno::Errno;
 
 /// Errors of parsing and opening grants of host directories.
 #[derive(Debug, thiserror::Error)]
@@ -144,14 +145,14 @@ pub struct Grant {
 type FileId = (u64, u64);
 
 /// The identity of an open file.
-fn file_id(fd: BorrowedFd<'_>) -> Result<FileId, i32> {
-    let st = rustix::fs::fstat(fd).map_err(|e| e.raw_os_error())?;
+fn file_id(fd: BorrowedFd<'_>) -> Result<FileId, Errno> {
+    let st = rustix::fs::fstat(fd).map_err(Errno::from)?;
     Ok((st.st_dev, st.st_ino))
 }
 
 /// The parent directory of the directory `dir` on the host (`..`, not
 /// confined: only its identity is used), opened `O_PATH`.
-fn host_parent(dir: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
+fn host_parent(dir: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     rustix::fs::openat2(
         dir,
         c"..",
@@ -159,7 +160,7 @@ fn host_parent(dir: BorrowedFd<'_>) -> Result<OwnedFd, i32> {
         Mode::empty(),
         ResolveFlags::empty(),
     )
-    .map_err(|e| e.raw_os_error())
+    .map_err(Errno::from)
 }
 
 /// Most directories a walk up the host tree visits (`../` repeated fits
@@ -243,7 +244,7 @@ impl Resolved<'_> {
 
     /// Opens the path beneath the grant (as a directory only, when the
     /// path ended in `/` or `.`).
-    pub fn open(&self, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+    pub fn open(&self, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
         let flags = if self.trailing.is_dir() {
             flags | OFlags::DIRECTORY
         } else {
@@ -254,7 +255,7 @@ impl Resolved<'_> {
 
     /// True when the path names an existing directory; the errno of the
     /// lookup otherwise (ENOTDIR for a file).
-    pub fn is_directory(&self) -> Result<(), i32> {
+    pub fn is_directory(&self) -> Result<(), Errno> {
         open_beneath(
             &self.grant.dir,
             &self.relative(),
@@ -268,7 +269,7 @@ impl Resolved<'_> {
     /// its last component (`follow`) as the kernel would beneath the
     /// grant: an absolute symlink is EXDEV and one that climbs out of the
     /// grant fails when its directory is opened, as in every lookup.
-    pub fn location(&self, follow: bool) -> Result<Location, i32> {
+    pub fn location(&self, follow: bool) -> Result<Location, Errno> {
         if self.trailing.is_dir() || self.rest.is_empty() {
             return self
                 .open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
@@ -281,7 +282,7 @@ impl Resolved<'_> {
                 None => (b".", &path[..]),
             };
             if matches!(name, b"" | b"." | b"..") {
-                let whole = CString::new(path.clone()).map_err(|_| errno::EINVAL)?;
+                let whole = CString::new(path.clone()).map_err(|_| Errno::EINVAL)?;
                 return open_beneath(
                     &self.grant.dir,
                     &whole,
@@ -290,14 +291,14 @@ impl Resolved<'_> {
                 )
                 .map(Location::Directory);
             }
-            let dir_c = CString::new(dir_part).map_err(|_| errno::EINVAL)?;
+            let dir_c = CString::new(dir_part).map_err(|_| Errno::EINVAL)?;
             let dir = open_beneath(
                 &self.grant.dir,
                 &dir_c,
                 OFlags::PATH | OFlags::DIRECTORY,
                 Mode::empty(),
             )?;
-            let name_c = CString::new(name).map_err(|_| errno::EINVAL)?;
+            let name_c = CString::new(name).map_err(|_| Errno::EINVAL)?;
             if !follow {
                 return Ok(Location::Entry { dir, name: name_c });
             }
@@ -307,28 +308,28 @@ impl Resolved<'_> {
                 Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => {
                     return Ok(Location::Entry { dir, name: name_c })
                 }
-                Err(e) => return Err(e.raw_os_error()),
+                Err(e) => return Err(Errno::from(e)),
             };
             if target.is_empty() {
-                return Err(errno::ENOENT);
+                return Err(Errno::ENOENT);
             }
             if target.starts_with(b"/") {
-                return Err(errno::EXDEV);
+                return Err(Errno::EXDEV);
             }
             let mut next = dir_part.to_vec();
             next.push(b'/');
             next.extend_from_slice(&target);
             path = next;
         }
-        Err(errno::ELOOP)
+        Err(Errno::ELOOP)
     }
 
     /// Splits off the last component: the parent directory (opened
     /// `O_PATH` beneath the grant) and the name in it. The grant's own
     /// directory has no name in any parent the guest can see: EBUSY.
-    pub fn parent_and_name(&self) -> Result<(OwnedFd, CString), i32> {
+    pub fn parent_and_name(&self) -> Result<(OwnedFd, CString), Errno> {
         let Some((name, parent)) = self.rest.split_last() else {
-            return Err(errno::EBUSY);
+            return Err(Errno::EBUSY);
         };
         let dir = open_beneath(
             &self.grant.dir,
@@ -336,7 +337,7 @@ impl Resolved<'_> {
             OFlags::PATH | OFlags::DIRECTORY,
             Mode::empty(),
         )?;
-        let name = CString::new(name.clone()).map_err(|_| errno::EINVAL)?;
+        let name = CString::new(name.clone()).map_err(|_| Errno::EINVAL)?;
         Ok((dir, name))
     }
 }
@@ -350,7 +351,12 @@ fn join(components: &[Vec<u8>]) -> CString {
     CString::new(joined).unwrap_or_else(|_| CString::from(c"."))
 }
 
-fn open_beneath(dir: &OwnedFd, path: &CString, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+fn open_beneath(
+    dir: &OwnedFd,
+    path: &CString,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
     // openat2 answers EAGAIN when a rename or mount anywhere on the host
     // raced with a `..` it was resolving; the kernel asks callers to retry.
     let mut tries = 0;
@@ -364,7 +370,7 @@ fn open_beneath(dir: &OwnedFd, path: &CString, flags: OFlags, mode: Mode) -> Res
         );
         match result {
             Err(e) if e == rustix::io::Errno::AGAIN && tries < OPENAT2_RETRIES => tries += 1,
-            other => return other.map_err(|e| e.raw_os_error()),
+            other => return other.map_err(Errno::from),
         }
     }
 }
@@ -374,9 +380,9 @@ const OPENAT2_RETRIES: u32 = 64;
 
 /// Splits a guest path into normalized components. Relative paths are
 /// taken from `/` (guests have no working directory).
-pub fn normalize(path: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
+pub fn normalize(path: &[u8]) -> Result<Vec<Vec<u8>>, Errno> {
     if path.is_empty() {
-        return Err(errno::ENOENT);
+        return Err(Errno::ENOENT);
     }
     let mut out: Vec<Vec<u8>> = Vec::new();
     for component in path.split(|&b| b == b'/') {
@@ -387,7 +393,7 @@ pub fn normalize(path: &[u8]) -> Result<Vec<Vec<u8>>, i32> {
             }
             name => {
                 if name.len() > 255 {
-                    return Err(errno::ENAMETOOLONG);
+                    return Err(Errno::ENAMETOOLONG);
                 }
                 out.push(name.to_vec());
             }
@@ -433,7 +439,7 @@ impl Grants {
             )
             .map_err(|e| open_error(e.into()))?;
             let id = file_id(dir.as_fd())
-                .map_err(|e| open_error(std::io::Error::from_raw_os_error(e)))?;
+                .map_err(|e| open_error(std::io::Error::from_raw_os_error(e.code())))?;
             let guest = normalize(guest_path.as_bytes()).unwrap_or_default();
             grants.push(Grant {
                 guest,
@@ -485,7 +491,7 @@ impl Grants {
     /// by identity, walking up from `dir` to the first granted directory,
     /// whatever path led there. A directory granted twice is read-only if
     /// either grant is.
-    pub fn deciding<'g>(&'g self, dir: BorrowedFd<'_>, via: &'g Grant) -> Result<&'g Grant, i32> {
+    pub fn deciding<'g>(&'g self, dir: BorrowedFd<'_>, via: &'g Grant) -> Result<&'g Grant, Errno> {
         if !self.nested {
             return Ok(via);
         }
@@ -498,9 +504,9 @@ impl Grants {
                 return Ok(grant);
             }
             up.extend_from_slice(b"../");
-            let path = CString::new(up.as_slice()).map_err(|_| errno::EINVAL)?;
-            let st = rustix::fs::statat(dir, path.as_c_str(), AtFlags::empty())
-                .map_err(|e| e.raw_os_error())?;
+            let path = CString::new(up.as_slice()).map_err(|_| Errno::EINVAL)?;
+            let st =
+                rustix::fs::statat(dir, path.as_c_str(), AtFlags::empty()).map_err(Errno::from)?;
             let parent_id = (st.st_dev, st.st_ino);
             if parent_id == id {
                 break;
@@ -552,14 +558,14 @@ impl Grants {
 
     /// Finds the grant a guest path falls under (the longest matching guest
     /// prefix). Paths under no grant do not exist for the guest: ENOENT.
-    pub fn resolve(&self, path: &[u8]) -> Result<Resolved<'_>, i32> {
+    pub fn resolve(&self, path: &[u8]) -> Result<Resolved<'_>, Errno> {
         let components = normalize(path)?;
         let grant = self
             .grants
             .iter()
             .filter(|g| components.starts_with(&g.guest))
             .max_by_key(|g| g.guest.len())
-            .ok_or(errno::ENOENT)?;
+            .ok_or(Errno::ENOENT)?;
         Ok(Resolved {
             grant,
             rest: components[grant.guest.len()..].to_vec(),
@@ -650,8 +656,8 @@ mod tests {
         );
         assert_eq!(n("a/./b//../c"), [b"a".to_vec(), b"c".to_vec()]);
         assert!(n("/..").is_empty());
-        assert_eq!(normalize(b""), Err(errno::ENOENT));
-        assert_eq!(normalize(&[b'x'; 256]), Err(errno::ENAMETOOLONG));
+        assert_eq!(normalize(b""), Err(Errno::ENOENT));
+        assert_eq!(normalize(&[b'x'; 256]), Err(Errno::ENAMETOOLONG));
     }
 
     #[test]
@@ -671,7 +677,7 @@ mod tests {
         let only_sub =
             Grants::open(&[GrantSpec::parse(&format!("{}:/data", sub.path().display())).unwrap()])
                 .unwrap();
-        assert_eq!(only_sub.resolve(b"/etc/passwd").unwrap_err(), errno::ENOENT);
+        assert_eq!(only_sub.resolve(b"/etc/passwd").unwrap_err(), Errno::ENOENT);
     }
 }
 

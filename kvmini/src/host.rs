@@ -5,79 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kvmini_abi::errno;
 use kvmini_abi::host::{HostCallArgs, HOST_CALL_ARGS};
 
 use crate::addr::Gva;
 use crate::view::GuestView;
 
-/// A Linux errno value a host function returns to the guest (as `-errno`).
-/// Always one the guest can read as an error: 1..=4095, so that `-errno`
-/// is never 0, positive, or outside the range Linux reserves for errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Errno(i32);
-
-impl Errno {
-    /// Operation not permitted.
-    pub const EPERM: Errno = Errno(errno::EPERM);
-    /// No such entry.
-    pub const ENOENT: Errno = Errno(errno::ENOENT);
-    /// Input/output error: also what an invalid errno becomes.
-    pub const EIO: Errno = Errno(errno::EIO);
-    /// Try again.
-    pub const EAGAIN: Errno = Errno(errno::EAGAIN);
-    /// Permission denied.
-    pub const EACCES: Errno = Errno(errno::EACCES);
-    /// Bad address.
-    pub const EFAULT: Errno = Errno(errno::EFAULT);
-    /// Busy.
-    pub const EBUSY: Errno = Errno(errno::EBUSY);
-    /// Already exists.
-    pub const EEXIST: Errno = Errno(errno::EEXIST);
-    /// Invalid argument.
-    pub const EINVAL: Errno = Errno(errno::EINVAL);
-    /// No space left.
-    pub const ENOSPC: Errno = Errno(errno::ENOSPC);
-    /// Result out of range.
-    pub const ERANGE: Errno = Errno(errno::ERANGE);
-    /// No such function.
-    pub const ENOSYS: Errno = Errno(errno::ENOSYS);
-    /// Value too large.
-    pub const EOVERFLOW: Errno = Errno(errno::EOVERFLOW);
-
-    /// The largest errno: Linux returns -1..=-4095 for errors.
-    pub const MAX: i32 = 4095;
-
-    /// `code` as an errno, if it is one (1..=4095).
-    pub const fn new(code: i32) -> Option<Errno> {
-        if code >= 1 && code <= Self::MAX {
-            Some(Errno(code))
-        } else {
-            None
-        }
-    }
-
-    /// The errno's number (1..=4095).
-    pub const fn code(self) -> i32 {
-        self.0
-    }
-}
-
-/// The OS error of `error`, or EIO for an error with none.
-impl From<std::io::Error> for Errno {
-    fn from(error: std::io::Error) -> Self {
-        error
-            .raw_os_error()
-            .and_then(Errno::new)
-            .unwrap_or(Errno::EIO)
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", errno::name(self.0), self.0)
-    }
-}
+pub use crate::errno::Errno;
 
 /// One call as a host function sees it: its arguments and the guest's
 /// memory, through the guest's own page tables and privileges.
@@ -195,17 +128,19 @@ impl HostFunctions {
     /// Serves one call: the result to write back into the block.
     pub fn call(&mut self, block: &HostCallArgs, view: &GuestView<'_>) -> i64 {
         let Some(function) = self.functions.get_mut(&block.id) else {
-            return -i64::from(errno::ENOSYS);
+            return Errno::ENOSYS.negated();
         };
         match function(&HostCall::new(block.args, view)) {
-            Ok(value) => i64::try_from(value).unwrap_or(-i64::from(errno::EOVERFLOW)),
-            Err(e) => -i64::from(e.code()),
+            Ok(value) => i64::try_from(value).unwrap_or(Errno::EOVERFLOW.negated()),
+            Err(e) => e.negated(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use kvmini_abi::errno;
+
     use super::*;
     use crate::paging::{CpuPaging, Paging, PagingMode};
 

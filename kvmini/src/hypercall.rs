@@ -9,11 +9,12 @@ use kvmini_abi::Port;
 use std::mem::offset_of;
 
 use kvmini_abi::batch::{BatchArgs, BatchEntry, BATCH_MAX, BATCH_STOP_ON_ERROR};
-use kvmini_abi::errno;
 use kvmini_abi::host::{ArgvArgs, HostCallArgs};
 
 use crate::addr::Gva;
-use crate::fs::{BlockStatus, Filesystem, StdioSinks};
+use crate::block::{self, Unusable};
+use crate::errno::Errno;
+use crate::fs::{Filesystem, StdioSinks};
 use crate::host::HostFunctions;
 use crate::memory;
 use crate::output::{GuestStream, StreamError};
@@ -40,6 +41,73 @@ pub enum Action {
     /// Resume with RAX set: a filesystem call whose argument block was not
     /// usable gets -EFAULT there, as it cannot get it in the block.
     ResumeWithRax(u64),
+}
+
+/// One hypercall, decoded once from its port and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    /// Print one byte.
+    Console(u8),
+    /// Print a number in decimal and a newline.
+    PrintVal(u32),
+    /// Print the NUL-terminated string at this guest-virtual address.
+    Display(u64),
+    /// End the run with this code.
+    Exit(u32),
+    /// End the run with status 0.
+    Halt,
+    /// Read the number of exits so far (the one `in` port).
+    GetNumExits,
+    /// kvmini's exception handler reporting a crash; the frame is on its
+    /// stack.
+    Exception,
+    /// Run the calls listed in the batch block at this guest-virtual
+    /// address.
+    Batch(u64),
+    /// A call whose arguments and result are in a block at a guest-virtual
+    /// address: the filesystem calls, host calls and argv.
+    Block {
+        /// The call.
+        port: Port,
+        /// The block.
+        address: u64,
+    },
+}
+
+impl Hypercall {
+    /// The hypercall `value` on `port` asks for (the access already checked
+    /// against [`Port::access`]; an `in` carries no value).
+    pub fn new(port: Port, value: u32) -> Self {
+        match port {
+            Port::Console => Hypercall::Console(value.to_le_bytes()[0]),
+            Port::PrintVal => Hypercall::PrintVal(value),
+            Port::Display => Hypercall::Display(u64::from(value)),
+            Port::Exit => Hypercall::Exit(value),
+            Port::Halt => Hypercall::Halt,
+            Port::GetNumExits => Hypercall::GetNumExits,
+            Port::Exception => Hypercall::Exception,
+            Port::Batch => Hypercall::Batch(u64::from(value)),
+            port => Hypercall::Block {
+                port,
+                address: u64::from(value),
+            },
+        }
+    }
+
+    /// The port the hypercall came through.
+    pub fn port(self) -> Port {
+        match self {
+            Hypercall::Console(_) => Port::Console,
+            Hypercall::PrintVal(_) => Port::PrintVal,
+            Hypercall::Display(_) => Port::Display,
+            Hypercall::Exit(_) => Port::Exit,
+            Hypercall::Halt => Port::Halt,
+            Hypercall::GetNumExits => Port::GetNumExits,
+            Hypercall::Exception => Port::Exception,
+            Hypercall::Batch(_) => Port::Batch,
+            Hypercall::Block { port, .. } => port,
+        }
+    }
 }
 
 /// The hypercall handlers and the state they keep for one guest.
@@ -144,60 +212,61 @@ impl Hypercalls {
 
     /// Serves an `out` to `port` with `value`. Only called with a port and
     /// access size that match [`Port::access`].
-    ///
-    /// Output that a stop interrupted is dropped and the guest resumes
-    /// (the caller sees the stop pending); output to a closed pipe ends the
-    /// run with [`Action::OutputClosed`].
     pub fn out(
         &mut self,
         port: Port,
         value: u32,
         view: &GuestView<'_>,
     ) -> Result<Action, StreamError> {
-        match port {
-            Port::Console => {
-                let written = self.stdout.write(&[value.to_le_bytes()[0]], &self.stop);
-                return guest_output(written, Action::Resume);
+        self.serve(Hypercall::new(port, value), view)
+    }
+
+    /// Serves one decoded hypercall.
+    ///
+    /// Output that a stop interrupted is dropped and the guest resumes
+    /// (the caller sees the stop pending); output to a closed pipe ends the
+    /// run with [`Action::OutputClosed`]. [`Hypercall::GetNumExits`] and
+    /// [`Hypercall::Exception`] need the run's counters and registers: the
+    /// run loop serves them, and here they only resume.
+    pub fn serve(&mut self, call: Hypercall, view: &GuestView<'_>) -> Result<Action, StreamError> {
+        match call {
+            Hypercall::Console(byte) => {
+                let written = self.stdout.write(&[byte], &self.stop);
+                guest_output(written, Action::Resume)
             }
-            Port::PrintVal => {
+            Hypercall::PrintVal(value) => {
                 let mut line = [0u8; 11];
                 let text = decimal_line(value, &mut line);
                 let written = self.stdout.write(text, &self.stop);
-                return guest_output(written, Action::Resume);
+                guest_output(written, Action::Resume)
             }
-            Port::Display => {
-                let written = self.display(u64::from(value), view);
-                return guest_output(written, Action::Resume);
+            Hypercall::Display(gva) => {
+                let written = self.display(gva, view);
+                guest_output(written, Action::Resume)
             }
-            Port::Exit => {
+            Hypercall::Exit(code) => {
                 let flushed = self.stdout.flush(&self.stop);
-                return guest_output(flushed, Action::Exit(value));
+                guest_output(flushed, Action::Exit(code))
             }
-            Port::Halt => {
+            Hypercall::Halt => {
                 let flushed = self.stdout.flush(&self.stop);
-                return guest_output(flushed, Action::Halt);
+                guest_output(flushed, Action::Halt)
             }
-            Port::Batch => return self.batch(u64::from(value), view),
-            call if call.batchable() => {
-                let block = u64::from(value);
-                if self.call_block(call, block, view)?.is_none() {
-                    return self.bad_block(call, block);
-                }
-            }
-            // Served by the run loop, which has the registers.
-            _ => {}
+            Hypercall::Batch(address) => self.block_call(Port::Batch, address, view),
+            Hypercall::Block { port, address } => self.block_call(port, address, view),
+            Hypercall::GetNumExits | Hypercall::Exception => Ok(Action::Resume),
         }
-        Ok(Action::Resume)
     }
 
     /// Runs one call whose argument block is at `block`: its result, or
-    /// `None` when the block is not readable and writable guest memory.
+    /// [`Unusable`] when the block is not readable and writable guest
+    /// memory.
     fn call_block(
         &mut self,
         port: Port,
         block: u64,
         view: &GuestView<'_>,
-    ) -> Result<Option<i64>, StreamError> {
+    ) -> Result<i64, Unusable> {
         if port.is_fs() {
             let stderr = match self.stderr.as_mut() {
                 Some(stderr) => stderr,
@@ -208,102 +277,106 @@ impl Hypercalls {
                 stderr,
                 stop: &self.stop,
             };
-            return Ok(match self.fs.call(port, block, view, &mut stdio) {
-                BlockStatus::Done(result) => Some(result),
-                BlockStatus::BadBlock => None,
-            });
+            return self.fs.call(port, block, view, &mut stdio);
         }
-        let (result, at) = match port {
-            // A result that cannot be written back means no call.
-            Port::HostCall => {
-                let offset = offset_of!(HostCallArgs, result);
-                let Ok((args, at)) = view.read_block::<HostCallArgs>(Gva::new(block), offset)
-                else {
-                    return Ok(None);
-                };
-                (self.host_functions.call(&args, view), at)
-            }
-            Port::Argv => {
-                let offset = offset_of!(ArgvArgs, result);
-                let Ok((args, at)) = view.read_block::<ArgvArgs>(Gva::new(block), offset) else {
-                    return Ok(None);
-                };
-                // The arguments are copied only if all of them fit; the
-                // result is always the size they need.
-                let need = i64::try_from(self.argv.len()).unwrap_or(i64::MAX);
-                let result = if args.len < self.argv.len() as u64 {
-                    need
-                } else {
-                    match view.write_bytes(Gva::new(args.buf), &self.argv) {
-                        Ok(()) => need,
-                        Err(_) => -i64::from(errno::EFAULT),
+        match port {
+            Port::HostCall => block::serve(
+                view,
+                block,
+                offset_of!(HostCallArgs, result),
+                |args: &HostCallArgs| self.host_functions.call(args, view),
+            ),
+            Port::Argv => block::serve(
+                view,
+                block,
+                offset_of!(ArgvArgs, result),
+                |args: &ArgvArgs| {
+                    // The arguments are copied only if all of them fit; the
+                    // result is always the size they need.
+                    let need = i64::try_from(self.argv.len()).unwrap_or(i64::MAX);
+                    if args.len < self.argv.len() as u64 {
+                        need
+                    } else {
+                        match view.write_bytes(Gva::new(args.buf), &self.argv) {
+                            Ok(()) => need,
+                            Err(_) => Errno::EFAULT.negated(),
+                        }
                     }
-                };
-                (result, at)
-            }
-            _ => return Ok(Some(-i64::from(errno::EINVAL))),
-        };
-        Ok(view.write_obj(at, result).ok().map(|()| result))
+                },
+            ),
+            Port::Batch => self.batch(block, view),
+            _ => Ok(Errno::EINVAL.negated()),
+        }
     }
 
     /// Runs a batch: every entry is checked first, then each call runs in
     /// order with its result in its own block; the batch's result is the
     /// number of calls run.
-    fn batch(&mut self, block: u64, view: &GuestView<'_>) -> Result<Action, StreamError> {
-        let Ok((args, at)) =
-            view.read_block::<BatchArgs>(Gva::new(block), offset_of!(BatchArgs, result))
-        else {
-            return self.bad_block(Port::Batch, block);
-        };
-        let result = match self.load_batch(&args, view) {
-            Err(errno) => -i64::from(errno),
-            Ok(()) => {
-                let entries = std::mem::take(&mut self.batch_entries);
-                let mut ran = 0i64;
-                for &(port, call_block) in &entries {
-                    // A stop (timeout, signal) ends a long batch between
-                    // calls; the run loop then sees it on the next entry.
-                    if self.stop.pending().is_some() {
-                        break;
+    fn batch(&mut self, block: u64, view: &GuestView<'_>) -> Result<i64, Unusable> {
+        block::serve(
+            view,
+            block,
+            offset_of!(BatchArgs, result),
+            |args: &BatchArgs| match self.load_batch(args, view) {
+                Err(errno) => errno.negated(),
+                Ok(()) => {
+                    let entries = std::mem::take(&mut self.batch_entries);
+                    let mut ran = 0i64;
+                    for &(port, call_block) in &entries {
+                        // A stop (timeout, signal) ends a long batch between
+                        // calls; the run loop then sees it on the next entry.
+                        if self.stop.pending().is_some() {
+                            break;
+                        }
+                        ran += 1;
+                        // A call whose block is unusable failed with EFAULT.
+                        let result = self
+                            .call_block(port, call_block, view)
+                            .unwrap_or(Errno::EFAULT.negated());
+                        if result < 0 && args.flags & BATCH_STOP_ON_ERROR != 0 {
+                            break;
+                        }
                     }
-                    ran += 1;
-                    // A call whose block is unusable failed with EFAULT.
-                    let result = self
-                        .call_block(port, call_block, view)?
-                        .unwrap_or(-i64::from(errno::EFAULT));
-                    if result < 0 && args.flags & BATCH_STOP_ON_ERROR != 0 {
-                        break;
-                    }
+                    self.batch_entries = entries;
+                    ran
                 }
-                self.batch_entries = entries;
-                ran
-            }
-        };
-        match view.write_obj(at, result) {
-            Ok(()) => Ok(Action::Resume),
-            Err(_) => self.bad_block(Port::Batch, block),
-        }
+            },
+        )
     }
 
     /// Reads and checks a batch's entries into `batch_entries`.
-    fn load_batch(&mut self, args: &BatchArgs, view: &GuestView<'_>) -> Result<(), i32> {
+    fn load_batch(&mut self, args: &BatchArgs, view: &GuestView<'_>) -> Result<(), Errno> {
         if args.count > BATCH_MAX || args.flags & !BATCH_STOP_ON_ERROR != 0 {
-            return Err(errno::EINVAL);
+            return Err(Errno::EINVAL);
         }
         self.batch_entries.clear();
         let size = std::mem::size_of::<BatchEntry>() as u64;
         for i in 0..u64::from(args.count) {
-            let at = args.entries.checked_add(i * size).ok_or(errno::EFAULT)?;
+            let at = args.entries.checked_add(i * size).ok_or(Errno::EFAULT)?;
             let entry = view
                 .read_obj::<BatchEntry>(Gva::new(at))
-                .map_err(|_| errno::EFAULT)?;
-            let port = Port::try_from(entry.port).map_err(|_| errno::EINVAL)?;
+                .map_err(|_| Errno::EFAULT)?;
+            let port = Port::try_from(entry.port).map_err(|_| Errno::EINVAL)?;
             if !port.batchable() {
-                return Err(errno::EINVAL);
+                return Err(Errno::EINVAL);
             }
             self.batch_entries.push((port, entry.block));
         }
         Ok(())
+    }
+
+    /// A call with an argument block, straight from its exit: resume, or
+    /// -EFAULT in RAX when the block is unusable.
+    fn block_call(
+        &mut self,
+        port: Port,
+        address: u64,
+        view: &GuestView<'_>,
+    ) -> Result<Action, StreamError> {
+        match self.call_block(port, address, view) {
+            Ok(_) => Ok(Action::Resume),
+            Err(Unusable) => self.bad_block(port, address),
+        }
     }
 
     /// An argument block the guest cannot read or write: a warning, and
@@ -313,7 +386,7 @@ impl Hypercalls {
             "kvmini: {}: argument block at {block:#x} is not writable guest memory; -EFAULT in RAX",
             port.name()
         ));
-        let efault = -i64::from(kvmini_abi::errno::EFAULT);
+        let efault = Errno::EFAULT.negated();
         Ok(Action::ResumeWithRax(u64::from_ne_bytes(
             efault.to_ne_bytes(),
         )))

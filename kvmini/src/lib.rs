@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use kvmini::kvm::Kvm;
-//! use kvmini::sandbox::{Config, Ending, Image, Sandbox};
+//! use kvmini::output::{Capture, Output};
+//! use kvmini::sandbox::{Ending, Sandbox};
 //!
 //! # // Without /dev/kvm this example is skipped, unless KVMINI_REQUIRE_KVM is set.
 //! # if !kvmini::kvm::available() && std::env::var_os("KVMINI_REQUIRE_KVM").is_none() {
@@ -18,9 +19,12 @@
 //! // Open /dev/kvm, then build a VM around the built-in hello guest:
 //! // memory, page tables, GDT/IDT/TSS, the ELF, a vCPU at its entry.
 //! let kvm = Kvm::open()?;
-//! let config = Config::new(Image::Elf(kvmini::guests::HELLO.elf.to_vec()));
-//! let output = kvmini::output::Capture::new();
-//! let mut sandbox = Sandbox::with_output(&kvm, config, output.writer(), Box::new(std::io::sink()))?;
+//! let output = Capture::new();
+//! let mut sandbox = Sandbox::builder()
+//!     .elf(kvmini::guests::HELLO.elf)
+//!     .stdout(Output::Capture(output.clone()))
+//!     .warnings(Output::Writer(Box::new(std::io::sink())))
+//!     .build(&kvm)?;
 //!
 //! // Run: KVM_RUN until the guest ends, serving each exit.
 //! let outcome = sandbox.run()?;
@@ -34,7 +38,8 @@
 
 pub mod addr;
 pub mod arch;
-pub mod builder;
+pub mod block;
+pub mod errno;
 pub mod fs;
 pub mod grant;
 pub mod guests;
@@ -44,7 +49,6 @@ pub mod kvm;
 pub mod layout;
 pub mod loader;
 pub mod memory;
-pub mod outcome;
 pub mod output;
 pub mod sandbox;
 pub mod seccomp;
@@ -57,3 +61,4 @@ pub mod xstate;
 
 // The x86 modules, by the paths the public API has always had.
 pub use arch::x86_64::{cpu, modes, paging};
+pub use sandbox::{outcome, Sandbox, SandboxBuilder};

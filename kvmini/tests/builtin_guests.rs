@@ -75,12 +75,13 @@ fn files_guest_leaves_its_files_on_the_host() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = kvmini::sandbox::Config::new(Image::Elf(kvmini::guests::FILES.elf.to_vec()));
-    config.grants.push(
-        kvmini::grant::GrantSpec::parse(dir.path().to_str().expect("utf-8 temp path"))
-            .expect("grant"),
-    );
-    let done = common::run_config(&kvm, config);
+    let builder = kvmini::sandbox::Sandbox::builder()
+        .elf(kvmini::guests::FILES.elf)
+        .grant(
+            kvmini::grant::GrantSpec::parse(dir.path().to_str().expect("utf-8 temp path"))
+                .expect("grant"),
+        );
+    let done = common::run_config(&kvm, builder);
     assert_eq!(done.stdout_text(), FILES_STDOUT);
     assert_eq!(done.outcome.ending, Ending::Exited(0));
     let notes = std::fs::read_to_string(dir.path().join("notes.txt")).expect("notes.txt");

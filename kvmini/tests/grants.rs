@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use common::{kvm_or_skip, run_config};
 use fs_common::{build_guest, make_dir, make_symlink, snapshot, write_file};
-use kvmini::grant::{GrantError, GrantSpec};
-use kvmini::sandbox::{BuildError, Config, Ending, Image, Sandbox, SandboxError};
+use kvmini::grant::GrantError;
+use kvmini::sandbox::{BuildError, Ending, Sandbox, SandboxError};
 
 const MEM: u64 = 16 << 20;
 
@@ -32,20 +32,12 @@ fn check(grants: &[Grant<'_>], script: &[(&str, &str)]) -> Option<()> {
     let build = tempfile::tempdir().expect("temp dir");
     let elf = build_guest("grants", &[], build.path());
     let kvm = kvm_or_skip()?;
-    let mut config = Config::new(Image::Elf(elf));
-    config.mem_size = MEM;
+    let mut builder = Sandbox::builder().elf(elf).memory(MEM);
     for &(host, guest, read_only) in grants {
-        config.grants.push(GrantSpec {
-            host: host.to_path_buf(),
-            guest: guest.to_owned(),
-            read_only,
-        });
+        builder = builder.dir(host, guest, read_only);
     }
-    config.args = std::iter::once("grants")
-        .chain(script.iter().map(|(step, _)| *step))
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
-    let run = run_config(&kvm, config);
+    builder = builder.args(std::iter::once("grants").chain(script.iter().map(|(step, _)| *step)));
+    let run = run_config(&kvm, builder);
     let out = run.stdout_text();
     assert_eq!(run.outcome.ending, Ending::Exited(0), "{out}");
     assert_eq!(run.warnings_text(), "");

@@ -8,11 +8,11 @@ use common::elf::{
     header64, load64, phdr64, EHDR64, EM_X86_64, ET_EXEC, PF_R, PF_X, PHDR64, PT_NOTE,
 };
 use common::kvm_or_skip;
-use kvmini::builder::BuildError;
 use kvmini::kvm::Kvm;
 use kvmini::loader::LoaderError;
 use kvmini::outcome::Ending;
 use kvmini::output::{Capture, Output};
+use kvmini::sandbox::BuildError;
 use kvmini::sandbox::{Sandbox, SandboxError};
 use kvmini_abi::ABI_VERSION;
 

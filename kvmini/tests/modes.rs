@@ -20,7 +20,7 @@ use kvmini::kvm::Kvm;
 use kvmini::layout::Layout;
 use kvmini::memory::MEM_DEFAULT;
 use kvmini::modes::{self, CpuMode};
-use kvmini::sandbox::{Config, Ending, Image, Unserved};
+use kvmini::sandbox::{Ending, Sandbox, Unserved};
 use kvmini_abi::Port;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -152,9 +152,7 @@ fn probe(paging: Paging32) -> Option<bool> {
 
 /// Runs the flat `image` in `mode` through the library.
 fn run_mode(kvm: &Kvm, mode: CpuMode, image: &[u8]) -> Finished {
-    let mut config = Config::new(Image::Flat(image.to_vec()));
-    config.mode = mode;
-    run_config(kvm, config)
+    run_config(kvm, Sandbox::builder().flat(image).mode(mode))
 }
 
 /// Checks a finished classic hello: its output, 14 console exits and one

@@ -793,7 +793,7 @@ proptest! {
                 prop_assert!(!too_long);
                 prop_assert!(components.iter().all(|c| c.len() <= 255));
             }
-            Err(e) => prop_assert_eq!((e, too_long), (kvmini_abi::errno::ENAMETOOLONG, true)),
+            Err(e) => prop_assert_eq!((e.code(), too_long), (kvmini_abi::errno::ENAMETOOLONG, true)),
         }
     }
 

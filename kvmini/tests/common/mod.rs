@@ -15,8 +15,8 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
-use kvmini::output::Capture;
-use kvmini::sandbox::{Config, Image, Outcome, Sandbox};
+use kvmini::output::{self, Capture};
+use kvmini::sandbox::{Image, Outcome, Sandbox, SandboxBuilder};
 
 /// Builds the C guest `source` (relative to the repository root) with the
 /// SDK's flags, `extra` flags and warnings as errors, once per test
@@ -96,11 +96,14 @@ impl Finished {
     }
 }
 
-/// Builds and runs `config`, capturing the guest's output and the warnings.
-pub fn run_config(kvm: &Kvm, config: Config) -> Finished {
+/// Builds and runs `builder`, capturing the guest's output and the warnings.
+pub fn run_config(kvm: &Kvm, builder: SandboxBuilder) -> Finished {
     let stdout = Capture::new();
     let warnings = Capture::new();
-    let mut sandbox = Sandbox::with_output(kvm, config, stdout.writer(), warnings.writer())
+    let mut sandbox = builder
+        .stdout(output::Output::Writer(stdout.writer()))
+        .warnings(output::Output::Writer(warnings.writer()))
+        .build(kvm)
         .expect("the sandbox is built");
     let outcome = sandbox.run().expect("the run loop does not fail");
     Finished {
@@ -114,9 +117,14 @@ pub fn run_config(kvm: &Kvm, config: Config) -> Finished {
 /// Runs `image` at `ring` (`None`: the image kind's default) with the
 /// default memory size.
 pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
-    let mut config = Config::new(image);
-    config.ring = ring;
-    run_config(kvm, config)
+    let builder = Sandbox::builder().image(image);
+    run_config(
+        kvm,
+        match ring {
+            Some(ring) => builder.ring(ring),
+            None => builder,
+        },
+    )
 }
 
 /// An error and its sources on one line.

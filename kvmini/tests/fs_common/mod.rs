@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use kvmini::grant::GrantSpec;
 use kvmini::kvm::Kvm;
-use kvmini::sandbox::{Config, Image};
+use kvmini::sandbox::Sandbox;
 
 use crate::common::c_build::{cc, cc_guest};
 use crate::common::{run_config, Finished};
@@ -48,14 +48,11 @@ pub fn build_native(name: &str, defines: &[&str], dir: &Path) -> PathBuf {
 /// Runs the ELF `elf` with `grants` (`--dir` syntax) and `mem` bytes of
 /// guest memory, capturing its output.
 pub fn run_guest(kvm: &Kvm, elf: &[u8], grants: &[String], mem: u64) -> Finished {
-    let mut config = Config::new(Image::Elf(elf.to_vec()));
-    config.mem_size = mem;
+    let mut builder = Sandbox::builder().elf(elf).memory(mem);
     for spec in grants {
-        config
-            .grants
-            .push(GrantSpec::parse(spec).expect("the grant spec parses"));
+        builder = builder.grant(GrantSpec::parse(spec).expect("the grant spec parses"));
     }
-    run_config(kvm, config)
+    run_config(kvm, builder)
 }
 
 /// One entry of a host directory tree.

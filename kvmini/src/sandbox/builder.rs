@@ -4,15 +4,27 @@
 use std::io;
 use std::time::Duration;
 
-use crate::cpu::Ring;
-use crate::grant::GrantSpec;
+use kvmini_abi::layout::ELF_LOAD_MIN;
+
+use super::reset::{PristineCpu, Reusable};
+use super::run::{FixedPaging, Machine};
+use super::{Image, Sandbox, SandboxError, Stdio};
+use crate::arch::x86_64::boot::{self, BootSpec};
+use crate::arch::x86_64::page_tables;
+use crate::cpu::{self, Ring};
+use crate::fs::Filesystem;
+use crate::grant::{GrantSpec, Grants};
 use crate::host::{HostCall, HostFunctions};
+use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
+use crate::layout::Layout;
+use crate::loader::{self, LoadWindow};
 use crate::memory;
-use crate::modes::CpuMode;
-use crate::output::{Input, Output};
-use crate::sandbox::{Config, Image, Sandbox, SandboxError, Stdio};
+use crate::modes::{self, CpuMode};
+use crate::output::{GuestStream, Input, Output, Stream};
+use crate::paging::{CpuPaging, Paging, PagingMode};
 use crate::stop::StopHandle;
+use crate::vm::Vm;
 
 /// Where the builder gets the guest from.
 #[derive(Debug)]
@@ -94,6 +106,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// The guest: an image already in memory.
+    pub fn image(mut self, image: Image) -> Self {
+        self.image = Some(Source::Image(image));
+        self
+    }
+
     /// The guest: a static x86_64 ELF read from `path` at build time. It
     /// must be a regular file no larger than guest memory
     /// ([`crate::loader::read_image_file`]); nothing else is opened.
@@ -151,6 +169,17 @@ impl SandboxBuilder {
             read_only,
         });
         self
+    }
+
+    /// Grants a host directory to the guest as `spec` says ([`Self::dir`]).
+    pub fn grant(mut self, spec: GrantSpec) -> Self {
+        self.grants.push(spec);
+        self
+    }
+
+    /// The directories granted so far, in order.
+    pub fn grants(&self) -> &[GrantSpec] {
+        &self.grants
     }
 
     /// Stops the guest after `limit` (the run ends [`Ending::TimedOut`](crate::outcome::Ending::TimedOut)).
@@ -365,5 +394,230 @@ impl SandboxBuilder {
             stdio,
             self.host_functions,
         )?)
+    }
+}
+
+/// Everything a sandbox is built from, once the builder has read the
+/// guest.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The guest.
+    pub image: Image,
+    /// Guest memory size in bytes.
+    pub mem_size: u64,
+    /// Privilege level; `None` picks ring 3 for ELF and ring 0 for flat images.
+    pub ring: Option<Ring>,
+    /// Print one line per exit to stderr.
+    pub trace: bool,
+    /// Measure time in the guest and in kvmini.
+    pub timing: bool,
+    /// Host directories the guest may see (`--dir`).
+    pub grants: Vec<GrantSpec>,
+    /// Most descriptors the guest may have open, 0..2 included.
+    pub max_fds: u32,
+    /// Wall-clock limit of one run.
+    pub timeout: Option<Duration>,
+    /// A handle that stops this sandbox's runs (shared with whoever wants
+    /// to stop it: a signal handler, another thread, other sandboxes: it
+    /// stops the runs in progress of every sandbox that has it). The
+    /// timeout never goes through it.
+    pub stop: StopHandle,
+    /// The CPU mode the guest starts in: long mode unless a flat image
+    /// asks for another ([`crate::modes`]).
+    pub mode: CpuMode,
+    /// Run the guest on a thread confined by kvmini's seccomp filter.
+    pub seccomp: bool,
+    /// The guest's arguments, read with the argv hypercall.
+    pub args: Vec<Vec<u8>>,
+    /// How guest memory is backed (huge pages, prefaulting, snapshots).
+    pub backing: memory::Backing,
+    /// The stack of the vCPU thread, where host functions run, in bytes
+    /// (at least; [`crate::vcpu_thread::DEFAULT_STACK_SIZE`] by default).
+    pub host_stack_size: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults: 64 MiB, default ring, no tracing.
+    pub(crate) fn new(image: Image) -> Self {
+        Config {
+            image,
+            mem_size: memory::MEM_DEFAULT,
+            ring: None,
+            trace: false,
+            timing: false,
+            grants: Vec::new(),
+            max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
+            timeout: None,
+            stop: StopHandle::new(),
+            mode: CpuMode::Long,
+            seccomp: true,
+            args: Vec::new(),
+            backing: memory::Backing::default(),
+            host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
+        }
+    }
+}
+
+/// Allocates guest memory as `config` asks; huge pages fall back to normal
+/// pages with a warning when the host cannot give them.
+fn allocate_memory(
+    config: &Config,
+    warnings: &mut GuestStream,
+) -> Result<(memory::GuestMemory, Option<memory::Snapshot>), SandboxError> {
+    match memory::allocate_with(config.mem_size, config.backing) {
+        Err(e @ memory::MemoryError::HugePages { .. }) => {
+            let why = std::error::Error::source(&e).map(ToString::to_string);
+            let _ = warnings.write(
+                format!(
+                    "kvmini: {e} ({}); using normal pages (see HugePages_Free in /proc/meminfo; \
+                     reserve huge pages with: echo N > /proc/sys/vm/nr_hugepages)\n",
+                    why.unwrap_or_default()
+                )
+                .as_bytes(),
+                &config.stop,
+            );
+            let backing = memory::Backing {
+                hugepages: false,
+                ..config.backing
+            };
+            Ok(memory::allocate_with(config.mem_size, backing)?)
+        }
+        Err(e @ memory::MemoryError::HugePagesNotReusable) => {
+            let _ = warnings.write(
+                format!("kvmini: {e}; using normal pages\n").as_bytes(),
+                &config.stop,
+            );
+            let backing = memory::Backing {
+                hugepages: false,
+                ..config.backing
+            };
+            Ok(memory::allocate_with(config.mem_size, backing)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+impl Sandbox {
+    /// Builds the VM: memory, page tables, descriptor tables, the image,
+    /// then the vCPU at the image's entry point.
+    fn from_parts(
+        kvm: &Kvm,
+        config: Config,
+        stdio: Stdio,
+        host_functions: HostFunctions,
+    ) -> Result<Self, SandboxError> {
+        let grants = Grants::open(&config.grants)?;
+        let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
+        let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
+        let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
+        let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
+        let trace_out = GuestStream::new(stdio.trace, Stream::Stderr);
+        let (mem, snapshot) = allocate_memory(&config, &mut warnings)?;
+        let layout = Layout::new(config.mem_size);
+        let flat = matches!(config.image, Image::Flat(_));
+        modes::check(config.mode, flat, config.ring)?;
+        let ring = config
+            .ring
+            .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
+        let image = match &config.image {
+            Image::Elf(bytes) => loader::load_elf(
+                &mem,
+                bytes,
+                &LoadWindow {
+                    start: ELF_LOAD_MIN,
+                    end: layout.system_base,
+                },
+            )?,
+            Image::Flat(bytes) => loader::load_flat(
+                &mem,
+                bytes,
+                &LoadWindow {
+                    start: 0,
+                    end: layout.system_base,
+                },
+            )?,
+        };
+        let boot = boot::boot_state(
+            &layout,
+            &BootSpec {
+                mode: config.mode,
+                ring,
+                flat,
+                entry: image.entry,
+                fsgsbase: cpu::has_fsgsbase(kvm.supported_cpuid()),
+            },
+        );
+        boot.tables.write_to(&mem)?;
+        if let Some(snapshot) = &snapshot {
+            // Everything written so far: the image and kvmini's own area.
+            let image_range = (
+                image.lowest & !0xFFF,
+                image.highest.next_multiple_of(0x1000),
+            );
+            snapshot.freeze(&mem, &[image_range, (layout.system_base, layout.mem_size)])?;
+        }
+        let vm = Vm::new(kvm, mem)?;
+        // The vCPU is given KVM's supported CPUID as it is (see `Vm::create_vcpu`).
+        let cpu_paging = CpuPaging::from_cpuid(kvm.supported_cpuid().as_slice());
+        let mut vcpu = vm.create_vcpu(kvm, &boot)?;
+        let pristine = match &snapshot {
+            Some(_) => Some(PristineCpu::save(kvm, &mut vcpu)?),
+            None => None,
+        };
+        // A ring-3 guest cannot load CR3 or change the tables kvmini built
+        // (they are supervisor-only), so its paging is known for good.
+        let fixed_paging =
+            (ring == Ring::Three && config.mode == CpuMode::Long).then(|| FixedPaging {
+                // kvmini's long mode leaves EFER.NXE clear.
+                paging: Paging::new(PagingMode::Long, false, cpu_paging),
+                cr3: layout.pml4(),
+                identity: page_tables::user_identity_range(&layout, flat),
+            });
+        vcpu.sync_system_registers(fixed_paging.is_none());
+        let own_stop = StopHandle::new();
+        let hypercalls = {
+            let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            let mut calls = Hypercalls::from_streams(stdout, warnings, fs)
+                .with_host_functions(host_functions)
+                .with_stop_handle(own_stop.clone())
+                .with_argv(&config.args);
+            if let Some(stderr) = stderr {
+                calls = calls.with_stderr_stream(stderr);
+            }
+            calls
+        };
+        Ok(Sandbox {
+            machine: Some(Box::new(Machine {
+                vcpu,
+                vm,
+                hypercalls,
+                trace: config.trace,
+                timing: config.timing,
+                timeout: config.timeout,
+                stop: own_stop.clone(),
+                mode: config.mode,
+                trace_out,
+                fixed_paging,
+                cpu_paging,
+                fault_regs: None,
+            })),
+            image,
+            ring,
+            snapshot: snapshot.zip(pristine).map(|(memory, cpu)| Reusable {
+                memory,
+                cpu,
+                mode_is_long: config.mode == CpuMode::Long,
+            }),
+            flat,
+            timeout: config.timeout,
+            stop: config.stop,
+            own_stop,
+            mode: config.mode,
+            seccomp: config.seccomp,
+            ended: None,
+            own_thread,
+            thread: None,
+            host_stack_size: config.host_stack_size,
+        })
     }
 }

@@ -8,29 +8,28 @@
 //! guest memory.
 
 use std::ffi::CString;
-use std::io;
 use std::mem::offset_of;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-use kvmini_abi::errno::{
-    EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG, ENOENT,
-    ENOTDIR, EPIPE, EROFS, ESPIPE, EXDEV,
-};
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
     O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR,
     SEEK_END, SEEK_SET,
 };
 use kvmini_abi::Port;
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, SeekFrom};
+use rustix::fs::{Mode, OFlags, ResolveFlags, SeekFrom};
 use zerocopy::IntoBytes;
 
 use crate::addr::Gva;
-use crate::grant::{Grant, Grants, Location, Resolved, Trailing};
+use crate::block::{self, Unusable};
+use crate::errno::Errno;
+use crate::grant::{Grants, Location};
 use crate::memory::{self, IovecBuf, Transfer};
 use crate::output::{GuestStream, Input, StreamError};
 use crate::stop::StopHandle;
 use crate::view::{GuestView, ViewError};
+
+mod directories;
 
 /// Largest directory listing one `getdents64` call returns.
 const GETDENTS_MAX: usize = 1 << 20;
@@ -69,7 +68,7 @@ impl std::fmt::Debug for StdinSource {
 }
 
 /// The result of one filesystem call, before it is written back.
-type CallResult = Result<i64, i32>;
+type CallResult = Result<i64, Errno>;
 
 /// Where the guest's descriptors 1 and 2 write.
 pub struct StdioSinks<'a> {
@@ -95,16 +94,6 @@ pub struct Filesystem {
     scratch: Vec<u8>,
     path: Vec<u8>,
     path2: Vec<u8>,
-}
-
-/// Whether the argument block itself could be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockStatus {
-    /// The call ran and its result (also in the block) is this.
-    Done(i64),
-    /// The block is not readable and writable guest memory: nothing was
-    /// done; the caller reports -EFAULT another way.
-    BadBlock,
 }
 
 impl Filesystem {
@@ -151,32 +140,27 @@ impl Filesystem {
     }
 
     /// Serves the filesystem call on `port` whose argument block is at
-    /// guest virtual `block`.
+    /// guest virtual `address` ([`crate::block`]): its result, also written
+    /// in the block.
     pub fn call(
         &mut self,
         port: Port,
-        block: u64,
+        address: u64,
         view: &GuestView<'_>,
         stdio: &mut StdioSinks<'_>,
-    ) -> BlockStatus {
+    ) -> Result<i64, Unusable> {
         macro_rules! serve {
-            ($ty:ty, $handler:expr) => {{
-                // A result that cannot be written back means the call must
-                // not happen at all.
-                let Ok((args, at)) =
-                    view.read_block::<$ty>(Gva::new(block), offset_of!($ty, result))
-                else {
-                    return BlockStatus::BadBlock;
-                };
-                let result = match $handler(self, &args) {
-                    Ok(value) => value,
-                    Err(errno) => -i64::from(errno),
-                };
-                match view.write_obj(at, result) {
-                    Ok(()) => BlockStatus::Done(result),
-                    Err(_) => BlockStatus::BadBlock,
-                }
-            }};
+            ($ty:ty, $handler:expr) => {
+                block::serve::<$ty>(
+                    view,
+                    address,
+                    offset_of!($ty, result),
+                    |args| match $handler(self, args) {
+                        Ok(value) => value,
+                        Err(errno) => errno.negated(),
+                    },
+                )
+            };
         }
         match port {
             Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs.open(view, a)),
@@ -202,33 +186,33 @@ impl Filesystem {
             Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
                 .rename(view, a)),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
-            _ => BlockStatus::Done(-i64::from(kvmini_abi::errno::EINVAL)),
+            _ => Ok(Errno::EINVAL.negated()),
         }
     }
 
     /// Reads a guest path into `buf` (without its NUL).
-    fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), i32> {
+    fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), Errno> {
         buf.clear();
         match view.read_c_string(Gva::new(gva), PATH_MAX, buf) {
             Ok(()) => Ok(()),
-            Err(ViewError::Unterminated { .. }) => Err(ENAMETOOLONG),
-            Err(_) => Err(EFAULT),
+            Err(ViewError::Unterminated { .. }) => Err(Errno::ENAMETOOLONG),
+            Err(_) => Err(Errno::EFAULT),
         }
     }
 
-    fn descriptor(&self, fd: i32) -> Result<&Descriptor, i32> {
+    fn descriptor(&self, fd: i32) -> Result<&Descriptor, Errno> {
         lookup(&self.fds, fd)
     }
 
     /// The lowest free descriptor number, as POSIX requires, or EMFILE.
-    fn lowest_free(&self) -> Result<usize, i32> {
+    fn lowest_free(&self) -> Result<usize, Errno> {
         let free = self
             .fds
             .iter()
             .position(Option::is_none)
             .unwrap_or(self.fds.len());
         if free >= self.max_fds {
-            Err(EMFILE)
+            Err(Errno::EMFILE)
         } else {
             Ok(free)
         }
@@ -258,13 +242,13 @@ impl Filesystem {
     ) -> CallResult {
         Self::read_path(view, args.path, path)?;
         if args.flags & !O_SUPPORTED != 0 || args.flags & O_ACCMODE == O_ACCMODE {
-            return Err(EINVAL);
+            return Err(Errno::EINVAL);
         }
         let slot = self.lowest_free()?;
         let resolved = self.grants.resolve(path)?;
         // A path that must be a directory cannot be created as a file.
         if resolved.trailing.is_dir() && args.flags & O_CREAT != 0 {
-            return Err(EISDIR);
+            return Err(Errno::EISDIR);
         }
         let writes = args.flags & O_ACCMODE != O_RDONLY || args.flags & O_TRUNC != 0;
         let creates = args.flags & O_CREAT != 0;
@@ -305,14 +289,14 @@ impl Filesystem {
         };
         let file = if grant.read_only() {
             if writes {
-                return Err(EROFS);
+                return Err(Errno::EROFS);
             }
             // O_CREAT on a read-only grant opens an existing file (EEXIST
             // with O_EXCL, as a read-only mount gives) and refuses only to
             // create one.
             match open(flags & !OFlags::CREATE & !OFlags::EXCL, Mode::empty()) {
-                Err(ENOENT) if creates => return Err(EROFS),
-                Ok(_) if creates && args.flags & O_EXCL != 0 => return Err(EEXIST),
+                Err(Errno::ENOENT) if creates => return Err(Errno::EROFS),
+                Ok(_) if creates && args.flags & O_EXCL != 0 => return Err(Errno::EEXIST),
                 other => other?,
             }
         } else {
@@ -323,7 +307,7 @@ impl Filesystem {
 
     fn close(&mut self, fd: i32) -> CallResult {
         self.descriptor(fd)?;
-        let slot = usize::try_from(fd).map_err(|_| EBADF)?;
+        let slot = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
         self.fds[slot] = None;
         while matches!(self.fds.last(), Some(None)) && self.fds.len() > 3 {
             self.fds.pop();
@@ -331,9 +315,11 @@ impl Filesystem {
         Ok(0)
     }
 
-    fn offset(args: &IoArgs, positioned: bool) -> Result<Option<u64>, i32> {
+    fn offset(args: &IoArgs, positioned: bool) -> Result<Option<u64>, Errno> {
         if positioned {
-            u64::try_from(args.offset).map(Some).map_err(|_| EINVAL)
+            u64::try_from(args.offset)
+                .map(Some)
+                .map_err(|_| Errno::EINVAL)
         } else {
             Ok(None)
         }
@@ -348,14 +334,14 @@ impl Filesystem {
         }
         let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
             (Descriptor::File(file), _) => file.as_fd(),
-            (Descriptor::Stdin, _) if positioned => return Err(ESPIPE),
+            (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
             (Descriptor::Stdin, _) => return Ok(0),
-            (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(EBADF),
+            (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(Errno::EBADF),
         };
         let offset = Self::offset(args, positioned)?;
         view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
-            .map_err(|_| EFAULT)?;
+            .map_err(|_| Errno::EFAULT)?;
         let n = memory::transfer(
             view.memory(),
             file,
@@ -364,8 +350,8 @@ impl Filesystem {
             Transfer::ToGuest,
             &mut self.iovecs,
         )
-        .map_err(|e| e.raw_os_error().unwrap_or(EFAULT))?;
-        i64::try_from(n).map_err(|_| EINVAL)
+        .map_err(|e| Errno::of_io(&e, Errno::EFAULT))?;
+        i64::try_from(n).map_err(|_| Errno::EINVAL)
     }
 
     /// `read` on descriptor 0 when it is a reader: one `read` of the
@@ -373,24 +359,24 @@ impl Filesystem {
     /// guest buffer.
     fn read_from_reader(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
         view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
-            .map_err(|_| EFAULT)?;
+            .map_err(|_| Errno::EFAULT)?;
         let want = usize::try_from(args.len)
             .unwrap_or(usize::MAX)
             .min(GETDENTS_MAX);
         self.scratch.resize(want, 0);
         let StdinSource::Reader(reader) = &mut self.stdin else {
-            return Err(EBADF);
+            return Err(Errno::EBADF);
         };
         let n = match reader.read(&mut self.scratch) {
             Ok(n) => n,
             // Interrupted by kvmini's stop signal (or any other): the guest
             // gets EINTR, as from a pipe, and the stop takes effect.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(EINTR),
-            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(Errno::EINTR),
+            Err(e) => return Err(Errno::of_io(&e, Errno::EIO)),
         };
         view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
-            .map_err(|_| EFAULT)?;
-        i64::try_from(n).map_err(|_| EINVAL)
+            .map_err(|_| Errno::EFAULT)?;
+        i64::try_from(n).map_err(|_| Errno::EINVAL)
     }
 
     fn write(
@@ -402,12 +388,12 @@ impl Filesystem {
     ) -> CallResult {
         let offset = Self::offset(args, positioned)?;
         view.pieces(Gva::new(args.buf), args.len, false, &mut self.pieces)
-            .map_err(|_| EFAULT)?;
+            .map_err(|_| Errno::EFAULT)?;
         let sink: &mut GuestStream = match lookup(&self.fds, args.fd)? {
             Descriptor::Stdout if !positioned => stdio.stdout,
             Descriptor::Stderr if !positioned => stdio.stderr,
-            Descriptor::Stdin => return Err(EBADF),
-            Descriptor::Stdout | Descriptor::Stderr => return Err(ESPIPE),
+            Descriptor::Stdin => return Err(Errno::EBADF),
+            Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
             Descriptor::File(file) => {
                 let n = memory::transfer(
                     view.memory(),
@@ -417,8 +403,8 @@ impl Filesystem {
                     Transfer::FromGuest,
                     &mut self.iovecs,
                 )
-                .map_err(|e| e.raw_os_error().unwrap_or(EFAULT))?;
-                return i64::try_from(n).map_err(|_| EINVAL);
+                .map_err(|e| Errno::of_io(&e, Errno::EFAULT))?;
+                return i64::try_from(n).map_err(|_| Errno::EINVAL);
             }
         };
         // The guest's stdout and stderr are writers (kvmini's own, or a
@@ -431,42 +417,42 @@ impl Filesystem {
         let mut written = Ok(());
         for &(gpa, len) in &self.pieces {
             written = memory::with_bytes(view.memory(), gpa, len, |bytes| sink.write(bytes, stop))
-                .map_err(|_| EFAULT)?;
+                .map_err(|_| Errno::EFAULT)?;
             if written.is_err() {
                 break;
             }
             total += len;
         }
         if written.is_err() && total > 0 {
-            return i64::try_from(total).map_err(|_| EINVAL);
+            return i64::try_from(total).map_err(|_| Errno::EINVAL);
         }
         if written.is_ok() {
             written = sink.drain(stop);
         }
         match written {
-            Ok(()) => i64::try_from(total).map_err(|_| EINVAL),
+            Ok(()) => i64::try_from(total).map_err(|_| Errno::EINVAL),
             // Linux with SIGPIPE ignored.
-            Err(StreamError::Closed) => Err(EPIPE),
-            Err(StreamError::Stopped) => Err(EINTR),
+            Err(StreamError::Closed) => Err(Errno::EPIPE),
+            Err(StreamError::Stopped) => Err(Errno::EINTR),
             // A capture at its limit: as a full disk.
-            Err(StreamError::Full) => Err(kvmini_abi::errno::ENOSPC),
-            Err(StreamError::Io(e)) => Err(e.raw_os_error().unwrap_or(EIO)),
+            Err(StreamError::Full) => Err(Errno::ENOSPC),
+            Err(StreamError::Io(e)) => Err(Errno::of_io(&e, Errno::EIO)),
         }
     }
 
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
             Descriptor::File(file) => file,
-            _ => return Err(ESPIPE),
+            _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
-            SEEK_SET => SeekFrom::Start(u64::try_from(args.offset).map_err(|_| EINVAL)?),
+            SEEK_SET => SeekFrom::Start(u64::try_from(args.offset).map_err(|_| Errno::EINVAL)?),
             SEEK_CUR => SeekFrom::Current(args.offset),
             SEEK_END => SeekFrom::End(args.offset),
-            _ => return Err(EINVAL),
+            _ => return Err(Errno::EINVAL),
         };
-        let at = rustix::fs::seek(file, pos).map_err(|e| e.raw_os_error())?;
-        i64::try_from(at).map_err(|_| EINVAL)
+        let at = rustix::fs::seek(file, pos).map_err(Errno::from)?;
+        i64::try_from(at).map_err(|_| Errno::EINVAL)
     }
 
     fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: bool) -> CallResult {
@@ -477,7 +463,7 @@ impl Filesystem {
             true,
             &mut self.pieces,
         )
-        .map_err(|_| EFAULT)?;
+        .map_err(|_| Errno::EFAULT)?;
         let host = if by_path {
             Self::read_path(view, args.path, &mut self.path)?;
             let resolved = self.grants.resolve(&self.path)?;
@@ -488,154 +474,34 @@ impl Filesystem {
                 Descriptor::File(file) => rustix::fs::fstat(file),
                 Descriptor::Stdin => match &self.stdin {
                     StdinSource::Inherit(stdin) => rustix::fs::fstat(stdin),
-                    _ => return Err(EINVAL),
+                    _ => return Err(Errno::EINVAL),
                 },
                 Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
             }
         }
-        .map_err(|e| e.raw_os_error())?;
+        .map_err(Errno::from)?;
         let stat = guest_stat(&host);
         view.write_bytes(Gva::new(args.stat), stat.as_bytes())
-            .map_err(|_| EFAULT)?;
+            .map_err(|_| Errno::EFAULT)?;
         Ok(0)
     }
 
     fn fsync(&mut self, fd: i32) -> CallResult {
         match self.descriptor(fd)? {
-            Descriptor::File(file) => rustix::fs::fsync(file).map_err(|e| e.raw_os_error())?,
-            _ => return Err(EINVAL),
+            Descriptor::File(file) => rustix::fs::fsync(file).map_err(Errno::from)?,
+            _ => return Err(Errno::EINVAL),
         }
         Ok(0)
     }
 
     fn ftruncate(&mut self, args: &TruncateArgs) -> CallResult {
-        let length = u64::try_from(args.length).map_err(|_| EINVAL)?;
+        let length = u64::try_from(args.length).map_err(|_| Errno::EINVAL)?;
         match self.descriptor(args.fd)? {
-            Descriptor::File(file) => {
-                rustix::fs::ftruncate(file, length).map_err(|e| e.raw_os_error())?
-            }
-            _ => return Err(EINVAL),
+            Descriptor::File(file) => rustix::fs::ftruncate(file, length).map_err(Errno::from)?,
+            _ => return Err(Errno::EINVAL),
         }
         Ok(0)
-    }
-
-    /// The grant that decides whether the name `parent` names in its
-    /// directory may change: the innermost grant holding that directory,
-    /// by identity (the path's own grant when the directory cannot be
-    /// opened: the call then fails on its own); EROFS when it is
-    /// read-only.
-    fn writable<'g>(
-        &'g self,
-        resolved: &Resolved<'g>,
-        parent: &Result<(OwnedFd, CString), i32>,
-    ) -> Result<&'g Grant, i32> {
-        let grant = match parent {
-            Ok((dir, _)) => self.grants.deciding(dir.as_fd(), resolved.grant)?,
-            Err(_) => resolved.grant,
-        };
-        if grant.read_only() {
-            return Err(EROFS);
-        }
-        Ok(grant)
-    }
-
-    fn path_call(&mut self, view: &GuestView<'_>, port: Port, args: &PathArgs) -> CallResult {
-        Self::read_path(view, args.path, &mut self.path)?;
-        let resolved = self.grants.resolve(&self.path)?;
-        let parent = resolved.parent_and_name();
-        self.writable(&resolved, &parent)?;
-        match (port, resolved.trailing) {
-            // `rmdir("d/.")`: Linux refuses to remove a directory by ".".
-            (Port::Rmdir, Trailing::Dot) => return Err(EINVAL),
-            // `unlink("x/")`: EISDIR for a directory, ENOTDIR for a file.
-            (Port::Unlink, t) if t.is_dir() => {
-                resolved.is_directory()?;
-                return Err(EISDIR);
-            }
-            // `mkdir("d/.")` names "d" itself, which must then exist.
-            (Port::Mkdir, Trailing::Dot) => {
-                resolved.is_directory()?;
-                return Err(EEXIST);
-            }
-            _ => {}
-        }
-        let (dir, name) = match parent {
-            Err(EBUSY) if port == Port::Mkdir => return Err(EEXIST),
-            other => other?,
-        };
-        let result = match port {
-            Port::Unlink => rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::empty()),
-            Port::Rmdir => {
-                if self.grants.holds_a_grant(dir.as_fd(), &name) {
-                    return Err(EBUSY);
-                }
-                rustix::fs::unlinkat(&dir, name.as_c_str(), AtFlags::REMOVEDIR)
-            }
-            // Set-ID bits are dropped, as for files; a new directory in a
-            // set-group-ID one still inherits that bit (the kernel's rule,
-            // which only decides the group of what is created in it).
-            _ => rustix::fs::mkdirat(
-                &dir,
-                name.as_c_str(),
-                Mode::from_bits_truncate(args.mode & CREATE_MODE_MASK),
-            ),
-        };
-        result.map_err(|e| e.raw_os_error())?;
-        Ok(0)
-    }
-
-    fn rename(&mut self, view: &GuestView<'_>, args: &RenameArgs) -> CallResult {
-        Self::read_path(view, args.old, &mut self.path)?;
-        Self::read_path(view, args.new, &mut self.path2)?;
-        let old = self.grants.resolve(&self.path)?;
-        let new = self.grants.resolve(&self.path2)?;
-        let old_parent = old.parent_and_name();
-        let new_parent = new.parent_and_name();
-        let old_grant = self.writable(&old, &old_parent)?;
-        let new_grant = self.writable(&new, &new_parent)?;
-        if !std::ptr::eq(old_grant, new_grant) {
-            return Err(EXDEV);
-        }
-        if old.trailing == Trailing::Dot || new.trailing == Trailing::Dot {
-            return Err(EBUSY);
-        }
-        // A trailing slash on either side: the source must be a directory.
-        if old.trailing.is_dir() || new.trailing.is_dir() {
-            old.is_directory()?;
-        }
-        let (old_dir, old_name) = old_parent?;
-        let (new_dir, new_name) = new_parent?;
-        // A granted directory, or one above it, neither moves nor is
-        // replaced: the grant would follow it, or be hidden.
-        if self.grants.holds_a_grant(old_dir.as_fd(), &old_name)
-            || self.grants.holds_a_grant(new_dir.as_fd(), &new_name)
-        {
-            return Err(EBUSY);
-        }
-        rustix::fs::renameat(&old_dir, old_name.as_c_str(), &new_dir, new_name.as_c_str())
-            .map_err(|e| e.raw_os_error())?;
-        Ok(0)
-    }
-
-    fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
-        let file = match lookup(&self.fds, args.fd)? {
-            Descriptor::File(file) => file,
-            _ => return Err(ENOTDIR),
-        };
-        // Check the whole buffer first, so that a bad one does not advance
-        // the directory position.
-        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
-            .map_err(|_| EFAULT)?;
-        let len = usize::try_from(args.len)
-            .unwrap_or(usize::MAX)
-            .min(GETDENTS_MAX);
-        self.scratch.resize(len, 0);
-        let n = getdents64(file.as_fd(), &mut self.scratch)
-            .map_err(|e| e.raw_os_error().unwrap_or(EINVAL))?;
-        view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
-            .map_err(|_| EFAULT)?;
-        i64::try_from(n).map_err(|_| EINVAL)
     }
 }
 
@@ -644,7 +510,7 @@ impl Filesystem {
 const CREATE_MODE_MASK: u32 = 0o1777;
 
 /// Opens `name` in `dir`, by that one name.
-fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
     rustix::fs::openat2(
         dir,
         name.as_c_str(),
@@ -652,33 +518,16 @@ fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Resul
         mode,
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     )
-    .map_err(|e| e.raw_os_error())
+    .map_err(Errno::from)
 }
 
 /// The descriptor `fd` of a table, or EBADF.
-fn lookup(fds: &[Option<Descriptor>], fd: i32) -> Result<&Descriptor, i32> {
+fn lookup(fds: &[Option<Descriptor>], fd: i32) -> Result<&Descriptor, Errno> {
     usize::try_from(fd)
         .ok()
         .and_then(|i| fds.get(i))
         .and_then(Option::as_ref)
-        .ok_or(EBADF)
-}
-
-/// Linux's `getdents64` into a host buffer: the records already have the
-/// layout the ABI promises guests.
-fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which
-    // is exclusively borrowed for the call.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_getdents64,
-            fd.as_raw_fd(),
-            buf.as_mut_ptr(),
-            buf.len(),
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        .ok_or(Errno::EBADF)
 }
 
 /// Converts the host's `struct stat` to the ABI's (the same Linux layout,

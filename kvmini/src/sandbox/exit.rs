@@ -1,0 +1,271 @@
+//! One path for every exit: [`decode`] turns a vCPU exit into a
+//! [`Decoded`] exit once (a known port with its one direction and size
+//! becomes a typed [`Hypercall`]), and [`serve`] serves it with the
+//! handlers, the vCPU state it needs and the run's counters, and says what
+//! the run loop does next. Neither touches KVM itself, so both are tested
+//! with synthetic exits.
+
+use std::io;
+
+use kvm_bindings::kvm_regs;
+use kvmini_abi::{Direction, Port};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::outcome::{Crash, Ending, Stats, Unserved};
+use crate::cpu::{self, ExceptionFrame};
+use crate::hypercall::{Action, Hypercall, Hypercalls};
+use crate::layout::Layout;
+use crate::memory::GuestMemory;
+use crate::modes::{self, CpuMode};
+use crate::output::StreamError;
+use crate::vcpu::{Exit, VcpuError};
+use crate::view::GuestView;
+
+/// A vCPU exit, decoded once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A hypercall: a known port, used with its direction and size.
+    Call(Hypercall),
+    /// Port I/O that breaks the ABI: a port no hypercall owns, the wrong
+    /// direction or size, or string I/O.
+    BadPort(Unserved),
+    /// `hlt`.
+    Hlt,
+    /// Triple fault.
+    Shutdown,
+    /// Access to guest-physical memory that does not exist.
+    Mmio {
+        /// The address.
+        addr: u64,
+        /// Write or read.
+        write: bool,
+    },
+    /// VM entry failed.
+    FailEntry {
+        /// KVM's hardware reason.
+        reason: u64,
+    },
+    /// KVM could not handle the exit.
+    InternalError {
+        /// KVM's sub-code.
+        suberror: u32,
+    },
+    /// Any other KVM exit.
+    Other {
+        /// KVM's exit reason.
+        reason: u32,
+    },
+    /// KVM_RUN was interrupted (a stop, or a signal for another reason).
+    Interrupted,
+}
+
+/// Decodes `exit`: for port I/O, the port checked against the ABI (a known
+/// port, its one direction and size, no string I/O) before its value is
+/// looked at.
+pub fn decode(exit: &Exit) -> Decoded {
+    match *exit {
+        Exit::IoOut {
+            port,
+            size,
+            count,
+            value,
+        } => port_call(port, Direction::Out, size, count, value),
+        Exit::IoIn { port, size, count } => port_call(port, Direction::In, size, count, 0),
+        Exit::Hlt => Decoded::Hlt,
+        Exit::Mmio { addr, write, .. } => Decoded::Mmio { addr, write },
+        Exit::Shutdown => Decoded::Shutdown,
+        Exit::FailEntry { reason } => Decoded::FailEntry { reason },
+        Exit::InternalError { suberror } => Decoded::InternalError { suberror },
+        Exit::Interrupted => Decoded::Interrupted,
+        Exit::Other { reason } => Decoded::Other { reason },
+    }
+}
+
+fn port_call(raw: u16, direction: Direction, size: u8, count: u32, value: u32) -> Decoded {
+    let Ok(port) = Port::try_from(raw) else {
+        return Decoded::BadPort(Unserved::UnknownPort {
+            port: raw,
+            direction,
+            size,
+        });
+    };
+    if port.access() != (direction, size) || count != 1 {
+        return Decoded::BadPort(Unserved::BadAccess {
+            port,
+            direction,
+            size,
+            count,
+        });
+    }
+    Decoded::Call(Hypercall::new(port, value))
+}
+
+/// What the run loop does after an exit.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// Enter the guest again.
+    Resume,
+    /// Enter the guest again with RAX set.
+    SetRax(u64),
+    /// Complete the `in` with this value, then enter the guest again.
+    CompleteIn(u32),
+    /// End the run.
+    End(Ending),
+    /// End the run with a crash kvmini's exception handler reported; the
+    /// registers are the guest's at the fault.
+    Crashed(Crash, kvm_regs),
+}
+
+/// The registers kvmini's exception handler reports a crash with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerState {
+    /// Where the handler is.
+    pub rip: u64,
+    /// Its stack, with the frame on top.
+    pub rsp: u64,
+    /// The ring it runs at (0 for kvmini's handlers).
+    pub cpl: u8,
+    /// The faulting address of a page fault.
+    pub cr2: u64,
+}
+
+/// What serving an exit may need from the vCPU and the VM beyond the exit:
+/// asked only when needed, as reading the system registers can cost a
+/// system call.
+pub trait ExitContext {
+    /// The guest's view of its memory at this exit (its paging).
+    fn view(&mut self) -> Result<GuestView<'_>, VcpuError>;
+    /// The registers of kvmini's exception handler.
+    fn handler_state(&mut self) -> Result<HandlerState, VcpuError>;
+    /// The ring the guest is in.
+    fn ring(&mut self) -> Result<u8, VcpuError>;
+    /// Guest memory.
+    fn memory(&self) -> &GuestMemory;
+    /// The guest physical memory map.
+    fn layout(&self) -> &Layout;
+    /// The CPU mode the guest started in.
+    fn mode(&self) -> CpuMode;
+}
+
+/// Host faults that stop a run while an exit is served (never the guest's).
+#[derive(Debug, thiserror::Error)]
+pub enum ExitError {
+    /// Writing the guest's output failed.
+    #[error("cannot write the guest's output")]
+    Output(#[source] io::Error),
+    /// The vCPU's registers could not be read.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+}
+
+/// Serves one decoded exit, counted in `stats` (whose `exits` already
+/// counts it), and says what the run loop does next.
+pub fn serve(
+    calls: &mut Hypercalls,
+    cpu: &mut dyn ExitContext,
+    exit: Decoded,
+    stats: &mut Stats,
+) -> Result<Next, ExitError> {
+    let unserved = |u| Ok(Next::End(Ending::Unserved(u)));
+    match exit {
+        Decoded::Call(call) => {
+            stats.io_exits += 1;
+            stats.by_hypercall[call.port().index()] += 1;
+            match call {
+                Hypercall::GetNumExits => Ok(Next::CompleteIn(
+                    u32::try_from(stats.exits).unwrap_or(u32::MAX),
+                )),
+                Hypercall::Exception => crash(cpu),
+                call => {
+                    let view = cpu.view()?;
+                    let action = match calls.serve(call, &view) {
+                        Ok(action) => action,
+                        Err(StreamError::Io(e)) => return Err(ExitError::Output(e)),
+                        Err(StreamError::Stopped | StreamError::Full) => Action::Resume,
+                        Err(StreamError::Closed) => Action::OutputClosed,
+                    };
+                    Ok(match action {
+                        Action::Resume => Next::Resume,
+                        Action::ResumeWithRax(rax) => Next::SetRax(rax),
+                        Action::OutputClosed => Next::End(Ending::OutputClosed),
+                        Action::Exit(code) => Next::End(Ending::Exited(code)),
+                        Action::Halt => Next::End(Ending::Halted),
+                    })
+                }
+            }
+        }
+        Decoded::BadPort(refused) => {
+            stats.io_exits += 1;
+            unserved(refused)
+        }
+        Decoded::Hlt => {
+            stats.hlt_exits += 1;
+            Ok(Next::End(Ending::Halted))
+        }
+        Decoded::Mmio { addr, write } => {
+            stats.mmio_exits += 1;
+            unserved(Unserved::Mmio { addr, write })
+        }
+        Decoded::Shutdown => {
+            stats.other_exits += 1;
+            let mode = cpu.mode();
+            if modes::host_may_refuse(mode) && stats.exits == 1 {
+                return unserved(Unserved::ModeRefused(mode));
+            }
+            unserved(Unserved::Shutdown)
+        }
+        Decoded::FailEntry { reason } => {
+            stats.other_exits += 1;
+            unserved(Unserved::FailEntry(reason))
+        }
+        Decoded::InternalError { suberror } => {
+            stats.other_exits += 1;
+            let ring = cpu.ring()?;
+            unserved(Unserved::InternalError { suberror, ring })
+        }
+        Decoded::Other { reason } => {
+            stats.other_exits += 1;
+            unserved(Unserved::Other(reason))
+        }
+        Decoded::Interrupted => Ok(Next::Resume),
+    }
+}
+
+/// Reads the frame that kvmini's exception handler left on its stack: the
+/// crash, and the guest's registers at the faulting instruction. A write to
+/// the exception port from anywhere else, or with a stack that cannot hold
+/// the frame, is a forged report.
+fn crash(cpu: &mut dyn ExitContext) -> Result<Next, ExitError> {
+    let HandlerState { rip, rsp, cpl, cr2 } = cpu.handler_state()?;
+    let layout = cpu.layout();
+    let frame_bytes = (ExceptionFrame::WORDS * 8) as u64;
+    let from_handler = cpl == 0 && cpu::exception_tail_range(layout).contains(&rip);
+    let frame_fits = rsp >= layout.exception_stack_bottom()
+        && rsp
+            .checked_add(frame_bytes)
+            .is_some_and(|end| end <= layout.exception_stack_top());
+    if !from_handler || !frame_fits {
+        return Ok(Next::End(Ending::Unserved(Unserved::ForgedException)));
+    }
+    let mut words = [0u64; ExceptionFrame::WORDS];
+    for (i, slot) in (0u64..).zip(words.iter_mut()) {
+        *slot = cpu
+            .memory()
+            .read_obj(GuestAddress(rsp + i * 8))
+            .unwrap_or(0);
+    }
+    let frame = ExceptionFrame::from_words(&words);
+    let crash = Crash {
+        vector: u8::try_from(frame.vector).unwrap_or(u8::MAX),
+        error_code: frame.error_code,
+        rip: frame.regs.rip,
+        rsp: frame.regs.rsp,
+        ring: u8::try_from(frame.cs & 3).unwrap_or(0),
+        cr2,
+    };
+    Ok(Next::Crashed(crash, frame.regs))
+}
+
+#[cfg(test)]
+#[path = "exit_tests.rs"]
+mod tests;

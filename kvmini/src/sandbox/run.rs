@@ -1,0 +1,348 @@
+//! The run loop: KVM_RUN, decode the exit, serve it ([`super::exit`]),
+//! repeat until the guest ends or is stopped; and the thread that enforces
+//! a run's time limit.
+
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_regs;
+use kvmini_abi::Port;
+
+use super::exit::{self, ExitContext, HandlerState, Next};
+use super::outcome::{Ending, Outcome, Stats};
+use super::{Sandbox, SandboxError};
+use crate::hypercall::Hypercalls;
+use crate::layout::Layout;
+use crate::memory::GuestMemory;
+use crate::modes::CpuMode;
+use crate::output::{GuestStream, StreamError};
+use crate::paging::{CpuPaging, Paging};
+use crate::stop::{self as stopping, StopHandle, StopReason};
+use crate::vcpu::{Exit, Vcpu, VcpuError};
+use crate::vcpu_thread::VcpuThread;
+use crate::view::GuestView;
+use crate::vm::Vm;
+
+/// What a run needs: the VM, its vCPU, and the hypercalls they serve.
+pub(super) struct Machine {
+    pub(super) vcpu: Vcpu,
+    pub(super) vm: Vm,
+    pub(super) hypercalls: Hypercalls,
+    pub(super) trace: bool,
+    pub(super) timing: bool,
+    pub(super) timeout: Option<Duration>,
+    pub(super) stop: StopHandle,
+    pub(super) mode: CpuMode,
+    /// kvmini's stderr, for `--trace`.
+    pub(super) trace_out: GuestStream,
+    /// The paging of every hypercall of a guest that cannot change it (ring
+    /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
+    /// means reading it from the system registers at each exit.
+    pub(super) fixed_paging: Option<FixedPaging>,
+    /// What the vCPU's CPUID says about paging: which entry bits are
+    /// reserved in the guest's own tables.
+    pub(super) cpu_paging: CpuPaging,
+    /// The guest's registers at the fault, when the run ended in a crash.
+    pub(super) fault_regs: Option<kvm_regs>,
+}
+
+/// Paging a ring-3 long-mode guest cannot change.
+#[derive(Clone, Debug)]
+pub(super) struct FixedPaging {
+    pub(super) paging: Paging,
+    pub(super) cr3: u64,
+    /// Where kvmini's identity map gives the guest its own pages: a buffer
+    /// there needs no page walk.
+    pub(super) identity: std::ops::Range<u64>,
+}
+
+impl Sandbox {
+    /// Runs the guest until it exits, halts, crashes or makes an exit kvmini
+    /// does not serve.
+    ///
+    /// With seccomp on (the default), the guest runs on a vCPU thread that
+    /// has installed kvmini's filter ([`crate::vcpu_thread`]), so the filter
+    /// never confines the caller; the call returns when the run ends.
+    ///
+    /// Such an ending is final: `run` again is [`SandboxError::Ended`] until
+    /// [`Sandbox::reset`]. A run that was stopped ([`Ending::TimedOut`],
+    /// [`Ending::Stopped`]) left the guest between two instructions, and
+    /// `run` again goes on from there.
+    pub fn run(&mut self) -> Result<Outcome, SandboxError> {
+        if let Some(ending) = &self.ended {
+            return Err(SandboxError::Ended(ending.clone()));
+        }
+        let (shared, own) = (self.stop.clone(), self.own_stop.clone());
+        let stops = stopping::begin_run(&shared, &own)?;
+        // The timeout stops this sandbox only, whatever shares its handle.
+        let watchdog = match self.timeout {
+            Some(limit) => Some(Watchdog::start(limit, own.clone())?),
+            None => None,
+        };
+        let result = if self.seccomp {
+            self.run_confined()
+        } else {
+            self.machine_mut()?.run()
+        };
+        drop(watchdog);
+        // The stop that ended this run (or came before it failed) is used
+        // up; one that came while it ended some other way stays for the
+        // next run.
+        stops.end(matches!(
+            &result,
+            Err(_)
+                | Ok(Outcome {
+                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                    ..
+                })
+        ));
+        if let Ok(outcome) = &result {
+            if !matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
+                self.ended = Some(outcome.ending.clone());
+            }
+        }
+        result
+    }
+
+    fn run_confined(&mut self) -> Result<Outcome, SandboxError> {
+        // A child made by fork has the sandbox but not its thread.
+        let held = self.thread.take().filter(VcpuThread::is_in_this_process);
+        let thread = match held {
+            Some(thread) => thread,
+            None if self.own_thread => VcpuThread::get(self.host_stack_size)?.dedicated(),
+            None => VcpuThread::get(crate::vcpu_thread::DEFAULT_STACK_SIZE)?,
+        };
+        let mut machine = self.machine.take().ok_or(SandboxError::Poisoned)?;
+        let (machine, result) = thread.run(move || {
+            let result = machine.run();
+            (machine, result)
+        });
+        self.machine = Some(machine);
+        if thread.is_dedicated() {
+            self.thread = Some(thread);
+        }
+        result
+    }
+}
+
+/// A thread that stops a run when its time limit passes, unless dropped
+/// first. It is started by the caller of [`Sandbox::run`], which may be a
+/// host function on a confined thread (threads started there inherit the
+/// filter, which allows them).
+struct Watchdog {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Fails only when no thread can be started.
+    fn start(limit: Duration, stop: StopHandle) -> Result<Self, SandboxError> {
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("kvmini-timeout".into())
+            .spawn(move || {
+                if cancelled.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                {
+                    stop.stop(StopReason::Timeout);
+                }
+            })
+            .map_err(SandboxError::Watchdog)?;
+        Ok(Watchdog {
+            cancel: Some(cancel),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Machine {
+    /// Runs the guest on the calling thread, which becomes the vCPU thread
+    /// for the run (the thread a stop signals).
+    fn run(&mut self) -> Result<Outcome, SandboxError> {
+        self.vcpu.set_immediate_exit(false);
+        let immediate_exit = self.vcpu.immediate_exit_address();
+        let stop = self.stop.clone();
+        let _attached = stop.attach(immediate_exit);
+        self.run_loop(&stop)
+    }
+
+    /// The ending a pending stop makes.
+    fn stopped(&self, reason: StopReason) -> Ending {
+        match reason {
+            StopReason::Timeout => Ending::TimedOut(self.timeout.unwrap_or_default()),
+            StopReason::Signal(sig) => Ending::Stopped(sig),
+        }
+    }
+
+    /// The run loop proper: KVM_RUN, serve the exit, repeat.
+    fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
+        let mut stats = Stats::default();
+        self.fault_regs = None;
+        let mut mark = Instant::now();
+        let ending = loop {
+            let exit = self.vcpu.run()?;
+            if self.timing {
+                let now = Instant::now();
+                stats.guest_time += now - mark;
+                mark = now;
+            }
+            if exit == Exit::Interrupted {
+                stats.interruptions += 1;
+                match stop.pending() {
+                    Some(reason) => break self.stopped(reason),
+                    None => continue,
+                }
+            }
+            stats.exits += 1;
+            if self.trace {
+                self.trace_exit(stats.exits, &exit);
+            }
+            let next = {
+                let mut cpu = Cpu {
+                    vcpu: &mut self.vcpu,
+                    vm: &self.vm,
+                    fixed_paging: self.fixed_paging.as_ref(),
+                    cpu_paging: self.cpu_paging,
+                    mode: self.mode,
+                };
+                exit::serve(
+                    &mut self.hypercalls,
+                    &mut cpu,
+                    exit::decode(&exit),
+                    &mut stats,
+                )?
+            };
+            let ended = match next {
+                Next::Resume => None,
+                Next::SetRax(rax) => {
+                    self.vcpu.set_rax(rax);
+                    None
+                }
+                Next::CompleteIn(value) => {
+                    self.vcpu.complete_in(value);
+                    None
+                }
+                Next::End(ending) => Some(ending),
+                Next::Crashed(crash, regs) => {
+                    self.fault_regs = Some(regs);
+                    Some(Ending::Crashed(crash))
+                }
+            };
+            if self.timing {
+                let now = Instant::now();
+                stats.vmm_time += now - mark;
+                mark = now;
+            }
+            if let Some(ending) = ended {
+                break ending;
+            }
+            // A stop that ended a wait for output (or came while the exit
+            // was served) ends the run here, without entering the guest.
+            if let Some(reason) = stop.pending() {
+                break self.stopped(reason);
+            }
+        };
+        let ending = match self.hypercalls.flush() {
+            Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
+            Err(StreamError::Closed) => match ending {
+                Ending::Exited(_) | Ending::Halted => Ending::OutputClosed,
+                other => other,
+            },
+            Err(StreamError::Io(e)) => return Err(SandboxError::Output(e)),
+        };
+        // After a crash, the registers the guest had at the fault, not
+        // those of kvmini's handler that reported it.
+        let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
+        Ok(Outcome {
+            ending,
+            stats,
+            regs,
+        })
+    }
+
+    fn trace_exit(&mut self, n: u64, exit: &Exit) {
+        let rip = self.vcpu.regs().rip;
+        let name = |port: u16| Port::try_from(port).map(Port::name).unwrap_or("unknown");
+        let line = match exit {
+            Exit::IoOut {
+                port,
+                size,
+                count,
+                value,
+            } => format!(
+                "io out port={port:#06x} ({}) size={size} count={count} value={value:#x}",
+                name(*port)
+            ),
+            Exit::IoIn { port, size, count } => format!(
+                "io in  port={port:#06x} ({}) size={size} count={count}",
+                name(*port)
+            ),
+            other => format!("{other:?}"),
+        };
+        // Tracing is a debugging aid: a failed write to stderr is not worth
+        // stopping the guest for.
+        let line = format!("[exit {n:>6}] rip={rip:#010x} {line}\n");
+        let _ = self.trace_out.write(line.as_bytes(), &self.stop);
+    }
+}
+
+/// What serving an exit may read from this run's vCPU and VM.
+struct Cpu<'a> {
+    vcpu: &'a mut Vcpu,
+    vm: &'a Vm,
+    fixed_paging: Option<&'a FixedPaging>,
+    cpu_paging: CpuPaging,
+    mode: CpuMode,
+}
+
+impl ExitContext for Cpu<'_> {
+    fn view(&mut self) -> Result<GuestView<'_>, VcpuError> {
+        Ok(match self.fixed_paging {
+            Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
+                .with_identity(fixed.identity.clone()),
+            None => {
+                let sregs = self.vcpu.sregs()?;
+                GuestView::new(
+                    self.vm.memory(),
+                    Paging::from_registers(sregs.cr0, sregs.cr4, sregs.efer, self.cpu_paging),
+                    sregs.cr3,
+                    sregs.cs.dpl == 3,
+                )
+            }
+        })
+    }
+
+    fn handler_state(&mut self) -> Result<HandlerState, VcpuError> {
+        let regs = *self.vcpu.regs();
+        let sregs = self.vcpu.sregs()?;
+        Ok(HandlerState {
+            rip: regs.rip,
+            rsp: regs.rsp,
+            cpl: sregs.cs.dpl,
+            cr2: sregs.cr2,
+        })
+    }
+
+    fn ring(&mut self) -> Result<u8, VcpuError> {
+        Ok(self.vcpu.sregs()?.cs.dpl)
+    }
+
+    fn memory(&self) -> &GuestMemory {
+        self.vm.memory()
+    }
+
+    fn layout(&self) -> &Layout {
+        self.vm.layout()
+    }
+
+    fn mode(&self) -> CpuMode {
+        self.mode
+    }
+}
