@@ -16,9 +16,9 @@
 //! sandboxes.
 //!
 //! Waking a thread that sleeps on another CPU costs an inter-processor
-//! interrupt, which in a virtual machine is slow (docs/performance.md: a
-//! round trip between two threads took 36.9 µs when they could run on
-//! either CPU, 7.5 µs on one). So the caller first pins the thread to its
+//! interrupt, which in a virtual machine is slow (docs/performance.md, "What
+//! each change bought", compares a round trip between two threads on one
+//! CPU with one across CPUs). So the caller first pins the thread to its
 //! own CPU, where the wake-up is local and the caller's CPU is free as soon
 //! as it waits; the thread then takes the caller's own CPU affinity before
 //! it enters the guest, so a long run can still move, and a guest runs
