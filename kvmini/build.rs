@@ -5,6 +5,9 @@
 //! explicit host target, and their own RUSTFLAGS (never the outer ones:
 //! `-Ctarget-cpu=native` or coverage flags must not leak into guests).
 
+// A build script reports failure by panicking; cargo shows the message.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;

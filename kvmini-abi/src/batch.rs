@@ -1,6 +1,7 @@
 //! Batched calls: several filesystem or host calls, each with its usual
-//! argument block, made in one exit. At ~25 µs an exit on nested KVM, a
-//! guest making many small calls is bound by exits, not by work.
+//! argument block, made in one exit. An exit costs far more than a small
+//! call's work (docs/performance.md has the cost of one on nested KVM), so
+//! a guest making many small calls is bound by exits, not by work.
 //!
 //! The guest fills an array of [`BatchEntry`] (port and block address of
 //! each call), then `out`s the address of a [`BatchArgs`]. kvmini checks

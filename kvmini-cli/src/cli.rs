@@ -563,7 +563,7 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     // Loading can still refuse the image (a segment beyond --mem): name it.
     let mut sandbox = builder.build(&kvm).map_err(build_error)?;
     if args.machine.verbose {
-        print_setup(&mut sandbox);
+        print_setup(&mut sandbox)?;
     }
     let outcome = sandbox.run()?;
     report(&outcome, machine.stats, None);
@@ -647,7 +647,7 @@ fn in_turn(
         let (builder, dir) = DemoDir::grant(guest, run.builder, run.own_dir)?;
         let mut sandbox = builder.build(kvm)?;
         if listing.verbose {
-            print_setup(&mut sandbox);
+            print_setup(&mut sandbox)?;
         }
         let outcome = sandbox.run()?;
         drop(sandbox);
@@ -922,10 +922,10 @@ fn report(outcome: &Outcome, stats: bool, guest: Option<&str>) {
     );
 }
 
-fn print_setup(sandbox: &mut Sandbox) {
-    let layout = *sandbox.layout();
-    let host = sandbox.memory_host_address();
-    let run_host = sandbox.kvm_run_host_address();
+fn print_setup(sandbox: &mut Sandbox) -> Result<(), SandboxError> {
+    let layout = *sandbox.layout()?;
+    let host = sandbox.memory_host_address()?;
+    let run_host = sandbox.kvm_run_host_address()?;
     eprintln!(
         "kvmini: guest memory: {} anonymous mmap at host {host:#x}, guest physical 0x0..{:#x} (KVM memory slot 0)",
         ByteSize(layout.mem_size),
@@ -933,10 +933,10 @@ fn print_setup(sandbox: &mut Sandbox) {
     );
     eprintln!(
         "kvmini: vCPU 0 kvm_run area: {} bytes mmap'd from the vCPU fd at host {run_host:#x}",
-        sandbox.kvm_run_size()
+        sandbox.kvm_run_size()?
     );
     eprintln!("kvmini: memory map (guest physical = guest virtual, identity-mapped):");
-    for region in sandbox.regions() {
+    for region in sandbox.regions()? {
         eprintln!(
             "  {:#010x}..{:#010x}  host {:#x}  {}",
             region.start,
@@ -959,11 +959,11 @@ fn print_setup(sandbox: &mut Sandbox) {
         for line in crate::verbose::describe(sandbox.mode(), &layout, image.entry) {
             eprintln!("kvmini: {line}");
         }
-        return;
+        return Ok(());
     }
     // The control registers as the vCPU will enter the guest with them:
     // kvmini adds OSXSAVE and FSGSBASE to CR4 only where KVM offers them.
-    let sregs = sandbox.entry_system_registers().unwrap_or_default();
+    let sregs = sandbox.entry_system_registers()?.unwrap_or_default();
     let flags = |value: u64, names: &[(u32, &str)]| -> String {
         let set: Vec<&str> = names
             .iter()
@@ -1014,4 +1014,5 @@ fn print_setup(sandbox: &mut Sandbox) {
             ""
         }
     );
+    Ok(())
 }

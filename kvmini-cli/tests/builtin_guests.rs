@@ -1,5 +1,11 @@
 //! The built-in guests (`hello`, `hypercalls`), run through the library
 //! and through the kvmini binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! option, and `kvmini` turns them into messages that name the option to
 //! change. The trace goes to kvmini's stderr, and a stderr that takes no
 //! trace line changes nothing in the run or its status.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! status 125 and, never a panic: a bad guest or option value is exactly
 //! one line on stderr; a command line clap cannot parse is clap's whole
 //! message (what is wrong, its tips, the usage line).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! registers of a crash report are the guest's at the faulting
 //! instruction, and a reset sandbox starts every run from the CPU state of
 //! a fresh one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -8,6 +8,12 @@
 //! Most tests run `tests/guests/grants.c`, which takes one filesystem call
 //! per argument and prints `STEP = RESULT`; each test compares every line
 //! and then the host directories.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 #[path = "../../kvmini/tests/fs_common/mod.rs"]

@@ -19,6 +19,12 @@
 //! kvm-pvm, ring-0 code runs in KVM's instruction emulator, and a few
 //! instructions end differently than on hardware virtualization. Those cases check the kvm-pvm result there and
 //! the architectural one elsewhere, and say so.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 #[path = "../../kvmini/tests/fs_common/mod.rs"]

@@ -8,6 +8,12 @@
 //! VM of its own with kvm-ioctls, without kvmini, and runs two
 //! instructions under the same kind of paging. When the probe gets a
 //! shutdown, the test checks that kvmini reports the refusal instead.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -168,6 +174,7 @@ fn assert_hello(run: &Finished, image: &[u8]) {
     let answer: u64 = run
         .sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_obj(GuestAddress(0x400))
         .expect("0x400 is guest memory");
     assert_eq!(answer, 42);

@@ -1,6 +1,12 @@
 //! What a new user meets in the first hour, from the README on: the
 //! documented options, the demo, the examples, the messages, and building
 //! and running a guest of their own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

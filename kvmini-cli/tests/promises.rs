@@ -2,6 +2,12 @@
 //! exit statuses through the binary, the descriptor limit, open flags,
 //! close-on-exec host descriptors, the getdents bound, prefaulted memory,
 //! and the library's writer output, inherited stdin and timing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -8,6 +8,12 @@
 //! kvmini is (or is about to be) blocked writing it, then stop it; a
 //! timeout stops it the same way, at whatever point the limit comes. Time
 //! limits here only catch hangs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Batches: several filesystem or host calls made in one exit.
 //!
-//! At ~25 µs an exit on nested KVM, a guest making many small calls is
+//! An exit costs far more than a small call's work (docs/performance.md has
+//! the cost of one on nested KVM), so a guest making many small calls is
 //! bound by exits, not by work. A [`Batch`] collects calls (each with its
 //! usual argument block, owned by the caller) and [`Batch::submit`] makes
 //! one exit; afterwards each block holds its own `result`, exactly as if

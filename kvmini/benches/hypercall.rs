@@ -13,6 +13,11 @@
 //! - times a `getpid` with and without kvmini's seccomp filter;
 //! - makes the comparison paired (see [`paired`]), with sides that take the
 //!   difference apart.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 mod common;
 
@@ -127,7 +132,7 @@ fn write_sandbox(kvm: &kvmini::kvm::Kvm, n: u32, dir: Option<&std::path::Path>) 
         builder = builder.dir(dir, "/", false);
     }
     let sandbox = builder.build(kvm).expect("build");
-    let mem = sandbox.memory();
+    let mem = sandbox.memory().expect("the sandbox has its VM");
     mem.write_slice(b"/f\0", GuestAddress(PATH)).expect("path");
     let open = OpenArgs {
         path: PATH,

@@ -23,6 +23,11 @@
 //! untimed before each run); guest memory is 64 MiB. Before criterion
 //! runs, [`parts`] times the pieces of these paths that kvmini does in
 //! user space.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 mod common;
 
@@ -414,15 +419,15 @@ fn parts(kvm: &Kvm) {
         .stdout(Output::Null)
         .build(kvm)
         .expect("build");
-    let mem = sandbox.memory();
+    let mem = sandbox.memory().expect("the sandbox has its VM");
     let view = GuestView::new(
         mem,
         Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES),
-        sandbox.layout().pml4(),
+        sandbox.layout().expect("the sandbox has its VM").pml4(),
         true,
     );
     let identity = view.with_identity(kvmini::arch::x86_64::page_tables::user_identity_range(
-        sandbox.layout(),
+        sandbox.layout().expect("the sandbox has its VM"),
         false,
     ));
     let mut pieces = Vec::new();

@@ -15,6 +15,11 @@
 //! Before criterion runs, a paired pass times run, reset and a fresh
 //! lifecycle in turn, with and without the seccomp filter, and what a run
 //! with the filter starts with (a thread, the filter installed on it).
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 mod common;
 
@@ -373,7 +378,8 @@ fn handoff() {
     let pooled = timed(&mut || {
         kvmini::vcpu_thread::VcpuThread::get(kvmini::vcpu_thread::DEFAULT_STACK_SIZE)
             .expect("vCPU thread")
-            .run(|| ());
+            .run(|| ())
+            .expect("the thread answers");
     });
     let round_trip = |one_cpu: bool| {
         let (to, from_caller) = std::sync::mpsc::channel::<()>();

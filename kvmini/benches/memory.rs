@@ -17,6 +17,11 @@
 //!   in a VM on kvm-ioctls alone: peak RSS minus its resident guest pages.
 //!
 //! Each figure is the median of five children.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 mod common;
 
@@ -86,7 +91,12 @@ fn child_kvmini() {
         .expect("build");
     sandbox.run().expect("run");
     let len = usize::try_from(GUEST_MEM).expect("fits");
-    let resident = common::resident_bytes(sandbox.memory_host_address(), len) / 1024;
+    let resident = common::resident_bytes(
+        sandbox
+            .memory_host_address()
+            .expect("the sandbox has its VM"),
+        len,
+    ) / 1024;
     let after = hwm_kib();
     println!("{resident} {before} {after}");
 }

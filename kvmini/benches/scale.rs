@@ -9,6 +9,11 @@
 //!
 //! A criterion iteration is one round; throughput is the shared total over
 //! the round's time. On a machine with two cores the curves flatten at 2.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 mod common;
 

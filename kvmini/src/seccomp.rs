@@ -61,6 +61,10 @@ pub enum SeccompError {
     /// The thread that would install it and run the guest did not start.
     #[error("cannot start a vCPU thread")]
     Thread(#[source] std::io::Error),
+    /// A vCPU thread ended without answering (a kvmini bug: the thread
+    /// runs jobs until kvmini lets it go, and a job's panic is caught).
+    #[error("a vCPU thread ended without answering")]
+    ThreadLost,
 }
 
 /// The system calls of the run loop, file hypercalls included.

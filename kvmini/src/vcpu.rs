@@ -131,7 +131,8 @@ impl Vcpu {
     }
 
     /// Whether KVM copies the system registers out at every exit. Copying
-    /// them costs about 2% of an exit; a guest that cannot change them (ring
+    /// them adds to every exit (docs/performance.md, "What each change
+    /// bought", has the cost); a guest that cannot change them (ring
     /// 3 in long mode) needs them only for rare exits, which
     /// [`Vcpu::sregs`] then reads with `KVM_GET_SREGS`.
     pub fn sync_system_registers(&mut self, sync: bool) {

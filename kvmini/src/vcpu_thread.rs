@@ -16,9 +16,9 @@
 //! sandboxes.
 //!
 //! Waking a thread that sleeps on another CPU costs an inter-processor
-//! interrupt, which in a virtual machine is slow (docs/performance.md: a
-//! round trip between two threads took 36.9 µs when they could run on
-//! either CPU, 7.5 µs on one). So the caller first pins the thread to its
+//! interrupt, which in a virtual machine is slow (docs/performance.md, "What
+//! each change bought", compares a round trip between two threads on one
+//! CPU with one across CPUs). So the caller first pins the thread to its
 //! own CPU, where the wake-up is local and the caller's CPU is free as soon
 //! as it waits; the thread then takes the caller's own CPU affinity before
 //! it enters the guest, so a long run can still move, and a guest runs
@@ -125,8 +125,11 @@ impl VcpuThread {
 
     /// Runs `job` on the thread and returns its result; a panic in `job`
     /// is resumed on the caller. The job runs on the CPUs the caller may
-    /// use.
-    pub fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> T {
+    /// use. Fails only if the thread is gone ([`SeccompError::ThreadLost`]).
+    pub fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SeccompError> {
         let (reply, result) = mpsc::sync_channel::<Reply<T>>(1);
         let callers_cpus = thread::sched_getaffinity(None).ok();
         let job: Job = Box::new(move || {
@@ -145,11 +148,11 @@ impl VcpuThread {
             handle.jobs.send(job)
         });
         match (sent, result.recv()) {
-            (Some(Ok(())), Ok(Ok(value))) => value,
+            (Some(Ok(())), Ok(Ok(value))) => Ok(value),
             (_, Ok(Err(payload))) => panic::resume_unwind(payload),
             // The thread runs jobs until its channel closes and never exits
             // on its own; losing it is a kvmini bug.
-            _ => panic!("kvmini: a vCPU thread ended without answering"),
+            _ => Err(SeccompError::ThreadLost),
         }
     }
 }
@@ -191,7 +194,7 @@ fn start(stack: usize) -> Result<Handle, SeccompError> {
             stack,
         }),
         Ok(Err(e)) => Err(e),
-        Err(_) => panic!("kvmini: a vCPU thread ended while installing its filter"),
+        Err(_) => Err(SeccompError::ThreadLost),
     }
 }
 
@@ -238,14 +241,20 @@ mod tests {
     #[test]
     fn runs_are_confined_and_held_threads_are_distinct() {
         let caller = thread_id();
-        let first = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(thread_id);
+        let first = VcpuThread::get(DEFAULT_STACK_SIZE)
+            .unwrap()
+            .run(thread_id)
+            .unwrap();
         assert_ne!(first, caller);
         // The filter is on: socket(2) is not on the list.
-        let blocked = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
-            // SAFETY: a plain system call with integer arguments.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-            (fd, std::io::Error::last_os_error().raw_os_error())
-        });
+        let blocked = VcpuThread::get(DEFAULT_STACK_SIZE)
+            .unwrap()
+            .run(|| {
+                // SAFETY: a plain system call with integer arguments.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                (fd, std::io::Error::last_os_error().raw_os_error())
+            })
+            .unwrap();
         assert_eq!(blocked, (-1, Some(libc::EPERM)));
         // The calling thread is not confined.
         // SAFETY: as above; the descriptor is closed at once.
@@ -256,7 +265,7 @@ mod tests {
         // Held threads are distinct.
         let a = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap();
         let b = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap();
-        let (ta, tb) = (a.run(thread_id), b.run(thread_id));
+        let (ta, tb) = (a.run(thread_id).unwrap(), b.run(thread_id).unwrap());
         assert_ne!(ta, tb);
     }
 
@@ -271,12 +280,15 @@ mod tests {
         // must serve again, or every count would be 1.
         let counts: Vec<u32> = (0..20)
             .map(|_| {
-                VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
-                    JOBS.with(|jobs| {
-                        jobs.set(jobs.get() + 1);
-                        jobs.get()
+                VcpuThread::get(DEFAULT_STACK_SIZE)
+                    .unwrap()
+                    .run(|| {
+                        JOBS.with(|jobs| {
+                            jobs.set(jobs.get() + 1);
+                            jobs.get()
+                        })
                     })
-                })
+                    .unwrap()
             })
             .collect();
         assert!(counts.iter().any(|&n| n > 1), "{counts:?}");
@@ -294,12 +306,14 @@ mod tests {
             thread::sched_setaffinity(None, &one).unwrap();
             let pinned = VcpuThread::get(DEFAULT_STACK_SIZE)
                 .unwrap()
-                .run(|| thread::sched_getaffinity(None).unwrap());
+                .run(|| thread::sched_getaffinity(None).unwrap())
+                .unwrap();
             assert_eq!(pinned, one);
             thread::sched_setaffinity(None, &full).unwrap();
             let widened = VcpuThread::get(DEFAULT_STACK_SIZE)
                 .unwrap()
-                .run(|| thread::sched_getaffinity(None).unwrap());
+                .run(|| thread::sched_getaffinity(None).unwrap())
+                .unwrap();
             (pinned.count(), (widened == full, full.count()))
         })
         .join()
@@ -324,7 +338,13 @@ mod tests {
             stack: DEFAULT_STACK_SIZE,
         };
         IDLE.lock().unwrap().push(stale);
-        assert_eq!(VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| 5), 5);
+        assert_eq!(
+            VcpuThread::get(DEFAULT_STACK_SIZE)
+                .unwrap()
+                .run(|| 5)
+                .unwrap(),
+            5
+        );
         let pids: Vec<u32> = IDLE.lock().unwrap().iter().map(|h| h.pid).collect();
         assert!(
             pids.iter().all(|&pid| pid == std::process::id()),
@@ -339,14 +359,17 @@ mod tests {
         // maps a page or more for each one, which glibc counts as mapped
         // memory (hblkhd).
         let (count, size) = (20_000usize, 64usize);
-        let (held, mapped) = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(move || {
-            // SAFETY: mallinfo2 only reads the allocator's counters.
-            let before = unsafe { libc::mallinfo2() }.hblkhd;
-            let held: Vec<Box<[u8]>> = (0..count).map(|_| vec![1u8; size].into()).collect();
-            // SAFETY: as above.
-            let after = unsafe { libc::mallinfo2() }.hblkhd;
-            (held.len(), after.saturating_sub(before))
-        });
+        let (held, mapped) = VcpuThread::get(DEFAULT_STACK_SIZE)
+            .unwrap()
+            .run(move || {
+                // SAFETY: mallinfo2 only reads the allocator's counters.
+                let before = unsafe { libc::mallinfo2() }.hblkhd;
+                let held: Vec<Box<[u8]>> = (0..count).map(|_| vec![1u8; size].into()).collect();
+                // SAFETY: as above.
+                let after = unsafe { libc::mallinfo2() }.hblkhd;
+                (held.len(), after.saturating_sub(before))
+            })
+            .unwrap();
         assert_eq!(held, count);
         // One page per allocation would be `count` pages; the heap needs
         // none. The margin covers large allocations of other tests running
@@ -356,23 +379,26 @@ mod tests {
             "{mapped} bytes mapped for {count} allocations of {size} bytes"
         );
         // And the thread cannot make memory executable.
-        let exec = VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| {
-            // SAFETY: a fresh anonymous mapping, unmapped at once.
-            unsafe {
-                let page = libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                let result = libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC);
-                let errno = std::io::Error::last_os_error().raw_os_error();
-                libc::munmap(page, 4096);
-                (result, errno)
-            }
-        });
+        let exec = VcpuThread::get(DEFAULT_STACK_SIZE)
+            .unwrap()
+            .run(|| {
+                // SAFETY: a fresh anonymous mapping, unmapped at once.
+                unsafe {
+                    let page = libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    let result = libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC);
+                    let errno = std::io::Error::last_os_error().raw_os_error();
+                    libc::munmap(page, 4096);
+                    (result, errno)
+                }
+            })
+            .unwrap();
         assert_eq!(exec, (-1, Some(libc::EPERM)));
     }
 
@@ -385,6 +411,12 @@ mod tests {
         });
         let payload = caught.unwrap_err();
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-        assert_eq!(VcpuThread::get(DEFAULT_STACK_SIZE).unwrap().run(|| 7), 7);
+        assert_eq!(
+            VcpuThread::get(DEFAULT_STACK_SIZE)
+                .unwrap()
+                .run(|| 7)
+                .unwrap(),
+            7
+        );
     }
 }

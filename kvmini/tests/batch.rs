@@ -1,5 +1,11 @@
 //! Batched calls: many calls in one exit, each with its own result, the
 //! same results as the calls made one by one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -38,7 +44,7 @@ fn run_writes(fds: &[i32], flags: u32, count: Option<u32>) -> Option<(Sandbox, V
         .stdout(Output::Capture(out.clone()))
         .build(&kvm)
         .expect("build");
-    let mem = sandbox.memory();
+    let mem = sandbox.memory().expect("the sandbox has its VM");
     for (i, &fd) in (0u64..).zip(fds) {
         let byte = b'a' + u8::try_from(i).expect("few entries");
         mem.write_obj(byte, GuestAddress(DATA + i)).expect("data");
@@ -75,6 +81,7 @@ fn batch_result(sandbox: &Sandbox) -> i64 {
     let mut args = BatchArgs::new_zeroed();
     sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_slice(args.as_mut_bytes(), GuestAddress(ARGS))
         .expect("args");
     args.result
@@ -84,6 +91,7 @@ fn call_result(sandbox: &Sandbox, i: u64) -> i64 {
     let mut block = IoArgs::new_zeroed();
     sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_slice(block.as_mut_bytes(), GuestAddress(BLOCKS + i * 64))
         .expect("block");
     block.result

@@ -1,5 +1,11 @@
 //! The C SDK (`sdk/c`): its examples and a test guest, built with the
 //! documented `cc` command line and run by kvmini.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

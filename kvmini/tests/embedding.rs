@@ -5,6 +5,12 @@
 //! Most guests here are `tests/guests/embedding.c`, built with the C SDK;
 //! its first argument picks what it does. The built-in `kvstore` guest
 //! covers the Rust SDK's `host` and `env` modules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Hand-assembled flat images: loaded at guest physical 0, entered at 0 in
 //! long mode, identity-mapped with the null page mapped, at ring 0 unless
 //! the test asks for ring 3. Each image's assembly is in the comments.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -69,6 +75,7 @@ fn classic_hello_at_ring_0() {
     let answer: u64 = run
         .sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_obj(GuestAddress(0x400))
         .expect("0x400 is guest memory");
     assert_eq!(answer, 42);

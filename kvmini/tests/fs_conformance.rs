@@ -5,6 +5,12 @@
 //! must give the result Linux gives (the table states each one), and the
 //! two directories must end up identical. A second, smaller table holds
 //! the cases where kvmini is known to differ from Linux (ignored test).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 mod fs_common;

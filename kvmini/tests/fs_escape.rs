@@ -4,6 +4,12 @@
 //!
 //! The host side of every test is a temp dir T holding `grant/` (what the
 //! guest sees) and its sibling `outside/` (what it must not).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 mod fs_common;

@@ -3,6 +3,12 @@
 //! boundaries at odd addresses (`tests/guests/large_io.c`). The guest
 //! checksums what it has (FNV-1a 64 by words); the test checks the checksums and
 //! the files' bytes on the host.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 mod fs_common;

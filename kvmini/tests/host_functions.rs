@@ -7,6 +7,12 @@
 //! Cases that could abort or hang the process run in a child: this test
 //! binary started again with `HOSTFN_CHILD` naming the case, which
 //! `child_case` runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

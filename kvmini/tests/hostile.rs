@@ -19,6 +19,12 @@
 //! kvm-pvm, ring-0 code runs in KVM's instruction emulator, and a few
 //! instructions end differently than on hardware virtualization. Those cases check the kvm-pvm result there and
 //! the architectural one elsewhere, and say so.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 mod fs_common;
@@ -171,7 +177,7 @@ fn run_full<D, T>(
     });
     let elapsed = start.elapsed();
     let inspected = inspect(&sandbox);
-    let guest_fds = sandbox.open_descriptors();
+    let guest_fds = sandbox.open_descriptors().expect("the sandbox has its VM");
     drop(sandbox);
     assert_eq!(open_fds(), before, "the sandbox leaked host descriptors");
     let run = Run {
@@ -566,6 +572,7 @@ fn kvmini_tables(sandbox: &Sandbox) -> [u64; 5] {
     let read = |at: u64| -> u64 {
         sandbox
             .memory()
+            .expect("the sandbox has its VM")
             .read_obj(GuestAddress(at))
             .expect("kvmini's area is guest memory")
     };

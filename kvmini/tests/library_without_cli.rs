@@ -3,6 +3,12 @@
 //! lines go to the writer it gives, the builder checks what needs no KVM
 //! and says what is wrong with typed errors, and no error names an option
 //! of the `kvmini` command.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The kvmini ABI note through the public sandbox API: an image built for
 //! this ABI and an image without the note run; one built for another ABI,
 //! or with a malformed note, is refused with a typed error before it runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

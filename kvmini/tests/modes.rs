@@ -8,6 +8,12 @@
 //! VM of its own with kvm-ioctls, without kvmini, and runs two
 //! instructions under the same kind of paging. When the probe gets a
 //! shutdown, the test checks that kvmini reports the refusal instead.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -173,6 +179,7 @@ fn assert_hello(run: &Finished, image: &[u8]) {
     let answer: u64 = run
         .sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_obj(GuestAddress(0x400))
         .expect("0x400 is guest memory");
     assert_eq!(answer, 42);
@@ -371,6 +378,7 @@ fn real_mode_exceptions_vector_through_the_image() {
     let ip: u16 = run
         .sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_obj(GuestAddress(modes::REAL_MODE_STACK - 6))
         .expect("the stack is guest memory");
     assert_eq!(ip, 0);

@@ -2,6 +2,12 @@
 //! exit statuses through the binary, the descriptor limit, open flags,
 //! close-on-exec host descriptors, the getdents bound, prefaulted memory,
 //! and the library's writer output, inherited stdin and timing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -20,7 +26,7 @@ fn prefault_makes_all_guest_memory_resident_before_the_run() {
             .stdout(Output::Null)
             .build(&kvm)
             .expect("build");
-        let mem = sandbox.memory();
+        let mem = sandbox.memory().expect("the sandbox has its VM");
         let host = kvmini::memory::host_address(mem).expect("host address");
         let pages = (16usize << 20) / 4096;
         let mut vec = vec![0u8; pages];

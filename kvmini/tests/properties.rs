@@ -3,6 +3,12 @@
 //! duration parsers, guest path normalization, and the hypercall
 //! dispatcher. The same properties, unbounded, are the fuzz targets in
 //! `fuzz/` (see docs/fuzzing.md). None of these needs /dev/kvm.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

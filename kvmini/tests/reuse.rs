@@ -1,5 +1,11 @@
 //! Reusable sandboxes: `reset` brings back the state before the first run,
 //! and nothing a guest did in one run is visible in the next.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -33,6 +39,7 @@ fn counter_sandbox(kvm: &kvmini::kvm::Kvm, out: &Capture) -> Sandbox {
 fn counter(sandbox: &Sandbox) -> u64 {
     sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .read_obj(GuestAddress(0x1000))
         .expect("read the counter")
 }
@@ -104,6 +111,7 @@ fn host_writes_are_undone_too() {
     // the run.
     sandbox
         .memory()
+        .expect("the sandbox has its VM")
         .write_obj(41u64, GuestAddress(0x1000))
         .expect("write");
     sandbox.run().expect("run");
@@ -149,10 +157,18 @@ fn descriptors_do_not_survive_reset() {
         assert_eq!(sandbox.run().expect("run").ending, Ending::Exited(0));
         // The guest left four descriptors open, on the guest side and the
         // host side.
-        assert_eq!(sandbox.open_descriptors(), 3 + 4, "run {run}");
+        assert_eq!(
+            sandbox.open_descriptors().expect("the sandbox has its VM"),
+            3 + 4,
+            "run {run}"
+        );
         assert_eq!(host_fds_under(&root), grant_only + 4, "run {run}");
         sandbox.reset().expect("reset");
-        assert_eq!(sandbox.open_descriptors(), 3, "run {run}");
+        assert_eq!(
+            sandbox.open_descriptors().expect("the sandbox has its VM"),
+            3,
+            "run {run}"
+        );
         assert_eq!(host_fds_under(&root), grant_only, "run {run}");
     }
     // Every run got the same, lowest free, numbers: the table was fresh.

@@ -3,6 +3,12 @@
 //! was stopped. Each image is hand-assembled (flat, ring 0), its assembly
 //! in the comments: the code after the ending would print or exit with
 //! another code if it ever ran.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

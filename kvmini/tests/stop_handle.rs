@@ -8,6 +8,12 @@
 //! Whatever changes signal state or resource limits of the whole process
 //! runs in a child process of this test binary: an ignored test of the
 //! same name, run by [`in_child`]. Time limits here only catch hangs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

@@ -135,7 +135,9 @@ pub struct Sandbox {
     /// Memory snapshot and vCPU state for [`Sandbox::reset`].
     snapshot: Option<Reusable>,
     /// The VM and what serves its exits: moved to a confined vCPU thread
-    /// for each run, and back. `None` only if a run panicked.
+    /// for each run, and back. `None` once a run panicked (a host function
+    /// did, or kvmini): every method that needs the VM is then
+    /// [`SandboxError::Poisoned`].
     machine: Option<Box<Machine>>,
     image: LoadedImage,
     ring: Ring,
@@ -182,11 +184,8 @@ impl Sandbox {
 
     /// The VM and its run state. Only a run that panicked can have taken
     /// it; every method after that reports the panic again.
-    fn machine(&self) -> &Machine {
-        match &self.machine {
-            Some(machine) => machine,
-            None => panic!("{}", SandboxError::Poisoned),
-        }
+    fn machine(&self) -> Result<&Machine, SandboxError> {
+        self.machine.as_deref().ok_or(SandboxError::Poisoned)
     }
 
     fn machine_mut(&mut self) -> Result<&mut Machine, SandboxError> {
@@ -194,8 +193,8 @@ impl Sandbox {
     }
 
     /// Number of guest descriptors open (0..2 included unless closed).
-    pub fn open_descriptors(&self) -> usize {
-        self.machine().hypercalls.filesystem().open_count()
+    pub fn open_descriptors(&self) -> Result<usize, SandboxError> {
+        Ok(self.machine()?.hypercalls.filesystem().open_count())
     }
 
     /// A handle that stops this sandbox's guest from another thread or a
@@ -221,44 +220,42 @@ impl Sandbox {
     }
 
     /// The guest physical memory map.
-    pub fn layout(&self) -> &Layout {
-        self.machine().vm.layout()
+    pub fn layout(&self) -> Result<&Layout, SandboxError> {
+        Ok(self.machine()?.vm.layout())
     }
 
     /// Guest memory, bounds-checked.
-    pub fn memory(&self) -> &memory::GuestMemory {
-        self.machine().vm.memory()
+    pub fn memory(&self) -> Result<&memory::GuestMemory, SandboxError> {
+        Ok(self.machine()?.vm.memory())
     }
 
     /// Host virtual address of guest memory.
-    pub fn memory_host_address(&self) -> u64 {
-        memory::host_address(self.memory()).unwrap_or(0)
+    pub fn memory_host_address(&self) -> Result<u64, SandboxError> {
+        Ok(memory::host_address(self.memory()?)?)
     }
 
     /// Host virtual address of the vCPU's `kvm_run` area.
-    pub fn kvm_run_host_address(&mut self) -> u64 {
-        self.machine_mut()
-            .map(|m| m.vcpu.kvm_run_address())
-            .unwrap_or(0)
+    pub fn kvm_run_host_address(&mut self) -> Result<u64, SandboxError> {
+        Ok(self.machine_mut()?.vcpu.kvm_run_address())
     }
 
     /// The system registers the vCPU will enter the guest with, before its
     /// first run (`None` once it has run): what `--verbose` shows.
-    pub fn entry_system_registers(&mut self) -> Option<kvm_sregs> {
-        let machine = self.machine.as_deref_mut()?;
-        machine.vcpu.registers_on_entry().map(|(_, sregs)| sregs)
+    pub fn entry_system_registers(&mut self) -> Result<Option<kvm_sregs>, SandboxError> {
+        let machine = self.machine_mut()?;
+        Ok(machine.vcpu.registers_on_entry().map(|(_, sregs)| sregs))
     }
 
     /// Size of the vCPU's `kvm_run` mapping.
-    pub fn kvm_run_size(&self) -> usize {
-        self.machine().vcpu.run_size()
+    pub fn kvm_run_size(&self) -> Result<usize, SandboxError> {
+        Ok(self.machine()?.vcpu.run_size())
     }
 
     /// The regions of guest physical memory, in address order.
-    pub fn regions(&self) -> Vec<Region> {
-        let l = self.layout();
+    pub fn regions(&self) -> Result<Vec<Region>, SandboxError> {
+        let l = self.layout()?;
         if self.mode != CpuMode::Long {
-            return modes::regions(self.mode, l, &self.image);
+            return Ok(modes::regions(self.mode, l, &self.image));
         }
         let mut regions = Vec::new();
         if !self.flat {
@@ -303,7 +300,7 @@ impl Sandbox {
         ] {
             regions.push(Region { name, start, end });
         }
-        regions
+        Ok(regions)
     }
 }
 

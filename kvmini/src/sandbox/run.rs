@@ -67,6 +67,11 @@ impl Sandbox {
     /// [`Sandbox::reset`]. A run that was stopped ([`Ending::TimedOut`],
     /// [`Ending::Stopped`]) left the guest between two instructions, and
     /// `run` again goes on from there.
+    ///
+    /// A host function's panic ends the run and is resumed here, on the
+    /// caller; it takes the VM with it, on whichever thread the guest ran,
+    /// and every later call that needs the VM is
+    /// [`SandboxError::Poisoned`].
     pub fn run(&mut self) -> Result<Outcome, SandboxError> {
         if let Some(ending) = &self.ended {
             return Err(SandboxError::Ended(ending.clone()));
@@ -81,7 +86,12 @@ impl Sandbox {
         let result = if self.seccomp {
             self.run_confined()
         } else {
-            self.machine_mut()?.run()
+            // Taken for the run as on a vCPU thread, so that a panic drops
+            // it here too.
+            let mut machine = self.machine.take().ok_or(SandboxError::Poisoned)?;
+            let result = machine.run();
+            self.machine = Some(machine);
+            result
         };
         drop(watchdog);
         // The stop that ended this run (or came before it failed) is used
@@ -115,7 +125,7 @@ impl Sandbox {
         let (machine, result) = thread.run(move || {
             let result = machine.run();
             (machine, result)
-        });
+        })?;
         self.machine = Some(machine);
         if thread.is_dedicated() {
             self.thread = Some(thread);

@@ -280,7 +280,9 @@ fn walk_long(
     let mut table = cr3 & ADDR_MASK;
     let mut user = true;
     let mut writable = true;
-    for level in (1..=4u8).rev() {
+    // Level 1 entries are always leaves, so the walk ends there at the latest.
+    let mut level = 4u8;
+    loop {
         let shift = 12 + 9 * u32::from(level - 1);
         let index = (va >> shift) & (ENTRIES - 1);
         let entry = read_entry::<u64>(mem, gva, table + index * 8)?;
@@ -299,8 +301,8 @@ fn walk_long(
             return Ok(leaf(gva, base, page_size, user, writable));
         }
         table = entry & ADDR_MASK;
+        level -= 1;
     }
-    unreachable!("level 1 is always a leaf")
 }
 
 /// Reads the table entry at `entry_addr`, an `E` (`u32` or `u64`).
