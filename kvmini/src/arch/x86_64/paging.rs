@@ -432,12 +432,16 @@ fn walk_pae32(
     };
     let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((va >> 30) & 3) * 8)?;
     let pdpte = present(pdpte, 3)?;
-    let pde = read_entry::<u64>(
-        mem,
-        gva,
-        (pdpte & ADDR_MASK) + ((va >> 21) & (ENTRIES - 1)) * 8,
-    )?;
-    let pde = present(pde, 2)?;
+    // The entry of `va` in the table `entry` points to, indexed by the
+    // address bits from `shift` up.
+    let below = |entry: u64, shift: u32| {
+        read_entry::<u64>(
+            mem,
+            gva,
+            (entry & ADDR_MASK) + ((va >> shift) & (ENTRIES - 1)) * 8,
+        )
+    };
+    let pde = present(below(pdpte, 21)?, 2)?;
     let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
     if pde & PTE_PS != 0 {
         return Ok(leaf(
@@ -448,12 +452,7 @@ fn walk_pae32(
             writable,
         ));
     }
-    let pte = read_entry::<u64>(
-        mem,
-        gva,
-        (pde & ADDR_MASK) + ((va >> 12) & (ENTRIES - 1)) * 8,
-    )?;
-    let pte = present(pte, 1)?;
+    let pte = present(below(pde, 12)?, 1)?;
     Ok(page_leaf(gva, pte & ADDR_MASK, pte, user, writable))
 }
 
