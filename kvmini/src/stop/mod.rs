@@ -111,14 +111,20 @@ impl Default for Inner {
 }
 
 impl Inner {
-    /// Records `reason` (the first one wins) and signals the run.
-    fn stop(&self, reason: StopReason) {
+    /// Records `reason` unless a reason is recorded already: the first one
+    /// wins.
+    fn record(&self, reason: StopReason) {
         let _ = self.reason.compare_exchange(
             NO_STOP,
             reason.encode(),
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
+    }
+
+    /// Records `reason` (the first one wins) and signals the run.
+    fn stop(&self, reason: StopReason) {
+        self.record(reason);
         self.target.kick();
     }
 }
@@ -157,13 +163,7 @@ impl StopHandle {
     /// `tgkill` and a futex wake), so a signal handler may call it.
     pub fn stop(&self, reason: StopReason) {
         let inner = &self.inner;
-        let _ = inner.reason.compare_exchange(
-            NO_STOP,
-            reason.encode(),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-        inner.target.kick();
+        inner.stop(reason);
         let reached = inner.runs.for_each(|run| run.stop(reason));
         if reached {
             // Used up by the runs it reached; a run that starts from now on
@@ -284,12 +284,7 @@ impl Run<'_> {
         self.unlink();
         if let Some(StopReason::Signal(sig)) = self.own.take() {
             if !stopped {
-                let _ = self.shared.inner.reason.compare_exchange(
-                    NO_STOP,
-                    sig,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
+                self.shared.inner.record(StopReason::Signal(sig));
             }
         }
     }
