@@ -17,6 +17,7 @@ use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
 use kvmini::output::{self, Capture};
 use kvmini::sandbox::{Image, Outcome, Sandbox, SandboxBuilder};
+use vm_memory::Bytes;
 
 /// Builds the C guest `source` (relative to the repository root) with the
 /// SDK's flags, `extra` flags and warnings as errors, once per test
@@ -125,6 +126,32 @@ pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
             None => builder,
         },
     )
+}
+
+/// Checks a finished classic hello: its output, 14 console exits and one
+/// `hlt`, 42 in (E)AX and at guest physical 0x400, RIP past the `hlt`.
+pub fn assert_hello(run: &Finished, image: &[u8]) {
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, kvmini::sandbox::Ending::Halted);
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 15);
+    assert_eq!(
+        (stats.io_exits, stats.hlt_exits, stats.other_exits),
+        (14, 1, 0)
+    );
+    assert_eq!(
+        stats.by_hypercall,
+        by_hypercall(&[(kvmini_abi::Port::Console, 14)])
+    );
+    assert_eq!(run.outcome.regs.rax, 42);
+    assert_eq!(run.outcome.regs.rip, image.len() as u64);
+    let answer: u64 = run
+        .sandbox
+        .memory()
+        .read_obj(vm_memory::GuestAddress(0x400))
+        .expect("0x400 is guest memory");
+    assert_eq!(answer, 42);
 }
 
 /// An error and its sources on one line.
