@@ -194,6 +194,19 @@ pub fn assert_lines(got: &str, want: &str) {
     assert_eq!(got, want);
 }
 
+/// What the built-in `hypercalls` guest prints, byte for byte.
+pub const HYPERCALLS_STDOUT: &str = "\
+printVal(2026) sends a 32-bit value in one `out`:
+2026
+getNumExits() returns the exits so far, this one included:
+4
+display() hands kvmini one 32-bit guest virtual address. kvmini walks
+the guest's own page tables from CR3 to find each page of the string, and
+prints it all, up to the NUL, in this one exit. This paragraph starts 200
+bytes before a page boundary and ends on the next page.
+getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
+";
+
 /// What the built-in `files` guest prints on stdout in a fresh directory
 /// (before its listing of the host directory, which names the path).
 pub const FILES_STDOUT: &str = "\
