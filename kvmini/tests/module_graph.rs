@@ -1,4 +1,5 @@
-//! No module imports another in a cycle.
+//! No module imports another in a cycle, and no library file is over
+//! about 600 lines.
 //!
 //! Reads the sources of the library and of the CLI, follows the `mod`
 //! declarations from the crate root (leaving out `#[cfg(test)]` modules),
@@ -17,6 +18,7 @@ type ModPath = Vec<String>;
 
 struct Module {
     path: ModPath,
+    file: PathBuf,
     /// The file's code, comments, strings and test modules removed.
     code: String,
 }
@@ -256,7 +258,11 @@ fn read_module(file: &Path, path: ModPath, owns_dir: bool, out: &mut Vec<Module>
         };
         read_module(&child_file, child, child_owns, out);
     }
-    out.push(Module { path, code });
+    out.push(Module {
+        path,
+        file: file.to_path_buf(),
+        code,
+    });
 }
 
 /// The paths a module's code names, each as segments below the crate root.
@@ -442,6 +448,50 @@ fn library_modules_import_each_other_in_no_cycle() {
     assert!(!edges(&modules).is_empty());
 
     assert_eq!(cycles(&modules), Vec::<String>::new());
+}
+
+/// The longest a library file may be, its `#[cfg(test)]` modules left
+/// out: "about 600 lines", with room for a few more.
+const MOST_LINES: usize = 650;
+
+/// The files of the crate rooted at `root` that are longer than
+/// [`MOST_LINES`] without their test modules, with their lengths.
+fn long_files(root: &Path) -> Vec<(PathBuf, usize)> {
+    let mut modules = Vec::new();
+    read_module(root, Vec::new(), true, &mut modules);
+    let mut long: Vec<(PathBuf, usize)> = modules
+        .into_iter()
+        .map(|m| (m.file, m.code.lines().count()))
+        .filter(|&(_, lines)| lines > MOST_LINES)
+        .collect();
+    long.sort();
+    long
+}
+
+#[test]
+fn no_library_file_is_over_about_600_lines() {
+    for root in [
+        "kvmini/src/lib.rs",
+        "kvmini-abi/src/lib.rs",
+        "kvmini-guest/src/lib.rs",
+    ] {
+        assert_eq!(long_files(&workspace().join(root)), Vec::new(), "{root}");
+    }
+}
+
+#[test]
+fn a_long_file_is_named_and_its_test_module_is_not_counted() {
+    let body = "fn f() {}\n".repeat(MOST_LINES);
+    let tests = format!("#[cfg(test)]\nmod tests {{\n{body}}}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("lib.rs", "mod long;\nmod tested;\n");
+    write("long.rs", &format!("{body}fn g() {{}}\n"));
+    write("tested.rs", &format!("fn g() {{}}\n{tests}"));
+    assert_eq!(
+        long_files(&dir.path().join("lib.rs")),
+        vec![(dir.path().join("long.rs"), MOST_LINES + 1)]
+    );
 }
 
 #[test]
