@@ -52,31 +52,6 @@ fn guest_path(name: &str) -> PathBuf {
     common::built_guest(&format!("kvmini/tests/hostile/{name}.c"), &[])
 }
 
-/// Ring 3: read one byte from descriptor 0, print the result, halt.
-///    0: mov qword [0x1008], 0x2000      ; IoArgs at 0x1000: fd 0 (zeroed),
-///    c: mov qword [0x1010], 1           ;   buf 0x2000, len 1
-///   18: mov eax, 0x1000
-///   1d: mov dx, 0x412                   ; read
-///   21: out dx, eax
-///   22: mov eax, [0x1020]               ; IoArgs.result
-///   29: mov dx, 0x400                   ; printVal
-///   2d: out dx, eax
-///   2e: mov dx, 0x404                   ; halt
-///   32: out dx, al
-#[rustfmt::skip]
-const READ_STDIN: &[u8] = &[
-    0x48, 0xC7, 0x04, 0x25, 0x08, 0x10, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00,
-    0x48, 0xC7, 0x04, 0x25, 0x10, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-    0xB8, 0x00, 0x10, 0x00, 0x00,
-    0x66, 0xBA, 0x12, 0x04,
-    0xEF,
-    0x8B, 0x04, 0x25, 0x20, 0x10, 0x00, 0x00,
-    0x66, 0xBA, 0x00, 0x04,
-    0xEF,
-    0x66, 0xBA, 0x04, 0x04,
-    0xEE,
-];
-
 #[test]
 fn a_guest_blocked_reading_kvmini_stdin_ends_at_the_timeout() {
     // The stop signal interrupts the host read; the guest never resumes.
@@ -86,7 +61,7 @@ fn a_guest_blocked_reading_kvmini_stdin_ends_at_the_timeout() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let image = dir.path().join("read-stdin.bin");
-    fs::write(&image, READ_STDIN).expect("write the guest");
+    fs::write(&image, common::READ_ONE).expect("write the guest");
     let start = Instant::now();
     let mut child = kvmini()
         .args([

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{kvm_or_skip, text, FILES_STDOUT};
+use common::{kvm_or_skip, text, FILES_STDOUT, HYPERCALLS_STDOUT};
 use kvmini::guests;
 use kvmini::kvm::Kvm;
 use kvmini::output::Output as SandboxOutput;
@@ -166,18 +166,6 @@ const FILES_LISTING: &str = concat!(
     "  reports/\n",
     "  reports/squares.txt (77 bytes)\n",
 );
-
-const HYPERCALLS_STDOUT: &str = "\
-printVal(2026) sends a 32-bit value in one `out`:
-2026
-getNumExits() returns the exits so far, this one included:
-4
-display() hands kvmini one 32-bit guest virtual address. kvmini walks
-the guest's own page tables from CR3 to find each page of the string, and
-prints it all, up to the NUL, in this one exit. This paragraph starts 200
-bytes before a page boundary and ends on the next page.
-getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
-";
 
 const FILES_COUNTS: &str = "getNumExits 2, display 15, exit 1, open 7, close 4, read 1, \
     write 36, pread 1, lseek 1, fstat 1, stat 1, fsync 1, unlink 1, mkdir 1, rmdir 1, \

@@ -212,29 +212,6 @@ fn a_writer_gets_the_output_and_timing_is_measured_only_when_asked() {
     }
 }
 
-/// Ring 3 flat: read one byte from descriptor 0 into 0x2000, printVal the
-/// result and the byte, halt (see hostile.rs for the same block layout).
-///    0: mov qword [0x1008], 0x2000 ; c: mov qword [0x1010], 1
-///   18: mov eax, 0x1000 ; 1d: mov dx, 0x412 ; 21: out dx, eax   (read)
-///   22: mov eax, [0x1020] ; 29: mov dx, 0x400 ; 2d: out dx, eax (printVal)
-///   2e: movzx eax, byte [0x2000] ; 36: out dx, eax               (printVal)
-///   37: mov dx, 0x404 ; 3b: out dx, al                           (halt)
-#[rustfmt::skip]
-const READ_ONE: &[u8] = &[
-    0x48, 0xC7, 0x04, 0x25, 0x08, 0x10, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00,
-    0x48, 0xC7, 0x04, 0x25, 0x10, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-    0xB8, 0x00, 0x10, 0x00, 0x00,
-    0x66, 0xBA, 0x12, 0x04,
-    0xEF,
-    0x8B, 0x04, 0x25, 0x20, 0x10, 0x00, 0x00,
-    0x66, 0xBA, 0x00, 0x04,
-    0xEF,
-    0x0F, 0xB6, 0x04, 0x25, 0x00, 0x20, 0x00, 0x00,
-    0xEF,
-    0x66, 0xBA, 0x04, 0x04,
-    0xEE,
-];
-
 #[test]
 fn an_inherited_stdin_is_the_processs_own() {
     if kvm_or_skip().is_none() {
@@ -244,7 +221,7 @@ fn an_inherited_stdin_is_the_processs_own() {
     // Input::Inherit: the guest reads kvmini's own stdin.
     let dir = tempfile::tempdir().expect("temp dir");
     let image = dir.path().join("read-one.bin");
-    std::fs::write(&image, READ_ONE).expect("write the image");
+    std::fs::write(&image, common::READ_ONE).expect("write the image");
     let mut child = kvmini()
         .args(["run", "--flat", "--ring", "3", "--mem", "4M"])
         .arg(&image)

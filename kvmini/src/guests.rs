@@ -17,44 +17,50 @@ pub struct BuiltinGuest {
     pub needs_dir: bool,
 }
 
+/// A built-in guest whose image the build script wrote as `guests/NAME`.
+macro_rules! builtin {
+    ($name:literal, needs_dir: $needs_dir:expr, $summary:expr $(,)?) => {
+        BuiltinGuest {
+            name: $name,
+            summary: $summary,
+            elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/", $name)),
+            needs_dir: $needs_dir,
+        }
+    };
+}
+
 /// `hello`: "Hello, world!" one byte per exit, then 42 in memory and RAX.
-pub const HELLO: BuiltinGuest = BuiltinGuest {
-    name: "hello",
-    summary:
-        "the classic: \"Hello, world!\" through port 0xE9, one exit per byte, then 42 left in RAX",
-    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hello")),
+pub const HELLO: BuiltinGuest = builtin!(
+    "hello",
     needs_dir: false,
-};
+    "the classic: \"Hello, world!\" through port 0xE9, one exit per byte, then 42 left in RAX",
+);
 
 /// `hypercalls`: every Part B hypercall and the one-exit `display` proof.
-pub const HYPERCALLS: BuiltinGuest = BuiltinGuest {
-    name: "hypercalls",
-    summary: "printVal, getNumExits and display, with the proof that display costs one exit",
-    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/hypercalls")),
+pub const HYPERCALLS: BuiltinGuest = builtin!(
+    "hypercalls",
     needs_dir: false,
-};
+    "printVal, getNumExits and display, with the proof that display costs one exit",
+);
 
 /// `files`: the filesystem hypercalls in a granted directory.
-pub const FILES: BuiltinGuest = BuiltinGuest {
-    name: "files",
-    summary:
-        "files in a granted directory: open, write, seek, read, stat, mkdir, rename, list, errors",
-    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/files")),
+pub const FILES: BuiltinGuest = builtin!(
+    "files",
     needs_dir: true,
-};
+    "files in a granted directory: open, write, seek, read, stat, mkdir, rename, list, errors",
+);
 
 /// `kvstore`: a key-value store kept by the embedding program, reached
 /// through host functions 1 = `set(key_ptr, key_len, val_ptr, val_len)`,
 /// 2 = `get(key_ptr, key_len, out_ptr, out_len)` (the value's length, or
 /// -ENOENT) and 3 = `count()`. Not in [`ALL`]: the CLI registers no host
 /// functions (`kvmini/examples/host_function.rs` does).
-pub const KVSTORE: BuiltinGuest = BuiltinGuest {
-    name: "kvstore",
-    summary: "a key-value store in the embedding program, through host functions \
-              1 = set(key, value), 2 = get(key, out) -> length or -ENOENT, 3 = count()",
-    elf: include_bytes!(concat!(env!("OUT_DIR"), "/guests/kvstore")),
+pub const KVSTORE: BuiltinGuest = builtin!(
+    "kvstore",
     needs_dir: false,
-};
+    "a key-value store in the embedding program, through host functions \
+     1 = set(key, value), 2 = get(key, out) -> length or -ENOENT, 3 = count()",
+);
 
 /// Every built-in guest, in demo-tour order.
 pub const ALL: &[BuiltinGuest] = &[HELLO, HYPERCALLS, FILES];
@@ -64,53 +70,70 @@ pub fn find(name: &str) -> Option<&'static BuiltinGuest> {
     ALL.iter().find(|g| g.name == name)
 }
 
+/// What the flat hello images print, one `out` each.
+const GREETING: &[u8] = b"Hello, world!\n";
+
+/// `mov al, c; out dx, al` for each byte of [`GREETING`]: the same
+/// encoding in 16-bit and 32-bit code.
+const GREETING_OUTS: [u8; 3 * GREETING.len()] = {
+    let mut out = [0; 3 * GREETING.len()];
+    let mut i = 0;
+    while i < GREETING.len() {
+        out[3 * i] = 0xB0; // mov al, imm8
+        out[3 * i + 1] = GREETING[i];
+        out[3 * i + 2] = 0xEE; // out dx, al
+        i += 1;
+    }
+    out
+};
+
+/// `head`, [`GREETING_OUTS`], then `tail`, as one image of `N` bytes.
+const fn hello_image<const N: usize>(head: &[u8], tail: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    let mut at = 0;
+    while at < head.len() {
+        out[at] = head[at];
+        at += 1;
+    }
+    let mut i = 0;
+    while i < GREETING_OUTS.len() {
+        out[at] = GREETING_OUTS[i];
+        at += 1;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < tail.len() {
+        out[at] = tail[i];
+        at += 1;
+        i += 1;
+    }
+    assert!(at == N, "the image's length is the sum of its parts");
+    out
+}
+
 /// The classic hello world in 16-bit code, for real mode.
 #[rustfmt::skip]
-pub const HELLO_REAL: &[u8] = &[
-    0xBA, 0xE9, 0x00,       // mov dx, 0xE9
-    0xB0, b'H', 0xEE,       // mov al, 'H'; out dx, al
-    0xB0, b'e', 0xEE,       // mov al, 'e'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
-    0xB0, b',', 0xEE,       // mov al, ','; out dx, al
-    0xB0, b' ', 0xEE,       // mov al, ' '; out dx, al
-    0xB0, b'w', 0xEE,       // mov al, 'w'; out dx, al
-    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
-    0xB0, b'r', 0xEE,       // mov al, 'r'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'd', 0xEE,       // mov al, 'd'; out dx, al
-    0xB0, b'!', 0xEE,       // mov al, '!'; out dx, al
-    0xB0, b'\n', 0xEE,      // mov al, '\n'; out dx, al
-    0xC7, 0x06, 0x00, 0x04, 0x2A, 0x00, // mov word [0x400], 42 (DS = 0)
-    0xB8, 0x2A, 0x00,       // mov ax, 42
-    0xF4,                   // hlt
-];
+pub const HELLO_REAL: &[u8] = &hello_image::<{ 3 + GREETING_OUTS.len() + 10 }>(
+    &[0xBA, 0xE9, 0x00], // mov dx, 0xE9
+    &[
+        0xC7, 0x06, 0x00, 0x04, 0x2A, 0x00, // mov word [0x400], 42 (DS = 0)
+        0xB8, 0x2A, 0x00,                   // mov ax, 42
+        0xF4,                               // hlt
+    ],
+);
 
 /// The classic hello world in 32-bit code, for the protected, paged32 and
 /// pae32 modes (identity-mapped, so address 0x400 is the same everywhere).
 #[rustfmt::skip]
-pub const HELLO_32: &[u8] = &[
-    0x66, 0xBA, 0xE9, 0x00, // mov dx, 0xE9
-    0xB0, b'H', 0xEE,       // mov al, 'H'; out dx, al
-    0xB0, b'e', 0xEE,       // mov al, 'e'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
-    0xB0, b',', 0xEE,       // mov al, ','; out dx, al
-    0xB0, b' ', 0xEE,       // mov al, ' '; out dx, al
-    0xB0, b'w', 0xEE,       // mov al, 'w'; out dx, al
-    0xB0, b'o', 0xEE,       // mov al, 'o'; out dx, al
-    0xB0, b'r', 0xEE,       // mov al, 'r'; out dx, al
-    0xB0, b'l', 0xEE,       // mov al, 'l'; out dx, al
-    0xB0, b'd', 0xEE,       // mov al, 'd'; out dx, al
-    0xB0, b'!', 0xEE,       // mov al, '!'; out dx, al
-    0xB0, b'\n', 0xEE,      // mov al, '\n'; out dx, al
-    0xC7, 0x05, 0x00, 0x04, 0x00, 0x00,
-    0x2A, 0x00, 0x00, 0x00, // mov dword [0x400], 42
-    0xB8, 0x2A, 0x00, 0x00, 0x00, // mov eax, 42
-    0xF4,                   // hlt
-];
+pub const HELLO_32: &[u8] = &hello_image::<{ 4 + GREETING_OUTS.len() + 16 }>(
+    &[0x66, 0xBA, 0xE9, 0x00], // mov dx, 0xE9
+    &[
+        0xC7, 0x05, 0x00, 0x04, 0x00, 0x00,
+        0x2A, 0x00, 0x00, 0x00,             // mov dword [0x400], 42
+        0xB8, 0x2A, 0x00, 0x00, 0x00,       // mov eax, 42
+        0xF4,                               // hlt
+    ],
+);
 
 /// The built-in flat hello image of `mode`; `None` for long mode, whose
 /// hello is the ring-3 Rust guest ([`crate::guests::HELLO`]).

@@ -228,22 +228,33 @@ impl<'a> GuestView<'a> {
         let mut value = T::new_zeroed();
         let len = std::mem::size_of::<T>() as u64;
         let bytes = value.as_mut_bytes();
+        self.copy_pieces(gva, len, false, |range, at| {
+            self.mem.read_slice(&mut bytes[range], at).is_ok()
+        })?;
+        Ok(value)
+    }
+
+    /// Copies the buffer at `gva`, `len` bytes (checked for writing if
+    /// `write`), piece by piece: `copy` gets each piece's range in the
+    /// buffer and its guest-physical address and says whether guest memory
+    /// took it. Every piece is tried; the first that failed is the error.
+    fn copy_pieces(
+        &self,
+        gva: Gva,
+        len: u64,
+        write: bool,
+        mut copy: impl FnMut(std::ops::Range<usize>, GuestAddress) -> bool,
+    ) -> Result<(), ViewError> {
         let mut done = 0usize;
         let mut failed = None;
-        self.for_each_piece(gva, len, false, |gpa, piece| {
+        self.for_each_piece(gva, len, write, |gpa, piece| {
             let n = usize::try_from(piece).unwrap_or(0);
-            let read = self
-                .mem
-                .read_slice(&mut bytes[done..done + n], GuestAddress(gpa));
-            if read.is_err() && failed.is_none() {
+            if !copy(done..done + n, GuestAddress(gpa)) && failed.is_none() {
                 failed = Some(Self::piece_at(gva, done, gpa));
             }
             done += n;
         })?;
-        match failed {
-            Some(error) => Err(error),
-            None => Ok(value),
-        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// The error for a piece that guest memory could not give: the
@@ -297,22 +308,9 @@ impl<'a> GuestView<'a> {
 
     /// Writes `bytes` to guest virtual `gva`, which must be writable.
     pub fn write_bytes(&self, gva: Gva, bytes: &[u8]) -> Result<(), ViewError> {
-        let mut done = 0usize;
-        let mut failed = None;
-        self.for_each_piece(gva, bytes.len() as u64, true, |gpa, piece| {
-            let n = usize::try_from(piece).unwrap_or(0);
-            let written = self
-                .mem
-                .write_slice(&bytes[done..done + n], GuestAddress(gpa));
-            if written.is_err() && failed.is_none() {
-                failed = Some(Self::piece_at(gva, done, gpa));
-            }
-            done += n;
-        })?;
-        match failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.copy_pieces(gva, bytes.len() as u64, true, |range, at| {
+            self.mem.write_slice(&bytes[range], at).is_ok()
+        })
     }
 
     /// Collects the guest-physical pieces of `[gva, gva + len)` into

@@ -9,24 +9,11 @@
 
 mod common;
 
-use common::{by_hypercall, kvm_or_skip, run_image, FILES_STDOUT};
+use common::{by_hypercall, kvm_or_skip, run_image, FILES_STDOUT, HYPERCALLS_STDOUT};
 use kvmini::sandbox::{Ending, Image};
 use kvmini_abi::Port;
 
 const HELLO_OUTPUT: &str = "Hello, world!\n";
-
-/// What the `hypercalls` guest prints, byte for byte.
-const HYPERCALLS_OUTPUT: &str = "\
-printVal(2026) sends a 32-bit value in one `out`:
-2026
-getNumExits() returns the exits so far, this one included:
-4
-display() hands kvmini one 32-bit guest virtual address. kvmini walks
-the guest's own page tables from CR3 to find each page of the string, and
-prints it all, up to the NUL, in this one exit. This paragraph starts 200
-bytes before a page boundary and ends on the next page.
-getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
-";
 
 #[test]
 fn hello_prints_halts_and_leaves_42_in_rax() {
@@ -56,7 +43,7 @@ fn hypercalls_prints_exactly_and_exits_0() {
         Image::Elf(kvmini::guests::HYPERCALLS.elf.to_vec()),
         None,
     );
-    assert_eq!(run.stdout_text(), HYPERCALLS_OUTPUT);
+    assert_eq!(run.stdout_text(), HYPERCALLS_STDOUT);
     assert_eq!(run.warnings_text(), "");
     assert_eq!(run.outcome.ending, Ending::Exited(0));
     let stats = &run.outcome.stats;

@@ -10,13 +10,12 @@
 
 mod common;
 
-use common::{by_hypercall, kvm_or_skip, run_image, Finished};
+use common::{assert_hello, by_hypercall, kvm_or_skip, run_image, Finished};
 use kvmini::cpu::Ring;
 use kvmini::layout::Layout;
 use kvmini::memory::MEM_DEFAULT;
 use kvmini::sandbox::{Crash, Ending, Image, Unserved};
 use kvmini_abi::{Direction, Port};
-use vm_memory::{Bytes, GuestAddress};
 
 /// The layout of every guest here (default memory size).
 const LAYOUT: Layout = Layout::new(MEM_DEFAULT);
@@ -63,22 +62,7 @@ fn classic_hello_at_ring_0() {
         return;
     };
     assert_eq!(run.sandbox.ring(), Ring::Zero);
-    assert_eq!(run.stdout_text(), "Hello, world!\n");
-    assert_eq!(run.outcome.ending, Ending::Halted);
-    let stats = &run.outcome.stats;
-    assert_eq!(stats.exits, 15);
-    assert_eq!((stats.io_exits, stats.hlt_exits), (14, 1));
-    assert_eq!(stats.by_hypercall, by_hypercall(&[(Port::Console, 14)]));
-    assert_eq!(run.outcome.regs.rax, 42);
-    // RIP is past the `hlt`, the last byte of the image.
-    assert_eq!(run.outcome.regs.rip, HELLO.len() as u64);
-    let answer: u64 = run
-        .sandbox
-        .memory()
-        .expect("the sandbox has its VM")
-        .read_obj(GuestAddress(0x400))
-        .expect("0x400 is guest memory");
-    assert_eq!(answer, 42);
+    assert_hello(&run, HELLO);
 }
 
 #[test]

@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{by_hypercall, kvm_or_skip, run_config, Finished};
+use common::{assert_hello, by_hypercall, kvm_or_skip, run_config, Finished};
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VcpuExit;
 use kvmini::cpu::Ring;
@@ -159,30 +159,6 @@ fn probe(paging: Paging32) -> Option<bool> {
 /// Runs the flat `image` in `mode` through the library.
 fn run_mode(kvm: &Kvm, mode: CpuMode, image: &[u8]) -> Finished {
     run_config(kvm, Sandbox::builder().flat(image).mode(mode))
-}
-
-/// Checks a finished classic hello: its output, 14 console exits and one
-/// `hlt`, 42 in (E)AX and at guest physical 0x400, RIP past the `hlt`.
-fn assert_hello(run: &Finished, image: &[u8]) {
-    assert_eq!(run.stdout_text(), "Hello, world!\n");
-    assert_eq!(run.warnings_text(), "");
-    assert_eq!(run.outcome.ending, Ending::Halted);
-    let stats = &run.outcome.stats;
-    assert_eq!(stats.exits, 15);
-    assert_eq!(
-        (stats.io_exits, stats.hlt_exits, stats.other_exits),
-        (14, 1, 0)
-    );
-    assert_eq!(stats.by_hypercall, by_hypercall(&[(Port::Console, 14)]));
-    assert_eq!(run.outcome.regs.rax, 42);
-    assert_eq!(run.outcome.regs.rip, image.len() as u64);
-    let answer: u64 = run
-        .sandbox
-        .memory()
-        .expect("the sandbox has its VM")
-        .read_obj(GuestAddress(0x400))
-        .expect("0x400 is guest memory");
-    assert_eq!(answer, 42);
 }
 
 /// Checks that kvmini reported the host's refusal of `mode`: the first and

@@ -186,6 +186,20 @@ impl Default for OpenOptions {
     }
 }
 
+/// The options that are on or off, one setter each:
+/// `pub fn NAME(&mut self, on: bool) -> &mut Self` sets the field `NAME`.
+macro_rules! switches {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&mut self, on: bool) -> &mut Self {
+                self.$name = on;
+                self
+            }
+        )*
+    };
+}
+
 impl OpenOptions {
     /// Every option off, mode 0o644.
     pub const fn new() -> Self {
@@ -203,53 +217,24 @@ impl OpenOptions {
         }
     }
 
-    /// Open for reading.
-    pub fn read(&mut self, on: bool) -> &mut Self {
-        self.read = on;
-        self
-    }
-
-    /// Open for writing.
-    pub fn write(&mut self, on: bool) -> &mut Self {
-        self.write = on;
-        self
-    }
-
-    /// Open for writing at the end only (`O_APPEND`); implies write access.
-    pub fn append(&mut self, on: bool) -> &mut Self {
-        self.append = on;
-        self
-    }
-
-    /// Truncate to length 0 (`O_TRUNC`).
-    pub fn truncate(&mut self, on: bool) -> &mut Self {
-        self.truncate = on;
-        self
-    }
-
-    /// Create the file if it is missing (`O_CREAT`).
-    pub fn create(&mut self, on: bool) -> &mut Self {
-        self.create = on;
-        self
-    }
-
-    /// Create the file, failing with `EEXIST` if it exists
-    /// (`O_CREAT | O_EXCL`); `create` and `truncate` are then ignored.
-    pub fn create_new(&mut self, on: bool) -> &mut Self {
-        self.create_new = on;
-        self
-    }
-
-    /// Fail with `ENOTDIR` unless the path is a directory (`O_DIRECTORY`).
-    pub fn directory(&mut self, on: bool) -> &mut Self {
-        self.directory = on;
-        self
-    }
-
-    /// Fail with `ELOOP` if the last component is a symlink (`O_NOFOLLOW`).
-    pub fn nofollow(&mut self, on: bool) -> &mut Self {
-        self.nofollow = on;
-        self
+    switches! {
+        /// Open for reading.
+        read;
+        /// Open for writing.
+        write;
+        /// Open for writing at the end only (`O_APPEND`); implies write access.
+        append;
+        /// Truncate to length 0 (`O_TRUNC`).
+        truncate;
+        /// Create the file if it is missing (`O_CREAT`).
+        create;
+        /// Create the file, failing with `EEXIST` if it exists
+        /// (`O_CREAT | O_EXCL`); `create` and `truncate` are then ignored.
+        create_new;
+        /// Fail with `ENOTDIR` unless the path is a directory (`O_DIRECTORY`).
+        directory;
+        /// Fail with `ELOOP` if the last component is a symlink (`O_NOFOLLOW`).
+        nofollow;
     }
 
     /// Extra `O_*` flags, or-ed into the computed ones.

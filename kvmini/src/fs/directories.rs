@@ -10,8 +10,7 @@ use kvmini_abi::fs::{IoArgs, PathArgs, RenameArgs};
 use kvmini_abi::Port;
 use rustix::fs::{AtFlags, Mode};
 
-use super::{lookup, CallResult, Descriptor, Filesystem, CREATE_MODE_MASK, GETDENTS_MAX};
-use crate::addr::Gva;
+use super::{copy_out, lookup, prepare_read, CallResult, Descriptor, Filesystem, CREATE_MODE_MASK};
 use crate::errno::Errno;
 use crate::grant::{Grant, Resolved, Trailing};
 use crate::view::GuestView;
@@ -127,17 +126,10 @@ impl Filesystem {
         };
         // Check the whole buffer first, so that a bad one does not advance
         // the directory position.
-        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
-            .map_err(|_| Errno::EFAULT)?;
-        let len = usize::try_from(args.len)
-            .unwrap_or(usize::MAX)
-            .min(GETDENTS_MAX);
-        self.scratch.resize(len, 0);
+        prepare_read(view, args, &mut self.pieces, &mut self.scratch)?;
         let n = getdents64(file.as_fd(), &mut self.scratch)
             .map_err(|e| Errno::of_io(&e, Errno::EINVAL))?;
-        view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
-            .map_err(|_| Errno::EFAULT)?;
-        i64::try_from(n).map_err(|_| Errno::EINVAL)
+        copy_out(view, args, &self.scratch[..n])
     }
 }
 

@@ -31,7 +31,7 @@ use crate::view::{GuestView, ViewError};
 
 mod directories;
 
-/// Largest directory listing one `getdents64` call returns.
+/// Most bytes one `getdents64` call, or one read of a stdin reader, takes.
 const GETDENTS_MAX: usize = 1 << 20;
 
 /// What a guest descriptor refers to.
@@ -358,12 +358,7 @@ impl Filesystem {
     /// reader (like a pipe, it may return less than asked), copied into the
     /// guest buffer.
     fn read_from_reader(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
-        view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
-            .map_err(|_| Errno::EFAULT)?;
-        let want = usize::try_from(args.len)
-            .unwrap_or(usize::MAX)
-            .min(GETDENTS_MAX);
-        self.scratch.resize(want, 0);
+        prepare_read(view, args, &mut self.pieces, &mut self.scratch)?;
         let StdinSource::Reader(reader) = &mut self.stdin else {
             return Err(Errno::EBADF);
         };
@@ -374,9 +369,7 @@ impl Filesystem {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(Errno::EINTR),
             Err(e) => return Err(Errno::of_io(&e, Errno::EIO)),
         };
-        view.write_bytes(Gva::new(args.buf), &self.scratch[..n])
-            .map_err(|_| Errno::EFAULT)?;
-        i64::try_from(n).map_err(|_| Errno::EINVAL)
+        copy_out(view, args, &self.scratch[..n])
     }
 
     fn write(
@@ -519,6 +512,32 @@ fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Resul
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(Errno::from)
+}
+
+/// Checks that the whole guest buffer of a read is writable memory before
+/// anything is read (so that a bad one moves no position and consumes no
+/// input), and sizes `scratch` to what one read takes.
+fn prepare_read(
+    view: &GuestView<'_>,
+    args: &IoArgs,
+    pieces: &mut Vec<(u64, u64)>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), Errno> {
+    view.pieces(Gva::new(args.buf), args.len, true, pieces)
+        .map_err(|_| Errno::EFAULT)?;
+    let len = usize::try_from(args.len)
+        .unwrap_or(usize::MAX)
+        .min(GETDENTS_MAX);
+    scratch.resize(len, 0);
+    Ok(())
+}
+
+/// Copies what a read got into the guest buffer checked by
+/// [`prepare_read`]; the call's result is its length.
+fn copy_out(view: &GuestView<'_>, args: &IoArgs, data: &[u8]) -> CallResult {
+    view.write_bytes(Gva::new(args.buf), data)
+        .map_err(|_| Errno::EFAULT)?;
+    i64::try_from(data.len()).map_err(|_| Errno::EINVAL)
 }
 
 /// The descriptor `fd` of a table, or EBADF.

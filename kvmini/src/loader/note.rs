@@ -20,34 +20,36 @@ impl ElfFile<'_> {
     pub fn abi_version(&self) -> Result<Option<u32>, LoaderError> {
         let bytes = self.bytes();
         for (index, ph) in self.program_header_table().iter().enumerate() {
-            if ph.p_filesz(LE) == 0 {
-                continue;
-            }
-            let place = NotePlace::Segment(index);
-            let notes = ph
-                .notes(LE, bytes)
-                .map_err(|source| LoaderError::BadNotes { place, source })?;
-            if let Some(version) = notes.map(|n| find(n, place)).transpose()?.flatten() {
-                return Ok(Some(version));
+            if ph.p_filesz(LE) != 0 {
+                let found = find_in(ph.notes(LE, bytes), NotePlace::Segment(index))?;
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
         }
         let Ok(sections) = self.header().section_headers(LE, bytes) else {
             return Ok(None);
         };
         for (index, sh) in sections.iter().enumerate() {
-            if sh.sh_size(LE) == 0 {
-                continue;
-            }
-            let place = NotePlace::Section(index);
-            let notes = sh
-                .notes(LE, bytes)
-                .map_err(|source| LoaderError::BadNotes { place, source })?;
-            if let Some(version) = notes.map(|n| find(n, place)).transpose()?.flatten() {
-                return Ok(Some(version));
+            if sh.sh_size(LE) != 0 {
+                let found = find_in(sh.notes(LE, bytes), NotePlace::Section(index))?;
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
         }
         Ok(None)
     }
+}
+
+/// The version in the first kvmini note of the segment or section at
+/// `place`, whose notes `object` read as `notes`.
+fn find_in(
+    notes: object::read::Result<Option<NoteIterator<'_, Header>>>,
+    place: NotePlace,
+) -> Result<Option<u32>, LoaderError> {
+    let notes = notes.map_err(|source| LoaderError::BadNotes { place, source })?;
+    Ok(notes.map(|n| find(n, place)).transpose()?.flatten())
 }
 
 /// The version in the first kvmini note among `notes`.

@@ -223,44 +223,43 @@ fn a_port_no_hypercall_owns_is_unserved_in_both_directions() {
     // Served, they end the run and count as I/O exits.
     let (mut calls, stdout, _) = handlers();
     let mut cpu = Fake::new();
-    let exit = Exit::IoOut {
+    let unknown = Exit::IoOut {
         port: 0x3F8,
         size: 1,
         count: 1,
         value: 0,
     };
-    let (next, stats) = serve_nth(&mut calls, &mut cpu, exit, 1);
-    assert_eq!(
-        next,
-        Next::End(Ending::Unserved(Unserved::UnknownPort {
-            port: 0x3F8,
-            direction: Direction::Out,
-            size: 1
-        }))
-    );
-    assert_eq!(
-        (stats.io_exits, stats.by_hypercall),
-        (1, [0; Port::ALL.len()])
-    );
     let bad = Exit::IoIn {
         port: Port::Console as u16,
         size: 1,
         count: 1,
     };
-    let (next, stats) = serve_nth(&mut calls, &mut cpu, bad, 1);
-    assert_eq!(
-        next,
-        Next::End(Ending::Unserved(Unserved::BadAccess {
-            port: Port::Console,
-            direction: Direction::In,
-            size: 1,
-            count: 1
-        }))
-    );
-    assert_eq!(
-        (stats.io_exits, stats.by_hypercall),
-        (1, [0; Port::ALL.len()])
-    );
+    for (exit, ending) in [
+        (
+            unknown,
+            Unserved::UnknownPort {
+                port: 0x3F8,
+                direction: Direction::Out,
+                size: 1,
+            },
+        ),
+        (
+            bad,
+            Unserved::BadAccess {
+                port: Port::Console,
+                direction: Direction::In,
+                size: 1,
+                count: 1,
+            },
+        ),
+    ] {
+        let (next, stats) = serve_nth(&mut calls, &mut cpu, exit, 1);
+        assert_eq!(next, Next::End(Ending::Unserved(ending)));
+        assert_eq!(
+            (stats.io_exits, stats.by_hypercall),
+            (1, [0; Port::ALL.len()])
+        );
+    }
     assert_eq!(stdout.contents(), b"");
 }
 

@@ -291,29 +291,31 @@ mod tests {
     /// checked here.
     #[test]
     fn architectural_endings_are_reported_by_name() {
-        // int3 through a DPL-0 gate: #GP, error code = IDT entry 3 (IDT bit).
-        assert_eq!(
-            crash(13, 0x1A, 0),
-            "guest crashed: general protection fault (error code 0x1a) at rip 0x102000 (ring 3)"
-        );
-        // int 0x80 past a 32-entry IDT: #GP, error code = entry 0x80.
-        assert_eq!(
-            crash(13, 0x402, 0),
-            "guest crashed: general protection fault (error code 0x402) at rip 0x102000 (ring 3)"
-        );
-        // syscall with EFER.SCE clear: #UD.
-        assert_eq!(
-            crash(6, 0, 0),
-            "guest crashed: invalid opcode at rip 0x102000 (ring 3)"
-        );
-        assert_eq!(
-            crash(14, 0x6, 0x3F_0000),
-            "guest crashed: page fault writing 0x3f0000 (not mapped) at rip 0x102000 (ring 3)"
-        );
-        assert_eq!(
-            crash(14, 0x15, 0x1000),
-            "guest crashed: page fault executing 0x1000 (not allowed) at rip 0x102000 (ring 3)"
-        );
+        let at = "at rip 0x102000 (ring 3)";
+        for ((vector, error_code, cr2), report) in [
+            // int3 through a DPL-0 gate: #GP, error code = IDT entry 3 (IDT bit).
+            ((13, 0x1A, 0), "general protection fault (error code 0x1a)"),
+            // int 0x80 past a 32-entry IDT: #GP, error code = entry 0x80.
+            (
+                (13, 0x402, 0),
+                "general protection fault (error code 0x402)",
+            ),
+            // syscall with EFER.SCE clear: #UD.
+            ((6, 0, 0), "invalid opcode"),
+            (
+                (14, 0x6, 0x3F_0000),
+                "page fault writing 0x3f0000 (not mapped)",
+            ),
+            (
+                (14, 0x15, 0x1000),
+                "page fault executing 0x1000 (not allowed)",
+            ),
+        ] {
+            assert_eq!(
+                crash(vector, error_code, cr2),
+                format!("guest crashed: {report} {at}")
+            );
+        }
         let shutdown = Ending::Unserved(Unserved::Shutdown);
         assert_eq!(shutdown.status(), 126);
         assert_eq!(

@@ -17,6 +17,7 @@ use kvmini::cpu::Ring;
 use kvmini::kvm::Kvm;
 use kvmini::output::{self, Capture};
 use kvmini::sandbox::{Image, Outcome, Sandbox, SandboxBuilder};
+use vm_memory::Bytes;
 
 /// Builds the C guest `source` (relative to the repository root) with the
 /// SDK's flags, `extra` flags and warnings as errors, once per test
@@ -127,6 +128,33 @@ pub fn run_image(kvm: &Kvm, image: Image, ring: Option<Ring>) -> Finished {
     )
 }
 
+/// Checks a finished classic hello: its output, 14 console exits and one
+/// `hlt`, 42 in (E)AX and at guest physical 0x400, RIP past the `hlt`.
+pub fn assert_hello(run: &Finished, image: &[u8]) {
+    assert_eq!(run.stdout_text(), "Hello, world!\n");
+    assert_eq!(run.warnings_text(), "");
+    assert_eq!(run.outcome.ending, kvmini::sandbox::Ending::Halted);
+    let stats = &run.outcome.stats;
+    assert_eq!(stats.exits, 15);
+    assert_eq!(
+        (stats.io_exits, stats.hlt_exits, stats.other_exits),
+        (14, 1, 0)
+    );
+    assert_eq!(
+        stats.by_hypercall,
+        by_hypercall(&[(kvmini_abi::Port::Console, 14)])
+    );
+    assert_eq!(run.outcome.regs.rax, 42);
+    assert_eq!(run.outcome.regs.rip, image.len() as u64);
+    let answer: u64 = run
+        .sandbox
+        .memory()
+        .expect("the sandbox has its VM")
+        .read_obj(vm_memory::GuestAddress(0x400))
+        .expect("0x400 is guest memory");
+    assert_eq!(answer, 42);
+}
+
 /// An error and its sources on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
@@ -166,6 +194,19 @@ pub fn assert_lines(got: &str, want: &str) {
     assert_eq!(got.lines().count(), want.lines().count(), "{got}");
     assert_eq!(got, want);
 }
+
+/// What the built-in `hypercalls` guest prints, byte for byte.
+pub const HYPERCALLS_STDOUT: &str = "\
+printVal(2026) sends a 32-bit value in one `out`:
+2026
+getNumExits() returns the exits so far, this one included:
+4
+display() hands kvmini one 32-bit guest virtual address. kvmini walks
+the guest's own page tables from CR3 to find each page of the string, and
+prints it all, up to the NUL, in this one exit. This paragraph starts 200
+bytes before a page boundary and ends on the next page.
+getNumExits() before and after that display(): 6 and 8, so display cost 1 exit
+";
 
 /// What the built-in `files` guest prints on stdout in a fresh directory
 /// (before its listing of the host directory, which names the path).

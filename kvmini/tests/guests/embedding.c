@@ -16,26 +16,7 @@
  *                untouched, then each argument with its length
  */
 #include "kvmini.h"
-
-#define NO_PATTERNS                                                        \
-    __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-NO_PATTERNS static size_t len_of(const char *s)
-{
-    size_t n = 0;
-    while (s[n] != '\0')
-        n++;
-    return n;
-}
-
-NO_PATTERNS static int same(const char *a, const char *b)
-{
-    while (*a != '\0' && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
+#include "guest_strings.h"
 
 /* Writes all of buf to fd (write may take less than all at once). */
 static void put_bytes(int fd, const void *buf, size_t len)

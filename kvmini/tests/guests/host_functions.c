@@ -15,26 +15,7 @@
  *                  (a kvmini warning)
  */
 #include "kvmini.h"
-
-#define NO_PATTERNS                                                        \
-    __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-NO_PATTERNS static size_t len_of(const char *s)
-{
-    size_t n = 0;
-    while (s[n] != '\0')
-        n++;
-    return n;
-}
-
-NO_PATTERNS static int same(const char *a, const char *b)
-{
-    while (*a != '\0' && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
+#include "guest_strings.h"
 
 static unsigned long number(const char *s)
 {

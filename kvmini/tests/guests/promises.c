@@ -10,18 +10,7 @@
  *             records fill more than 1 MiB: what one call returns
  */
 #include "kvmini.h"
-
-#define NO_PATTERNS                                                        \
-    __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-NO_PATTERNS static int same(const char *a, const char *b)
-{
-    while (*a != '\0' && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
+#include "guest_strings.h"
 
 /* Prints a signed value with printVal's 32 bits, then a newline-less
  * label is not needed: the test knows the order. */

@@ -17,18 +17,7 @@
  *                                  each result
  */
 #include "kvmini.h"
-
-#define NO_PATTERNS                                                        \
-    __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-NO_PATTERNS static int same(const char *a, const char *b)
-{
-    while (*a != '\0' && *a == *b) {
-        a++;
-        b++;
-    }
-    return *a == *b;
-}
+#include "guest_strings.h"
 
 static int number(const char *s)
 {

@@ -12,32 +12,15 @@
  */
 #include "hostile.h"
 
-#define PORT_BATCH 0x0422
-#define BATCH_STOP_ON_ERROR 1
-
-struct batch_entry {
-    uint16_t port;
-    uint16_t reserved[3];
-    uint64_t block;
-};
-struct batch_args {
-    uint64_t entries;
-    uint32_t count;
-    uint32_t flags;
-    int64_t result;
-};
-_Static_assert(sizeof(struct batch_entry) == 16, "BatchEntry");
-_Static_assert(sizeof(struct batch_args) == 24, "BatchArgs");
-
 static char path[8192];
-static struct batch_entry entries[4];
+static struct kvmini_batch_entry entries[4];
 static struct kvmini_io_args writes[3];
 
 static long batch(uint64_t at, uint32_t count, uint32_t flags)
 {
-    struct batch_args b = {
+    struct kvmini_batch_args b = {
         .entries = at, .count = count, .flags = flags, .result = -ENOSYS};
-    kvmini_fs_call(PORT_BATCH, &b);
+    kvmini_fs_call(KVMINI_PORT_BATCH, &b);
     return b.result;
 }
 
@@ -45,7 +28,7 @@ static void set_write(int i, const char *s, size_t len)
 {
     writes[i] = (struct kvmini_io_args){
         .fd = 1, .buf = ADDR(s), .len = len, .result = -ENOSYS};
-    entries[i] = (struct batch_entry){.port = KVMINI_PORT_WRITE,
+    entries[i] = (struct kvmini_batch_entry){.port = KVMINI_PORT_WRITE,
                                       .block = ADDR(&writes[i])};
 }
 
@@ -87,7 +70,7 @@ int body(void)
     say("argv, block straddling kvmini's area",
         call_rax(KVMINI_PORT_ARGV, SYSTEM_BASE - 8));
     say("batch, block straddling kvmini's area",
-        call_rax(PORT_BATCH, SYSTEM_BASE - 8));
+        call_rax(KVMINI_PORT_BATCH, SYSTEM_BASE - 8));
     struct kvmini_fd_args good = {.fd = 99, .result = -ENOSYS};
     say("close(99) through a good block leaves RAX alone",
         call_rax(KVMINI_PORT_CLOSE, ADDR(&good)) == (long)ADDR(&good));
@@ -124,17 +107,17 @@ int body(void)
     /* Batches. */
     set_write(0, "one\n", 4);
     writes[1] = (struct kvmini_io_args){.fd = 1};
-    entries[1] = (struct batch_entry){.port = KVMINI_PORT_WRITE,
+    entries[1] = (struct kvmini_batch_entry){.port = KVMINI_PORT_WRITE,
                                       .block = SYSTEM_BASE};
     set_write(2, "three\n", 6);
     say("batch with a bad block in the middle", batch(ADDR(entries), 3, 0));
     say("the same, stopping on errors",
-        batch(ADDR(entries), 3, BATCH_STOP_ON_ERROR));
+        batch(ADDR(entries), 3, KVMINI_BATCH_STOP_ON_ERROR));
     /* A good first entry whose neighbour lies in kvmini's area: the
      * whole batch is refused before any call runs. */
     set_write(0, "never\n", 6);
-    volatile struct batch_entry *edge =
-        (volatile struct batch_entry *)(SYSTEM_BASE - 16);
+    volatile struct kvmini_batch_entry *edge =
+        (volatile struct kvmini_batch_entry *)(SYSTEM_BASE - 16);
     edge->port = KVMINI_PORT_WRITE;
     edge->block = ADDR(&writes[0]);
     say("batch, entries running into kvmini's area",
@@ -143,11 +126,11 @@ int body(void)
     say("batch of 4097 entries", batch(ADDR(entries), 4097, 0));
     say("batch with unknown flags", batch(ADDR(entries), 1, 2));
     set_write(0, "not run\n", 8);
-    entries[1] = (struct batch_entry){.port = PORT_BATCH, .block = 0};
+    entries[1] = (struct kvmini_batch_entry){.port = KVMINI_PORT_BATCH, .block = 0};
     say("batch holding a batch", batch(ADDR(entries), 2, 0));
-    entries[1] = (struct batch_entry){.port = KVMINI_PORT_EXIT, .block = 0};
+    entries[1] = (struct kvmini_batch_entry){.port = KVMINI_PORT_EXIT, .block = 0};
     say("batch holding exit", batch(ADDR(entries), 2, 0));
-    entries[1] = (struct batch_entry){.port = 0x1234, .block = 0};
+    entries[1] = (struct kvmini_batch_entry){.port = 0x1234, .block = 0};
     say("batch holding an unknown port", batch(ADDR(entries), 2, 0));
     return 0;
 }

@@ -6,22 +6,9 @@
  */
 #include "hostile.h"
 
-#define PORT_BATCH 0x0422
 #define ENTRIES 4096
 
-struct batch_entry {
-    uint16_t port;
-    uint16_t reserved[3];
-    uint64_t block;
-};
-struct batch_args {
-    uint64_t entries;
-    uint32_t count;
-    uint32_t flags;
-    int64_t result;
-};
-
-static struct batch_entry entries[ENTRIES];
+static struct kvmini_batch_entry entries[ENTRIES];
 static struct kvmini_io_args block;
 
 int body(void)
@@ -29,11 +16,11 @@ int body(void)
     block = (struct kvmini_io_args){
         .fd = 1, .buf = 0x100000, .len = 254UL << 20, .result = -ENOSYS};
     for (int i = 0; i < ENTRIES; i++)
-        entries[i] = (struct batch_entry){.port = KVMINI_PORT_WRITE,
+        entries[i] = (struct kvmini_batch_entry){.port = KVMINI_PORT_WRITE,
                                           .block = ADDR(&block)};
-    struct batch_args b = {
+    struct kvmini_batch_args b = {
         .entries = ADDR(entries), .count = ENTRIES, .result = -ENOSYS};
-    kvmini_fs_call(PORT_BATCH, &b);
+    kvmini_fs_call(KVMINI_PORT_BATCH, &b);
     for (;;) {
     }
 }

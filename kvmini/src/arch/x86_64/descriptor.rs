@@ -228,32 +228,19 @@ mod tests {
 
     #[test]
     fn segment_registers_are_what_kvm_expects() {
-        let long_code = (1, 1, 0, 1);
+        let long = (1, 1, 0, 1);
         let flat = (1, 0, 1, 1);
-        assert_eq!(
-            Descriptor::code64(3).segment(0x23),
-            seg(0x23, 0xFFFF_FFFF, 0xB, 3, long_code)
-        );
-        assert_eq!(
-            Descriptor::code64(0).segment(0x08),
-            seg(0x08, 0xFFFF_FFFF, 0xB, 0, long_code)
-        );
-        assert_eq!(
-            Descriptor::data(3).segment(0x1B),
-            seg(0x1B, 0xFFFF_FFFF, 0x3, 3, flat)
-        );
-        assert_eq!(
-            Descriptor::code32(0).segment(0x08),
-            seg(0x08, 0xFFFF_FFFF, 0xB, 0, flat)
-        );
-        assert_eq!(
-            Descriptor::real_mode(true).segment(0),
-            seg(0, 0xFFFF, 0xB, 0, (1, 0, 0, 0))
-        );
-        assert_eq!(
-            Descriptor::real_mode(false).segment(0),
-            seg(0, 0xFFFF, 0x3, 0, (1, 0, 0, 0))
-        );
+        let real = (1, 0, 0, 0);
+        for (descriptor, expected) in [
+            (Descriptor::code64(3), seg(0x23, 0xFFFF_FFFF, 0xB, 3, long)),
+            (Descriptor::code64(0), seg(0x08, 0xFFFF_FFFF, 0xB, 0, long)),
+            (Descriptor::data(3), seg(0x1B, 0xFFFF_FFFF, 0x3, 3, flat)),
+            (Descriptor::code32(0), seg(0x08, 0xFFFF_FFFF, 0xB, 0, flat)),
+            (Descriptor::real_mode(true), seg(0, 0xFFFF, 0xB, 0, real)),
+            (Descriptor::real_mode(false), seg(0, 0xFFFF, 0x3, 0, real)),
+        ] {
+            assert_eq!(descriptor.segment(expected.selector), expected);
+        }
         let tr = Descriptor::tss(0x3F_9000, 0x2068).busy().segment(0x28);
         assert_eq!(
             tr,

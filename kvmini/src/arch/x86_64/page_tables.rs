@@ -160,35 +160,18 @@ mod tests {
     fn without_the_protected_area_a_2_mib_guest_is_one_large_page() {
         let m = mem(2 << 20);
         let layout = Layout::new(2 << 20);
+        let walk = |gva| translate(&m, paging(PagingMode::Long), layout.pml4(), gva, USER_READ);
         identity_map(&layout, true, false).write_to(&m).unwrap();
-        let t = translate(
-            &m,
-            paging(PagingMode::Long),
-            layout.pml4(),
-            0x1234,
-            USER_READ,
-        )
-        .unwrap();
+        let t = walk(0x1234).unwrap();
         assert_eq!((t.gpa.raw(), t.len_in_page), (0x1234, SIZE_2M - 0x1234));
         // kvmini's area is then reachable like the rest (for ring 0 only).
         let top = layout.system_base + 8;
-        assert_eq!(
-            translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ)
-                .map(|t| t.gpa.raw()),
-            Ok(top)
-        );
+        assert_eq!(walk(top).map(|t| t.gpa.raw()), Ok(top));
         // Protected, the same memory needs small pages, and ring 3 is kept out.
         build_identity_map(&m, &layout, true).unwrap();
-        let t = translate(
-            &m,
-            paging(PagingMode::Long),
-            layout.pml4(),
-            0x1234,
-            USER_READ,
-        )
-        .unwrap();
+        let t = walk(0x1234).unwrap();
         assert_eq!(t.len_in_page, PAGE_SIZE - 0x234);
-        assert!(translate(&m, paging(PagingMode::Long), layout.pml4(), top, USER_READ).is_err());
+        assert!(walk(top).is_err());
     }
 
     #[test]

@@ -331,6 +331,28 @@ fn leaf(gva: Gva, base: u64, page_size: u64, user: bool, writable: bool) -> Tran
     }
 }
 
+/// The leaf of a walk that ends in a page table entry `pte`: the 4 KiB
+/// page at `base`, allowed what the directory above (`user`, `writable`)
+/// and the entry both allow.
+fn page_leaf(gva: Gva, base: u64, pte: u64, user: bool, writable: bool) -> Translation {
+    leaf(
+        gva,
+        base,
+        PAGE_SIZE,
+        user && pte & PTE_US != 0,
+        writable && pte & PTE_RW != 0,
+    )
+}
+
+/// The address of a walk in a 32-bit mode, which has no higher ones.
+fn within_32_bits(gva: Gva) -> Result<u64, PagingError> {
+    let va = gva.raw();
+    if va > u64::from(u32::MAX) {
+        return Err(PagingError::Beyond32Bits(gva));
+    }
+    Ok(va)
+}
+
 /// 32-bit paging: CR3 bits 12..31 locate the page directory; address bits
 /// 22..31 index it, bits 12..21 index the page table. A directory entry
 /// with PS (and CR4.PSE) maps a 4 MiB page whose address bits 22..31 are
@@ -344,10 +366,7 @@ fn walk_legacy32(
     gva: Gva,
     pse: bool,
 ) -> Result<Translation, PagingError> {
-    let va = gva.raw();
-    if va > u64::from(u32::MAX) {
-        return Err(PagingError::Beyond32Bits(gva));
-    }
+    let va = within_32_bits(gva)?;
     const TABLE_MASK: u64 = 0xFFFF_F000;
     let pde = read_entry::<u32>(mem, gva, (cr3 & TABLE_MASK) + ((va >> 22) & 0x3FF) * 4)?;
     if pde & PTE_P == 0 {
@@ -372,13 +391,7 @@ fn walk_legacy32(
     if pte & PTE_P == 0 {
         return Err(PagingError::NotPresent { gva, level: 1 });
     }
-    Ok(leaf(
-        gva,
-        pte & TABLE_MASK,
-        PAGE_SIZE,
-        user && pte & PTE_US != 0,
-        writable && pte & PTE_RW != 0,
-    ))
+    Ok(page_leaf(gva, pte & TABLE_MASK, pte, user, writable))
 }
 
 /// The reserved bits of a present PAE entry (Intel SDM 4.4.2): in a PDPT
@@ -409,10 +422,7 @@ fn walk_pae32(
     cr3: u64,
     gva: Gva,
 ) -> Result<Translation, PagingError> {
-    let va = gva.raw();
-    if va > u64::from(u32::MAX) {
-        return Err(PagingError::Beyond32Bits(gva));
-    }
+    let va = within_32_bits(gva)?;
     let present = |entry: u64, level: u8| {
         if entry & PTE_P == 0 {
             Err(PagingError::NotPresent { gva, level })
@@ -424,12 +434,16 @@ fn walk_pae32(
     };
     let pdpte = read_entry::<u64>(mem, gva, (cr3 & 0xFFFF_FFE0) + ((va >> 30) & 3) * 8)?;
     let pdpte = present(pdpte, 3)?;
-    let pde = read_entry::<u64>(
-        mem,
-        gva,
-        (pdpte & ADDR_MASK) + ((va >> 21) & (ENTRIES - 1)) * 8,
-    )?;
-    let pde = present(pde, 2)?;
+    // The entry of `va` in the table `entry` points to, indexed by the
+    // address bits from `shift` up.
+    let below = |entry: u64, shift: u32| {
+        read_entry::<u64>(
+            mem,
+            gva,
+            (entry & ADDR_MASK) + ((va >> shift) & (ENTRIES - 1)) * 8,
+        )
+    };
+    let pde = present(below(pdpte, 21)?, 2)?;
     let (user, writable) = (pde & PTE_US != 0, pde & PTE_RW != 0);
     if pde & PTE_PS != 0 {
         return Ok(leaf(
@@ -440,19 +454,8 @@ fn walk_pae32(
             writable,
         ));
     }
-    let pte = read_entry::<u64>(
-        mem,
-        gva,
-        (pde & ADDR_MASK) + ((va >> 12) & (ENTRIES - 1)) * 8,
-    )?;
-    let pte = present(pte, 1)?;
-    Ok(leaf(
-        gva,
-        pte & ADDR_MASK,
-        PAGE_SIZE,
-        user && pte & PTE_US != 0,
-        writable && pte & PTE_RW != 0,
-    ))
+    let pte = present(below(pde, 12)?, 1)?;
+    Ok(page_leaf(gva, pte & ADDR_MASK, pte, user, writable))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use super::*;
+use writer::{PT_INTERP, PT_LOAD, PT_NOTE, TEXT_AT};
 
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: u16 = 56;
@@ -14,12 +15,9 @@ const ELFDATA2MSB: u8 = 2;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const EM_X86_64: u16 = 62;
-const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
 
 const MEM_SIZE: usize = 4 << 20;
-const TEXT_AT: u64 = 0x10_0000;
 const DATA_AT: u64 = 0x10_1000;
 const BSS_AT: u64 = 0x10_2000;
 const WINDOW: LoadWindow = LoadWindow {
@@ -30,7 +28,6 @@ const TEXT: [u8; 16] = [
     0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xeb, 0xfe,
 ];
 const DATA: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
-const PT_NOTE: u32 = 4;
 
 /// One program header for [`build`].
 struct Ph {

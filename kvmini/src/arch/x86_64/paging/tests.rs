@@ -238,49 +238,50 @@ fn legacy32_four_mib_and_four_kib_pages() {
     );
 }
 
+/// `gva` is mapped for ring 0 only, read-only: a write is refused as one,
+/// a ring-3 read as the other.
+fn assert_kernel_read_only(m: &GuestMemory, paging: Paging, cr3: u64, gva: u64) {
+    let write = Access {
+        user: false,
+        write: true,
+    };
+    assert_eq!(
+        translate(m, paging, cr3, gva, write),
+        Err(PagingError::NotWritable(Gva::new(gva)))
+    );
+    assert_eq!(
+        translate(m, paging, cr3, gva, USER_READ),
+        Err(PagingError::NotUser(Gva::new(gva)))
+    );
+}
+
+/// Virtual 0x5000 is the page at 0x9000, for ring 0 only, read-only,
+/// whichever level of `entries` (directory, table entry) took the rights.
+fn assert_kernel_read_only_page(m: &GuestMemory, paging: Paging, cr3: u64, entries: (u64, u64)) {
+    let t = translate(m, paging, cr3, 0x5000, KERNEL_READ).unwrap();
+    assert_eq!(
+        (t.gpa.raw(), t.user, t.writable),
+        (0x9000, false, false),
+        "{entries:#x?}"
+    );
+    assert_kernel_read_only(m, paging, cr3, 0x5000);
+}
+
 #[test]
 fn legacy32_access_bits_are_those_of_every_level() {
     let m = mem(16 << 20);
     let pse = paging(PagingMode::Legacy32 { pse: true });
     let (pd, pt): (u64, u32) = (0x1000, 0x2000);
-    let write = Access {
-        user: false,
-        write: true,
-    };
-    let user = Access {
-        user: true,
-        write: false,
-    };
     // A 4 MiB page without R/W or U/S: neither written nor reached
     // from ring 3.
     put32(&m, pd + 4, 0x80_0000 | 0x81);
-    assert_eq!(
-        translate(&m, pse, pd, 0x40_0010, write),
-        Err(PagingError::NotWritable(Gva::new(0x40_0010)))
-    );
-    assert_eq!(
-        translate(&m, pse, pd, 0x40_0010, user),
-        Err(PagingError::NotUser(Gva::new(0x40_0010)))
-    );
+    assert_kernel_read_only(&m, pse, pd, 0x40_0010);
     // A directory entry without R/W or U/S over a page-table entry with
     // both, and the other way round: the page takes the narrower.
     for (pde, pte) in [(0x1, 0x7), (0x7, 0x1)] {
         put32(&m, pd, pt | pde);
         put32(&m, u64::from(pt) + 5 * 4, 0x9000 | pte);
-        let t = translate(&m, pse, pd, 0x5000, KERNEL_READ).unwrap();
-        assert_eq!(
-            (t.gpa.raw(), t.user, t.writable),
-            (0x9000, false, false),
-            "{pde:#x} {pte:#x}"
-        );
-        assert_eq!(
-            translate(&m, pse, pd, 0x5000, write),
-            Err(PagingError::NotWritable(Gva::new(0x5000)))
-        );
-        assert_eq!(
-            translate(&m, pse, pd, 0x5000, user),
-            Err(PagingError::NotUser(Gva::new(0x5000)))
-        );
+        assert_kernel_read_only_page(&m, pse, pd, (pde.into(), pte.into()));
     }
 }
 
@@ -617,43 +618,15 @@ fn pae32_access_bits_are_those_of_every_level() {
     let m = mem(8 << 20);
     let pae = paging(PagingMode::Pae32);
     let (pdpt, pd, pt) = (0x1000u64, 0x2000u64, 0x3000u64);
-    let write = Access {
-        user: false,
-        write: true,
-    };
-    let user = Access {
-        user: true,
-        write: false,
-    };
     put(&m, pdpt, pd | PTE_P);
     // A 2 MiB page without R/W or U/S.
     put(&m, pd + 8, 0x40_0000 | PTE_P | PTE_PS);
-    assert_eq!(
-        translate(&m, pae, pdpt, 0x20_0010, write),
-        Err(PagingError::NotWritable(Gva::new(0x20_0010)))
-    );
-    assert_eq!(
-        translate(&m, pae, pdpt, 0x20_0010, user),
-        Err(PagingError::NotUser(Gva::new(0x20_0010)))
-    );
+    assert_kernel_read_only(&m, pae, pdpt, 0x20_0010);
     let all = PTE_P | PTE_RW | PTE_US;
     for (pde, pte) in [(PTE_P, all), (all, PTE_P)] {
         put(&m, pd, pt | pde);
         put(&m, pt + 5 * 8, 0x9000 | pte);
-        let t = translate(&m, pae, pdpt, 0x5000, KERNEL_READ).unwrap();
-        assert_eq!(
-            (t.gpa.raw(), t.user, t.writable),
-            (0x9000, false, false),
-            "{pde:#x} {pte:#x}"
-        );
-        assert_eq!(
-            translate(&m, pae, pdpt, 0x5000, write),
-            Err(PagingError::NotWritable(Gva::new(0x5000)))
-        );
-        assert_eq!(
-            translate(&m, pae, pdpt, 0x5000, user),
-            Err(PagingError::NotUser(Gva::new(0x5000)))
-        );
+        assert_kernel_read_only_page(&m, pae, pdpt, (pde, pte));
     }
 }
 
