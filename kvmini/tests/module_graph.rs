@@ -9,6 +9,12 @@
 //! edge `d -> a`. A parent using its child, or a child its parent, is not
 //! an edge. Any strongly connected set of two or more siblings is a cycle,
 //! and the test names it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
