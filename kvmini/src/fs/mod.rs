@@ -30,6 +30,7 @@ use crate::stop::StopHandle;
 use crate::view::{GuestView, ViewError};
 
 mod directories;
+mod linux;
 
 /// Largest directory listing one `getdents64` call returns.
 const GETDENTS_MAX: usize = 1 << 20;

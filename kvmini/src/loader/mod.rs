@@ -14,6 +14,7 @@
 mod elf;
 mod error;
 mod file;
+mod linux;
 mod load;
 mod note;
 mod symbols;
@@ -21,6 +22,7 @@ mod symbols;
 pub use elf::{parse_elf, ElfFile, ElfKind, Tls};
 pub use error::{LoaderError, NotePlace};
 pub use file::{read_image_file, ImageFileError};
+pub use linux::{program_headers, ProgramHeaders};
 pub use load::{load_elf, load_flat};
 pub use symbols::{Location, Symbol, SymbolName, Symbols};
 

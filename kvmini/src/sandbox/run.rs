@@ -229,6 +229,13 @@ impl Machine {
                     self.vcpu.complete_in(value);
                     None
                 }
+                Next::Syscall { regs, fs_base } => {
+                    self.vcpu.set_regs(&regs);
+                    if let Some(base) = fs_base {
+                        self.vcpu.set_fs_base(base)?;
+                    }
+                    None
+                }
                 Next::End(ending) => Some(ending),
                 Next::Crashed(crash, regs) => {
                     self.fault_regs = Some(regs);
@@ -332,6 +339,11 @@ impl ExitContext for Cpu<'_> {
 
     fn ring(&mut self) -> Result<u8, VcpuError> {
         Ok(self.vcpu.sregs()?.cs.dpl)
+    }
+
+    fn registers(&mut self) -> Result<(kvm_regs, u64), VcpuError> {
+        let fs_base = self.vcpu.sregs()?.fs.base;
+        Ok((*self.vcpu.regs(), fs_base))
     }
 
     fn memory(&self) -> &GuestMemory {
