@@ -493,8 +493,7 @@ fn a_file_that_is_not_elf_is_named_with_the_flat_hint() {
     }
 }
 
-const DYNAMIC: &str = "this is a dynamically linked Linux program: kvmini runs static programs \
-    written for it, with its guest SDK (link the guest with -static -no-pie)";
+const DYNAMIC: &str = "dynamically linked: kvmini runs static programs (link with -static)";
 const PIE: &str = "position-independent executable (static PIE) or shared object: kvmini runs \
     executables linked at a fixed address; link the guest with -static -no-pie";
 
