@@ -153,3 +153,58 @@ fn a_dynamically_linked_program_is_refused() {
         )
     );
 }
+
+/// Runs the shell command `command` in a new pseudo-terminal (util-linux's
+/// `script`), returning what it printed there.
+fn in_a_terminal(command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn terminal_ioctls_answer_as_the_host_terminal_does() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let binary = env!("CARGO_BIN_EXE_kvmini");
+    // The window size and the settings (TIOCGWINSZ, TCGETS) of the
+    // terminal kvmini runs in, as busybox's stty reads them natively.
+    let setup = "stty cols 77 rows 21";
+    for stty in ["stty size", "stty -g"] {
+        let native = in_a_terminal(&format!("{setup}; {BUSYBOX} {stty}"));
+        let guest = in_a_terminal(&format!("{setup}; {binary} run {BUSYBOX} -- {stty}"));
+        assert_eq!(guest, native, "{stty}");
+    }
+    assert_eq!(
+        in_a_terminal(&format!("{setup}; {binary} run {BUSYBOX} -- stty size")),
+        "21 77\r\n"
+    );
+    // Not a terminal: ENOTTY, as natively.
+    let out = kvmini()
+        .args(["run", BUSYBOX, "--", "stty", "size"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let native = Command::new(BUSYBOX)
+        .args(["stty", "size"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (
+            Some(1),
+            String::new(),
+            "stty: standard input: Inappropriate ioctl for device\n".to_owned()
+        )
+    );
+    assert_eq!(
+        (native.status.code(), text(&native.stderr)),
+        (Some(1), text(&out.stderr))
+    );
+}

@@ -5,7 +5,7 @@
 
 use kvmini_abi::fs::{IoArgs, OpenArgs, SeekArgs, StatArgs, O_SUPPORTED};
 
-use super::{CallResult, Filesystem, StdioSinks};
+use super::{CallResult, Descriptor, Filesystem, StdioSinks};
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::view::GuestView;
@@ -84,6 +84,17 @@ impl Filesystem {
             ..Default::default()
         };
         self.stat(view, &args, path.is_some())
+    }
+
+    /// Which standard stream (0, 1, 2) descriptor `fd` is, `None` for a
+    /// file, `EBADF` when it is not open.
+    pub(crate) fn linux_std_stream(&self, fd: i32) -> Result<Option<usize>, Errno> {
+        Ok(match self.descriptor(fd)? {
+            Descriptor::Stdin => Some(0),
+            Descriptor::Stdout => Some(1),
+            Descriptor::Stderr => Some(2),
+            Descriptor::File(_) => None,
+        })
     }
 
     /// 0 for an open descriptor, else `EBADF`.

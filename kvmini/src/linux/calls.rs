@@ -7,6 +7,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::numbers::*;
+use super::terminal::{TCGETS, TIOCGWINSZ};
 use super::{Process, Syscall, STACK_SIZE};
 use crate::addr::Gva;
 use crate::arch::x86_64::syscall::is_canonical;
@@ -109,7 +110,7 @@ impl Process {
             FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),
             STAT | LSTAT => io.fs.linux_stat(view, Some(a0), 0, a1),
             NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
-            IOCTL => io.fs.linux_check_fd(fd(a0)).and(Err(ENOTTY)),
+            IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(view, a1, a2, a3, fd(call.args[4]), call.args[5]),
             MUNMAP => self.munmap(view, a0, a1),
@@ -294,6 +295,32 @@ impl Process {
                 _ => self.sigmask & !new,
             } & !unblockable;
         }
+        Ok(0)
+    }
+
+    /// `ioctl`: `TCGETS` and `TIOCGWINSZ` on the standard streams where
+    /// they are the host's terminal; `ENOTTY` for everything else.
+    fn ioctl(
+        &self,
+        view: &GuestView<'_>,
+        fs: &Filesystem,
+        fd: i32,
+        request: u64,
+        arg: u64,
+    ) -> Result<i64, Errno> {
+        let stream = fs.linux_std_stream(fd)?;
+        let terminal = stream
+            .and_then(|s| self.terminals.get(s).copied().flatten())
+            .ok_or(ENOTTY)?;
+        let answer: &[u8] = match request & 0xFFFF_FFFF {
+            TCGETS => &terminal.termios,
+            TIOCGWINSZ => terminal.winsize.as_ref().map(|w| &w[..]).ok_or(ENOTTY)?,
+            _ => return Err(ENOTTY),
+        };
+        view.check_writable(Gva::new(arg), answer.len() as u64)
+            .map_err(|_| Errno::EFAULT)?;
+        view.write_bytes(Gva::new(arg), answer)
+            .map_err(|_| Errno::EFAULT)?;
         Ok(0)
     }
 

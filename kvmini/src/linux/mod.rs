@@ -12,6 +12,7 @@ mod calls;
 pub mod entry;
 mod numbers;
 pub mod start;
+pub mod terminal;
 
 use kvm_bindings::kvm_regs;
 
@@ -134,6 +135,8 @@ pub struct Process {
     gid: u32,
     /// The most descriptors the program may have open.
     max_fds: u64,
+    /// What `ioctl` answers on the program's stdin, stdout and stderr.
+    terminals: [Option<terminal::Terminal>; 3],
 }
 
 impl Process {
@@ -150,7 +153,15 @@ impl Process {
             uid,
             gid,
             max_fds: u64::from(max_fds),
+            terminals: [None; 3],
         }
+    }
+
+    /// `ioctl` on the program's stdin, stdout and stderr answers as these
+    /// terminals do (`None`: `ENOTTY`).
+    pub fn with_terminals(mut self, terminals: [Option<terminal::Terminal>; 3]) -> Self {
+        self.terminals = terminals;
+        self
     }
 
     /// Where the program's pieces are.

@@ -19,6 +19,7 @@ use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
 use crate::layout::Layout;
 use crate::linux::start::{self as linux_stack, StartInfo};
+use crate::linux::terminal::Terminal;
 use crate::linux::{LinuxError, Process, ProcessLayout};
 use crate::loader::{self, LoadWindow};
 use crate::memory;
@@ -510,6 +511,15 @@ impl Sandbox {
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
         let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
+        // Which of the guest's standard streams are kvmini's own.
+        let host_streams = [
+            matches!(stdio.stdin, Input::Inherit),
+            matches!(stdio.stdout, Output::Inherit),
+            match &stdio.stderr {
+                Some(stderr) => matches!(stderr, Output::Inherit),
+                None => matches!(stdio.warnings, Output::Inherit),
+            },
+        ];
         let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
         let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
         let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
@@ -554,9 +564,14 @@ impl Sandbox {
             )?,
         };
         let process = match (&config.image, linux) {
-            (Image::Elf(bytes), true) => {
-                Some(linux_start(kvm, &mem, &layout, bytes, &image, &config)?)
-            }
+            (Image::Elf(bytes), true) => Some(linux_start(
+                kvm,
+                &mem,
+                &layout,
+                (bytes, &image),
+                &config,
+                host_streams,
+            )?),
             _ => None,
         };
         let mut boot = boot::boot_state(
@@ -668,9 +683,9 @@ fn linux_start(
     kvm: &Kvm,
     mem: &memory::GuestMemory,
     layout: &Layout,
-    bytes: &[u8],
-    image: &loader::LoadedImage,
+    (bytes, image): (&[u8], &loader::LoadedImage),
     config: &Config,
+    host_streams: [bool; 3],
 ) -> Result<(Process, u64), SandboxError> {
     use vm_memory::{Bytes, GuestAddress};
     let process_layout = ProcessLayout::new(layout, image.highest)?;
@@ -703,5 +718,12 @@ fn linux_start(
         process_layout.stack_bottom,
         &info,
     )?;
-    Ok((Process::new(process_layout, uid, gid, config.max_fds), rsp))
+    let mut terminals = [None; 3];
+    for ((fd, host), terminal) in (0..).zip(host_streams).zip(&mut terminals) {
+        if host {
+            *terminal = Terminal::of_host(fd);
+        }
+    }
+    let process = Process::new(process_layout, uid, gid, config.max_fds).with_terminals(terminals);
+    Ok((process, rsp))
 }
