@@ -32,7 +32,6 @@ const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
-const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_TYPE: u64 = 0x0F;
 const MAP_FIXED: u64 = 0x10;
@@ -112,7 +111,7 @@ impl Process {
             NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
             BRK => Ok(self.set_brk(view, a0)),
-            MMAP => self.mmap(view, a1, a2, a3, fd(call.args[4]), call.args[5]),
+            MMAP => self.mmap(a1, a3),
             MUNMAP => self.munmap(view, a0, a1),
             MPROTECT => mprotect(a0, a1),
             ARCH_PRCTL => match a0 {
@@ -161,22 +160,10 @@ impl Process {
 
     /// `mmap`: anonymous private mappings, taken below the lowest one and
     /// above the break; zero pages.
-    pub(super) fn mmap(
-        &mut self,
-        _view: &GuestView<'_>,
-        len: u64,
-        _prot: u64,
-        flags: u64,
-        fd: i32,
-        offset: u64,
-    ) -> Result<i64, Errno> {
-        let _ = (fd, offset);
+    pub(super) fn mmap(&mut self, len: u64, flags: u64) -> Result<i64, Errno> {
+        // Shared mappings come with file mappings, in a later step.
         if flags & MAP_TYPE != MAP_PRIVATE {
-            return Err(if flags & MAP_TYPE == MAP_SHARED {
-                Errno::EINVAL
-            } else {
-                Errno::EINVAL
-            });
+            return Err(Errno::EINVAL);
         }
         if flags & MAP_ANONYMOUS == 0 {
             return Err(ENODEV);

@@ -69,43 +69,28 @@ fn mmap_takes_pages_below_the_stack_and_enomem_past_the_break() {
     let p = ProcessLayout::new(&layout, 0x20_0000).unwrap();
     let mut process = Process::new(p, 0, 0, 64);
     let private_anon = 0x22;
-    let a = process.mmap(&view, 1, 3, private_anon, -1, 0).unwrap();
+    let a = process.mmap(1, private_anon).unwrap();
     assert_eq!(u64::try_from(a).unwrap(), p.stack_bottom - PAGE_SIZE);
-    let b = process.mmap(&view, 0x2000, 3, private_anon, -1, 0).unwrap();
+    let b = process.mmap(0x2000, private_anon).unwrap();
     assert_eq!(b, a - 0x2000);
     // More than memory holds, lengths near u64::MAX, and zero.
     let enomem = Err(Errno::new(libc::ENOMEM).unwrap());
-    assert_eq!(process.mmap(&view, MEM, 3, private_anon, -1, 0), enomem);
-    assert_eq!(
-        process.mmap(&view, u64::MAX, 3, private_anon, -1, 0),
-        enomem
-    );
-    assert_eq!(
-        process.mmap(&view, u64::MAX - 4095, 3, private_anon, -1, 0),
-        enomem
-    );
-    assert_eq!(
-        process.mmap(&view, 0, 3, private_anon, -1, 0),
-        Err(Errno::EINVAL)
-    );
+    assert_eq!(process.mmap(MEM, private_anon), enomem);
+    assert_eq!(process.mmap(u64::MAX, private_anon), enomem);
+    assert_eq!(process.mmap(u64::MAX - 4095, private_anon), enomem);
+    assert_eq!(process.mmap(0, private_anon), Err(Errno::EINVAL));
     // Shared, file-backed and fixed mappings are not served yet.
+    assert_eq!(process.mmap(4096, 0x21), Err(Errno::EINVAL));
     assert_eq!(
-        process.mmap(&view, 4096, 3, 0x21, -1, 0),
-        Err(Errno::EINVAL)
-    );
-    assert_eq!(
-        process.mmap(&view, 4096, 3, 0x02, 3, 0),
+        process.mmap(4096, 0x02),
         Err(Errno::new(libc::ENODEV).unwrap())
     );
-    assert_eq!(
-        process.mmap(&view, 4096, 3, 0x32, -1, 0),
-        Err(Errno::EINVAL)
-    );
+    assert_eq!(process.mmap(4096, 0x32), Err(Errno::EINVAL));
     // The break cannot grow into a mapping.
     let floor = u64::try_from(b).unwrap();
     assert_eq!(process.set_brk(&view, floor + 1), 0x20_0000);
     assert_eq!(process.set_brk(&view, floor), b);
-    assert_eq!(process.mmap(&view, 4096, 3, private_anon, -1, 0), enomem);
+    assert_eq!(process.mmap(4096, private_anon), enomem);
 }
 
 #[test]
@@ -114,7 +99,7 @@ fn munmap_zeroes_and_gives_the_lowest_pages_back() {
     let view = view(&mem, &layout);
     let p = ProcessLayout::new(&layout, 0x20_0000).unwrap();
     let mut process = Process::new(p, 0, 0, 64);
-    let a = u64::try_from(process.mmap(&view, 0x3000, 3, 0x22, -1, 0).unwrap()).unwrap();
+    let a = u64::try_from(process.mmap(0x3000, 0x22).unwrap()).unwrap();
     mem.write_obj(0x55u8, vm_memory::GuestAddress(a + 0x1000))
         .unwrap();
     assert_eq!(process.munmap(&view, a + 1, 4096), Err(Errno::EINVAL));
@@ -124,12 +109,7 @@ fn munmap_zeroes_and_gives_the_lowest_pages_back() {
     let byte: u8 = vm_memory::Bytes::read_obj(&mem, vm_memory::GuestAddress(a + 0x1000)).unwrap();
     assert_eq!(byte, 0);
     // The same pages come back.
-    assert_eq!(
-        process
-            .mmap(&view, 0x3000, 3, 0x22, -1, 0)
-            .map(|v| v as u64),
-        Ok(a)
-    );
+    assert_eq!(process.mmap(0x3000, 0x22), Ok(i64::try_from(a).unwrap()));
     // Unmapping what is not mapped (the stack, the image) changes nothing.
     mem.write_obj(0x77u8, vm_memory::GuestAddress(p.stack_bottom))
         .unwrap();
