@@ -193,3 +193,38 @@ fn a_musl_program_prints_its_arguments_and_reads_a_granted_file() {
     assert_eq!(ran.status, 1);
     assert_eq!(ran.stderr, "/etc/passwd: No such file or directory\n");
 }
+
+#[test]
+fn a_reset_sandbox_runs_a_linux_program_again_from_its_start() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let build = tempfile::tempdir().unwrap();
+    let program = musl("args_and_file.c", build.path());
+    let dir = data_dir();
+    let stdout = Capture::new();
+    let mut sandbox = Sandbox::builder()
+        .elf_file(&program)
+        .args([program.to_str().unwrap(), "in.txt", "brk"])
+        .dir(dir.path(), "/", true)
+        .reusable(true)
+        .stdout(Output::Writer(stdout.writer()))
+        .build(&kvm)
+        .expect("the sandbox is built");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let before = stdout.contents().len();
+        let outcome = sandbox.run().expect("the run loop does not fail");
+        assert_eq!(outcome.ending, Ending::Exited(7));
+        runs.push(String::from_utf8(stdout.contents()[before..].to_vec()).unwrap());
+        // The break, the mappings, the FS base and the descriptors the
+        // program changed all go back to where they started.
+        sandbox.reset().expect("the sandbox resets");
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[1], runs[2]);
+    let text = &runs[0];
+    assert!(
+        text.contains("three\nlast line without newline\nbrk=0x"),
+        "{text}"
+    );
+    assert!(text.ends_with(" kept=1\n"), "{text}");
+}

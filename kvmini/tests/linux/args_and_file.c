@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int main(int argc, char **argv) {
     printf("argc=%d\n", argc);
@@ -22,6 +23,12 @@ int main(int argc, char **argv) {
         len += n;
     fclose(f);
     printf("read %zu bytes: %.*s", len, (int)len, buf);
+    /* With "brk": where the break and a fresh mapping are, memory kept. */
+    if (argc > 2 && strcmp(argv[2], "brk") == 0) {
+        void *kept = malloc(100000);
+        printf("\nbrk=%p map=%p kept=%d\n", sbrk(0), (void *)buf, kept != 0);
+        return 7;
+    }
     free(buf);
     return 7;
 }
