@@ -208,3 +208,37 @@ fn terminal_ioctls_answer_as_the_host_terminal_does() {
         (Some(1), text(&out.stderr))
     );
 }
+
+#[test]
+fn trace_names_each_system_call() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini()
+        .args(["run", "--trace", BUSYBOX, "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let trace = text(&out.stderr);
+    let lines: Vec<&str> = trace.lines().collect();
+    // Every exit is a system call from the stub (64 MiB: the page below
+    // kvmini's area at 0x3ff0000), by name or by number.
+    for line in &lines {
+        assert!(line.contains("] rip=0x03fef002 syscall "), "{line}");
+    }
+    assert!(
+        lines[0].ends_with("syscall brk(0x0, 0xc, 0x29)"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(" syscall arch_prctl(0x1002, ")));
+    assert!(
+        lines.iter().any(|l| l.contains(" syscall #89(")),
+        "readlink: ENOSYS"
+    );
+    let last = lines.last().unwrap();
+    assert!(last.contains(" syscall exit_group(0x0, "), "{last}");
+}

@@ -277,7 +277,21 @@ impl Machine {
     fn trace_exit(&mut self, n: u64, exit: &Exit) {
         let rip = self.vcpu.regs().rip;
         let name = |port: u16| Port::try_from(port).map(Port::name).unwrap_or("unknown");
+        let syscall = Port::Syscall as u16;
         let line = match exit {
+            // A Linux program's system call, by name, with its first three
+            // arguments.
+            Exit::IoOut { port, .. } if *port == syscall => {
+                let regs = self.vcpu.regs();
+                let nr = regs.rax;
+                format!(
+                    "syscall {}({:#x}, {:#x}, {:#x})",
+                    crate::linux::name(nr).map_or_else(|| format!("#{nr}"), str::to_owned),
+                    regs.rdi,
+                    regs.rsi,
+                    regs.rdx
+                )
+            }
             Exit::IoOut {
                 port,
                 size,
