@@ -227,11 +227,7 @@ fn trace_names_each_system_call() {
     for line in &lines {
         assert!(line.contains("] rip=0x03fef002 syscall "), "{line}");
     }
-    assert!(
-        lines[0].ends_with("syscall brk(0x0, 0xc, 0x29)"),
-        "{}",
-        lines[0]
-    );
+    assert!(lines[0].contains(" syscall brk(0x0, "), "{}", lines[0]);
     assert!(lines
         .iter()
         .any(|l| l.contains(" syscall arch_prctl(0x1002, ")));
