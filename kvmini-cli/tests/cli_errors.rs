@@ -167,7 +167,8 @@ fn dynamically_linked_elf() {
 
 #[test]
 fn position_independent_elf() {
-    let mut elf = elf64_header(ET_DYN, EM_X86_64, 1);
+    // A shared object (entry point 0); a static PIE runs as a Linux program.
+    let mut elf = elf::header64(ET_DYN, EM_X86_64, 0, 1);
     elf.extend(elf::phdr64(PT_LOAD, 5, [0, 0, 0, 120, 120, 0x1000]));
     let Some(line) = run_bytes(&elf) else { return };
     assert_eq!(

@@ -238,3 +238,41 @@ fn trace_names_each_system_call() {
     let last = lines.last().unwrap();
     assert!(last.contains(" syscall exit_group(0x0, "), "{last}");
 }
+
+#[test]
+fn a_static_pie_program_runs_at_kvmini_s_base() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("pie.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n\
+         int main(int argc, char **argv) {\n\
+             printf(\"%s %d %s\\n\", argv[0], argc, argv[argc - 1]);\n\
+             return 5;\n\
+         }\n",
+    )
+    .unwrap();
+    let program = dir.path().join("pie");
+    let built = Command::new("cc")
+        .args(["-static-pie", "-O1", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let program = program.to_str().unwrap();
+    let out = kvmini()
+        .args(["run", program, "--", "a", "last"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let native = Command::new(program).args(["a", "last"]).output().unwrap();
+    assert_eq!(text(&native.stdout), format!("{program} 3 last\n"));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(5), text(&native.stdout), String::new())
+    );
+}

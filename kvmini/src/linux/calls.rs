@@ -8,7 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::numbers::*;
 use super::terminal::{TCGETS, TIOCGWINSZ};
-use super::{Process, Syscall, STACK_SIZE};
+use super::{Process, Syscall};
 use crate::addr::Gva;
 use crate::arch::x86_64::syscall::is_canonical;
 use crate::errno::Errno;
@@ -330,7 +330,7 @@ impl Process {
         }
         if old != 0 {
             let limit = match resource {
-                RLIMIT_STACK => [STACK_SIZE, STACK_SIZE],
+                RLIMIT_STACK => [self.layout.stack_size(), self.layout.stack_size()],
                 RLIMIT_NOFILE => [self.max_fds, self.max_fds],
                 _ => [RLIM_INFINITY, RLIM_INFINITY],
             };

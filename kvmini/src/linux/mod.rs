@@ -26,6 +26,9 @@ use crate::layout::{Layout, PAGE_SIZE};
 /// The size of a Linux program's stack.
 pub const STACK_SIZE: u64 = 8 << 20;
 
+/// The smallest stack a Linux program starts with.
+pub const STACK_MIN: u64 = 64 << 10;
+
 /// Errors setting up a Linux program (never the program's own mistakes,
 /// which are errno values).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -40,7 +43,9 @@ pub enum LinuxError {
     #[error("a Linux program runs at ring 3 in long mode only")]
     NotRing3,
     /// Guest memory has no room for the stack, the stub and the image.
-    #[error("guest memory of {mem_size} bytes has no room for an 8 MiB stack above the image (raise --mem)")]
+    #[error(
+        "guest memory of {mem_size} bytes has no room for a stack above the image (raise --mem)"
+    )]
     NoRoom {
         /// The guest memory size.
         mem_size: u64,
@@ -88,7 +93,9 @@ pub struct ProcessLayout {
 }
 
 impl ProcessLayout {
-    /// The layout for an image that ends at `image_end` in `layout`.
+    /// The layout for an image that ends at `image_end` in `layout`: a
+    /// stack of [`STACK_SIZE`], or of what lies between the image and the
+    /// stub when guest memory is smaller, and at least [`STACK_MIN`].
     pub fn new(layout: &Layout, image_end: u64) -> Result<Self, LinuxError> {
         let no_room = LinuxError::NoRoom {
             mem_size: layout.mem_size,
@@ -97,19 +104,24 @@ impl ProcessLayout {
             .system_base
             .checked_sub(PAGE_SIZE)
             .ok_or(no_room.clone())?;
-        let stack_bottom = stub.checked_sub(STACK_SIZE).ok_or(no_room.clone())?;
         let brk_start = image_end
             .checked_next_multiple_of(PAGE_SIZE)
             .ok_or(no_room.clone())?;
-        if brk_start > stack_bottom {
+        let room = stub.checked_sub(brk_start).ok_or(no_room.clone())?;
+        if room < STACK_MIN {
             return Err(no_room);
         }
         Ok(ProcessLayout {
             stub,
             stack_top: stub,
-            stack_bottom,
+            stack_bottom: stub - room.min(STACK_SIZE),
             brk_start,
         })
+    }
+
+    /// The size of the stack.
+    pub fn stack_size(&self) -> u64 {
+        self.stack_top - self.stack_bottom
     }
 }
 

@@ -29,10 +29,17 @@ fn the_layout_puts_the_stub_below_kvmini_and_the_stack_below_it() {
     assert_eq!(p.stack_top, p.stub);
     assert_eq!(p.stack_bottom, p.stub - STACK_SIZE);
     assert_eq!(p.brk_start, 0x40_1000);
-    // An image reaching into the stack leaves no room.
-    assert!(ProcessLayout::new(&layout, p.stack_bottom + 1).is_err());
+    assert_eq!(p.stack_size(), STACK_SIZE);
+    // Less memory: the stack is what lies between the image and the stub,
+    // down to 64 KiB.
+    let small = Layout::new(4 << 20);
+    let q = ProcessLayout::new(&small, 0x10_0000).unwrap();
+    assert_eq!((q.stack_bottom, q.stack_top), (0x10_0000, 0x3E_F000));
+    let q = ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN).unwrap();
+    assert_eq!(q.stack_size(), STACK_MIN);
+    assert!(ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN + 1).is_err());
+    assert!(ProcessLayout::new(&layout, p.stub).is_err());
     assert!(ProcessLayout::new(&layout, u64::MAX).is_err());
-    assert!(ProcessLayout::new(&Layout::new(8 << 20), 0x10_0000).is_err());
 }
 
 #[test]

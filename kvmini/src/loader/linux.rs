@@ -3,7 +3,7 @@
 
 use object::read::elf::{FileHeader as _, ProgramHeader as _};
 
-use super::elf::{ElfFile, LE};
+use super::elf::{ElfFile, ElfKind, LE};
 use super::LoaderError;
 
 /// The program header table as a loaded program sees it.
@@ -39,8 +39,15 @@ pub fn program_headers(bytes: &[u8]) -> Result<ProgramHeaders, LoaderError> {
                 .flatten()
         })
     };
+    // A static PIE is loaded at kvmini's base (see `elf::parse`).
+    let base = match elf.kind() {
+        ElfKind::PositionIndependent => super::LINUX_PIE_BASE,
+        ElfKind::Executable => 0,
+    };
     Ok(ProgramHeaders {
-        address: from_phdr.or_else(from_load).unwrap_or(0),
+        address: from_phdr
+            .or_else(from_load)
+            .map_or(0, |a| a.wrapping_add(base)),
         entry_size: u64::from(header.e_phentsize(LE)),
         count: u64::from(header.e_phnum(LE)),
     })

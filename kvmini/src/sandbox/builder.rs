@@ -540,18 +540,13 @@ impl Sandbox {
         if linux && (config.mode != CpuMode::Long || ring != Ring::Three) {
             return Err(LinuxError::NotRing3.into());
         }
-        let load_end = if linux {
-            ProcessLayout::new(&layout, ELF_LOAD_MIN)?.stack_bottom
-        } else {
-            layout.system_base
-        };
         let image = match &config.image {
             Image::Elf(bytes) => loader::load_elf(
                 &mem,
                 bytes,
                 &LoadWindow {
                     start: ELF_LOAD_MIN,
-                    end: load_end,
+                    end: layout.system_base,
                 },
             )?,
             Image::Flat(bytes) => loader::load_flat(
