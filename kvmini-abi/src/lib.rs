@@ -7,6 +7,7 @@
 //!
 //! | port | call | instruction | value |
 //! |---|---|---|---|
+//! | `0xE8` | Linux system call | `out` byte | ignored: the call is in the registers (Linux programs only) |
 //! | `0xE9` | console | `out` byte | one character |
 //! | `0x0400` | `printVal` | `out` 32-bit | the value, printed in decimal with a newline |
 //! | `0x0401` | `getNumExits` | `in` 32-bit | exits since the guest started, this one included |
@@ -145,6 +146,11 @@ ports! {
     Argv = 0x0421, "argv", Out 4;
     /// Several filesystem or host calls in one exit ([`batch::BatchArgs`]).
     Batch = 0x0422, "batch", Out 4;
+    /// `out` of one byte (ignored) from the system-call stub of a Linux
+    /// program: the call is in the registers (RAX the number, RDI, RSI,
+    /// RDX, R10, R8, R9 the arguments), its result goes to RAX. Served
+    /// only for Linux programs (docs/linux.md).
+    Syscall = 0x00E8, "syscall", Out 1;
 }
 
 /// The error for a port that no hypercall owns.
@@ -218,7 +224,7 @@ mod tests {
 
     /// The ABI as written out by hand, row by row: the table must produce
     /// exactly this, in this order.
-    const EXPECTED: [(u16, &str, Direction, u8); 26] = [
+    const EXPECTED: [(u16, &str, Direction, u8); 27] = [
         (0x00E9, "console", Direction::Out, 1),
         (0x0400, "printVal", Direction::Out, 4),
         (0x0401, "getNumExits", Direction::In, 4),
@@ -245,6 +251,7 @@ mod tests {
         (0x0420, "host_call", Direction::Out, 4),
         (0x0421, "argv", Direction::Out, 4),
         (0x0422, "batch", Direction::Out, 4),
+        (0x00E8, "syscall", Direction::Out, 1),
     ];
 
     #[test]
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn unknown_ports_are_rejected() {
-        for raw in [0u16, 0xE8, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0423, u16::MAX] {
+        for raw in [0u16, 0xE7, 0xEA, 0x03FF, 0x0406, 0x040F, 0x0423, u16::MAX] {
             assert_eq!(Port::try_from(raw), Err(UnknownPort(raw)));
         }
     }

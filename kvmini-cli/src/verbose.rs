@@ -42,6 +42,7 @@ pub fn describe(mode: CpuMode, layout: &Layout, entry: u64) -> Vec<String> {
         flat: true,
         entry,
         fsgsbase: false,
+        syscall_entry: None,
     };
     let state = boot_state(layout, &spec);
     let s = state.sregs.over(kvm_sregs::default());

@@ -104,6 +104,7 @@ fn kvmini_build_steps(kvm: &Kvm, ring: Ring) -> [Duration; 6] {
             flat: true,
             entry: loaded.entry,
             fsgsbase: kvmini::cpu::has_fsgsbase(kvm.supported_cpuid()),
+            syscall_entry: None,
         },
     );
     boot.tables.write_to(&mem).expect("tables");
@@ -132,6 +133,7 @@ fn vcpu_setup(kvm: &Kvm, n: u32) {
             flat: true,
             entry: 0,
             fsgsbase: false,
+            syscall_entry: None,
         },
     );
     let names = [

@@ -16,6 +16,7 @@ use crate::block::{self, Unusable};
 use crate::errno::Errno;
 use crate::fs::{Filesystem, StdioSinks};
 use crate::host::HostFunctions;
+use crate::linux::{Effect, Io, Process, Syscall};
 use crate::memory;
 use crate::output::{GuestStream, StreamError};
 use crate::stop::StopHandle;
@@ -64,6 +65,8 @@ pub enum Hypercall {
     /// Run the calls listed in the batch block at this guest-virtual
     /// address.
     Batch(u64),
+    /// A Linux program's system call; the call is in the registers.
+    Syscall,
     /// A call whose arguments and result are in a block at a guest-virtual
     /// address: the filesystem calls, host calls and argv.
     Block {
@@ -87,6 +90,7 @@ impl Hypercall {
             Port::GetNumExits => Hypercall::GetNumExits,
             Port::Exception => Hypercall::Exception,
             Port::Batch => Hypercall::Batch(u64::from(value)),
+            Port::Syscall => Hypercall::Syscall,
             port => Hypercall::Block {
                 port,
                 address: u64::from(value),
@@ -105,6 +109,7 @@ impl Hypercall {
             Hypercall::GetNumExits => Port::GetNumExits,
             Hypercall::Exception => Port::Exception,
             Hypercall::Batch(_) => Port::Batch,
+            Hypercall::Syscall => Port::Syscall,
             Hypercall::Block { port, .. } => port,
         }
     }
@@ -128,6 +133,9 @@ pub struct Hypercalls {
     batch_entries: Vec<(Port, u64)>,
     /// The sandbox's stop handle, checked between the calls of a batch.
     stop: StopHandle,
+    /// A Linux program's state, and what it started as (for a reset);
+    /// `None` for an SDK guest.
+    linux: Option<(Box<Process>, Box<Process>)>,
 }
 
 impl std::fmt::Debug for Hypercalls {
@@ -167,6 +175,7 @@ impl Hypercalls {
             argv: Vec::new(),
             batch_entries: Vec::new(),
             stop: StopHandle::new(),
+            linux: None,
         }
     }
 
@@ -203,6 +212,43 @@ impl Hypercalls {
             self.argv.push(0);
         }
         self
+    }
+
+    /// Serves the system calls of a Linux program, which starts as
+    /// `process`.
+    pub fn with_linux(mut self, process: Process) -> Self {
+        self.linux = Some((Box::new(process.clone()), Box::new(process)));
+        self
+    }
+
+    /// The Linux program's state, if the guest is one.
+    pub fn linux(&self) -> Option<&Process> {
+        self.linux.as_ref().map(|(current, _)| &**current)
+    }
+
+    /// Serves a Linux program's system call `call` (with its FS base at
+    /// the exit); `None` for an SDK guest, which has no system calls.
+    pub fn serve_syscall(
+        &mut self,
+        call: &Syscall,
+        view: &GuestView<'_>,
+        fs_base: u64,
+    ) -> Option<Effect> {
+        let (process, _) = self.linux.as_mut()?;
+        let stderr = match self.stderr.as_mut() {
+            Some(stderr) => stderr,
+            None => &mut self.warnings,
+        };
+        let mut stdio = StdioSinks {
+            stdout: &mut self.stdout,
+            stderr,
+            stop: &self.stop,
+        };
+        let mut io = Io {
+            fs: &mut self.fs,
+            stdio: &mut stdio,
+        };
+        Some(process.serve(call, view, &mut io, fs_base))
     }
 
     /// The guest's filesystem.
@@ -254,7 +300,9 @@ impl Hypercalls {
             }
             Hypercall::Batch(address) => self.block_call(Port::Batch, address, view),
             Hypercall::Block { port, address } => self.block_call(port, address, view),
-            Hypercall::GetNumExits | Hypercall::Exception => Ok(Action::Resume),
+            Hypercall::GetNumExits | Hypercall::Exception | Hypercall::Syscall => {
+                Ok(Action::Resume)
+            }
         }
     }
 
@@ -439,6 +487,9 @@ impl Hypercalls {
     /// Forgets per-run state: the guest's descriptors.
     pub fn reset(&mut self) {
         self.fs.reset();
+        if let Some((current, start)) = self.linux.as_mut() {
+            current.clone_from(start);
+        }
     }
 
     /// Flushes the guest's output. Only the guest's stdout can fail it;

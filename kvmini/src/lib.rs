@@ -77,6 +77,7 @@ pub mod host;
 pub mod hypercall;
 pub mod kvm;
 pub mod layout;
+pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod output;

@@ -176,6 +176,23 @@ impl Vcpu {
         self.fd.set_sync_dirty_reg(SyncReg::Register);
     }
 
+    /// Sets the general registers for when the guest resumes (through the
+    /// sync-regs area).
+    pub fn set_regs(&mut self, regs: &kvm_regs) {
+        self.fd.sync_regs_mut().regs = *regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// Sets the FS base for when the guest resumes: the system registers
+    /// of this exit with FS's base changed, through the sync-regs area.
+    pub fn set_fs_base(&mut self, base: u64) -> Result<(), VcpuError> {
+        let mut sregs = self.sregs()?;
+        sregs.fs.base = base;
+        self.fd.sync_regs_mut().sregs = sregs;
+        self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        Ok(())
+    }
+
     /// System registers as of the last exit: from the sync-regs area, or
     /// with `KVM_GET_SREGS` when they are not synced.
     pub fn sregs(&mut self) -> Result<kvm_sregs, VcpuError> {

@@ -110,6 +110,23 @@ impl Vm {
         } else {
             None
         };
+        if !boot.msrs.is_empty() {
+            let entries: Vec<kvm_bindings::kvm_msr_entry> = boot
+                .msrs
+                .iter()
+                .map(|&(index, data)| kvm_bindings::kvm_msr_entry {
+                    index,
+                    data,
+                    ..Default::default()
+                })
+                .collect();
+            let msrs = kvm_bindings::Msrs::from_entries(&entries)
+                .map_err(|_| setup("MSRs")(kvm_ioctls::Error::new(libc::E2BIG)))?;
+            let set = fd.set_msrs(&msrs).map_err(setup("MSRs"))?;
+            if set != entries.len() {
+                return Err(setup("MSRs")(kvm_ioctls::Error::new(libc::EINVAL)).into());
+            }
+        }
         let reset = reset_sregs(&fd).map_err(setup("system registers"))?;
         fd.set_fpu(&boot.fpu).map_err(setup("FPU state"))?;
         let run_size = kvm

@@ -29,6 +29,7 @@
 
 /* Hypercall ports; these mirror `Port` in kvmini-abi/src/lib.rs. */
 #define KVMINI_PORT_CONSOLE       0x00E9 /* out  8-bit: print one byte       */
+#define KVMINI_PORT_SYSCALL       0x00E8 /* out  8-bit: Linux programs only  */
 #define KVMINI_PORT_PRINT_VAL     0x0400 /* out 32-bit: print decimal + '\n' */
 #define KVMINI_PORT_GET_NUM_EXITS 0x0401 /* in  32-bit: exits so far         */
 #define KVMINI_PORT_DISPLAY       0x0402 /* out 32-bit: address of a string  */

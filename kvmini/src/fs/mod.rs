@@ -30,6 +30,7 @@ use crate::stop::StopHandle;
 use crate::view::{GuestView, ViewError};
 
 mod directories;
+mod linux;
 
 /// Most bytes one `getdents64` call, or one read of a stdin reader, takes.
 const GETDENTS_MAX: usize = 1 << 20;

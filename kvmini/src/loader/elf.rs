@@ -277,13 +277,31 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(LoadedImage, Vec<&[u8]>), LoaderErr
     if elf.has_interpreter() {
         return Err(LoaderError::DynamicallyLinked);
     }
-    if elf.kind() == ElfKind::PositionIndependent {
-        return Err(LoaderError::PositionIndependent);
+    // A static PIE without kvmini's note is a Linux program, loaded at
+    // kvmini's base; one with an entry point of 0 is a shared object. SDK
+    // guests stay linked at a fixed address.
+    let base = match elf.kind() {
+        ElfKind::PositionIndependent if elf.entry() != 0 && elf.abi_version()?.is_none() => {
+            super::LINUX_PIE_BASE
+        }
+        ElfKind::PositionIndependent => return Err(LoaderError::PositionIndependent),
+        ElfKind::Executable if elf.has_dynamic_section() => {
+            return Err(LoaderError::DynamicSection)
+        }
+        ElfKind::Executable => 0,
+    };
+    let (mut segments, contents): (Vec<Segment>, Vec<&[u8]>) = elf.segments()?.into_iter().unzip();
+    for (index, segment) in segments.iter_mut().enumerate() {
+        segment.vaddr = segment
+            .vaddr
+            .checked_add(base)
+            .filter(|v| v.checked_add(segment.mem_size).is_some())
+            .ok_or(LoaderError::SegmentAddressOverflow {
+                index,
+                vaddr: segment.vaddr,
+                mem_size: segment.mem_size,
+            })?;
     }
-    if elf.has_dynamic_section() {
-        return Err(LoaderError::DynamicSection);
-    }
-    let (segments, contents): (Vec<Segment>, Vec<&[u8]>) = elf.segments()?.into_iter().unzip();
     if segments.is_empty() {
         return Err(LoaderError::NoLoadSegments);
     }
@@ -302,7 +320,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(LoadedImage, Vec<&[u8]>), LoaderErr
         }
     }
 
-    let entry = elf.entry();
+    let entry = elf.entry().wrapping_add(base);
     let entry_ok = segments
         .iter()
         .any(|s| s.flags & PF_X != 0 && entry >= s.vaddr && entry < s.end());

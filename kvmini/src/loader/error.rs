@@ -54,10 +54,7 @@ pub enum LoaderError {
     },
     /// A PT_INTERP program header is present: the file asks for a dynamic
     /// loader, as an ordinary Linux program does (PIE or not).
-    #[error(
-        "this is a dynamically linked Linux program: kvmini runs static programs written \
-         for it, with its guest SDK (link the guest with -static -no-pie)"
-    )]
+    #[error("dynamically linked: kvmini runs static programs (link with -static)")]
     DynamicallyLinked,
     /// An ET_EXEC file with a PT_DYNAMIC program header and no interpreter:
     /// dynamic relocations kvmini would not apply.

@@ -14,6 +14,7 @@
 mod elf;
 mod error;
 mod file;
+mod linux;
 mod load;
 mod note;
 mod symbols;
@@ -21,8 +22,14 @@ mod symbols;
 pub use elf::{parse_elf, ElfFile, ElfKind, Tls};
 pub use error::{LoaderError, NotePlace};
 pub use file::{read_image_file, ImageFileError};
+pub use linux::{program_headers, ProgramHeaders};
 pub use load::{load_elf, load_flat};
 pub use symbols::{Location, Symbol, SymbolName, Symbols};
+
+/// Where a static PIE Linux program (`ET_DYN` without an interpreter or
+/// kvmini's note) is loaded: where fixed-address x86-64 executables are
+/// usually linked (docs/linux.md).
+pub const LINUX_PIE_BASE: u64 = 0x40_0000;
 
 /// Segment flag: executable.
 pub const PF_X: u32 = 1;

@@ -18,6 +18,9 @@ use crate::host::{HostCall, HostFunctions};
 use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
 use crate::layout::Layout;
+use crate::linux::start::{self as linux_stack, StartInfo};
+use crate::linux::terminal::Terminal;
+use crate::linux::{LinuxError, Process, ProcessLayout};
 use crate::loader::{self, LoadWindow};
 use crate::memory;
 use crate::modes::{self, CpuMode};
@@ -508,6 +511,15 @@ impl Sandbox {
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
         let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
+        // Which of the guest's standard streams are kvmini's own.
+        let host_streams = [
+            matches!(stdio.stdin, Input::Inherit),
+            matches!(stdio.stdout, Output::Inherit),
+            match &stdio.stderr {
+                Some(stderr) => matches!(stderr, Output::Inherit),
+                None => matches!(stdio.warnings, Output::Inherit),
+            },
+        ];
         let stdout = GuestStream::new(stdio.stdout, Stream::Stdout);
         let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
         let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
@@ -519,6 +531,15 @@ impl Sandbox {
         let ring = config
             .ring
             .unwrap_or(if flat { Ring::Zero } else { Ring::Three });
+        // An ELF image without kvmini's ABI note is a Linux program: it
+        // loads below its stack and stub (docs/linux.md).
+        let linux = match &config.image {
+            Image::Elf(bytes) => loader::parse_elf(bytes)?.abi_version.is_none(),
+            Image::Flat(_) => false,
+        };
+        if linux && (config.mode != CpuMode::Long || ring != Ring::Three) {
+            return Err(LinuxError::NotRing3.into());
+        }
         let image = match &config.image {
             Image::Elf(bytes) => loader::load_elf(
                 &mem,
@@ -537,7 +558,18 @@ impl Sandbox {
                 },
             )?,
         };
-        let boot = boot::boot_state(
+        let process = match (&config.image, linux) {
+            (Image::Elf(bytes), true) => Some(linux_start(
+                kvm,
+                &mem,
+                &layout,
+                (bytes, &image),
+                &config,
+                host_streams,
+            )?),
+            _ => None,
+        };
+        let mut boot = boot::boot_state(
             &layout,
             &BootSpec {
                 mode: config.mode,
@@ -545,8 +577,12 @@ impl Sandbox {
                 flat,
                 entry: image.entry,
                 fsgsbase: cpu::has_fsgsbase(kvm.supported_cpuid()),
+                syscall_entry: process.as_ref().map(|(p, _)| p.layout().stub),
             },
         );
+        if let Some((_, rsp)) = &process {
+            boot.regs.rsp = *rsp;
+        }
         boot.tables.write_to(&mem)?;
         if let Some(snapshot) = &snapshot {
             // Everything written so far: the image and kvmini's own area.
@@ -554,7 +590,16 @@ impl Sandbox {
                 image.lowest & !0xFFF,
                 image.highest.next_multiple_of(0x1000),
             );
-            snapshot.freeze(&mem, &[image_range, (layout.system_base, layout.mem_size)])?;
+            // A Linux program's stack and stub too.
+            let stack = process
+                .as_ref()
+                .map_or((layout.system_base, layout.system_base), |(_, rsp)| {
+                    (rsp & !0xFFF, layout.system_base)
+                });
+            snapshot.freeze(
+                &mem,
+                &[image_range, stack, (layout.system_base, layout.mem_size)],
+            )?;
         }
         let vm = Vm::new(kvm, mem)?;
         // The vCPU is given KVM's supported CPUID as it is (see `Vm::create_vcpu`).
@@ -573,7 +618,9 @@ impl Sandbox {
                 cr3: layout.pml4(),
                 identity: page_tables::user_identity_range(&layout, flat),
             });
-        vcpu.sync_system_registers(fixed_paging.is_none());
+        // A Linux program's system calls need CS and the FS base at each
+        // exit: the system registers come with every exit.
+        vcpu.sync_system_registers(fixed_paging.is_none() || process.is_some());
         let own_stop = StopHandle::new();
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
@@ -583,6 +630,9 @@ impl Sandbox {
                 .with_argv(&config.args);
             if let Some(stderr) = stderr {
                 calls = calls.with_stderr_stream(stderr);
+            }
+            if let Some((process, _)) = process {
+                calls = calls.with_linux(process);
             }
             calls
         };
@@ -620,4 +670,55 @@ impl Sandbox {
             host_stack_size: config.host_stack_size,
         })
     }
+}
+
+/// The start of a Linux program already loaded as `image`: its stub, its
+/// initial stack (returning RSP) and its process state.
+fn linux_start(
+    kvm: &Kvm,
+    mem: &memory::GuestMemory,
+    layout: &Layout,
+    (bytes, image): (&[u8], &loader::LoadedImage),
+    config: &Config,
+    host_streams: [bool; 3],
+) -> Result<(Process, u64), SandboxError> {
+    use vm_memory::{Bytes, GuestAddress};
+    let process_layout = ProcessLayout::new(layout, image.highest)?;
+    mem.write_slice(
+        &crate::arch::x86_64::syscall::STUB,
+        GuestAddress(process_layout.stub),
+    )
+    .map_err(LinuxError::from)?;
+    let phdrs = loader::program_headers(bytes)?;
+    let mut random = [0u8; 16];
+    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| SandboxError::Output(e.into()))?;
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let hwcap = cpu::cpuid_entry(kvm.supported_cpuid(), 1, 0).map_or(0, |e| e.edx);
+    let info = StartInfo {
+        args: config.args.clone(),
+        phdr: phdrs.address,
+        phent: phdrs.entry_size,
+        phnum: phdrs.count,
+        entry: image.entry,
+        random,
+        uid,
+        gid,
+        hwcap,
+    };
+    let rsp = linux_stack::write_initial_stack(
+        mem,
+        process_layout.stack_top,
+        process_layout.stack_bottom,
+        &info,
+    )?;
+    let mut terminals = [None; 3];
+    for ((fd, host), terminal) in (0..).zip(host_streams).zip(&mut terminals) {
+        if host {
+            *terminal = Terminal::of_host(fd);
+        }
+    }
+    let process = Process::new(process_layout, uid, gid, config.max_fds).with_terminals(terminals);
+    Ok((process, rsp))
 }

@@ -15,6 +15,7 @@ use super::outcome::{Crash, Ending, Stats, Unserved};
 use crate::cpu::{self, ExceptionFrame};
 use crate::hypercall::{Action, Hypercall, Hypercalls};
 use crate::layout::Layout;
+use crate::linux;
 use crate::memory::GuestMemory;
 use crate::modes::{self, CpuMode};
 use crate::output::StreamError;
@@ -109,6 +110,14 @@ pub enum Next {
     SetRax(u64),
     /// Complete the `in` with this value, then enter the guest again.
     CompleteIn(u32),
+    /// Return from a Linux program's system call: enter the guest with
+    /// these registers, and this FS base when it changed.
+    Syscall {
+        /// The general registers to resume with.
+        regs: kvm_regs,
+        /// The new FS base (`arch_prctl(ARCH_SET_FS)`).
+        fs_base: Option<u64>,
+    },
     /// End the run.
     End(Ending),
     /// End the run with a crash kvmini's exception handler reported; the
@@ -139,6 +148,8 @@ pub trait ExitContext {
     fn handler_state(&mut self) -> Result<HandlerState, VcpuError>;
     /// The ring the guest is in.
     fn ring(&mut self) -> Result<u8, VcpuError>;
+    /// The general registers and the FS base at this exit.
+    fn registers(&mut self) -> Result<(kvm_regs, u64), VcpuError>;
     /// Guest memory.
     fn memory(&self) -> &GuestMemory;
     /// The guest physical memory map.
@@ -176,6 +187,7 @@ pub fn serve(
                     u32::try_from(stats.exits).unwrap_or(u32::MAX),
                 )),
                 Hypercall::Exception => crash(cpu),
+                Hypercall::Syscall => syscall(calls, cpu),
                 call => {
                     let view = cpu.view()?;
                     let action = match calls.serve(call, &view) {
@@ -229,6 +241,50 @@ pub fn serve(
         }
         Decoded::Interrupted => Ok(Next::Resume),
     }
+}
+
+/// Serves a Linux program's system call: where it returns to is decided
+/// first (from the ring at the exit, [`linux::entry::return_path`]), so
+/// a call that cannot return does nothing; then the call is served from
+/// the registers and its result goes to RAX. An SDK guest has no system
+/// calls: the port is unknown to it, as before it existed.
+fn syscall(calls: &mut Hypercalls, cpu: &mut dyn ExitContext) -> Result<Next, ExitError> {
+    let Some(stub) = calls.linux().map(|process| process.layout().stub) else {
+        return Ok(Next::End(Ending::Unserved(Unserved::UnknownPort {
+            port: Port::Syscall as u16,
+            direction: Direction::Out,
+            size: 1,
+        })));
+    };
+    let ring = cpu.ring()?;
+    let (regs, fs_base) = cpu.registers()?;
+    if let Err(bad) = linux::entry::return_path(ring, &regs, stub, 0) {
+        return Ok(Next::End(Ending::Unserved(Unserved::BadSyscallReturn {
+            rcx: bad.rcx,
+            rip: bad.rip,
+            ring: bad.ring,
+        })));
+    }
+    let call = linux::Syscall::from_regs(&regs);
+    let effect = {
+        let view = cpu.view()?;
+        calls.serve_syscall(&call, &view, fs_base)
+    };
+    let (result, fs_base) = match effect {
+        Some(linux::Effect::Return(value)) => (value, None),
+        Some(linux::Effect::SetFsBase(base)) => (0, Some(base)),
+        Some(linux::Effect::Exit(code)) => return Ok(Next::End(Ending::Exited(code))),
+        None => return Ok(Next::Resume),
+    };
+    let result = u64::from_ne_bytes(result.to_ne_bytes());
+    Ok(match linux::entry::return_path(ring, &regs, stub, result) {
+        Ok(regs) => Next::Syscall { regs, fs_base },
+        Err(bad) => Next::End(Ending::Unserved(Unserved::BadSyscallReturn {
+            rcx: bad.rcx,
+            rip: bad.rip,
+            ring: bad.ring,
+        })),
+    })
 }
 
 /// Reads the frame that kvmini's exception handler left on its stack: the

@@ -71,6 +71,11 @@ impl ExitContext for Fake {
         Ok(self.ring)
     }
 
+    fn registers(&mut self) -> Result<(kvm_bindings::kvm_regs, u64), VcpuError> {
+        self.fault()?;
+        Ok((kvm_bindings::kvm_regs::default(), 0))
+    }
+
     fn memory(&self) -> &GuestMemory {
         &self.mem
     }

@@ -41,6 +41,9 @@ pub enum SandboxError {
     /// The image could not be loaded.
     #[error(transparent)]
     Loader(#[from] LoaderError),
+    /// A Linux program could not be started.
+    #[error(transparent)]
+    Linux(#[from] crate::linux::LinuxError),
     /// The VM could not be created.
     #[error(transparent)]
     Vm(#[from] VmError),

@@ -89,6 +89,17 @@ pub enum Unserved {
     },
     /// A write to the exception port that did not come from kvmini's handlers.
     ForgedException,
+    /// A system call of a Linux program that cannot return: RCX (where the
+    /// program resumes) is not canonical, or the port was used at ring 0
+    /// from outside kvmini's stub (docs/linux.md).
+    BadSyscallReturn {
+        /// RCX at the exit.
+        rcx: u64,
+        /// RIP at the exit.
+        rip: u64,
+        /// The ring the exit came from.
+        ring: u8,
+    },
     /// Access to guest-physical memory that does not exist.
     Mmio {
         /// The address.
@@ -121,6 +132,11 @@ impl fmt::Display for Unserved {
             Direction::Out => "out",
         };
         match self {
+            Unserved::BadSyscallReturn { rcx, rip, ring } => write!(
+                f,
+                "system call from ring {ring} at {rip:#x} cannot return to RCX {rcx:#x} \
+                 (a non-canonical address, or the port used outside kvmini's stub)"
+            ),
             Unserved::UnknownPort {
                 port,
                 direction,

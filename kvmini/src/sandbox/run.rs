@@ -239,6 +239,13 @@ impl Machine {
                     self.vcpu.complete_in(value);
                     None
                 }
+                Next::Syscall { regs, fs_base } => {
+                    self.vcpu.set_regs(&regs);
+                    if let Some(base) = fs_base {
+                        self.vcpu.set_fs_base(base)?;
+                    }
+                    None
+                }
                 Next::End(ending) => Some(ending),
                 Next::Crashed(crash, regs) => {
                     self.fault_regs = Some(regs);
@@ -280,7 +287,21 @@ impl Machine {
     fn trace_exit(&mut self, n: u64, exit: &Exit) {
         let rip = self.vcpu.regs().rip;
         let name = |port: u16| Port::try_from(port).map(Port::name).unwrap_or("unknown");
+        let syscall = Port::Syscall as u16;
         let line = match exit {
+            // A Linux program's system call, by name, with its first three
+            // arguments.
+            Exit::IoOut { port, .. } if *port == syscall => {
+                let regs = self.vcpu.regs();
+                let nr = regs.rax;
+                format!(
+                    "syscall {}({:#x}, {:#x}, {:#x})",
+                    crate::linux::name(nr).map_or_else(|| format!("#{nr}"), str::to_owned),
+                    regs.rdi,
+                    regs.rsi,
+                    regs.rdx
+                )
+            }
             Exit::IoOut {
                 port,
                 size,
@@ -342,6 +363,11 @@ impl ExitContext for Cpu<'_> {
 
     fn ring(&mut self) -> Result<u8, VcpuError> {
         Ok(self.vcpu.sregs()?.cs.dpl)
+    }
+
+    fn registers(&mut self) -> Result<(kvm_regs, u64), VcpuError> {
+        let fs_base = self.vcpu.sregs()?.fs.base;
+        Ok((*self.vcpu.regs(), fs_base))
     }
 
     fn memory(&self) -> &GuestMemory {

@@ -11,12 +11,13 @@ use kvm_bindings::{kvm_dtable, kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 
 use super::bits::{
     CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_WP, CR4_FSGSBASE, CR4_OSFXSR, CR4_OSXMMEXCPT,
-    CR4_OSXSAVE, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, RFLAGS_IOPL3, RFLAGS_RESERVED,
+    CR4_OSXSAVE, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_SCE, RFLAGS_IOPL3, RFLAGS_RESERVED,
 };
 use super::cpu::{self, Ring, EXCEPTION_VECTORS, GDT_ENTRIES, TSS_SEL};
 use super::descriptor::{self, Descriptor};
 use super::modes::{CpuMode, REAL_MODE_IVT_LIMIT, REAL_MODE_STACK};
 use super::page_tables;
+use super::syscall;
 use super::tables::Tables;
 use crate::layout::Layout;
 
@@ -36,6 +37,10 @@ pub struct BootSpec {
     /// long-mode guest then gets CR4.FSGSBASE, as Linux gives its
     /// processes, so that a ring-3 guest may use them on every host.
     pub fsgsbase: bool,
+    /// Where `syscall` jumps (a Linux program's stub): EFER.SCE on and the
+    /// `syscall` MSRs set ([`super::syscall`]); `None` for every other
+    /// guest, which keeps `syscall` undefined as before.
+    pub syscall_entry: Option<u64>,
 }
 
 /// The system registers kvmini sets; the rest (CR2, CR8, the APIC base,
@@ -113,6 +118,9 @@ pub struct BootState {
     pub xsave: bool,
     /// What to write into guest memory before the first run.
     pub tables: Tables,
+    /// Model-specific registers to set, by index (the `syscall` MSRs of a
+    /// Linux program; none otherwise).
+    pub msrs: Vec<(u32, u64)>,
 }
 
 /// The boot state of a guest in `layout` started as `spec`.
@@ -124,6 +132,19 @@ pub fn boot_state(layout: &Layout, spec: &BootSpec) -> BootState {
         fpu: initial_fpu(),
         xsave: long,
         tables: tables(layout, spec),
+        msrs: syscall_msrs(spec),
+    }
+}
+
+/// STAR, LSTAR and FMASK for a guest with a `syscall` entry.
+fn syscall_msrs(spec: &BootSpec) -> Vec<(u32, u64)> {
+    match spec.syscall_entry {
+        Some(entry) if spec.mode == CpuMode::Long => vec![
+            (syscall::MSR_STAR, syscall::STAR),
+            (syscall::MSR_LSTAR, entry),
+            (syscall::MSR_FMASK, syscall::FMASK),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -205,7 +226,9 @@ fn system_registers(layout: &Layout, spec: &BootSpec) -> SystemRegisters {
         cr0,
         cr3: cr3(mode, layout),
         cr4,
-        efer: if mode == CpuMode::Long {
+        efer: if mode == CpuMode::Long && spec.syscall_entry.is_some() {
+            EFER_LME | EFER_LMA | EFER_SCE
+        } else if mode == CpuMode::Long {
             EFER_LME | EFER_LMA
         } else {
             0

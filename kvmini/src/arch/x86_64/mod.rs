@@ -12,4 +12,5 @@ pub mod descriptor;
 pub mod modes;
 pub mod page_tables;
 pub mod paging;
+pub mod syscall;
 pub mod tables;

@@ -187,3 +187,20 @@ fn the_segment_is_read_before_the_sections() {
     w.section(SHT_NOTE, sec, 0, 0, 4);
     assert_eq!(version_of(&w.bytes()).unwrap(), Some(ABI_VERSION));
 }
+
+#[test]
+fn an_sdk_guest_is_never_position_independent() {
+    // With kvmini's note, ET_DYN is refused as before; without it, the
+    // same image is a static PIE Linux program.
+    let mut w = Writer::exec();
+    let b = w.blob(abi_note(ABI_VERSION));
+    w.segment(PT_NOTE, Some(b), 4);
+    w.e_type = 3;
+    assert!(matches!(
+        parse_elf(&w.bytes()),
+        Err(LoaderError::PositionIndependent)
+    ));
+    let mut w = Writer::exec();
+    w.e_type = 3;
+    assert!(parse_elf(&w.bytes()).is_ok());
+}

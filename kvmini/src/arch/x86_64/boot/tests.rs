@@ -23,6 +23,7 @@ fn boot(layout: &Layout, mode: CpuMode, ring: Ring) -> BootState {
             flat: true,
             entry: 0,
             fsgsbase: false,
+            syscall_entry: None,
         },
     )
 }
@@ -232,6 +233,7 @@ fn long_mode_registers_per_ring() {
                     flat: false,
                     entry: 0x40_1000,
                     fsgsbase,
+                    syscall_entry: None,
                 },
             );
             let s = state.sregs.over(kvm_sregs::default());

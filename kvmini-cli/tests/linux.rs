@@ -1,0 +1,278 @@
+//! Static Linux programs through the `kvmini` binary: the command line of
+//! the README, exactly; a hostile program that attacks the system-call
+//! port; and the refusal of a dynamically linked program (docs/linux.md).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{kvm_or_skip, kvmini};
+
+const BUSYBOX: &str = "/usr/bin/busybox";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+#[test]
+fn wc_l_of_a_granted_file_prints_what_busybox_prints_natively() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    assert!(Path::new(BUSYBOX).exists(), "install busybox-static");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/in.txt"), "a\nb\nc\nd\n").unwrap();
+    let out = kvmini()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--dir",
+            "./data:/data:ro",
+            BUSYBOX,
+            "--",
+            "wc",
+            "-l",
+            "/data/in.txt",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Natively, the same file by the same name relative to `/`.
+    let native = Command::new(BUSYBOX)
+        .current_dir(dir.path())
+        .args(["wc", "-l", "data/in.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&native.stdout), "4 data/in.txt\n");
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(0), "4 /data/in.txt\n".to_owned(), String::new())
+    );
+}
+
+/// Builds kvmini/tests/linux/`source` with `musl-gcc -static` into `dir`.
+fn musl(source: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(source.trim_end_matches(".c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kvmini/tests/linux")
+        .join(source);
+    let built = Command::new("musl-gcc")
+        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    out
+}
+
+/// What the hostile program prints when nothing escapes: every bad
+/// pointer is EFAULT, lengths near 2^64 EFAULT or EINVAL, brk and mmap
+/// keep to guest memory, 20001 unknown calls are ENOSYS, and a forged
+/// `out` with every RFLAGS bit in R11 resumes without TF, NT, RF or VM.
+const HOSTILE_OUTPUT: &str = "efault=all
+writev_bad_base=-14
+writev_too_many=-22
+write_huge=-14
+read_huge=-14
+getrandom_huge=-14
+writev_total_overflows=-22
+brk_below_start=1
+brk_grows=1
+mmap_128M=-12
+mmap_huge=-12
+mmap_1M_zeroed=1
+munmap=0
+arch_set_fs_noncanonical=-1
+enosys=20001
+forged_getpid=1
+flags_forbidden=0
+flags_restored=0xcd5
+";
+
+#[test]
+fn a_hostile_program_gets_errno_values_and_nothing_escapes() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("hostile.c", dir.path());
+    let out = kvmini()
+        .args(["run", "--mem", "64M", program.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(0), HOSTILE_OUTPUT.to_owned(), String::new())
+    );
+}
+
+#[test]
+fn a_forged_system_call_with_a_non_canonical_rcx_ends_the_run() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("hostile.c", dir.path());
+    let out = kvmini()
+        .args(["run", "--mem", "64M", program.to_str().unwrap(), "--", "x"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(text(&out.stdout), HOSTILE_OUTPUT);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "kvmini: the guest made an exit kvmini does not serve: system call from ring 3 at 0x"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" cannot return to RCX 0x800000000000 "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_dynamically_linked_program_is_refused() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini().args(["run", "/bin/true"]).output().unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (
+            Some(125),
+            String::new(),
+            "kvmini: /bin/true: dynamically linked: kvmini runs static programs (link with -static)\n"
+                .to_owned()
+        )
+    );
+}
+
+/// Runs the shell command `command` in a new pseudo-terminal (util-linux's
+/// `script`), returning what it printed there.
+fn in_a_terminal(command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn terminal_ioctls_answer_as_the_host_terminal_does() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let binary = env!("CARGO_BIN_EXE_kvmini");
+    // The window size and the settings (TIOCGWINSZ, TCGETS) of the
+    // terminal kvmini runs in, as busybox's stty reads them natively.
+    let setup = "stty cols 77 rows 21";
+    for stty in ["stty size", "stty -g"] {
+        let native = in_a_terminal(&format!("{setup}; {BUSYBOX} {stty}"));
+        let guest = in_a_terminal(&format!("{setup}; {binary} run {BUSYBOX} -- {stty}"));
+        assert_eq!(guest, native, "{stty}");
+    }
+    assert_eq!(
+        in_a_terminal(&format!("{setup}; {binary} run {BUSYBOX} -- stty size")),
+        "21 77\r\n"
+    );
+    // Not a terminal: ENOTTY, as natively.
+    let out = kvmini()
+        .args(["run", BUSYBOX, "--", "stty", "size"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let native = Command::new(BUSYBOX)
+        .args(["stty", "size"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (
+            Some(1),
+            String::new(),
+            "stty: standard input: Inappropriate ioctl for device\n".to_owned()
+        )
+    );
+    assert_eq!(
+        (native.status.code(), text(&native.stderr)),
+        (Some(1), text(&out.stderr))
+    );
+}
+
+#[test]
+fn trace_names_each_system_call() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini()
+        .args(["run", "--trace", BUSYBOX, "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let trace = text(&out.stderr);
+    let lines: Vec<&str> = trace.lines().collect();
+    // Every exit is a system call from the stub (64 MiB: the page below
+    // kvmini's area at 0x3ff0000), by name or by number.
+    for line in &lines {
+        assert!(line.contains("] rip=0x03fef002 syscall "), "{line}");
+    }
+    assert!(lines[0].contains(" syscall brk(0x0, "), "{}", lines[0]);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(" syscall arch_prctl(0x1002, ")));
+    assert!(
+        lines.iter().any(|l| l.contains(" syscall #89(")),
+        "readlink: ENOSYS"
+    );
+    let last = lines.last().unwrap();
+    assert!(last.contains(" syscall exit_group(0x0, "), "{last}");
+}
+
+#[test]
+fn a_static_pie_program_runs_at_kvmini_s_base() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("pie.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n\
+         int main(int argc, char **argv) {\n\
+             printf(\"%s %d %s\\n\", argv[0], argc, argv[argc - 1]);\n\
+             return 5;\n\
+         }\n",
+    )
+    .unwrap();
+    let program = dir.path().join("pie");
+    let built = Command::new("cc")
+        .args(["-static-pie", "-O1", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let program = program.to_str().unwrap();
+    let out = kvmini()
+        .args(["run", program, "--", "a", "last"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let native = Command::new(program).args(["a", "last"]).output().unwrap();
+    assert_eq!(text(&native.stdout), format!("{program} 3 last\n"));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(5), text(&native.stdout), String::new())
+    );
+}

@@ -1,0 +1,497 @@
+//! Serving a Linux program's system calls: Linux numbers, arguments,
+//! results and errno values. Every guest pointer goes through the
+//! [`GuestView`] (overflow first, then bounds, then the page walk); a bad
+//! one is `EFAULT`, never a host access outside guest memory. Files go
+//! through the filesystem hypercalls' descriptor table and grants.
+
+use vm_memory::{Bytes, GuestAddress};
+
+use super::numbers::*;
+use super::terminal::{TCGETS, TIOCGWINSZ};
+use super::{Process, Syscall};
+use crate::addr::Gva;
+use crate::arch::x86_64::syscall::is_canonical;
+use crate::errno::Errno;
+use crate::fs::{Filesystem, StdioSinks};
+use crate::layout::PAGE_SIZE;
+use crate::view::GuestView;
+
+/// Errno values the filesystem hypercalls never need.
+const fn errno(code: i32) -> Errno {
+    match Errno::new(code) {
+        Some(e) => e,
+        None => Errno::EINVAL,
+    }
+}
+const ENOMEM: Errno = errno(libc::ENOMEM);
+const ENOTTY: Errno = errno(libc::ENOTTY);
+const ENODEV: Errno = errno(libc::ENODEV);
+const ESRCH: Errno = errno(libc::ESRCH);
+
+const AT_FDCWD: i32 = -100;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_TYPE: u64 = 0x0F;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const IOV_MAX: u64 = 1024;
+const RLIMIT_STACK: u64 = 3;
+const RLIMIT_NOFILE: u64 = 7;
+const RLIM_NLIMITS: u64 = 16;
+const RLIM_INFINITY: u64 = u64::MAX;
+const SIGKILL: u64 = 9;
+const SIGSTOP: u64 = 19;
+const SIG_BLOCK: u64 = 0;
+const SIG_SETMASK: u64 = 2;
+const GRND_ALL: u64 = 0x7;
+/// The most bytes one `getrandom` returns (Linux may return fewer than
+/// asked above 256).
+const GETRANDOM_MAX: usize = 1 << 16;
+/// What one field of `struct utsname` holds.
+const UTS_FIELD: usize = 65;
+
+/// What serving a call does besides its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Return this to the program (`-errno` for an error).
+    Return(i64),
+    /// Set the FS base, then return 0.
+    SetFsBase(u64),
+    /// End the run with this status.
+    Exit(u32),
+}
+
+/// What calls on files need: the descriptor table and the standard output
+/// streams.
+pub struct Io<'a, 'b> {
+    /// The descriptor table and grants.
+    pub fs: &'a mut Filesystem,
+    /// Descriptors 1 and 2.
+    pub stdio: &'a mut StdioSinks<'b>,
+}
+
+/// A descriptor argument: Linux takes the low 32 bits as an int.
+fn fd(arg: u64) -> i32 {
+    i32::from_ne_bytes(arg.to_ne_bytes()[..4].try_into().unwrap_or([0xFF; 4]))
+}
+
+/// A length argument as `ssize_t`.
+fn signed(arg: u64) -> i64 {
+    i64::from_ne_bytes(arg.to_ne_bytes())
+}
+
+impl Process {
+    /// Serves `call` for a program with FS base `fs_base`.
+    pub fn serve(
+        &mut self,
+        call: &Syscall,
+        view: &GuestView<'_>,
+        io: &mut Io<'_, '_>,
+        fs_base: u64,
+    ) -> Effect {
+        let [a0, a1, a2, a3, _a4, _a5] = call.args;
+        let result = match call.nr {
+            READ => io.fs.linux_io(view, fd(a0), a1, a2, None, None),
+            WRITE => io.fs.linux_io(view, fd(a0), a1, a2, None, Some(io.stdio)),
+            PREAD64 => io.fs.linux_io(view, fd(a0), a1, a2, Some(signed(a3)), None),
+            PWRITE64 => io
+                .fs
+                .linux_io(view, fd(a0), a1, a2, Some(signed(a3)), Some(io.stdio)),
+            READV => vectored(view, io, fd(a0), a1, a2, false),
+            WRITEV => vectored(view, io, fd(a0), a1, a2, true),
+            OPEN => io.fs.linux_open(view, a0, a1, a2),
+            OPENAT => openat(view, io.fs, fd(a0), a1, a2, a3),
+            CLOSE => io.fs.linux_close(fd(a0)),
+            LSEEK => io.fs.linux_lseek(fd(a0), signed(a1), a2),
+            FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),
+            STAT | LSTAT => io.fs.linux_stat(view, Some(a0), 0, a1),
+            NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
+            IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
+            BRK => Ok(self.set_brk(view, a0)),
+            MMAP => self.mmap(a1, a3),
+            MUNMAP => self.munmap(view, a0, a1),
+            MPROTECT => mprotect(a0, a1),
+            ARCH_PRCTL => match a0 {
+                ARCH_SET_FS if is_canonical(a1) => return Effect::SetFsBase(a1),
+                ARCH_SET_FS => Err(Errno::EPERM),
+                ARCH_GET_FS => view
+                    .write_obj(Gva::new(a1), fs_base)
+                    .map(|()| 0)
+                    .map_err(|_| Errno::EFAULT),
+                _ => Err(Errno::EINVAL),
+            },
+            SET_TID_ADDRESS => {
+                self.tid_address = a0;
+                Ok(1)
+            }
+            SET_ROBUST_LIST if a1 == 24 => Ok(0),
+            SET_ROBUST_LIST => Err(Errno::EINVAL),
+            RT_SIGACTION => self.sigaction(view, a0, a1, a2, a3),
+            RT_SIGPROCMASK => self.sigprocmask(view, a0, a1, a2, a3),
+            GETUID | GETEUID => Ok(i64::from(self.uid)),
+            GETGID | GETEGID => Ok(i64::from(self.gid)),
+            GETPID | GETTID => Ok(1),
+            UNAME => uname(view, a0),
+            PRLIMIT64 => self.prlimit(view, a0, a1, a2, a3),
+            GETRANDOM => getrandom(view, a0, a1, a2),
+            EXIT | EXIT_GROUP => return Effect::Exit(u32::from(a0.to_le_bytes()[0])),
+            // Restartable sequences: glibc and musl run without them.
+            RSEQ => Err(Errno::ENOSYS),
+            _ => Err(Errno::ENOSYS),
+        };
+        Effect::Return(result.unwrap_or_else(Errno::negated))
+    }
+
+    /// `brk`: moves the break within [its start, the lowest mapping]; any
+    /// other request leaves it. Pages given back are zeroed, so that the
+    /// break or a mapping that takes them again reads zeros.
+    pub(super) fn set_brk(&mut self, view: &GuestView<'_>, want: u64) -> i64 {
+        if want >= self.layout.brk_start && want <= self.floor {
+            if want < self.brk {
+                zero(view, want, self.brk - want);
+            }
+            self.brk = want;
+        }
+        i64::try_from(self.brk).unwrap_or(i64::MAX)
+    }
+
+    /// `mmap`: anonymous private mappings, taken below the lowest one and
+    /// above the break; zero pages.
+    pub(super) fn mmap(&mut self, len: u64, flags: u64) -> Result<i64, Errno> {
+        // Shared mappings come with file mappings, in a later step.
+        if flags & MAP_TYPE != MAP_PRIVATE {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MAP_ANONYMOUS == 0 {
+            return Err(ENODEV);
+        }
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?;
+        let start = self.floor.checked_sub(len).ok_or(ENOMEM)?;
+        if start < self.brk.next_multiple_of(PAGE_SIZE) {
+            return Err(ENOMEM);
+        }
+        self.mappings.push((start, self.floor));
+        self.floor = start;
+        i64::try_from(start).map_err(|_| ENOMEM)
+    }
+
+    /// `munmap`: the part of [addr, addr + len) that is mapped is zeroed
+    /// and unmapped; the rest is left alone (unmapping nothing is fine).
+    pub(super) fn munmap(
+        &mut self,
+        view: &GuestView<'_>,
+        addr: u64,
+        len: u64,
+    ) -> Result<i64, Errno> {
+        if addr % PAGE_SIZE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
+            .ok_or(Errno::EINVAL)?;
+        let mut kept = Vec::with_capacity(self.mappings.len() + 1);
+        for &(s, e) in &self.mappings {
+            let (cut_s, cut_e) = (s.max(addr), e.min(end));
+            if cut_s >= cut_e {
+                kept.push((s, e));
+                continue;
+            }
+            zero(view, cut_s, cut_e - cut_s);
+            if s < cut_s {
+                kept.push((s, cut_s));
+            }
+            if cut_e < e {
+                kept.push((cut_e, e));
+            }
+        }
+        self.mappings = kept;
+        // The pool below the stack grows back up to the lowest mapping.
+        self.floor = self
+            .mappings
+            .iter()
+            .map(|&(s, _)| s)
+            .min()
+            .unwrap_or(self.layout.stack_bottom);
+        Ok(0)
+    }
+
+    fn sigaction(
+        &mut self,
+        view: &GuestView<'_>,
+        sig: u64,
+        act: u64,
+        old: u64,
+        size: u64,
+    ) -> Result<i64, Errno> {
+        if size != 8 || sig == 0 || sig > 64 || (act != 0 && (sig == SIGKILL || sig == SIGSTOP)) {
+            return Err(Errno::EINVAL);
+        }
+        let slot = usize::try_from(sig - 1).map_err(|_| Errno::EINVAL)?;
+        let new: Option<[u64; 4]> = if act == 0 {
+            None
+        } else {
+            Some(view.read_obj(Gva::new(act)).map_err(|_| Errno::EFAULT)?)
+        };
+        let previous = self.actions.get(slot).copied().unwrap_or_default();
+        if old != 0 {
+            view.write_obj(Gva::new(old), previous)
+                .map_err(|_| Errno::EFAULT)?;
+        }
+        if let (Some(new), Some(entry)) = (new, self.actions.get_mut(slot)) {
+            *entry = new;
+        }
+        Ok(0)
+    }
+
+    fn sigprocmask(
+        &mut self,
+        view: &GuestView<'_>,
+        how: u64,
+        set: u64,
+        old: u64,
+        size: u64,
+    ) -> Result<i64, Errno> {
+        if size != 8 {
+            return Err(Errno::EINVAL);
+        }
+        let new: Option<u64> = if set == 0 {
+            None
+        } else {
+            if how > SIG_SETMASK {
+                return Err(Errno::EINVAL);
+            }
+            Some(view.read_obj(Gva::new(set)).map_err(|_| Errno::EFAULT)?)
+        };
+        if old != 0 {
+            view.write_obj(Gva::new(old), self.sigmask)
+                .map_err(|_| Errno::EFAULT)?;
+        }
+        if let Some(new) = new {
+            // SIGKILL and SIGSTOP are never blocked.
+            let unblockable = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+            self.sigmask = match how {
+                SIG_BLOCK => self.sigmask | new,
+                SIG_SETMASK => new,
+                _ => self.sigmask & !new,
+            } & !unblockable;
+        }
+        Ok(0)
+    }
+
+    /// `ioctl`: `TCGETS` and `TIOCGWINSZ` on the standard streams where
+    /// they are the host's terminal; `ENOTTY` for everything else.
+    fn ioctl(
+        &self,
+        view: &GuestView<'_>,
+        fs: &Filesystem,
+        fd: i32,
+        request: u64,
+        arg: u64,
+    ) -> Result<i64, Errno> {
+        let stream = fs.linux_std_stream(fd)?;
+        let terminal = stream
+            .and_then(|s| self.terminals.get(s).copied().flatten())
+            .ok_or(ENOTTY)?;
+        let answer: &[u8] = match request & 0xFFFF_FFFF {
+            TCGETS => &terminal.termios,
+            TIOCGWINSZ => terminal.winsize.as_ref().map(|w| &w[..]).ok_or(ENOTTY)?,
+            _ => return Err(ENOTTY),
+        };
+        view.check_writable(Gva::new(arg), answer.len() as u64)
+            .map_err(|_| Errno::EFAULT)?;
+        view.write_bytes(Gva::new(arg), answer)
+            .map_err(|_| Errno::EFAULT)?;
+        Ok(0)
+    }
+
+    fn prlimit(
+        &self,
+        view: &GuestView<'_>,
+        pid: u64,
+        resource: u64,
+        new: u64,
+        old: u64,
+    ) -> Result<i64, Errno> {
+        if pid != 0 && pid != 1 {
+            return Err(ESRCH);
+        }
+        if resource >= RLIM_NLIMITS {
+            return Err(Errno::EINVAL);
+        }
+        if new != 0 {
+            return Err(Errno::EPERM);
+        }
+        if old != 0 {
+            let limit = match resource {
+                RLIMIT_STACK => [self.layout.stack_size(), self.layout.stack_size()],
+                RLIMIT_NOFILE => [self.max_fds, self.max_fds],
+                _ => [RLIM_INFINITY, RLIM_INFINITY],
+            };
+            view.write_obj(Gva::new(old), limit)
+                .map_err(|_| Errno::EFAULT)?;
+        }
+        Ok(0)
+    }
+}
+
+/// Zeroes [addr, addr + len) of guest memory; the caller keeps it inside
+/// the program's own pages.
+fn zero(view: &GuestView<'_>, addr: u64, len: u64) {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(ZEROS.len() as u64);
+        let chunk = ZEROS.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
+        if view
+            .memory()
+            .write_slice(chunk, GuestAddress(addr + done))
+            .is_err()
+        {
+            return;
+        }
+        done += n;
+    }
+}
+
+fn mprotect(addr: u64, len: u64) -> Result<i64, Errno> {
+    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// `readv`/`writev`: the whole iovec array is read (EFAULT) and its total
+/// checked (EINVAL) before any byte moves; then each buffer in turn, up to
+/// the first short transfer.
+fn vectored(
+    view: &GuestView<'_>,
+    io: &mut Io<'_, '_>,
+    fd: i32,
+    iov: u64,
+    count: u64,
+    write: bool,
+) -> Result<i64, Errno> {
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    io.fs.linux_check_fd(fd)?;
+    let mut buffers = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut total = 0u64;
+    for i in 0..count {
+        let at = iov.checked_add(i * 16).ok_or(Errno::EFAULT)?;
+        let [base, len]: [u64; 2] = view.read_obj(Gva::new(at)).map_err(|_| Errno::EFAULT)?;
+        total = total
+            .checked_add(len)
+            .filter(|&t| t <= i64::MAX as u64)
+            .ok_or(Errno::EINVAL)?;
+        buffers.push((base, len));
+    }
+    let mut done = 0i64;
+    for (base, len) in buffers {
+        if len == 0 {
+            continue;
+        }
+        let stdio = if write { Some(&mut *io.stdio) } else { None };
+        match io.fs.linux_io(view, fd, base, len, None, stdio) {
+            Ok(n) => {
+                done += n;
+                if u64::try_from(n).unwrap_or(0) < len {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+/// `openat`: from the working directory (`/`) or with an absolute path;
+/// other directory descriptors come with the descriptor model.
+fn openat(
+    view: &GuestView<'_>,
+    fs: &mut Filesystem,
+    dirfd: i32,
+    path: u64,
+    flags: u64,
+    mode: u64,
+) -> Result<i64, Errno> {
+    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
+        fs.linux_check_fd(dirfd)?;
+        return Err(Errno::ENOSYS);
+    }
+    fs.linux_open(view, path, flags, mode)
+}
+
+/// `newfstatat`: `AT_EMPTY_PATH` with an empty path is `fstat`; otherwise
+/// as `openat` resolves.
+fn newfstatat(
+    view: &GuestView<'_>,
+    fs: &mut Filesystem,
+    dirfd: i32,
+    path: u64,
+    stat: u64,
+    flags: u64,
+) -> Result<i64, Errno> {
+    if flags & AT_EMPTY_PATH != 0 && fs.linux_path_is_empty(view, path)? {
+        return fs.linux_stat(view, None, dirfd, stat);
+    }
+    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
+        fs.linux_check_fd(dirfd)?;
+        return Err(Errno::ENOSYS);
+    }
+    fs.linux_stat(view, Some(path), 0, stat)
+}
+
+/// `uname`: Linux on x86_64, and nothing about the host.
+fn uname(view: &GuestView<'_>, buf: u64) -> Result<i64, Errno> {
+    let mut uts = [0u8; UTS_FIELD * 6];
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        b"kvmini",
+        b"6.1.0-kvmini",
+        b"#1 kvmini",
+        b"x86_64",
+        b"(none)",
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if let Some(slot) = uts.get_mut(i * UTS_FIELD..i * UTS_FIELD + field.len()) {
+            slot.copy_from_slice(field);
+        }
+    }
+    view.check_writable(Gva::new(buf), uts.len() as u64)
+        .map_err(|_| Errno::EFAULT)?;
+    view.write_bytes(Gva::new(buf), &uts)
+        .map_err(|_| Errno::EFAULT)?;
+    Ok(0)
+}
+
+fn getrandom(view: &GuestView<'_>, buf: u64, len: u64, flags: u64) -> Result<i64, Errno> {
+    if flags & !GRND_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    view.check_writable(Gva::new(buf), len)
+        .map_err(|_| Errno::EFAULT)?;
+    let n = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .min(GETRANDOM_MAX);
+    let mut bytes = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(k) => filled += k,
+            Err(rustix::io::Errno::INTR) if filled > 0 => break,
+            Err(e) => return Err(Errno::from(e)),
+        }
+    }
+    view.write_bytes(Gva::new(buf), &bytes[..filled])
+        .map_err(|_| Errno::EFAULT)?;
+    i64::try_from(filled).map_err(|_| Errno::EINVAL)
+}

@@ -1,0 +1,191 @@
+//! Linux programs: unmodified static x86-64 Linux executables run at ring
+//! 3, each system call one exit on the system-call port
+//! ([`kvmini_abi::Port::Syscall`]) from kvmini's stub (docs/linux.md).
+//!
+//! [`entry`] decides where a call returns to; [`start`] lays out the
+//! initial stack; [`Process`] is the program's kernel-side state (its
+//! break, its mappings, what it recorded) and serves its calls
+//! ([`Process::serve`]) over the same descriptor table and grants as the
+//! filesystem hypercalls.
+
+mod calls;
+pub mod entry;
+mod numbers;
+pub mod start;
+pub mod terminal;
+
+use kvm_bindings::kvm_regs;
+
+pub use calls::{Effect, Io};
+pub use numbers::name;
+
+#[cfg(test)]
+use crate::errno::Errno;
+use crate::layout::{Layout, PAGE_SIZE};
+
+/// The size of a Linux program's stack.
+pub const STACK_SIZE: u64 = 8 << 20;
+
+/// The smallest stack a Linux program starts with.
+pub const STACK_MIN: u64 = 64 << 10;
+
+/// Errors setting up a Linux program (never the program's own mistakes,
+/// which are errno values).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LinuxError {
+    /// The arguments do not fit on the stack.
+    #[error("the program's arguments do not fit on its stack")]
+    ArgumentsTooLong,
+    /// Guest memory could not take the initial stack or the stub.
+    #[error("cannot write the program's initial stack")]
+    Memory(#[source] std::sync::Arc<vm_memory::GuestMemoryError>),
+    /// A Linux program runs at ring 3 in long mode only.
+    #[error("a Linux program runs at ring 3 in long mode only")]
+    NotRing3,
+    /// Guest memory has no room for the stack, the stub and the image.
+    #[error(
+        "guest memory of {mem_size} bytes has no room for a stack above the image (raise --mem)"
+    )]
+    NoRoom {
+        /// The guest memory size.
+        mem_size: u64,
+    },
+}
+
+impl From<vm_memory::GuestMemoryError> for LinuxError {
+    fn from(e: vm_memory::GuestMemoryError) -> Self {
+        LinuxError::Memory(std::sync::Arc::new(e))
+    }
+}
+
+/// A system call as the registers hold it: RAX the number; RDI, RSI,
+/// RDX, R10, R8, R9 the arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// The number.
+    pub nr: u64,
+    /// The arguments.
+    pub args: [u64; 6],
+}
+
+impl Syscall {
+    /// The call in `regs`.
+    pub fn from_regs(regs: &kvm_regs) -> Self {
+        Syscall {
+            nr: regs.rax,
+            args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+        }
+    }
+}
+
+/// Where a Linux program's pieces sit in guest memory (guest virtual =
+/// guest physical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessLayout {
+    /// The stub page (user, executable), just below kvmini's area.
+    pub stub: u64,
+    /// The top of the stack (the stub page's start).
+    pub stack_top: u64,
+    /// The lowest address of the stack.
+    pub stack_bottom: u64,
+    /// The first byte of the break (the page after the image).
+    pub brk_start: u64,
+}
+
+impl ProcessLayout {
+    /// The layout for an image that ends at `image_end` in `layout`: a
+    /// stack of [`STACK_SIZE`], or of what lies between the image and the
+    /// stub when guest memory is smaller, and at least [`STACK_MIN`].
+    pub fn new(layout: &Layout, image_end: u64) -> Result<Self, LinuxError> {
+        let no_room = LinuxError::NoRoom {
+            mem_size: layout.mem_size,
+        };
+        let stub = layout
+            .system_base
+            .checked_sub(PAGE_SIZE)
+            .ok_or(no_room.clone())?;
+        let brk_start = image_end
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or(no_room.clone())?;
+        let room = stub.checked_sub(brk_start).ok_or(no_room.clone())?;
+        if room < STACK_MIN {
+            return Err(no_room);
+        }
+        Ok(ProcessLayout {
+            stub,
+            stack_top: stub,
+            stack_bottom: stub - room.min(STACK_SIZE),
+            brk_start,
+        })
+    }
+
+    /// The size of the stack.
+    pub fn stack_size(&self) -> u64 {
+        self.stack_top - self.stack_bottom
+    }
+}
+
+/// A Linux program's kernel-side state.
+#[derive(Clone, Debug)]
+pub struct Process {
+    layout: ProcessLayout,
+    /// The current break.
+    brk: u64,
+    /// The anonymous mappings, as [start, end) page ranges, in no order.
+    mappings: Vec<(u64, u64)>,
+    /// The lowest mapped address (the stack's bottom with no mappings):
+    /// new mappings are taken below it.
+    floor: u64,
+    /// Signal actions the program set (recorded, never run), by signal.
+    actions: Vec<[u64; 4]>,
+    /// The blocked-signal mask (recorded).
+    sigmask: u64,
+    /// The address `set_tid_address` gave (recorded).
+    tid_address: u64,
+    /// The user and group ids the program sees.
+    uid: u32,
+    gid: u32,
+    /// The most descriptors the program may have open.
+    max_fds: u64,
+    /// What `ioctl` answers on the program's stdin, stdout and stderr.
+    terminals: [Option<terminal::Terminal>; 3],
+}
+
+impl Process {
+    /// A new process in `layout`, seeing `uid` and `gid`.
+    pub fn new(layout: ProcessLayout, uid: u32, gid: u32, max_fds: u32) -> Self {
+        Process {
+            layout,
+            brk: layout.brk_start,
+            mappings: Vec::new(),
+            floor: layout.stack_bottom,
+            actions: vec![[0; 4]; 64],
+            sigmask: 0,
+            tid_address: 0,
+            uid,
+            gid,
+            max_fds: u64::from(max_fds),
+            terminals: [None; 3],
+        }
+    }
+
+    /// `ioctl` on the program's stdin, stdout and stderr answers as these
+    /// terminals do (`None`: `ENOTTY`).
+    pub fn with_terminals(mut self, terminals: [Option<terminal::Terminal>; 3]) -> Self {
+        self.terminals = terminals;
+        self
+    }
+
+    /// Where the program's pieces are.
+    pub fn layout(&self) -> &ProcessLayout {
+        &self.layout
+    }
+
+    /// The current break.
+    pub fn brk(&self) -> u64 {
+        self.brk
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,54 @@
+//! The x86-64 Linux system-call numbers kvmini knows by name.
+
+macro_rules! numbers {
+    ($($name:ident = $nr:literal, $text:literal;)*) => {
+        $(#[doc = concat!("`", $text, "`")] pub const $name: u64 = $nr;)*
+
+        /// The name of system call `nr`, for traces and messages.
+        pub fn name(nr: u64) -> Option<&'static str> {
+            match nr {
+                $($nr => Some($text),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+numbers! {
+    READ = 0, "read";
+    WRITE = 1, "write";
+    OPEN = 2, "open";
+    CLOSE = 3, "close";
+    STAT = 4, "stat";
+    FSTAT = 5, "fstat";
+    LSTAT = 6, "lstat";
+    LSEEK = 8, "lseek";
+    MMAP = 9, "mmap";
+    MPROTECT = 10, "mprotect";
+    MUNMAP = 11, "munmap";
+    BRK = 12, "brk";
+    RT_SIGACTION = 13, "rt_sigaction";
+    RT_SIGPROCMASK = 14, "rt_sigprocmask";
+    IOCTL = 16, "ioctl";
+    PREAD64 = 17, "pread64";
+    PWRITE64 = 18, "pwrite64";
+    READV = 19, "readv";
+    WRITEV = 20, "writev";
+    GETPID = 39, "getpid";
+    EXIT = 60, "exit";
+    UNAME = 63, "uname";
+    GETUID = 102, "getuid";
+    GETGID = 104, "getgid";
+    GETEUID = 107, "geteuid";
+    GETEGID = 108, "getegid";
+    ARCH_PRCTL = 158, "arch_prctl";
+    GETTID = 186, "gettid";
+    SET_TID_ADDRESS = 218, "set_tid_address";
+    EXIT_GROUP = 231, "exit_group";
+    OPENAT = 257, "openat";
+    NEWFSTATAT = 262, "newfstatat";
+    SET_ROBUST_LIST = 273, "set_robust_list";
+    PRLIMIT64 = 302, "prlimit64";
+    GETRANDOM = 318, "getrandom";
+    RSEQ = 334, "rseq";
+}
