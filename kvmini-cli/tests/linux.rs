@@ -1,6 +1,12 @@
 //! Static Linux programs through the `kvmini` binary: the command line of
 //! the README, exactly; a hostile program that attacks the system-call
 //! port; and the refusal of a dynamically linked program (docs/linux.md).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

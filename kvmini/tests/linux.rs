@@ -5,6 +5,12 @@
 //!
 //! busybox-static and musl-tools are part of the test toolchain (`.ci/run`
 //! installs them): a test that needs them fails when they are missing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
