@@ -34,6 +34,7 @@
 //! | `0x0420` | `host_call` | calls a function the embedding program registered ([`host`]) |
 //! | `0x0421` | `argv` | copies the guest's arguments into its memory |
 //! | `0x0422` | `batch` | serves many of the calls above in one exit |
+//! | `0x00E8` | `syscall` | serves a Linux program's system call, from the stub its `syscall` reaches ([`linux`]) |
 //!
 //! The whole life of a guest, end to end:
 //!
