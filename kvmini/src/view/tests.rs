@@ -495,3 +495,47 @@ fn a_piece_running_past_memory_names_one_byte_by_both_addresses() {
         assert_eq!(view.check_writable(gva, len), want);
     }
 }
+
+/// An argument block is read whole and its result field checked for
+/// writing: the result may be the block's last eight bytes, and a result
+/// field that does not lie wholly inside its block (a mistake in kvmini's
+/// own offsets) refuses the block instead of touching what follows it.
+#[test]
+fn a_block_s_result_lies_inside_the_block() {
+    let size = 2 << 20;
+    let mem = memory::allocate(size).unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Disabled), 0, false);
+    let block = Gva::new(0x1000);
+    mem.write_obj([1u64, 2, 3, 4], GuestAddress(0x1000))
+        .unwrap();
+    for offset in [0, 8, 24] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            Ok(([1, 2, 3, 4], Gva::new(0x1000 + offset as u64)))
+        );
+    }
+    let refused = Err(ViewError::Overflow {
+        gva: block,
+        len: 32,
+    });
+    for offset in [25, 31, 32, 4096, usize::MAX - 7, usize::MAX] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            refused,
+            "{offset}"
+        );
+    }
+    // The block at the very end of memory: its result is its last bytes.
+    let last = Gva::new(size - 32);
+    assert_eq!(
+        view.read_block::<[u64; 4]>(last, 24).map(|(_, at)| at),
+        Ok(Gva::new(size - 8))
+    );
+    assert_eq!(
+        view.read_block::<[u64; 4]>(Gva::new(size - 24), 0),
+        Err(ViewError::OutsideMemory {
+            gva: Gva::new(size),
+            gpa: Gpa::new(size)
+        })
+    );
+}
