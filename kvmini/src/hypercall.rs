@@ -822,4 +822,43 @@ mod tests {
         );
         assert_eq!(result_of(&mem, block), -i64::from(EFAULT));
     }
+    /// A call whose result cannot be written back does not run: an argv
+    /// block on a read-only page gets -EFAULT in RAX and a warning, and
+    /// the arguments are not copied.
+    #[test]
+    fn a_call_whose_result_is_read_only_does_not_run() {
+        use crate::arch::x86_64::bits::{PTE_P, PTE_US};
+        let mem = crate::memory::allocate(4 << 20).unwrap();
+        // 0x400000 -> 0x200000 read-only (the block), 0x401000 -> 0x201000
+        // writable (the buffer).
+        let cr3 = crate::view::map_user_pages(&mem, [0x20_0000, 0x20_1000]);
+        mem.write_obj(0x20_0000u64 | PTE_P | PTE_US, GuestAddress(0x10_3000))
+            .unwrap();
+        let args = ArgvArgs {
+            buf: 0x40_1000,
+            len: 64,
+            result: -99,
+        };
+        mem.write_slice(args.as_bytes(), GuestAddress(0x20_0000))
+            .unwrap();
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, cr3, true);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["a"]);
+        let action = calls.out(Port::Argv, 0x40_0000, &view).unwrap();
+        let efault = -i64::from(kvmini_abi::errno::EFAULT);
+        assert_eq!(
+            action,
+            Action::ResumeWithRax(u64::from_ne_bytes(efault.to_ne_bytes()))
+        );
+        let mut buf = [0xEEu8; 2];
+        mem.read_slice(&mut buf, GuestAddress(0x20_1000)).unwrap();
+        assert_eq!(buf, [0, 0]);
+        assert_eq!(result_of(&mem, 0x20_0000), -99);
+        assert_eq!(
+            String::from_utf8(warnings.contents()).unwrap(),
+            "kvmini: argv: argument block at 0x400000 is not writable guest memory; -EFAULT in RAX\n"
+        );
+    }
 }

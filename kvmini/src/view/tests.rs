@@ -539,3 +539,41 @@ fn a_block_s_result_lies_inside_the_block() {
         })
     );
 }
+
+/// A block whose result field is on a read-only page is refused before
+/// the call runs, wherever in the block the result lies; a read-only
+/// part elsewhere in the block is fine (it is only read).
+#[test]
+fn a_block_whose_result_is_read_only_is_refused() {
+    use crate::arch::x86_64::bits::{PTE_P, PTE_US};
+    let mem = memory::allocate(4 << 20).unwrap();
+    // 0x400000 -> 0x200000 writable, 0x401000 -> 0x201000 read-only.
+    let cr3 = map_user_pages(&mem, [0x20_0000, 0x20_1000]);
+    mem.write_obj(0x20_1000u64 | PTE_P | PTE_US, GuestAddress(0x10_3008))
+        .unwrap();
+    mem.write_obj([1u64, 2, 3, 4], GuestAddress(0x20_0FF0))
+        .unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Long), cr3, true);
+    let block = Gva::new(0x40_0FF0);
+    for offset in [0, 8] {
+        let (args, at) = view.read_block::<[u64; 4]>(block, offset).unwrap();
+        assert_eq!(args[..2], [1, 2]);
+        assert_eq!(at, Gva::new(0x40_0FF0 + offset as u64));
+    }
+    for offset in [16, 24] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            Err(ViewError::Fault(PagingError::NotWritable(Gva::new(
+                0x40_0FF0 + offset as u64
+            )))),
+            "{offset}"
+        );
+    }
+    // A result straddling the two pages.
+    assert_eq!(
+        view.read_block::<[u64; 2]>(Gva::new(0x40_0FFC), 0),
+        Err(ViewError::Fault(PagingError::NotWritable(Gva::new(
+            0x40_1000
+        ))))
+    );
+}
