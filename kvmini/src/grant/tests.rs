@@ -118,7 +118,8 @@ fn names_of_255_bytes_are_accepted() {
 
 /// The host tree the resolution tests run in: `a/b/` (directories), `f`
 /// (a file), `ro/sub/`, and symlinks `lf -> f`, `la -> a`, `a/lb -> b`,
-/// `up -> ..`, `a/up2 -> ../..`, `abs -> /etc`, `loop1 <-> loop2`.
+/// `up -> ..`, `a/up2 -> ../..`, `abs -> /etc`, `loop1 <-> loop2`, and
+/// `long` to a name longer than a name can be.
 fn tree() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
@@ -134,6 +135,7 @@ fn tree() -> tempfile::TempDir {
         ("abs", "/etc"),
         ("loop1", "loop2"),
         ("loop2", "loop1"),
+        ("long", &"x".repeat(300)),
     ] {
         std::os::unix::fs::symlink(target, r.join(link)).unwrap();
     }
@@ -242,6 +244,10 @@ fn locations_follow_the_last_symlink_beneath_the_grant() {
         (b"/a/up2", false, entry(a, "up2")),
         (b"/missing/x", true, Err(Errno::ENOENT)),
         (b"/f/x", true, Err(Errno::ENOTDIR)),
+        (b"/f/x", false, Err(Errno::ENOTDIR)),
+        (b"/lf/x", false, Err(Errno::ENOTDIR)),
+        (b"/long", false, entry(top, "long")),
+        (b"/long", true, Err(Errno::ENAMETOOLONG)),
         // Out of the grant, by a relative or an absolute symlink.
         (b"/up", true, Err(Errno::EXDEV)),
         (b"/a/up2", true, Err(Errno::EXDEV)),
@@ -327,6 +333,7 @@ fn parents_and_names() {
     assert_eq!(split(b"/g"), Err(Errno::EBUSY));
     assert_eq!(split(b"/g/x/../"), Err(Errno::EBUSY));
     assert_eq!(split(b"/g/missing/x"), Err(Errno::ENOENT));
+    assert_eq!(split(b"/g/f/x"), Err(Errno::ENOTDIR));
     assert_eq!(split(b"/g/up/x"), Err(Errno::EXDEV));
 }
 
