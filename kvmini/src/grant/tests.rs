@@ -531,3 +531,35 @@ fn granted_directories_and_those_above_them_are_held() {
     let apart = Grants::open(&[grant_of(&r.join("a/b/c/d"), "/d", "")]).unwrap();
     assert!(!holds(&apart, &r.join("a/b/c"), "d"));
 }
+
+/// Every descriptor opened beneath a grant is close-on-exec, whether or
+/// not the guest asked for it (a guest's `O_CLOEXEC` must not turn it
+/// off).
+#[test]
+fn descriptors_opened_beneath_a_grant_are_close_on_exec() {
+    let root = tree();
+    let grants = Grants::open(&[grant_of(root.path(), "/", "")]).unwrap();
+    let cloexec = |fd: &OwnedFd| {
+        rustix::io::fcntl_getfd(fd)
+            .unwrap()
+            .contains(rustix::io::FdFlags::CLOEXEC)
+    };
+    for path in [&b"/f"[..], b"/a/"] {
+        let resolved = grants.resolve(path).unwrap();
+        for flags in [
+            OFlags::RDONLY,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::PATH,
+        ] {
+            let fd = resolved.open(flags, Mode::empty()).unwrap();
+            assert!(cloexec(&fd), "{path:?} {flags:?}");
+        }
+    }
+    let Location::Entry { dir, .. } = grants.resolve(b"/a/b/x").unwrap().location(true).unwrap()
+    else {
+        panic!("an entry")
+    };
+    assert!(cloexec(&dir));
+    let (dir, _) = grants.resolve(b"/a/x").unwrap().parent_and_name().unwrap();
+    assert!(cloexec(&dir));
+}
