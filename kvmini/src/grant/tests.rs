@@ -563,3 +563,40 @@ fn descriptors_opened_beneath_a_grant_are_close_on_exec() {
     let (dir, _) = grants.resolve(b"/a/x").unwrap().parent_and_name().unwrap();
     assert!(cloexec(&dir));
 }
+
+/// Grants made by hand (as a library user may) are normalized like
+/// parsed ones: their guest paths, and so the check for a path granted
+/// twice. A grant's host path must be a directory, opened close-on-exec.
+#[test]
+fn grants_made_by_hand_are_normalized_and_must_be_directories() {
+    let root = tree();
+    let r = root.path();
+    let spec = |host: &std::path::Path, guest: &str| GrantSpec {
+        host: host.to_path_buf(),
+        guest: guest.into(),
+        read_only: false,
+    };
+    let grants = Grants::open(&[spec(r, "/x//y/./")]).unwrap();
+    let g = grants.iter().next().unwrap();
+    assert_eq!(g.spec.guest, "/x/y");
+    assert!(rustix::io::fcntl_getfd(&g.dir)
+        .unwrap()
+        .contains(rustix::io::FdFlags::CLOEXEC));
+    assert_eq!(
+        grants.resolve(b"/x/y/f").unwrap().relative().as_bytes(),
+        b"f"
+    );
+    match Grants::open(&[spec(r, "/d/"), spec(&r.join("a"), "/d")]) {
+        Err(GrantError::Duplicate(path)) => assert_eq!(path, "/d"),
+        other => panic!("{other:?}"),
+    }
+    for file in [r.join("f"), r.join("lf")] {
+        match Grants::open(&[spec(&file, "/")]) {
+            Err(GrantError::Open { path, source }) => {
+                assert_eq!(path, file);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
+            }
+            other => panic!("{}: {other:?}", file.display()),
+        }
+    }
+}
