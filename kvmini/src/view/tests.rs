@@ -577,3 +577,29 @@ fn a_block_whose_result_is_read_only_is_refused() {
         ))))
     );
 }
+
+/// A value across two pages that are not physically contiguous is read
+/// and written piece by piece, each piece at its own place.
+#[test]
+fn values_across_discontiguous_pages_are_whole() {
+    let mem = memory::allocate(4 << 20).unwrap();
+    // 0x400000 -> 0x203000 and 0x401000 -> 0x201000.
+    let cr3 = map_user_pages(&mem, [0x20_3000, 0x20_1000]);
+    mem.write_slice(&[1, 2, 3, 4], GuestAddress(0x20_3FFC))
+        .unwrap();
+    mem.write_slice(&[5, 6, 7, 8], GuestAddress(0x20_1000))
+        .unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Long), cr3, true);
+    let at = Gva::new(0x40_0FFC);
+    assert_eq!(
+        view.read_obj::<u64>(at),
+        Ok(u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]))
+    );
+    assert_eq!(view.write_bytes(at, &[9, 10, 11, 12, 13, 14]), Ok(()));
+    let mut first = [0u8; 4];
+    let mut second = [0u8; 4];
+    mem.read_slice(&mut first, GuestAddress(0x20_3FFC)).unwrap();
+    mem.read_slice(&mut second, GuestAddress(0x20_1000))
+        .unwrap();
+    assert_eq!((first, second), ([9, 10, 11, 12], [13, 14, 7, 8]));
+}
