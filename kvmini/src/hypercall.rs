@@ -637,4 +637,288 @@ mod tests {
         assert_eq!(stdout.contents(), b"");
         assert_eq!(warnings.contents(), b"");
     }
+    /// Guest memory with kvmini's identity map and a ring-3 view of it.
+    fn guest() -> (crate::memory::GuestMemory, Layout) {
+        let size = 4 << 20;
+        let mem = crate::memory::allocate(size).unwrap();
+        let layout = Layout::new(size);
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
+        (mem, layout)
+    }
+
+    fn ring3<'a>(mem: &'a crate::memory::GuestMemory, layout: &Layout) -> GuestView<'a> {
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        GuestView::new(mem, long, layout.pml4(), true)
+            .with_identity(page_tables::user_identity_range(layout, false))
+    }
+
+    /// Runs the batch `entries` (port, block) with `flags` and `count`
+    /// through an `out` to the batch port: the batch's result, and each
+    /// call's result read back from its block.
+    fn run_batch(
+        calls: &mut Hypercalls,
+        mem: &crate::memory::GuestMemory,
+        view: &GuestView<'_>,
+        entries_at: u64,
+        entries: &[(u16, u64)],
+        count: u32,
+        flags: u32,
+    ) -> i64 {
+        use kvmini_abi::batch::{BatchArgs, BatchEntry};
+        let args_at = 0x10_0000u64;
+        for (i, &(port, block)) in (0u64..).zip(entries) {
+            let entry = BatchEntry {
+                port,
+                reserved: [0; 3],
+                block,
+            };
+            mem.write_slice(entry.as_bytes(), GuestAddress(entries_at + i * 16))
+                .unwrap();
+        }
+        let args = BatchArgs {
+            entries: entries_at,
+            count,
+            flags,
+            result: 0,
+        };
+        mem.write_slice(args.as_bytes(), GuestAddress(args_at))
+            .unwrap();
+        let action = calls.out(Port::Batch, 0x10_0000, view).unwrap();
+        assert_eq!(action, Action::Resume);
+        let mut done = BatchArgs::new_zeroed();
+        mem.read_slice(done.as_mut_bytes(), GuestAddress(args_at))
+            .unwrap();
+        done.result
+    }
+
+    /// An argv block at `at` asking for `len` bytes at `buf`, its result
+    /// cleared to `u64::MAX` so that a call that never ran shows.
+    fn argv_block(mem: &crate::memory::GuestMemory, at: u64, buf: u64, len: u64) {
+        let args = ArgvArgs {
+            buf,
+            len,
+            result: -99,
+        };
+        mem.write_slice(args.as_bytes(), GuestAddress(at)).unwrap();
+    }
+
+    fn result_of(mem: &crate::memory::GuestMemory, at: u64) -> i64 {
+        let mut done = ArgvArgs::new_zeroed();
+        mem.read_slice(done.as_mut_bytes(), GuestAddress(at))
+            .unwrap();
+        done.result
+    }
+
+    /// A batch is checked whole before any call runs: too many entries,
+    /// unknown flags, a port that is not batchable or not a port at all,
+    /// and entries that are not guest memory refuse it (no call runs);
+    /// then each call runs in order with its own result, the batch's
+    /// result is the number run, and with `BATCH_STOP_ON_ERROR` the first
+    /// failing call is the last.
+    #[test]
+    fn batches_are_checked_whole_then_run_in_order() {
+        use kvmini_abi::batch::{BATCH_MAX, BATCH_STOP_ON_ERROR};
+        use kvmini_abi::errno::{EFAULT, EINVAL, ENOSYS};
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["ab"]);
+        let (a1, a2, a3, host, buf) = (0x12_0000, 0x12_0100, 0x12_0200, 0x12_0300, 0x13_0000);
+        let reset = |mem: &crate::memory::GuestMemory| {
+            for at in [a1, a2, a3] {
+                argv_block(mem, at, buf, 3);
+            }
+            let h = HostCallArgs {
+                id: 7,
+                reserved: 0,
+                args: [0; kvmini_abi::host::HOST_CALL_ARGS],
+                result: -99,
+            };
+            mem.write_slice(h.as_bytes(), GuestAddress(host)).unwrap();
+        };
+        let (argv, hostcall) = (Port::Argv as u16, Port::HostCall as u16);
+        let results = |mem: &crate::memory::GuestMemory| {
+            let mut h = HostCallArgs::new_zeroed();
+            mem.read_slice(h.as_mut_bytes(), GuestAddress(host))
+                .unwrap();
+            [
+                result_of(mem, a1),
+                h.result,
+                result_of(mem, a2),
+                result_of(mem, a3),
+            ]
+        };
+        let entries = [(argv, a1), (hostcall, host), (argv, a2), (argv, a3)];
+        let enosys = -i64::from(ENOSYS);
+        const E: u64 = 0x11_0000;
+
+        // Refused whole: no call runs.
+        let refused = [
+            (vec![(argv, a1), (Port::Batch as u16, a2)], 2, 0, EINVAL),
+            (vec![(argv, a1), (Port::Exit as u16, a2)], 2, 0, EINVAL),
+            (vec![(argv, a1), (0x0FFF, a2)], 2, 0, EINVAL),
+            (vec![(argv, a1)], 1, 2, EINVAL),
+            (vec![(argv, a1)], 1, BATCH_STOP_ON_ERROR | 4, EINVAL),
+            (vec![(argv, a1)], BATCH_MAX + 1, 0, EINVAL),
+            (vec![(argv, a1)], u32::MAX, 0, EINVAL),
+        ];
+        for (entries, count, flags, errno) in refused {
+            reset(&mem);
+            let ran = run_batch(&mut calls, &mem, &view, E, &entries, count, flags);
+            assert_eq!(ran, -i64::from(errno), "{entries:?} {count} {flags:#x}");
+            assert_eq!(results(&mem), [-99; 4], "{entries:?} {count} {flags:#x}");
+        }
+        // Entries past the end of guest memory: EFAULT, nothing run.
+        reset(&mem);
+        let past = layout.system_base - 32;
+        assert_eq!(
+            run_batch(&mut calls, &mem, &view, past, &entries, 3, 0),
+            -i64::from(EFAULT)
+        );
+        assert_eq!(results(&mem), [-99; 4]);
+
+        // Every call runs, the failing host call included.
+        reset(&mem);
+        assert_eq!(run_batch(&mut calls, &mem, &view, E, &entries, 4, 0), 4);
+        assert_eq!(results(&mem), [3, enosys, 3, 3]);
+        // Only the first `count` entries.
+        reset(&mem);
+        assert_eq!(run_batch(&mut calls, &mem, &view, E, &entries, 1, 0), 1);
+        assert_eq!(results(&mem), [3, -99, -99, -99]);
+        reset(&mem);
+        assert_eq!(run_batch(&mut calls, &mem, &view, E, &entries, 0, 0), 0);
+        assert_eq!(results(&mem), [-99; 4]);
+        // Stop on error: the failing call is the last one run.
+        reset(&mem);
+        let ran = run_batch(&mut calls, &mem, &view, E, &entries, 4, BATCH_STOP_ON_ERROR);
+        assert_eq!(ran, 2);
+        assert_eq!(results(&mem), [3, enosys, -99, -99]);
+        // ... and with no failure, all run.
+        reset(&mem);
+        let ok = [(argv, a1), (argv, a2), (argv, a3)];
+        assert_eq!(
+            run_batch(&mut calls, &mem, &view, E, &ok, 3, BATCH_STOP_ON_ERROR),
+            3
+        );
+        // A call whose own block is unusable fails with EFAULT, and the
+        // batch goes on (or stops, if asked to).
+        reset(&mem);
+        let bad = [(argv, a1), (argv, u64::MAX - 3), (argv, a2)];
+        assert_eq!(run_batch(&mut calls, &mem, &view, E, &bad, 3, 0), 3);
+        assert_eq!(results(&mem), [3, -99, 3, -99]);
+        reset(&mem);
+        assert_eq!(
+            run_batch(&mut calls, &mem, &view, E, &bad, 3, BATCH_STOP_ON_ERROR),
+            2
+        );
+        assert_eq!(results(&mem), [3, -99, -99, -99]);
+        // The largest batch is accepted.
+        reset(&mem);
+        let full = vec![(argv, a1); BATCH_MAX as usize];
+        assert_eq!(
+            run_batch(&mut calls, &mem, &view, E, &full, BATCH_MAX, 0),
+            i64::from(BATCH_MAX)
+        );
+        // A stop pending: no call runs.
+        let stop = StopHandle::new();
+        let mut calls = calls.with_stop_handle(stop.clone());
+        stop.stop(crate::stop::StopReason::Timeout);
+        reset(&mem);
+        assert_eq!(run_batch(&mut calls, &mem, &view, E, &entries, 4, 0), 0);
+        assert_eq!(results(&mem), [-99; 4]);
+        assert_eq!(stdout.contents(), b"");
+        assert_eq!(warnings.contents(), b"");
+    }
+
+    /// argv is copied only when all of it fits (each argument with its
+    /// NUL, a NUL inside an argument a space); the result is always the
+    /// size needed, and a buffer that is not writable is EFAULT.
+    #[test]
+    fn argv_is_copied_only_whole() {
+        use kvmini_abi::errno::EFAULT;
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let mut calls = Hypercalls::new(Capture::new().writer(), Capture::new().writer(), fs)
+            .with_argv(&[&b"prog"[..], b"a\0b", b""]);
+        let (block, buf) = (0x12_0000u64, 0x13_0000u64);
+        let want = b"prog\0a b\0\0";
+        for (len, result, copied) in [
+            (0, 10, false),
+            (9, 10, false),
+            (10, 10, true),
+            (11, 10, true),
+            (u64::MAX, 10, true),
+        ] {
+            mem.write_slice(&[0xEE; 16], GuestAddress(buf)).unwrap();
+            argv_block(&mem, block, buf, len);
+            assert_eq!(
+                calls.out(Port::Argv, 0x12_0000, &view).unwrap(),
+                Action::Resume
+            );
+            assert_eq!(result_of(&mem, block), result, "{len}");
+            let mut got = [0u8; 16];
+            mem.read_slice(&mut got, GuestAddress(buf)).unwrap();
+            let mut expected = [0xEE; 16];
+            if copied {
+                expected[..10].copy_from_slice(want);
+            }
+            assert_eq!(got, expected, "{len}");
+        }
+        argv_block(&mem, block, layout.system_base, 64);
+        assert_eq!(
+            calls.out(Port::Argv, 0x12_0000, &view).unwrap(),
+            Action::Resume
+        );
+        assert_eq!(result_of(&mem, block), -i64::from(EFAULT));
+    }
+    /// A call whose result cannot be written back does not run: an argv
+    /// block on a read-only page gets -EFAULT in RAX and a warning, and
+    /// the arguments are not copied.
+    #[test]
+    fn a_call_whose_result_is_read_only_does_not_run() {
+        use crate::arch::x86_64::bits::{PTE_P, PTE_US};
+        let mem = crate::memory::allocate(4 << 20).unwrap();
+        // 0x400000 -> 0x200000 read-only (the block), 0x401000 -> 0x201000
+        // writable (the buffer).
+        let cr3 = crate::view::map_user_pages(&mem, [0x20_0000, 0x20_1000]);
+        mem.write_obj(0x20_0000u64 | PTE_P | PTE_US, GuestAddress(0x10_3000))
+            .unwrap();
+        let args = ArgvArgs {
+            buf: 0x40_1000,
+            len: 64,
+            result: -99,
+        };
+        mem.write_slice(args.as_bytes(), GuestAddress(0x20_0000))
+            .unwrap();
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, cr3, true);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs).with_argv(&["a"]);
+        let action = calls.out(Port::Argv, 0x40_0000, &view).unwrap();
+        let efault = -i64::from(kvmini_abi::errno::EFAULT);
+        assert_eq!(
+            action,
+            Action::ResumeWithRax(u64::from_ne_bytes(efault.to_ne_bytes()))
+        );
+        let mut buf = [0xEEu8; 2];
+        mem.read_slice(&mut buf, GuestAddress(0x20_1000)).unwrap();
+        assert_eq!(buf, [0, 0]);
+        assert_eq!(result_of(&mem, 0x20_0000), -99);
+        assert_eq!(
+            String::from_utf8(warnings.contents()).unwrap(),
+            "kvmini: argv: argument block at 0x400000 is not writable guest memory; -EFAULT in RAX\n"
+        );
+    }
+    /// The handlers' Debug form names the type and shows none of the
+    /// guest's state (its arguments, its files).
+    #[test]
+    fn debug_shows_no_guest_state() {
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let calls = Hypercalls::new(Capture::new().writer(), Capture::new().writer(), fs)
+            .with_argv(&["secret"]);
+        assert_eq!(format!("{calls:?}"), "Hypercalls { .. }");
+    }
 }

@@ -495,3 +495,111 @@ fn a_piece_running_past_memory_names_one_byte_by_both_addresses() {
         assert_eq!(view.check_writable(gva, len), want);
     }
 }
+
+/// An argument block is read whole and its result field checked for
+/// writing: the result may be the block's last eight bytes, and a result
+/// field that does not lie wholly inside its block (a mistake in kvmini's
+/// own offsets) refuses the block instead of touching what follows it.
+#[test]
+fn a_block_s_result_lies_inside_the_block() {
+    let size = 2 << 20;
+    let mem = memory::allocate(size).unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Disabled), 0, false);
+    let block = Gva::new(0x1000);
+    mem.write_obj([1u64, 2, 3, 4], GuestAddress(0x1000))
+        .unwrap();
+    for offset in [0, 8, 24] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            Ok(([1, 2, 3, 4], Gva::new(0x1000 + offset as u64)))
+        );
+    }
+    let refused = Err(ViewError::Overflow {
+        gva: block,
+        len: 32,
+    });
+    for offset in [25, 31, 32, 4096, usize::MAX - 7, usize::MAX] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            refused,
+            "{offset}"
+        );
+    }
+    // The block at the very end of memory: its result is its last bytes.
+    let last = Gva::new(size - 32);
+    assert_eq!(
+        view.read_block::<[u64; 4]>(last, 24).map(|(_, at)| at),
+        Ok(Gva::new(size - 8))
+    );
+    assert_eq!(
+        view.read_block::<[u64; 4]>(Gva::new(size - 24), 0),
+        Err(ViewError::OutsideMemory {
+            gva: Gva::new(size),
+            gpa: Gpa::new(size)
+        })
+    );
+}
+
+/// A block whose result field is on a read-only page is refused before
+/// the call runs, wherever in the block the result lies; a read-only
+/// part elsewhere in the block is fine (it is only read).
+#[test]
+fn a_block_whose_result_is_read_only_is_refused() {
+    use crate::arch::x86_64::bits::{PTE_P, PTE_US};
+    let mem = memory::allocate(4 << 20).unwrap();
+    // 0x400000 -> 0x200000 writable, 0x401000 -> 0x201000 read-only.
+    let cr3 = map_user_pages(&mem, [0x20_0000, 0x20_1000]);
+    mem.write_obj(0x20_1000u64 | PTE_P | PTE_US, GuestAddress(0x10_3008))
+        .unwrap();
+    mem.write_obj([1u64, 2, 3, 4], GuestAddress(0x20_0FF0))
+        .unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Long), cr3, true);
+    let block = Gva::new(0x40_0FF0);
+    for offset in [0, 8] {
+        let (args, at) = view.read_block::<[u64; 4]>(block, offset).unwrap();
+        assert_eq!(args[..2], [1, 2]);
+        assert_eq!(at, Gva::new(0x40_0FF0 + offset as u64));
+    }
+    for offset in [16, 24] {
+        assert_eq!(
+            view.read_block::<[u64; 4]>(block, offset),
+            Err(ViewError::Fault(PagingError::NotWritable(Gva::new(
+                0x40_0FF0 + offset as u64
+            )))),
+            "{offset}"
+        );
+    }
+    // A result straddling the two pages.
+    assert_eq!(
+        view.read_block::<[u64; 2]>(Gva::new(0x40_0FFC), 0),
+        Err(ViewError::Fault(PagingError::NotWritable(Gva::new(
+            0x40_1000
+        ))))
+    );
+}
+
+/// A value across two pages that are not physically contiguous is read
+/// and written piece by piece, each piece at its own place.
+#[test]
+fn values_across_discontiguous_pages_are_whole() {
+    let mem = memory::allocate(4 << 20).unwrap();
+    // 0x400000 -> 0x203000 and 0x401000 -> 0x201000.
+    let cr3 = map_user_pages(&mem, [0x20_3000, 0x20_1000]);
+    mem.write_slice(&[1, 2, 3, 4], GuestAddress(0x20_3FFC))
+        .unwrap();
+    mem.write_slice(&[5, 6, 7, 8], GuestAddress(0x20_1000))
+        .unwrap();
+    let view = GuestView::new(&mem, paging(PagingMode::Long), cr3, true);
+    let at = Gva::new(0x40_0FFC);
+    assert_eq!(
+        view.read_obj::<u64>(at),
+        Ok(u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]))
+    );
+    assert_eq!(view.write_bytes(at, &[9, 10, 11, 12, 13, 14]), Ok(()));
+    let mut first = [0u8; 4];
+    let mut second = [0u8; 4];
+    mem.read_slice(&mut first, GuestAddress(0x20_3FFC)).unwrap();
+    mem.read_slice(&mut second, GuestAddress(0x20_1000))
+        .unwrap();
+    assert_eq!((first, second), ([9, 10, 11, 12], [13, 14, 7, 8]));
+}

@@ -691,6 +691,35 @@ fn rejects_segment_past_window() {
     assert_eq!(read(&m, TEXT_AT, 16), [0xAA; 16]);
 }
 
+/// A segment may fill the load window to its last byte and start at its
+/// first, and not one byte more on either side: past the window lies
+/// kvmini's own part of guest memory.
+#[test]
+fn segments_fill_the_window_exactly_and_no_more() {
+    let (start, end) = (WINDOW.start, WINDOW.end);
+    let m = dirty_mem();
+    let v = one_seg(start, data_off(1), start, 16, end - start);
+    let image = load_elf(&m, &v, &WINDOW).unwrap();
+    assert_eq!((image.lowest, image.highest), (start, end));
+    assert_eq!(read(&m, end - 16, 16), [0; 16]);
+    let m = dirty_mem();
+    let v = one_seg(start, data_off(1), start, 16, end - start + 1);
+    let e = load_elf(&m, &v, &WINDOW).unwrap_err();
+    assert!(matches!(
+        e,
+        LoaderError::SegmentPastWindow { start: s, end: e, .. } if (s, e) == (start, end + 1)
+    ));
+    let v = one_seg(start - 1, data_off(1), start - 1, 16, 16);
+    let e = load_elf(&m, &v, &WINDOW).unwrap_err();
+    assert!(matches!(
+        e,
+        LoaderError::SegmentBelowWindow { start: s, .. } if s == start - 1
+    ));
+    // Nothing was written by either.
+    assert_eq!(read(&m, start - 1, 17), [0xAA; 17]);
+    assert_eq!(read(&m, end - 16, 16), [0xAA; 16]);
+}
+
 #[test]
 fn rejects_segment_outside_guest_memory() {
     // The window claims more than the 4 MiB that exists.
