@@ -28,6 +28,7 @@ pub mod exit;
 pub mod outcome;
 mod reset;
 mod run;
+mod setup;
 
 use reset::Reusable;
 use run::Machine;
