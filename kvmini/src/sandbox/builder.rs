@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kvmini_abi::layout::ELF_LOAD_MIN;
 
+use super::backtrace::CodeMap;
 use super::reset::{PristineCpu, Reusable};
 use super::run::{FixedPaging, Machine};
 use super::{Image, Sandbox, SandboxError, Stdio};
@@ -621,6 +622,13 @@ impl Sandbox {
         // A Linux program's system calls need CS and the FS base at each
         // exit: the system registers come with every exit.
         vcpu.sync_system_registers(fixed_paging.is_none() || process.is_some());
+        let code = match &config.image {
+            Image::Elf(bytes) => Some(CodeMap::of_elf(bytes, &image)),
+            Image::Flat(_) => None,
+        };
+        let stack_top = process
+            .as_ref()
+            .map_or(layout.stack_top(), |(p, _)| p.layout().stack_top);
         let own_stop = StopHandle::new();
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
@@ -650,6 +658,8 @@ impl Sandbox {
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
+                code,
+                stack_top,
             })),
             image,
             ring,
