@@ -834,7 +834,10 @@ fn report_failure(outcome: &Outcome) {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
             if let Some(backtrace) = &crash.backtrace {
-                eprintln!("  backtrace:\n  {}", backtrace.to_string().replace('\n', "\n  "));
+                eprintln!(
+                    "  backtrace:\n  {}",
+                    backtrace.to_string().replace('\n', "\n  ")
+                );
             }
             eprintln!(
                 "  registers at the fault:\n  {}",

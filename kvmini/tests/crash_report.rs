@@ -328,3 +328,51 @@ fn a_linux_program_crash_names_its_functions() {
     let lines: Vec<&str> = shown.lines().take(4).collect();
     assert_eq!(lines.join("\n"), want.join("\n"));
 }
+
+/// A symbol name with an escape sequence, a newline and bytes that are not
+/// UTF-8 (the image's string table edited after the build) is printed
+/// escaped, in the crash line and in the backtrace.
+#[test]
+fn a_hostile_symbol_name_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = build(&[], dir.path(), "deep.elf");
+    let addresses = deep_frames(&elf, 0);
+    let mut bytes = std::fs::read(&elf).unwrap();
+    let name = b"third_level\0";
+    let hostile = b"\x1b[2J\n\xff\xfe_lvl\0";
+    assert_eq!(name.len(), hostile.len());
+    let at: Vec<usize> = (0..bytes.len() - name.len())
+        .filter(|&i| bytes[i..].starts_with(name))
+        .collect();
+    assert_eq!(at.len(), 1, "the name is in the string table once");
+    bytes[at[0]..at[0] + name.len()].copy_from_slice(hostile);
+    let edited = dir.path().join("hostile.elf");
+    std::fs::write(&edited, &bytes).unwrap();
+    let Some(crash) = crash_of(&edited, &[]) else {
+        return;
+    };
+    let offset = crash.rip - addresses[0].2;
+    let shown = r"\x1b[2J\x0a\xff\xfe_lvl";
+    assert_eq!(
+        crash.to_string(),
+        format!(
+            "guest crashed: page fault writing 0x0 (not mapped) at rip {:#x} ({shown}+{offset:#x}) (ring 3)",
+            crash.rip
+        )
+    );
+    let trace = backtrace(&crash).to_string();
+    assert_eq!(
+        trace.lines().next().unwrap(),
+        format!("#0 {:#x} {shown}+{offset:#x}", crash.rip)
+    );
+    assert!(
+        trace
+            .bytes()
+            .all(|b| b == b'\n' || (b' '..=b'~').contains(&b)),
+        "{trace:?}"
+    );
+    assert_eq!(
+        crash.location.as_ref().unwrap().symbol.as_bytes(),
+        &hostile[..hostile.len() - 1]
+    );
+}

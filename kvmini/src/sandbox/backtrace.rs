@@ -257,12 +257,18 @@ impl CodeMap {
     /// lies, when that function had not saved RBP and pointed it at its
     /// frame: on top of the stack before `push %rbp` (or in a function
     /// that never does: a leaf compiled without a frame), just above it
-    /// after. `None` when its prologue was done, or its symbol is unknown.
+    /// after. `None` when its prologue was done, or it is not known to be a
+    /// function (no symbol, or a label).
     fn unsaved_frame(&self, view: &GuestView<'_>, rip: u64, rsp: u64) -> Option<u64> {
         const ENDBR64: [u8; 4] = [0xF3, 0x0F, 0x1E, 0xFA];
         // push %rbp; mov %rsp,%rbp
         const PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xE5];
-        let at = self.locate(rip)?;
+        // Only a function (a sized symbol) starts with its prologue; a
+        // label may sit anywhere in one.
+        let at = self.symbols.lookup(rip.checked_sub(self.base)?)?;
+        if at.symbol.size == 0 {
+            return None;
+        }
         let start = rip.checked_sub(at.offset)?;
         let code: [u8; 8] = view.read_obj(Gva::new(start)).ok()?;
         let skip = if code[..4] == ENDBR64 { 4 } else { 0 };
