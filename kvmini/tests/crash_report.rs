@@ -376,3 +376,81 @@ fn a_hostile_symbol_name_is_printed_escaped() {
         &hostile[..hostile.len() - 1]
     );
 }
+
+/// Builds the Rust SDK guest `kvmini/tests/crash_report/deep_rust` with
+/// frame pointers, in a target directory of its own, and returns its path.
+fn deep_rust_guest() -> PathBuf {
+    let manifest =
+        common::c_build::repo_root().join("kvmini/tests/crash_report/deep_rust/Cargo.toml");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash_report-guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--offline",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes",
+        )
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_MAKEFLAGS")
+        .output()
+        .expect("cargo starts");
+    assert!(
+        out.status.success(),
+        "building deep_rust failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join("x86_64-unknown-linux-gnu/release/deep_rust")
+}
+
+#[test]
+fn a_rust_guest_crash_three_calls_deep_names_the_function_and_its_callers() {
+    let elf = deep_rust_guest();
+    let Some(crash) = crash_of(&elf, &[]) else {
+        return;
+    };
+    let symbols = nm(&elf);
+    let third = symbols["third_level"];
+    assert_eq!(
+        crash.to_string(),
+        format!(
+            "guest crashed: page fault writing 0x0 (not mapped) at rip {:#x} (third_level+{:#x}) (ring 3)",
+            crash.rip,
+            crash.rip - third
+        )
+    );
+    let want: Vec<String> = [
+        (crash.rip, "third_level"),
+        (
+            return_site(&elf, "second_level", "third_level"),
+            "second_level",
+        ),
+        (
+            return_site(&elf, "first_level", "second_level"),
+            "first_level",
+        ),
+        (return_site(&elf, "main", "first_level"), "main"),
+        (return_site(&elf, "__kvmini_main", "main"), "__kvmini_main"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, (address, name))| frame(n, address, Some((name, symbols[name]))))
+    .collect();
+    let shown = backtrace(&crash).to_string();
+    let lines: Vec<&str> = shown.lines().take(5).collect();
+    assert_eq!(lines.join("\n"), want.join("\n"), "{shown}");
+}
