@@ -11,6 +11,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use super::Image;
 use crate::addr::Gva;
 use crate::loader::{ElfFile, ElfKind, LoadedImage, SymbolName, Symbols, LINUX_PIE_BASE, PF_X};
 use crate::view::GuestView;
@@ -138,29 +139,39 @@ pub(crate) struct CodeMap {
     base: u64,
     /// The executable segments as loaded.
     code: Vec<Range<u64>>,
+    /// The exclusive top of the guest's stack: no frame lies above it.
+    stack_top: u64,
 }
 
 impl CodeMap {
-    /// The code map of an ELF image `bytes`, loaded as `image`.
-    pub(crate) fn of_elf(bytes: &[u8], image: &LoadedImage) -> Self {
+    /// The code map of `image`, loaded as `loaded`, whose stack ends at
+    /// `stack_top`; `None` for a flat binary, which has no symbols.
+    pub(crate) fn of_image(image: &Image, loaded: &LoadedImage, stack_top: u64) -> Option<Self> {
+        let Image::Elf(bytes) = image else {
+            return None;
+        };
         let Ok(elf) = ElfFile::parse(bytes) else {
-            return CodeMap::default();
+            return Some(CodeMap {
+                stack_top,
+                ..CodeMap::default()
+            });
         };
         let base = match elf.kind() {
             ElfKind::PositionIndependent => LINUX_PIE_BASE,
             ElfKind::Executable => 0,
         };
-        let code = image
+        let code = loaded
             .segments
             .iter()
             .filter(|s| s.flags & PF_X != 0)
             .map(|s| s.vaddr..s.end())
             .collect();
-        CodeMap {
+        Some(CodeMap {
             symbols: elf.symbols(),
             base,
             code,
-        }
+            stack_top,
+        })
     }
 
     /// The symbol that covers `address`, if any.
@@ -190,15 +201,14 @@ impl CodeMap {
     }
 
     /// Walks the frame chain from `rbp`, for a crash at `rip` with stack
-    /// pointer `rsp`; `stack_top` is the exclusive top of the guest's
-    /// stack. Every frame is read through `view` (the guest's own page
-    /// tables and privilege), after its address has been checked.
+    /// pointer `rsp`. Every frame is read through `view` (the guest's own
+    /// page tables and privilege), after its address has been checked.
     pub(crate) fn backtrace(
         &self,
         view: &GuestView<'_>,
         (rip, rsp, rbp): (u64, u64, u64),
-        stack_top: u64,
     ) -> Backtrace {
+        let stack_top = self.stack_top;
         let mut frames = vec![Frame {
             address: rip,
             location: self.locate(rip),

@@ -622,10 +622,6 @@ impl Sandbox {
         // A Linux program's system calls need CS and the FS base at each
         // exit: the system registers come with every exit.
         vcpu.sync_system_registers(fixed_paging.is_none() || process.is_some());
-        let code = match &config.image {
-            Image::Elf(bytes) => Some(CodeMap::of_elf(bytes, &image)),
-            Image::Flat(_) => None,
-        };
         let stack_top = process
             .as_ref()
             .map_or(layout.stack_top(), |(p, _)| p.layout().stack_top);
@@ -658,8 +654,7 @@ impl Sandbox {
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
-                code,
-                stack_top,
+                code: CodeMap::of_image(&config.image, &image, stack_top),
             })),
             image,
             ring,

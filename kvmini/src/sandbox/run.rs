@@ -47,8 +47,6 @@ pub(super) struct Machine {
     /// What names an ELF image's code in a crash report; `None` for a flat
     /// binary.
     pub(super) code: Option<CodeMap>,
-    /// The exclusive top of the guest's stack: no frame lies above it.
-    pub(super) stack_top: u64,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -316,8 +314,7 @@ impl Machine {
                 )
             }
         };
-        crash.backtrace =
-            Some(code.backtrace(&view, (crash.rip, crash.rsp, regs.rbp), self.stack_top));
+        crash.backtrace = Some(code.backtrace(&view, (crash.rip, crash.rsp, regs.rbp)));
         Ok(())
     }
 
