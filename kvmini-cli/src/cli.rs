@@ -833,6 +833,12 @@ fn report_failure(outcome: &Outcome) {
     match &outcome.ending {
         Ending::Crashed(crash) => {
             eprintln!("kvmini: {crash}");
+            if let Some(backtrace) = &crash.backtrace {
+                eprintln!(
+                    "  backtrace:\n  {}",
+                    backtrace.to_string().replace('\n', "\n  ")
+                );
+            }
             eprintln!(
                 "  registers at the fault:\n  {}",
                 format_regs(&outcome.regs)

@@ -125,6 +125,7 @@ impl Exception {
             rsp: distinct_value(4),
             ring: ring.number(),
             cr2,
+            ..Default::default()
         }
     }
 }

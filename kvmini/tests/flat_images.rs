@@ -134,6 +134,7 @@ fn ud2_is_an_invalid_opcode_crash() {
             rsp: LAYOUT.stack_top(),
             ring: 0,
             cr2: 0,
+            ..Default::default()
         }
     );
     assert_eq!(
@@ -197,6 +198,7 @@ fn hlt_at_ring_3_is_a_general_protection_fault() {
             rsp: LAYOUT.stack_top(),
             ring: 3,
             cr2: 0,
+            ..Default::default()
         }
     );
     assert_eq!(

@@ -631,10 +631,22 @@ fn crashes(name: &str, vector: u8, error_code: u64, cr2: u64, rip: fn(u64) -> u6
             rsp: crash.rsp,
             ring: 3,
             cr2,
+            location: crash.location.clone(),
+            backtrace: crash.backtrace.clone(),
         },
         "{name}"
     );
-    assert_eq!(crash.to_string(), text.replace("RIP", &format!("{rip:#x}")));
+    // The guest has symbols: a RIP in its code is named (crash_report.rs
+    // checks the names against nm).
+    let location = crash
+        .location
+        .as_ref()
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    assert_eq!(
+        crash.to_string(),
+        text.replace("RIP", &format!("{rip:#x}{location}"))
+    );
     assert_eq!(run.ending.status(), 126);
     // argv, the address, the exception report: nothing after the fault.
     assert_eq!((run.stdout.lines().count(), run.exits), (1, 3), "{name}");
@@ -801,11 +813,14 @@ fn ring3_fault_with_no_stack_is_still_reported() {
             rsp: 0,
             ring: 3,
             cr2: 0xFFFF_FFFF_FFFF_FFF8,
+            location: crash.location.clone(),
+            backtrace: crash.backtrace.clone(),
         }
     );
+    let location = crash.location.as_ref().expect("the guest has symbols");
     assert_eq!(
         crash.to_string(),
-        format!("guest crashed: page fault writing 0xfffffffffffffff8 (not mapped) at rip {at:#x} (ring 3)")
+        format!("guest crashed: page fault writing 0xfffffffffffffff8 (not mapped) at rip {at:#x} ({location}) (ring 3)")
     );
 }
 
@@ -1431,6 +1446,7 @@ fn ring0_guest_can_make_up_its_own_crash_report() {
             rsp: 0,
             ring: 3,
             cr2: 0,
+            ..Default::default()
         }
     );
     assert_eq!(

@@ -318,6 +318,7 @@ fn crash(cpu: &mut dyn ExitContext) -> Result<Next, ExitError> {
         rsp: frame.regs.rsp,
         ring: u8::try_from(frame.cs & 3).unwrap_or(0),
         cr2,
+        ..Default::default()
     };
     Ok(Next::Crashed(crash, frame.regs))
 }

@@ -362,6 +362,7 @@ fn an_exception_report_is_a_crash_only_from_kvmini_s_handler() {
             rsp: 0x7F_F000,
             ring: 3,
             cr2: 0xDEAD_0000,
+            ..Default::default()
         }
     );
     assert_eq!(

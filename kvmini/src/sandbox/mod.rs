@@ -23,6 +23,7 @@ use crate::vcpu_thread::VcpuThread;
 use crate::vm::VmError;
 use crate::xstate::XstateError;
 
+mod backtrace;
 mod builder;
 pub mod exit;
 pub mod outcome;
@@ -102,8 +103,8 @@ pub enum Image {
 
 pub use builder::{BuildError, SandboxBuilder};
 pub use outcome::{
-    format_regs, Crash, Ending, Outcome, Stats, Unserved, STATUS_GUEST_FAULT, STATUS_KVMINI_ERROR,
-    STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,
+    format_regs, Backtrace, ChainEnd, CodeLocation, Crash, Ending, Frame, Outcome, Stats, Unserved,
+    STATUS_GUEST_FAULT, STATUS_KVMINI_ERROR, STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,
 };
 
 pub use crate::layout::Region;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kvm_bindings::kvm_regs;
 use kvmini_abi::{Direction, Port};
 
+pub use super::backtrace::{Backtrace, ChainEnd, CodeLocation, Frame, MAX_FRAMES};
 use crate::cpu;
 use crate::modes::{self, CpuMode};
 use crate::vcpu;
@@ -22,7 +23,7 @@ pub const STATUS_TIMEOUT: u8 = 124;
 pub const STATUS_OUTPUT_CLOSED: u8 = 141;
 
 /// A crash reported by kvmini's exception handlers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Crash {
     /// Exception vector.
     pub vector: u8,
@@ -36,6 +37,11 @@ pub struct Crash {
     pub ring: u8,
     /// Faulting address of a page fault.
     pub cr2: u64,
+    /// The symbol of the ELF image that covers `rip`, if one does.
+    pub location: Option<CodeLocation>,
+    /// The faulting instruction and its callers by frame pointers (an ELF
+    /// image's crash; `None` for a flat binary).
+    pub backtrace: Option<Backtrace>,
 }
 
 impl fmt::Display for Crash {
@@ -59,7 +65,11 @@ impl fmt::Display for Crash {
         } else if self.error_code != 0 {
             write!(f, " (error code {:#x})", self.error_code)?;
         }
-        write!(f, " at rip {:#x} (ring {})", self.rip, self.ring)
+        write!(f, " at rip {:#x}", self.rip)?;
+        if let Some(location) = &self.location {
+            write!(f, " ({location})")?;
+        }
+        write!(f, " (ring {})", self.ring)
     }
 }
 
@@ -297,6 +307,7 @@ mod tests {
             rsp: 0x1F_0000,
             ring: 3,
             cr2,
+            ..Default::default()
         }
         .to_string()
     }
@@ -356,7 +367,8 @@ mod tests {
                 rip: 0,
                 rsp: 0,
                 ring: 3,
-                cr2: 0
+                cr2: 0,
+                ..Default::default()
             })
             .status(),
             126

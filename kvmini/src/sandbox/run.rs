@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use kvm_bindings::kvm_regs;
 use kvmini_abi::Port;
 
+use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
-use super::outcome::{Ending, Outcome, Stats};
+use super::outcome::{Crash, Ending, Outcome, Stats};
 use super::{Sandbox, SandboxError};
 use crate::hypercall::Hypercalls;
 use crate::layout::Layout;
@@ -43,6 +44,9 @@ pub(super) struct Machine {
     pub(super) cpu_paging: CpuPaging,
     /// The guest's registers at the fault, when the run ended in a crash.
     pub(super) fault_regs: Option<kvm_regs>,
+    /// What names an ELF image's code in a crash report; `None` for a flat
+    /// binary.
+    pub(super) code: Option<CodeMap>,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -247,7 +251,8 @@ impl Machine {
                     None
                 }
                 Next::End(ending) => Some(ending),
-                Next::Crashed(crash, regs) => {
+                Next::Crashed(mut crash, regs) => {
+                    self.explain(&mut crash, &regs)?;
                     self.fault_regs = Some(regs);
                     Some(Ending::Crashed(crash))
                 }
@@ -282,6 +287,35 @@ impl Machine {
             stats,
             regs,
         })
+    }
+
+    /// Names the code of an ELF image's crash: the faulting RIP's symbol,
+    /// and the backtrace by frame pointers. Only guest memory is read (and
+    /// the system registers the run loop reads at every exit), so this
+    /// runs on the vCPU thread within its filter.
+    fn explain(&mut self, crash: &mut Crash, regs: &kvm_regs) -> Result<(), VcpuError> {
+        let Some(code) = &self.code else {
+            return Ok(());
+        };
+        crash.location = code.locate(crash.rip);
+        // The tables of kvmini's handler, which are the guest's, with the
+        // privilege of the code that crashed: a ring-3 guest's chain
+        // cannot reach supervisor pages.
+        let view = match &self.fixed_paging {
+            Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
+                .with_identity(fixed.identity.clone()),
+            None => {
+                let sregs = self.vcpu.sregs()?;
+                GuestView::new(
+                    self.vm.memory(),
+                    Paging::from_registers(sregs.cr0, sregs.cr4, sregs.efer, self.cpu_paging),
+                    sregs.cr3,
+                    crash.ring == 3,
+                )
+            }
+        };
+        crash.backtrace = Some(code.backtrace(&view, (crash.rip, crash.rsp, regs.rbp)));
+        Ok(())
     }
 
     fn trace_exit(&mut self, n: u64, exit: &Exit) {

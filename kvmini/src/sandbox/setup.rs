@@ -4,6 +4,7 @@
 
 use kvmini_abi::layout::ELF_LOAD_MIN;
 
+use super::backtrace::CodeMap;
 use super::builder::Config;
 use super::reset::{PristineCpu, Reusable};
 use super::run::{FixedPaging, Machine};
@@ -188,6 +189,9 @@ impl Sandbox {
         // A Linux program's system calls need CS and the FS base at each
         // exit: the system registers come with every exit.
         vcpu.sync_system_registers(fixed_paging.is_none() || process.is_some());
+        let stack_top = process
+            .as_ref()
+            .map_or(layout.stack_top(), |(p, _)| p.layout().stack_top);
         let own_stop = StopHandle::new();
         let hypercalls = {
             let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
@@ -217,6 +221,7 @@ impl Sandbox {
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
+                code: CodeMap::of_image(&config.image, &image, stack_top),
             })),
             image,
             ring,
