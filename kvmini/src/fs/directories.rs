@@ -42,7 +42,7 @@ impl Filesystem {
         port: Port,
         args: &PathArgs,
     ) -> CallResult {
-        Self::read_path(view, args.path, &mut self.path)?;
+        Self::read_path(view, args.path, Ok(&self.cwd), &mut self.path)?;
         let resolved = self.grants.resolve(&self.path)?;
         let parent = resolved.parent_and_name();
         self.writable(&resolved, &parent)?;
@@ -87,8 +87,8 @@ impl Filesystem {
     }
 
     pub(super) fn rename(&mut self, view: &GuestView<'_>, args: &RenameArgs) -> CallResult {
-        Self::read_path(view, args.old, &mut self.path)?;
-        Self::read_path(view, args.new, &mut self.path2)?;
+        Self::read_path(view, args.old, Ok(&self.cwd), &mut self.path)?;
+        Self::read_path(view, args.new, Ok(&self.cwd), &mut self.path2)?;
         let old = self.grants.resolve(&self.path)?;
         let new = self.grants.resolve(&self.path2)?;
         let old_parent = old.parent_and_name();
@@ -121,7 +121,7 @@ impl Filesystem {
 
     pub(super) fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
         let file = match lookup(&self.fds, args.fd)? {
-            Descriptor::File(file) => file,
+            Descriptor::File(file, _) => file,
             _ => return Err(Errno::ENOTDIR),
         };
         // Check the whole buffer first, so that a bad one does not advance

@@ -1,14 +1,70 @@
 //! The descriptor table as Linux programs' system calls reach it
 //! ([`crate::linux`]): the same handlers, grants and checks as the
 //! filesystem hypercalls, with arguments in registers instead of a block,
-//! and Linux's open-flag rules (unknown flags ignored).
+//! and Linux's open-flag rules (unknown flags ignored); and the working
+//! directory and directory descriptors relative paths start from
+//! (docs/linux.md, "Descriptors and directories").
 
 use kvmini_abi::fs::{IoArgs, OpenArgs, SeekArgs, StatArgs, O_SUPPORTED};
+use rustix::fs::{FileType, Mode, OFlags};
 
-use super::{CallResult, Descriptor, Filesystem, StdioSinks};
+use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
 use crate::addr::Gva;
 use crate::errno::Errno;
+use crate::grant::normalize;
 use crate::view::GuestView;
+
+/// The directory a relative path given with `dirfd` starts from: the
+/// working directory for `AT_FDCWD`, else the guest path the descriptor
+/// was opened by (`EBADF` when it is not open, `ENOTDIR` when it is not a
+/// directory). An error matters only for a relative path.
+pub(super) fn base<'a>(
+    fds: &'a [Option<Descriptor>],
+    cwd: &'a [u8],
+    dirfd: i32,
+) -> Result<&'a [u8], Errno> {
+    if dirfd == AT_FDCWD {
+        return Ok(cwd);
+    }
+    match lookup(fds, dirfd)? {
+        Descriptor::File(file, path) if is_directory(file)? => Ok(path),
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+fn is_directory(file: &std::os::fd::OwnedFd) -> Result<bool, Errno> {
+    let st = rustix::fs::fstat(file).map_err(Errno::from)?;
+    Ok(FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+}
+
+/// Puts a relative `path` after `base` (an empty one stays empty: it is
+/// `ENOENT` when resolved); an absolute one is left as it is.
+pub(super) fn join_base(base: Result<&[u8], Errno>, path: &mut Vec<u8>) -> Result<(), Errno> {
+    if path.is_empty() || path.first() == Some(&b'/') {
+        return Ok(());
+    }
+    let base = base?;
+    let mut joined = Vec::with_capacity(base.len() + 1 + path.len());
+    joined.extend_from_slice(base);
+    joined.push(b'/');
+    joined.extend_from_slice(path);
+    *path = joined;
+    Ok(())
+}
+
+/// `path` (absolute) with `.`, `..` and repeated slashes taken out
+/// lexically: `/a/./b/../c/` is `/a/c`.
+pub(super) fn lexical(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for component in normalize(path).unwrap_or_default() {
+        out.push(b'/');
+        out.extend_from_slice(&component);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
 
 impl Filesystem {
     /// `read` or `pread64` (without `stdio`), `write` or `pwrite64` (with
@@ -40,6 +96,7 @@ impl Filesystem {
     pub(crate) fn linux_open(
         &mut self,
         view: &GuestView<'_>,
+        dirfd: i32,
         path: u64,
         flags: u64,
         mode: u64,
@@ -50,7 +107,7 @@ impl Filesystem {
             mode: u32::try_from(mode & 0o7777).unwrap_or(0),
             ..Default::default()
         };
-        self.open(view, &args)
+        self.open(view, &args, dirfd)
     }
 
     /// `close`.
@@ -69,7 +126,8 @@ impl Filesystem {
         })
     }
 
-    /// `stat` of `path`, or `fstat` of `fd` without one, into `stat`.
+    /// `stat` of `path` from directory descriptor `fd`, or `fstat` of
+    /// `fd` without a path, into `stat`.
     pub(crate) fn linux_stat(
         &mut self,
         view: &GuestView<'_>,
@@ -83,7 +141,51 @@ impl Filesystem {
             stat,
             ..Default::default()
         };
-        self.stat(view, &args, path.is_some())
+        self.stat(view, &args, path.map(|_| fd))
+    }
+
+    /// The working directory (absolute, normalized).
+    pub(crate) fn linux_cwd(&self) -> &[u8] {
+        &self.cwd
+    }
+
+    /// Makes `path` (absolute) the working directory, now and at the start
+    /// of every run: it must be a directory under a grant, or `/`.
+    pub fn set_start_cwd(&mut self, path: &[u8]) -> Result<(), Errno> {
+        let mut path = path.to_vec();
+        join_base(Err(Errno::ENOENT), &mut path)?;
+        self.enter(&path)?;
+        self.start_cwd.clone_from(&self.cwd);
+        Ok(())
+    }
+
+    /// `chdir`: the path, from the working directory, must name a
+    /// directory (`/` always does).
+    pub(crate) fn linux_chdir(&mut self, view: &GuestView<'_>, path: u64) -> CallResult {
+        let mut buf = std::mem::take(&mut self.path);
+        let result =
+            Self::read_path(view, path, Ok(&self.cwd), &mut buf).and_then(|()| self.enter(&buf));
+        self.path = buf;
+        result.map(|()| 0)
+    }
+
+    /// `fchdir`: the directory descriptor's path becomes the working
+    /// directory.
+    pub(crate) fn linux_fchdir(&mut self, fd: i32) -> CallResult {
+        let path = base(&self.fds, &self.cwd, fd)?.to_vec();
+        self.cwd = path;
+        Ok(0)
+    }
+
+    /// Makes the absolute `path` the working directory if it is one.
+    fn enter(&mut self, path: &[u8]) -> Result<(), Errno> {
+        let normal = lexical(path);
+        if !normalize(path)?.is_empty() {
+            let resolved = self.grants.resolve(path)?;
+            resolved.open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        }
+        self.cwd = normal;
+        Ok(())
     }
 
     /// Which standard stream (0, 1, 2) descriptor `fd` is, `None` for a
@@ -93,24 +195,13 @@ impl Filesystem {
             Descriptor::Stdin => Some(0),
             Descriptor::Stdout => Some(1),
             Descriptor::Stderr => Some(2),
-            Descriptor::File(_) => None,
+            Descriptor::File(..) => None,
         })
     }
 
     /// 0 for an open descriptor, else `EBADF`.
     pub(crate) fn linux_check_fd(&self, fd: i32) -> CallResult {
         self.descriptor(fd).map(|_| 0)
-    }
-
-    /// Whether the path at `path` starts with `/` (`EFAULT` when it
-    /// cannot be read).
-    pub(crate) fn linux_path_is_absolute(
-        &self,
-        view: &GuestView<'_>,
-        path: u64,
-    ) -> Result<bool, Errno> {
-        let first: u8 = view.read_obj(Gva::new(path)).map_err(|_| Errno::EFAULT)?;
-        Ok(first == b'/')
     }
 
     /// Whether the path at `path` is empty.

@@ -32,6 +32,9 @@ use crate::view::{GuestView, ViewError};
 mod directories;
 mod linux;
 
+/// The directory descriptor that names the working directory.
+pub(crate) const AT_FDCWD: i32 = -100;
+
 /// Most bytes one `getdents64` call, or one read of a stdin reader, takes.
 const GETDENTS_MAX: usize = 1 << 20;
 
@@ -44,8 +47,10 @@ enum Descriptor {
     Stdout,
     /// The guest's stderr.
     Stderr,
-    /// A file or directory under a grant.
-    File(OwnedFd),
+    /// A file or directory under a grant, with the guest path it was
+    /// opened by (absolute, lexically normalized): where paths relative to
+    /// it start.
+    File(OwnedFd, Vec<u8>),
 }
 
 /// Where descriptor 0 reads from.
@@ -95,6 +100,11 @@ pub struct Filesystem {
     scratch: Vec<u8>,
     path: Vec<u8>,
     path2: Vec<u8>,
+    /// The working directory (absolute, normalized): relative paths start
+    /// there. `/` for SDK guests, which cannot change it.
+    cwd: Vec<u8>,
+    /// The working directory a run starts in.
+    start_cwd: Vec<u8>,
 }
 
 impl Filesystem {
@@ -117,6 +127,8 @@ impl Filesystem {
             scratch: Vec::new(),
             path: Vec::new(),
             path2: Vec::new(),
+            cwd: b"/".to_vec(),
+            start_cwd: b"/".to_vec(),
         }
     }
 
@@ -133,6 +145,7 @@ impl Filesystem {
     /// table a new run starts with.
     pub fn reset(&mut self) {
         self.fds = Self::stdio();
+        self.cwd.clone_from(&self.start_cwd);
     }
 
     /// Number of open guest descriptors.
@@ -164,7 +177,8 @@ impl Filesystem {
             };
         }
         match port {
-            Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs.open(view, a)),
+            Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs
+                .open(view, a, AT_FDCWD)),
             Port::Close => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.close(a.fd)),
             Port::Read | Port::Pread => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| {
                 fs.read(view, a, port == Port::Pread)
@@ -174,7 +188,7 @@ impl Filesystem {
             }),
             Port::Lseek => serve!(SeekArgs, |fs: &mut Self, a: &SeekArgs| fs.lseek(a)),
             Port::Fstat | Port::Stat => serve!(StatArgs, |fs: &mut Self, a: &StatArgs| {
-                fs.stat(view, a, port == Port::Stat)
+                fs.stat(view, a, (port == Port::Stat).then_some(AT_FDCWD))
             }),
             Port::Fsync => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.fsync(a.fd)),
             Port::Ftruncate => serve!(TruncateArgs, |fs: &mut Self, a: &TruncateArgs| {
@@ -191,14 +205,21 @@ impl Filesystem {
         }
     }
 
-    /// Reads a guest path into `buf` (without its NUL).
-    fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), Errno> {
+    /// Reads a guest path into `buf` (without its NUL); a relative one is
+    /// put after `base`, the directory it starts from.
+    fn read_path(
+        view: &GuestView<'_>,
+        gva: u64,
+        base: Result<&[u8], Errno>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         buf.clear();
         match view.read_c_string(Gva::new(gva), PATH_MAX, buf) {
-            Ok(()) => Ok(()),
-            Err(ViewError::Unterminated { .. }) => Err(Errno::ENAMETOOLONG),
-            Err(_) => Err(Errno::EFAULT),
+            Ok(()) => {}
+            Err(ViewError::Unterminated { .. }) => return Err(Errno::ENAMETOOLONG),
+            Err(_) => return Err(Errno::EFAULT),
         }
+        linux::join_base(base, buf)
     }
 
     fn descriptor(&self, fd: i32) -> Result<&Descriptor, Errno> {
@@ -228,9 +249,9 @@ impl Filesystem {
         i64::try_from(slot).unwrap_or(i64::MAX)
     }
 
-    fn open(&mut self, view: &GuestView<'_>, args: &OpenArgs) -> CallResult {
+    fn open(&mut self, view: &GuestView<'_>, args: &OpenArgs, dirfd: i32) -> CallResult {
         let mut path = std::mem::take(&mut self.path);
-        let result = self.open_path(view, args, &mut path);
+        let result = self.open_path(view, args, dirfd, &mut path);
         self.path = path;
         result
     }
@@ -239,9 +260,11 @@ impl Filesystem {
         &mut self,
         view: &GuestView<'_>,
         args: &OpenArgs,
+        dirfd: i32,
         path: &mut Vec<u8>,
     ) -> CallResult {
-        Self::read_path(view, args.path, path)?;
+        let base = linux::base(&self.fds, &self.cwd, dirfd);
+        Self::read_path(view, args.path, base, path)?;
         if args.flags & !O_SUPPORTED != 0 || args.flags & O_ACCMODE == O_ACCMODE {
             return Err(Errno::EINVAL);
         }
@@ -303,7 +326,7 @@ impl Filesystem {
         } else {
             open(flags, mode)?
         };
-        Ok(self.install(slot, Descriptor::File(file)))
+        Ok(self.install(slot, Descriptor::File(file, linux::lexical(path))))
     }
 
     fn close(&mut self, fd: i32) -> CallResult {
@@ -334,7 +357,7 @@ impl Filesystem {
             return self.read_from_reader(view, args);
         }
         let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
-            (Descriptor::File(file), _) => file.as_fd(),
+            (Descriptor::File(file, _), _) => file.as_fd(),
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
             (Descriptor::Stdin, _) => return Ok(0),
@@ -388,7 +411,7 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
-            Descriptor::File(file) => {
+            Descriptor::File(file, _) => {
                 let n = memory::transfer(
                     view.memory(),
                     file.as_fd(),
@@ -436,7 +459,7 @@ impl Filesystem {
 
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
-            Descriptor::File(file) => file,
+            Descriptor::File(file, _) => file,
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -449,7 +472,9 @@ impl Filesystem {
         i64::try_from(at).map_err(|_| Errno::EINVAL)
     }
 
-    fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: bool) -> CallResult {
+    /// `fstat` of `args.fd`, or with `by_path` the `stat` of `args.path`
+    /// from that directory descriptor.
+    fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: Option<i32>) -> CallResult {
         // The output must be writable before anything is looked up.
         view.pieces(
             Gva::new(args.stat),
@@ -458,14 +483,15 @@ impl Filesystem {
             &mut self.pieces,
         )
         .map_err(|_| Errno::EFAULT)?;
-        let host = if by_path {
-            Self::read_path(view, args.path, &mut self.path)?;
+        let host = if let Some(dirfd) = by_path {
+            let base = linux::base(&self.fds, &self.cwd, dirfd);
+            Self::read_path(view, args.path, base, &mut self.path)?;
             let resolved = self.grants.resolve(&self.path)?;
             let file = resolved.open(OFlags::PATH, Mode::empty())?;
             rustix::fs::fstat(&file)
         } else {
             match self.descriptor(args.fd)? {
-                Descriptor::File(file) => rustix::fs::fstat(file),
+                Descriptor::File(file, _) => rustix::fs::fstat(file),
                 Descriptor::Stdin => match &self.stdin {
                     StdinSource::Inherit(stdin) => rustix::fs::fstat(stdin),
                     _ => return Err(Errno::EINVAL),
@@ -483,7 +509,7 @@ impl Filesystem {
 
     fn fsync(&mut self, fd: i32) -> CallResult {
         match self.descriptor(fd)? {
-            Descriptor::File(file) => rustix::fs::fsync(file).map_err(Errno::from)?,
+            Descriptor::File(file, _) => rustix::fs::fsync(file).map_err(Errno::from)?,
             _ => return Err(Errno::EINVAL),
         }
         Ok(0)
@@ -492,7 +518,9 @@ impl Filesystem {
     fn ftruncate(&mut self, args: &TruncateArgs) -> CallResult {
         let length = u64::try_from(args.length).map_err(|_| Errno::EINVAL)?;
         match self.descriptor(args.fd)? {
-            Descriptor::File(file) => rustix::fs::ftruncate(file, length).map_err(Errno::from)?,
+            Descriptor::File(file, _) => {
+                rustix::fs::ftruncate(file, length).map_err(Errno::from)?
+            }
             _ => return Err(Errno::EINVAL),
         }
         Ok(0)

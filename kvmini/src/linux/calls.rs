@@ -12,7 +12,7 @@ use super::{Process, Syscall};
 use crate::addr::Gva;
 use crate::arch::x86_64::syscall::is_canonical;
 use crate::errno::Errno;
-use crate::fs::{Filesystem, StdioSinks};
+use crate::fs::{Filesystem, StdioSinks, AT_FDCWD};
 use crate::layout::PAGE_SIZE;
 use crate::view::GuestView;
 
@@ -27,8 +27,8 @@ const ENOMEM: Errno = errno(libc::ENOMEM);
 const ENOTTY: Errno = errno(libc::ENOTTY);
 const ENODEV: Errno = errno(libc::ENODEV);
 const ESRCH: Errno = errno(libc::ESRCH);
+const ERANGE: Errno = errno(libc::ERANGE);
 
-const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
@@ -102,13 +102,16 @@ impl Process {
                 .linux_io(view, fd(a0), a1, a2, Some(signed(a3)), Some(io.stdio)),
             READV => vectored(view, io, fd(a0), a1, a2, false),
             WRITEV => vectored(view, io, fd(a0), a1, a2, true),
-            OPEN => io.fs.linux_open(view, a0, a1, a2),
-            OPENAT => openat(view, io.fs, fd(a0), a1, a2, a3),
+            OPEN => io.fs.linux_open(view, AT_FDCWD, a0, a1, a2),
+            OPENAT => io.fs.linux_open(view, fd(a0), a1, a2, a3),
             CLOSE => io.fs.linux_close(fd(a0)),
             LSEEK => io.fs.linux_lseek(fd(a0), signed(a1), a2),
             FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),
-            STAT | LSTAT => io.fs.linux_stat(view, Some(a0), 0, a1),
+            STAT | LSTAT => io.fs.linux_stat(view, Some(a0), AT_FDCWD, a1),
             NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
+            GETCWD => getcwd(view, io.fs.linux_cwd(), a0, a1),
+            CHDIR => io.fs.linux_chdir(view, a0),
+            FCHDIR => io.fs.linux_fchdir(fd(a0)),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(a1, a3),
@@ -413,25 +416,8 @@ fn vectored(
     Ok(done)
 }
 
-/// `openat`: from the working directory (`/`) or with an absolute path;
-/// other directory descriptors come with the descriptor model.
-fn openat(
-    view: &GuestView<'_>,
-    fs: &mut Filesystem,
-    dirfd: i32,
-    path: u64,
-    flags: u64,
-    mode: u64,
-) -> Result<i64, Errno> {
-    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
-        fs.linux_check_fd(dirfd)?;
-        return Err(Errno::ENOSYS);
-    }
-    fs.linux_open(view, path, flags, mode)
-}
-
 /// `newfstatat`: `AT_EMPTY_PATH` with an empty path is `fstat`; otherwise
-/// as `openat` resolves.
+/// the path from `dirfd`, as `openat` resolves it.
 fn newfstatat(
     view: &GuestView<'_>,
     fs: &mut Filesystem,
@@ -443,11 +429,23 @@ fn newfstatat(
     if flags & AT_EMPTY_PATH != 0 && fs.linux_path_is_empty(view, path)? {
         return fs.linux_stat(view, None, dirfd, stat);
     }
-    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
-        fs.linux_check_fd(dirfd)?;
-        return Err(Errno::ENOSYS);
+    fs.linux_stat(view, Some(path), dirfd, stat)
+}
+
+/// `getcwd`: the working directory and its NUL, `ERANGE` when `size`
+/// cannot hold them; the result is their length, as Linux's call gives.
+fn getcwd(view: &GuestView<'_>, cwd: &[u8], buf: u64, size: u64) -> Result<i64, Errno> {
+    let len = cwd.len() as u64 + 1;
+    if size < len {
+        return Err(ERANGE);
     }
-    fs.linux_stat(view, Some(path), 0, stat)
+    view.check_writable(Gva::new(buf), len)
+        .map_err(|_| Errno::EFAULT)?;
+    let mut answer = cwd.to_vec();
+    answer.push(0);
+    view.write_bytes(Gva::new(buf), &answer)
+        .map_err(|_| Errno::EFAULT)?;
+    i64::try_from(len).map_err(|_| ERANGE)
 }
 
 /// `uname`: Linux on x86_64, and nothing about the host.

@@ -39,6 +39,16 @@ pub enum LinuxError {
     /// Guest memory could not take the initial stack or the stub.
     #[error("cannot write the program's initial stack")]
     Memory(#[source] std::sync::Arc<vm_memory::GuestMemoryError>),
+    /// The working directory is not a directory the program can see.
+    #[error(
+        "cannot start in working directory {path}: {errno} (an absolute path under a grant, or /)"
+    )]
+    Cwd {
+        /// The path asked for.
+        path: String,
+        /// Why.
+        errno: crate::errno::Errno,
+    },
     /// A Linux program runs at ring 3 in long mode only.
     #[error("a Linux program runs at ring 3 in long mode only")]
     NotRing3,

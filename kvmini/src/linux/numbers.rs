@@ -37,6 +37,9 @@ numbers! {
     GETPID = 39, "getpid";
     EXIT = 60, "exit";
     UNAME = 63, "uname";
+    GETCWD = 79, "getcwd";
+    CHDIR = 80, "chdir";
+    FCHDIR = 81, "fchdir";
     GETUID = 102, "getuid";
     GETGID = 104, "getgid";
     GETEUID = 107, "geteuid";

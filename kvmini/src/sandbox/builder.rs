@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use kvmini_abi::layout::ELF_LOAD_MIN;
 
+use super::config::Config;
+use super::linux_start::linux_start;
 use super::reset::{PristineCpu, Reusable};
 use super::run::{FixedPaging, Machine};
 use super::{Image, Sandbox, SandboxError, Stdio};
@@ -18,9 +20,7 @@ use crate::host::{HostCall, HostFunctions};
 use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
 use crate::layout::Layout;
-use crate::linux::start::{self as linux_stack, StartInfo};
-use crate::linux::terminal::Terminal;
-use crate::linux::{LinuxError, Process, ProcessLayout};
+use crate::linux::LinuxError;
 use crate::loader::{self, LoadWindow};
 use crate::memory;
 use crate::modes::{self, CpuMode};
@@ -65,6 +65,8 @@ pub struct SandboxBuilder {
     timeout: Option<Duration>,
     max_fds: Option<u32>,
     args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    cwd: Option<Vec<u8>>,
     stdin: Input,
     stdout: Output,
     stderr: Option<Output>,
@@ -205,6 +207,27 @@ impl SandboxBuilder {
         S: AsRef<[u8]>,
     {
         self.args = args.into_iter().map(|a| a.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Sets variable `name` to `value` in a Linux program's environment,
+    /// which is otherwise empty (repeatable; a later value for one name
+    /// replaces the earlier one).
+    pub fn env(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Self {
+        let name = name.as_ref();
+        self.env
+            .retain(|v| v.split(|&b| b == b'=').next() != Some(name));
+        let mut var = name.to_vec();
+        var.push(b'=');
+        var.extend_from_slice(value.as_ref());
+        self.env.push(var);
+        self
+    }
+
+    /// A Linux program's working directory (default `/`): an absolute
+    /// guest path that must be a directory under a grant, or `/`.
+    pub fn cwd(mut self, path: impl AsRef<[u8]>) -> Self {
+        self.cwd = Some(path.as_ref().to_vec());
         self
     }
 
@@ -369,6 +392,8 @@ impl SandboxBuilder {
             config.max_fds = max;
         }
         config.args = self.args;
+        config.env = self.env;
+        config.cwd = self.cwd.unwrap_or_else(|| b"/".to_vec());
         config.trace |= self.trace.is_some();
         if let Some(mode) = self.mode {
             config.mode = mode;
@@ -397,67 +422,6 @@ impl SandboxBuilder {
             stdio,
             self.host_functions,
         )?)
-    }
-}
-
-/// Everything a sandbox is built from, once the builder has read the
-/// guest.
-#[derive(Debug)]
-pub(crate) struct Config {
-    /// The guest.
-    pub image: Image,
-    /// Guest memory size in bytes.
-    pub mem_size: u64,
-    /// Privilege level; `None` picks ring 3 for ELF and ring 0 for flat images.
-    pub ring: Option<Ring>,
-    /// Print one line per exit to stderr.
-    pub trace: bool,
-    /// Measure time in the guest and in kvmini.
-    pub timing: bool,
-    /// Host directories the guest may see (`--dir`).
-    pub grants: Vec<GrantSpec>,
-    /// Most descriptors the guest may have open, 0..2 included.
-    pub max_fds: u32,
-    /// Wall-clock limit of one run.
-    pub timeout: Option<Duration>,
-    /// A handle that stops this sandbox's runs (shared with whoever wants
-    /// to stop it: a signal handler, another thread, other sandboxes: it
-    /// stops the runs in progress of every sandbox that has it). The
-    /// timeout never goes through it.
-    pub stop: StopHandle,
-    /// The CPU mode the guest starts in: long mode unless a flat image
-    /// asks for another ([`crate::modes`]).
-    pub mode: CpuMode,
-    /// Run the guest on a thread confined by kvmini's seccomp filter.
-    pub seccomp: bool,
-    /// The guest's arguments, read with the argv hypercall.
-    pub args: Vec<Vec<u8>>,
-    /// How guest memory is backed (huge pages, prefaulting, snapshots).
-    pub backing: memory::Backing,
-    /// The stack of the vCPU thread, where host functions run, in bytes
-    /// (at least; [`crate::vcpu_thread::DEFAULT_STACK_SIZE`] by default).
-    pub host_stack_size: usize,
-}
-
-impl Config {
-    /// A configuration with the defaults: 64 MiB, default ring, no tracing.
-    pub(crate) fn new(image: Image) -> Self {
-        Config {
-            image,
-            mem_size: memory::MEM_DEFAULT,
-            ring: None,
-            trace: false,
-            timing: false,
-            grants: Vec::new(),
-            max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
-            timeout: None,
-            stop: StopHandle::new(),
-            mode: CpuMode::Long,
-            seccomp: true,
-            args: Vec::new(),
-            backing: memory::Backing::default(),
-            host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
-        }
     }
 }
 
@@ -623,7 +587,14 @@ impl Sandbox {
         vcpu.sync_system_registers(fixed_paging.is_none() || process.is_some());
         let own_stop = StopHandle::new();
         let hypercalls = {
-            let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            let mut fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            if process.is_some() {
+                fs.set_start_cwd(&config.cwd)
+                    .map_err(|errno| LinuxError::Cwd {
+                        path: String::from_utf8_lossy(&config.cwd).into_owned(),
+                        errno,
+                    })?;
+            }
             let mut calls = Hypercalls::from_streams(stdout, warnings, fs)
                 .with_host_functions(host_functions)
                 .with_stop_handle(own_stop.clone())
@@ -670,55 +641,4 @@ impl Sandbox {
             host_stack_size: config.host_stack_size,
         })
     }
-}
-
-/// The start of a Linux program already loaded as `image`: its stub, its
-/// initial stack (returning RSP) and its process state.
-fn linux_start(
-    kvm: &Kvm,
-    mem: &memory::GuestMemory,
-    layout: &Layout,
-    (bytes, image): (&[u8], &loader::LoadedImage),
-    config: &Config,
-    host_streams: [bool; 3],
-) -> Result<(Process, u64), SandboxError> {
-    use vm_memory::{Bytes, GuestAddress};
-    let process_layout = ProcessLayout::new(layout, image.highest)?;
-    mem.write_slice(
-        &crate::arch::x86_64::syscall::STUB,
-        GuestAddress(process_layout.stub),
-    )
-    .map_err(LinuxError::from)?;
-    let phdrs = loader::program_headers(bytes)?;
-    let mut random = [0u8; 16];
-    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| SandboxError::Output(e.into()))?;
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let hwcap = cpu::cpuid_entry(kvm.supported_cpuid(), 1, 0).map_or(0, |e| e.edx);
-    let info = StartInfo {
-        args: config.args.clone(),
-        phdr: phdrs.address,
-        phent: phdrs.entry_size,
-        phnum: phdrs.count,
-        entry: image.entry,
-        random,
-        uid,
-        gid,
-        hwcap,
-    };
-    let rsp = linux_stack::write_initial_stack(
-        mem,
-        process_layout.stack_top,
-        process_layout.stack_bottom,
-        &info,
-    )?;
-    let mut terminals = [None; 3];
-    for ((fd, host), terminal) in (0..).zip(host_streams).zip(&mut terminals) {
-        if host {
-            *terminal = Terminal::of_host(fd);
-        }
-    }
-    let process = Process::new(process_layout, uid, gid, config.max_fds).with_terminals(terminals);
-    Ok((process, rsp))
 }

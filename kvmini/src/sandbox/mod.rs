@@ -24,7 +24,9 @@ use crate::vm::VmError;
 use crate::xstate::XstateError;
 
 mod builder;
+mod config;
 pub mod exit;
+mod linux_start;
 pub mod outcome;
 mod reset;
 mod run;
