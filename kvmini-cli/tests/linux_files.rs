@@ -225,3 +225,230 @@ fn env_sets_variables_and_copies_the_hosts_as_env_i_does_natively() {
         )
     );
 }
+
+/// A tree for the applets: text to sort, cut and search, and a directory.
+fn applet_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("d/e")).unwrap();
+    std::fs::write(
+        root.join("words.txt"),
+        "pear 3\napple 1\npear 3\nfig 2\napple 1\nkiwi 9\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("csv.txt"), "a,b,c\n1,2,3\nx,,z\n").unwrap();
+    std::fs::write(root.join("d/one"), "one\n").unwrap();
+    std::fs::write(root.join("d/e/two"), "two\n").unwrap();
+}
+
+/// Every file under `root` with its contents (directories as `None`),
+/// sorted by path.
+fn snapshot(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if path.is_dir() {
+                out.push((rel, None));
+                stack.push(path);
+            } else {
+                out.push((rel, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs busybox `applet` natively in one copy of the tree and in kvmini
+/// with another copy granted at `/` (read-only with `ro`): status,
+/// output and the trees afterwards must be the same.
+fn compare_applet(words: &[&str], ro: bool) -> (Option<i32>, String, String) {
+    let work = tempfile::tempdir().unwrap();
+    let (native_tree, sandbox_tree) = (work.path().join("n"), work.path().join("k"));
+    applet_tree(&native_tree);
+    applet_tree(&sandbox_tree);
+    let native = Command::new(BUSYBOX)
+        .args(words)
+        .current_dir(&native_tree)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let dir = format!("{}{}", sandbox_tree.display(), if ro { ":ro" } else { "" });
+    let mut args = vec!["--dir", &dir, BUSYBOX, "--"];
+    args.extend(words);
+    let inside = run_kvmini(&args);
+    assert_eq!(outcome(&inside), outcome(&native), "busybox {words:?}");
+    assert_eq!(
+        snapshot(&sandbox_tree),
+        snapshot(&native_tree),
+        "busybox {words:?}"
+    );
+    outcome(&native)
+}
+
+#[test]
+fn busybox_applets_change_a_granted_tree_as_natively() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    for words in [
+        &["mkdir", "new"][..],
+        &["mkdir", "-p", "p/q/r"],
+        &["mkdir", "d"],
+        &["mkdir", "missing/x"],
+        &["cp", "words.txt", "copy.txt"],
+        &["mv", "words.txt", "d/e/moved.txt"],
+        &["mv", "d", "renamed"],
+        &["rm", "csv.txt"],
+        &["rm", "-r", "d"],
+        &["rm", "missing"],
+        &["rm", "d"],
+        &["rmdir", "d/e"],
+        &["ls", "-ln", "d/e"],
+        &["ls", "-1", "-R", "d"],
+        &["sort", "words.txt"],
+        &["sort", "-o", "sorted.txt", "-r", "words.txt"],
+        &["uniq", "-c", "words.txt"],
+        &["cut", "-d,", "-f2", "csv.txt"],
+        &["tr", "a-z", "A-Z"],
+        &["grep", "-n", "pear", "words.txt"],
+        &["grep", "-r", "two", "d"],
+        &["grep", "none", "words.txt"],
+        &["seq", "3", "2", "11"],
+        &["date", "+%Y-%m"],
+        &["sed", "-i", "s/pear/plum/", "words.txt"],
+        &["sed", "-n", "2p", "csv.txt"],
+    ] {
+        compare_applet(words, false);
+    }
+}
+
+#[test]
+fn a_read_only_grant_refuses_changes_as_a_read_only_mount_does() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    for (words, message) in [
+        (
+            &["mkdir", "new"][..],
+            "mkdir: can't create directory 'new': Read-only file system\n",
+        ),
+        (
+            &["rm", "csv.txt"],
+            "rm: can't remove 'csv.txt': Read-only file system\n",
+        ),
+        (&["rmdir", "d/e"], "rmdir: 'd/e': Read-only file system\n"),
+        (
+            &["mv", "csv.txt", "x"],
+            "mv: can't rename 'csv.txt': Read-only file system\n",
+        ),
+        (
+            &["cp", "csv.txt", "x"],
+            "cp: can't create 'x': Read-only file system\n",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        applet_tree(work.path());
+        let before = snapshot(work.path());
+        let dir = format!("{}:ro", work.path().display());
+        let mut args = vec!["--dir", &dir, BUSYBOX, "--"];
+        args.extend(words);
+        assert_eq!(
+            outcome(&run_kvmini(&args)),
+            (Some(1), String::new(), message.to_owned()),
+            "busybox {words:?}"
+        );
+        assert_eq!(snapshot(work.path()), before);
+    }
+}
+
+#[test]
+fn descriptors_and_names_behave_as_natively() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("fds.c", work.path());
+    let (native_tree, sandbox_tree) = (work.path().join("native"), work.path().join("sandbox"));
+    std::fs::create_dir(&native_tree).unwrap();
+    std::fs::create_dir(&sandbox_tree).unwrap();
+    let native = Command::new(&program)
+        .current_dir(&native_tree)
+        .output()
+        .unwrap();
+    let inside = run_kvmini(&[
+        "--dir",
+        sandbox_tree.to_str().unwrap(),
+        program.to_str().unwrap(),
+    ]);
+    assert_eq!(native.status.code(), Some(0), "{}", text(&native.stderr));
+    // umask, fcntl's flags, dup/dup2/dup3/F_DUPFD and their errors, a
+    // shared offset, ftruncate, fsync, mkdirat, renameat, unlinkat,
+    // getdents64 (through readdir), rmdir, unlink.
+    assert!(text(&native.stdout).contains("dup shares the offset = 1"));
+    assert_eq!(outcome(&inside), outcome(&native));
+    assert_eq!(snapshot(&sandbox_tree), snapshot(&native_tree));
+}
+
+#[test]
+fn links_device_nodes_and_whiteouts_are_refused_with_eperm() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("fds.c", work.path());
+    let tree = work.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "f").unwrap();
+    let inside = run_kvmini(&[
+        "--dir",
+        tree.to_str().unwrap(),
+        program.to_str().unwrap(),
+        "--",
+        "refused",
+    ]);
+    assert_eq!(
+        outcome(&inside),
+        (
+            Some(0),
+            "symlink = -1 Operation not permitted\nlink = -1 Operation not permitted\n\
+             mknod = -1 Operation not permitted\nrenameat2 whiteout = -1 Operation not permitted\n"
+                .to_owned(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        snapshot(&tree),
+        vec![(PathBuf::from("f"), Some(b"f".to_vec()))]
+    );
+}
+
+#[test]
+fn o_nonblock_on_descriptor_1_stays_the_programs_own() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("fds.c", work.path());
+    // kvmini and then a native program write to one pipe: had kvmini set
+    // O_NONBLOCK on its own descriptor 1, the native one would see it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" run "$1" -- nonblock && "$1" getfl"#)
+        .arg(env!("CARGO_BIN_EXE_kvmini"))
+        .arg(&program)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        outcome(&out),
+        (
+            Some(0),
+            "F_SETFL(1, O_NONBLOCK) = 0\nF_GETFL(1) has O_NONBLOCK = 1\n\
+             F_GETFL(1) has O_NONBLOCK = 0\n"
+                .to_owned(),
+            String::new()
+        )
+    );
+}

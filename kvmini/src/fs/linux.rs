@@ -5,7 +5,10 @@
 //! directory and directory descriptors relative paths start from
 //! (docs/linux.md, "Descriptors and directories").
 
-use kvmini_abi::fs::{IoArgs, OpenArgs, SeekArgs, StatArgs, O_SUPPORTED};
+use kvmini_abi::fs::{
+    IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, StatArgs, TruncateArgs, O_SUPPORTED,
+};
+use kvmini_abi::Port;
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
@@ -13,6 +16,19 @@ use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::grant::normalize;
 use crate::view::GuestView;
+
+/// The flags `F_GETFL` answers for descriptors 0, 1 and 2 at the start.
+pub(super) const STDIO_FLAGS: [u32; 3] = [0, 1, 1];
+
+/// What `F_SETFL` may change: `O_APPEND`, `O_NONBLOCK`, `O_ASYNC`,
+/// `O_DIRECT`, `O_NOATIME`, as on Linux.
+const SETFL_MASK: u32 = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
+/// What `F_GETFL` keeps of the open flags.
+const GETFL_MASK: u32 = 0o3 | SETFL_MASK | O_CLOEXEC;
+/// `O_LARGEFILE`: every open file has it on x86-64 Linux.
+const O_LARGEFILE: u32 = 0o100000;
+/// `FD_CLOEXEC`, kept with the status flags.
+pub(crate) const O_CLOEXEC: u32 = 0o2000000;
 
 /// The directory a relative path given with `dirfd` starts from: the
 /// working directory for `AT_FDCWD`, else the guest path the descriptor
@@ -107,7 +123,84 @@ impl Filesystem {
             mode: u32::try_from(mode & 0o7777).unwrap_or(0),
             ..Default::default()
         };
-        self.open(view, &args, dirfd)
+        let fd = self.open(view, &args, dirfd)?;
+        let flags = u32::try_from(flags & 0xFFFF_FFFF).unwrap_or(0) & GETFL_MASK;
+        self.set_fd_flags(fd, flags | O_LARGEFILE);
+        Ok(fd)
+    }
+
+    fn set_fd_flags(&mut self, fd: i64, flags: u32) {
+        if let Ok(slot) = usize::try_from(fd) {
+            if slot >= self.fd_flags.len() {
+                self.fd_flags.resize(slot + 1, 0);
+            }
+            self.fd_flags[slot] = flags;
+        }
+    }
+
+    fn fd_flags(&self, fd: i32) -> u32 {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|s| self.fd_flags.get(s).copied())
+            .unwrap_or(0)
+    }
+
+    /// `dup` (`to` `None`, from `min` up), `dup2` and `dup3` (`to` given):
+    /// the new descriptor shares `fd`'s open file; `cloexec` sets its
+    /// `FD_CLOEXEC`.
+    pub(crate) fn linux_dup(
+        &mut self,
+        fd: i32,
+        to: Option<i32>,
+        min: i32,
+        cloexec: bool,
+    ) -> CallResult {
+        let descriptor = self.descriptor(fd)?.clone();
+        let slot = match to {
+            Some(to) => {
+                let slot = usize::try_from(to)
+                    .ok()
+                    .filter(|&s| s < self.max_fds)
+                    .ok_or(Errno::EBADF)?;
+                if to == fd {
+                    return Ok(i64::from(to));
+                }
+                slot
+            }
+            None => {
+                let min = usize::try_from(min)
+                    .ok()
+                    .filter(|&m| m < self.max_fds)
+                    .ok_or(Errno::EINVAL)?;
+                (min..self.max_fds)
+                    .find(|&s| self.fds.get(s).is_none_or(Option::is_none))
+                    .ok_or(Errno::EMFILE)?
+            }
+        };
+        let flags = self.fd_flags(fd) & !O_CLOEXEC | if cloexec { O_CLOEXEC } else { 0 };
+        let new = self.install(slot, descriptor);
+        self.set_fd_flags(new, flags);
+        Ok(new)
+    }
+
+    /// The flags of open descriptor `fd` (`O_CLOEXEC` for `FD_CLOEXEC`),
+    /// or with `set` `F_SETFD` (`true`) or `F_SETFL` (`false`).
+    pub(crate) fn linux_fd_flags(&mut self, fd: i32, set: Option<(bool, u32)>) -> CallResult {
+        self.descriptor(fd)?;
+        let flags = self.fd_flags(fd);
+        let fd64 = i64::from(fd);
+        Ok(match set {
+            None => i64::from(flags),
+            Some((true, fd_flags)) => {
+                let cloexec = if fd_flags & 1 != 0 { O_CLOEXEC } else { 0 };
+                self.set_fd_flags(fd64, flags & !O_CLOEXEC | cloexec);
+                0
+            }
+            Some((false, status)) => {
+                self.set_fd_flags(fd64, flags & !SETFL_MASK | status & SETFL_MASK);
+                0
+            }
+        })
     }
 
     /// `close`.
@@ -142,6 +235,70 @@ impl Filesystem {
             ..Default::default()
         };
         self.stat(view, &args, path.map(|_| fd))
+    }
+
+    /// `mkdir` (`mode` already under the program's umask), `unlink` or
+    /// `rmdir` of `path` from directory descriptor `dirfd`.
+    pub(crate) fn linux_path_call(
+        &mut self,
+        view: &GuestView<'_>,
+        port: Port,
+        dirfd: i32,
+        path: u64,
+        mode: u32,
+    ) -> CallResult {
+        let args = PathArgs {
+            path,
+            mode,
+            ..Default::default()
+        };
+        self.path_call(view, port, &args, dirfd)
+    }
+
+    /// `renameat` of `old` from `old_dirfd` to `new` from `new_dirfd`.
+    pub(crate) fn linux_rename(
+        &mut self,
+        view: &GuestView<'_>,
+        (old_dirfd, old): (i32, u64),
+        (new_dirfd, new): (i32, u64),
+    ) -> CallResult {
+        let args = RenameArgs {
+            old,
+            new,
+            ..Default::default()
+        };
+        self.rename(view, &args, (old_dirfd, new_dirfd))
+    }
+
+    /// `getdents64` of directory descriptor `fd` into `buf`.
+    pub(crate) fn linux_getdents(
+        &mut self,
+        view: &GuestView<'_>,
+        fd: i32,
+        buf: u64,
+        len: u64,
+    ) -> CallResult {
+        let args = IoArgs {
+            fd,
+            buf,
+            len,
+            ..Default::default()
+        };
+        self.getdents(view, &args)
+    }
+
+    /// `fsync` (and `fdatasync`, a full `fsync` here).
+    pub(crate) fn linux_fsync(&mut self, fd: i32) -> CallResult {
+        self.fsync(fd)
+    }
+
+    /// `ftruncate`.
+    pub(crate) fn linux_ftruncate(&mut self, fd: i32, length: i64) -> CallResult {
+        self.ftruncate(&TruncateArgs {
+            fd,
+            length,
+            ..Default::default()
+        })
     }
 
     /// The working directory (absolute, normalized).

@@ -32,14 +32,16 @@ use crate::view::{GuestView, ViewError};
 mod directories;
 mod linux;
 
+pub(crate) use linux::O_CLOEXEC;
+
 /// The directory descriptor that names the working directory.
 pub(crate) const AT_FDCWD: i32 = -100;
 
 /// Most bytes one `getdents64` call, or one read of a stdin reader, takes.
 const GETDENTS_MAX: usize = 1 << 20;
 
-/// What a guest descriptor refers to.
-#[derive(Debug)]
+/// What a guest descriptor refers to (a duplicate shares its open file).
+#[derive(Clone, Debug)]
 enum Descriptor {
     /// The guest's stdin (what it reads is [`Filesystem`]'s `stdin`).
     Stdin,
@@ -50,7 +52,7 @@ enum Descriptor {
     /// A file or directory under a grant, with the guest path it was
     /// opened by (absolute, lexically normalized): where paths relative to
     /// it start.
-    File(OwnedFd, Vec<u8>),
+    File(std::sync::Arc<OwnedFd>, Vec<u8>),
 }
 
 /// Where descriptor 0 reads from.
@@ -94,6 +96,11 @@ pub struct Filesystem {
     /// a guest closing 0 does not lose it for the next run.
     stdin: StdinSource,
     fds: Vec<Option<Descriptor>>,
+    /// Each descriptor's flags for Linux programs' `fcntl`: the access
+    /// mode and status flags it was opened with, and `O_CLOEXEC` for
+    /// `FD_CLOEXEC` (by descriptor number; recorded, never applied to
+    /// kvmini's own descriptors).
+    fd_flags: Vec<u32>,
     max_fds: usize,
     pieces: Vec<(u64, u64)>,
     iovecs: IovecBuf,
@@ -121,6 +128,7 @@ impl Filesystem {
             grants,
             stdin,
             fds: Self::stdio(),
+            fd_flags: linux::STDIO_FLAGS.to_vec(),
             max_fds,
             pieces: Vec::new(),
             iovecs: IovecBuf::default(),
@@ -145,6 +153,7 @@ impl Filesystem {
     /// table a new run starts with.
     pub fn reset(&mut self) {
         self.fds = Self::stdio();
+        self.fd_flags = linux::STDIO_FLAGS.to_vec();
         self.cwd.clone_from(&self.start_cwd);
     }
 
@@ -196,10 +205,13 @@ impl Filesystem {
             }),
             Port::Unlink | Port::Rmdir | Port::Mkdir => {
                 serve!(PathArgs, |fs: &mut Self, a: &PathArgs| fs
-                    .path_call(view, port, a))
+                    .path_call(view, port, a, AT_FDCWD))
             }
-            Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
-                .rename(view, a)),
+            Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs.rename(
+                view,
+                a,
+                (AT_FDCWD, AT_FDCWD)
+            )),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
             _ => Ok(Errno::EINVAL.negated()),
         }
@@ -241,11 +253,10 @@ impl Filesystem {
     }
 
     fn install(&mut self, slot: usize, descriptor: Descriptor) -> i64 {
-        if slot == self.fds.len() {
-            self.fds.push(Some(descriptor));
-        } else {
-            self.fds[slot] = Some(descriptor);
+        if slot >= self.fds.len() {
+            self.fds.resize_with(slot + 1, || None);
         }
+        self.fds[slot] = Some(descriptor);
         i64::try_from(slot).unwrap_or(i64::MAX)
     }
 
@@ -326,7 +337,10 @@ impl Filesystem {
         } else {
             open(flags, mode)?
         };
-        Ok(self.install(slot, Descriptor::File(file, linux::lexical(path))))
+        Ok(self.install(
+            slot,
+            Descriptor::File(std::sync::Arc::new(file), linux::lexical(path)),
+        ))
     }
 
     fn close(&mut self, fd: i32) -> CallResult {

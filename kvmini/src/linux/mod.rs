@@ -13,6 +13,7 @@ pub mod entry;
 mod numbers;
 pub mod start;
 pub mod terminal;
+mod time;
 
 use kvm_bindings::kvm_regs;
 
@@ -159,6 +160,8 @@ pub struct Process {
     max_fds: u64,
     /// What `ioctl` answers on the program's stdin, stdout and stderr.
     terminals: [Option<terminal::Terminal>; 3],
+    /// The program's file-creation mask (kvmini's own is never changed).
+    umask: u32,
 }
 
 impl Process {
@@ -176,6 +179,7 @@ impl Process {
             gid,
             max_fds: u64::from(max_fds),
             terminals: [None; 3],
+            umask: 0o022,
         }
     }
 
