@@ -452,3 +452,33 @@ fn o_nonblock_on_descriptor_1_stays_the_programs_own() {
         )
     );
 }
+
+#[test]
+fn readlink_reads_links_beneath_the_grant_and_proc_self_exe_names_the_program() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("fds.c", work.path());
+    let (native_tree, sandbox_tree) = (work.path().join("native"), work.path().join("sandbox"));
+    for tree in [&native_tree, &sandbox_tree] {
+        std::fs::create_dir(tree).unwrap();
+        std::fs::write(tree.join("file"), "x").unwrap();
+        std::os::unix::fs::symlink("some/target/../file", tree.join("link")).unwrap();
+    }
+    let native = Command::new(&program)
+        .arg("readlink")
+        .current_dir(&native_tree)
+        .output()
+        .unwrap();
+    let sandbox = sandbox_tree.to_str().unwrap();
+    let path = program.to_str().unwrap();
+    let inside = run_kvmini(&["--dir", sandbox, path, "--", "readlink"]);
+    assert!(text(&native.stdout).starts_with("link = some/target/../file\n"));
+    assert_eq!(outcome(&inside), outcome(&native));
+    let exe = run_kvmini(&["--dir", sandbox, path, "--", "readlink", "exe"]);
+    assert_eq!(
+        text(&exe.stdout),
+        format!("exe = {path}\n{}", text(&native.stdout))
+    );
+}

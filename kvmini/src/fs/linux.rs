@@ -14,7 +14,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
 use crate::addr::Gva;
 use crate::errno::Errno;
-use crate::grant::normalize;
+use crate::grant::{normalize, Location};
 use crate::view::GuestView;
 
 /// The flags `F_GETFL` answers for descriptors 0, 1 and 2 at the start.
@@ -299,6 +299,48 @@ impl Filesystem {
             length,
             ..Default::default()
         })
+    }
+
+    /// `readlink` of `path` from `dirfd` into `buf` (at most `size`
+    /// bytes, no NUL): `/proc/self/exe` answers `exe`, the program's path;
+    /// anything else is read beneath its grant (`EINVAL` when it is not a
+    /// symlink).
+    pub(crate) fn linux_readlink(
+        &mut self,
+        view: &GuestView<'_>,
+        (dirfd, path): (i32, u64),
+        (buf, size): (u64, u64),
+        exe: &[u8],
+    ) -> CallResult {
+        let size = i32::try_from(size & 0xFFFF_FFFF)
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or(Errno::EINVAL)?;
+        let base = base(&self.fds, &self.cwd, dirfd);
+        let mut name = std::mem::take(&mut self.path);
+        let read = Self::read_path(view, path, base, &mut name);
+        let target = read.and_then(|()| {
+            if name == b"/proc/self/exe" {
+                return Ok(exe.to_vec());
+            }
+            match self.grants.resolve(&name)?.location(false)? {
+                Location::Entry { dir, name } => {
+                    rustix::fs::readlinkat(&dir, name.as_c_str(), Vec::new())
+                        .map(std::ffi::CString::into_bytes)
+                        .map_err(Errno::from)
+                }
+                Location::Directory(_) => Err(Errno::EINVAL),
+            }
+        });
+        self.path = name;
+        let target = target?;
+        let n = target.len().min(usize::try_from(size).unwrap_or(0));
+        let bytes = target.get(..n).unwrap_or_default();
+        view.check_writable(Gva::new(buf), n as u64)
+            .map_err(|_| Errno::EFAULT)?;
+        view.write_bytes(Gva::new(buf), bytes)
+            .map_err(|_| Errno::EFAULT)?;
+        i64::try_from(n).map_err(|_| Errno::EINVAL)
     }
 
     /// The working directory (absolute, normalized).

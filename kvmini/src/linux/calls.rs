@@ -146,6 +146,12 @@ impl Process {
             DUP3 if a2 & !u64::from(O_CLOEXEC) != 0 => Err(Errno::EINVAL),
             DUP3 => io.fs.linux_dup(fd(a0), Some(fd(a1)), 0, a2 != 0),
             FCNTL => fcntl(io.fs, fd(a0), a1, a2),
+            READLINK => io
+                .fs
+                .linux_readlink(view, (AT_FDCWD, a0), (a1, a2), &self.exe),
+            READLINKAT => io
+                .fs
+                .linux_readlink(view, (fd(a0), a1), (a2, a3), &self.exe),
             CLOCK_GETTIME => time::clock_gettime(view, a0, a1),
             CLOCK_GETRES => time::clock_getres(view, a0, a1),
             GETTIMEOFDAY => time::gettimeofday(view, a0, a1),

@@ -162,6 +162,8 @@ pub struct Process {
     terminals: [Option<terminal::Terminal>; 3],
     /// The program's file-creation mask (kvmini's own is never changed).
     umask: u32,
+    /// The program's path as given (what `/proc/self/exe` reads).
+    exe: Vec<u8>,
 }
 
 impl Process {
@@ -180,7 +182,14 @@ impl Process {
             max_fds: u64::from(max_fds),
             terminals: [None; 3],
             umask: 0o022,
+            exe: Vec::new(),
         }
+    }
+
+    /// `readlink("/proc/self/exe")` answers `path`.
+    pub fn with_exe(mut self, path: &[u8]) -> Self {
+        self.exe = path.to_vec();
+        self
     }
 
     /// `ioctl` on the program's stdin, stdout and stderr answers as these

@@ -52,6 +52,7 @@ numbers! {
     LINK = 86, "link";
     UNLINK = 87, "unlink";
     SYMLINK = 88, "symlink";
+    READLINK = 89, "readlink";
     UMASK = 95, "umask";
     GETTIMEOFDAY = 96, "gettimeofday";
     MKNOD = 133, "mknod";
@@ -73,6 +74,7 @@ numbers! {
     NEWFSTATAT = 262, "newfstatat";
     UNLINKAT = 263, "unlinkat";
     RENAMEAT = 264, "renameat";
+    READLINKAT = 267, "readlinkat";
     LINKAT = 265, "linkat";
     SYMLINKAT = 266, "symlinkat";
     SET_ROBUST_LIST = 273, "set_robust_list";

@@ -60,6 +60,8 @@ pub(super) fn linux_start(
             *terminal = Terminal::of_host(fd);
         }
     }
-    let process = Process::new(process_layout, uid, gid, config.max_fds).with_terminals(terminals);
+    let process = Process::new(process_layout, uid, gid, config.max_fds)
+        .with_terminals(terminals)
+        .with_exe(config.args.first().map_or(&[][..], Vec::as_slice));
     Ok((process, rsp))
 }

@@ -2,7 +2,8 @@
  * errno, so that a run in kvmini and a native run in a copy of the same
  * tree print the same lines (relative paths only). With the argument
  * "refused", the calls kvmini refuses (links and device nodes);
- * "nonblock" sets O_NONBLOCK on descriptor 1, "getfl" reports it. */
+ * "nonblock" sets O_NONBLOCK on descriptor 1, "getfl" reports it;
+ * "readlink" reads links (and /proc/self/exe with one more argument). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -59,6 +60,23 @@ int main(int argc, char **argv) {
     }
     if (argc > 1 && strcmp(argv[1], "getfl") == 0) {
         show("F_GETFL(1) has O_NONBLOCK", !!(fcntl(1, F_GETFL) & O_NONBLOCK));
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "readlink") == 0) {
+        char buf[256];
+        ssize_t n;
+        if (argc > 2) {
+            n = readlink("/proc/self/exe", buf, sizeof buf);
+            printf("exe = %.*s\n", (int)(n < 0 ? 0 : n), buf);
+        }
+        n = readlink("link", buf, sizeof buf);
+        printf("link = %.*s\n", (int)(n < 0 ? 0 : n), buf);
+        show("readlink(link, 3)", readlink("link", buf, 3));
+        int d = open(".", O_RDONLY | O_DIRECTORY);
+        show("readlinkat(., link)", readlinkat(d, "link", buf, sizeof buf));
+        show("readlink(file)", readlink("file", buf, sizeof buf));
+        show("readlink(missing)", readlink("missing", buf, sizeof buf));
+        show("readlink(link, 0)", readlink("link", buf, 0));
         return 0;
     }
     show("umask(077)", umask(077));
