@@ -482,3 +482,25 @@ fn readlink_reads_links_beneath_the_grant_and_proc_self_exe_names_the_program() 
         format!("exe = {path}\n{}", text(&native.stdout))
     );
 }
+
+#[test]
+fn access_for_writing_under_a_read_only_grant_is_erofs() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("fds.c", work.path());
+    let tree = work.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "f").unwrap();
+    let dir = format!("{}:ro", tree.display());
+    let out = run_kvmini(&["--dir", &dir, program.to_str().unwrap(), "--", "rofs"]);
+    assert_eq!(
+        outcome(&out),
+        (
+            Some(0),
+            "access(f, W_OK) = -1 Read-only file system\naccess(f, R_OK) = 0\n".to_owned(),
+            String::new()
+        )
+    );
+}

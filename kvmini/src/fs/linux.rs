@@ -343,6 +343,59 @@ impl Filesystem {
         i64::try_from(n).map_err(|_| Errno::EINVAL)
     }
 
+    /// `faccessat2` of `path` from `dirfd` for a program with `uid` and
+    /// `gid`: `mode` (`R_OK`, `W_OK`, `X_OK`, or 0 for existence) against
+    /// the file's permission bits as Linux checks them (root reads and
+    /// writes everything, and executes what has an execute bit or is a
+    /// directory); writing under a read-only grant is `EROFS`.
+    pub(crate) fn linux_access(
+        &mut self,
+        view: &GuestView<'_>,
+        (dirfd, path): (i32, u64),
+        mode: u64,
+        follow: bool,
+        (uid, gid): (u32, u32),
+    ) -> CallResult {
+        if mode & !7 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let base = base(&self.fds, &self.cwd, dirfd);
+        let mut name = std::mem::take(&mut self.path);
+        let read = Self::read_path(view, path, base, &mut name);
+        let found = read.and_then(|()| {
+            let resolved = self.grants.resolve(&name)?;
+            let flags = if follow {
+                OFlags::PATH
+            } else {
+                OFlags::PATH | OFlags::NOFOLLOW
+            };
+            let file = resolved.open(flags, Mode::empty())?;
+            let st = rustix::fs::fstat(&file).map_err(Errno::from)?;
+            Ok((st, resolved.grant.read_only()))
+        });
+        self.path = name;
+        let (st, read_only) = found?;
+        if mode & 2 != 0 && read_only {
+            return Err(Errno::EROFS);
+        }
+        let bits = st.st_mode;
+        let allowed = if uid == 0 {
+            let executable =
+                bits & 0o111 != 0 || FileType::from_raw_mode(bits) == FileType::Directory;
+            6 | u64::from(executable)
+        } else if st.st_uid == uid {
+            u64::from(bits >> 6 & 7)
+        } else if st.st_gid == gid {
+            u64::from(bits >> 3 & 7)
+        } else {
+            u64::from(bits & 7)
+        };
+        if mode & !allowed != 0 {
+            return Err(Errno::EACCES);
+        }
+        Ok(0)
+    }
+
     /// The working directory (absolute, normalized).
     pub(crate) fn linux_cwd(&self) -> &[u8] {
         &self.cwd

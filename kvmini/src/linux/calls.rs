@@ -33,6 +33,8 @@ const ERANGE: Errno = errno(libc::ERANGE);
 
 const AT_EMPTY_PATH: u64 = 0x1000;
 const AT_REMOVEDIR: u64 = 0x200;
+const AT_EACCESS: u64 = 0x200;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const F_DUPFD: u64 = 0;
 const F_GETFD: u64 = 1;
 const F_SETFD: u64 = 2;
@@ -152,6 +154,9 @@ impl Process {
             READLINKAT => io
                 .fs
                 .linux_readlink(view, (fd(a0), a1), (a2, a3), &self.exe),
+            ACCESS => self.access(view, io.fs, (AT_FDCWD, a0), a1, 0),
+            FACCESSAT => self.access(view, io.fs, (fd(a0), a1), a2, 0),
+            FACCESSAT2 => self.access(view, io.fs, (fd(a0), a1), a2, a3),
             CLOCK_GETTIME => time::clock_gettime(view, a0, a1),
             CLOCK_GETRES => time::clock_getres(view, a0, a1),
             GETTIMEOFDAY => time::gettimeofday(view, a0, a1),
@@ -190,6 +195,24 @@ impl Process {
             _ => Err(Errno::ENOSYS),
         };
         Effect::Return(result.unwrap_or_else(Errno::negated))
+    }
+
+    /// `access`, `faccessat`, `faccessat2`: `AT_EACCESS` changes nothing
+    /// (the real and effective ids are one), `AT_SYMLINK_NOFOLLOW` checks
+    /// a link itself; other flags are `EINVAL`.
+    fn access(
+        &self,
+        view: &GuestView<'_>,
+        fs: &mut Filesystem,
+        at: (i32, u64),
+        mode: u64,
+        flags: u64,
+    ) -> Result<i64, Errno> {
+        if flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        fs.linux_access(view, at, mode, follow, (self.uid, self.gid))
     }
 
     /// The mode of a file `open` creates, under the program's umask.

@@ -34,6 +34,7 @@ numbers! {
     PWRITE64 = 18, "pwrite64";
     READV = 19, "readv";
     WRITEV = 20, "writev";
+    ACCESS = 21, "access";
     DUP = 32, "dup";
     DUP2 = 33, "dup2";
     GETPID = 39, "getpid";
@@ -75,6 +76,7 @@ numbers! {
     UNLINKAT = 263, "unlinkat";
     RENAMEAT = 264, "renameat";
     READLINKAT = 267, "readlinkat";
+    FACCESSAT = 269, "faccessat";
     LINKAT = 265, "linkat";
     SYMLINKAT = 266, "symlinkat";
     SET_ROBUST_LIST = 273, "set_robust_list";
@@ -82,5 +84,6 @@ numbers! {
     DUP3 = 292, "dup3";
     RENAMEAT2 = 316, "renameat2";
     GETRANDOM = 318, "getrandom";
+    FACCESSAT2 = 439, "faccessat2";
     RSEQ = 334, "rseq";
 }

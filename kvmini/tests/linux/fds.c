@@ -3,6 +3,7 @@
  * tree print the same lines (relative paths only). With the argument
  * "refused", the calls kvmini refuses (links and device nodes);
  * "nonblock" sets O_NONBLOCK on descriptor 1, "getfl" reports it;
+ * "rofs" asks access() about writing a file under a read-only grant;
  * "readlink" reads links (and /proc/self/exe with one more argument). */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -56,6 +57,11 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "nonblock") == 0) {
         show("F_SETFL(1, O_NONBLOCK)", fcntl(1, F_SETFL, O_NONBLOCK));
         show("F_GETFL(1) has O_NONBLOCK", !!(fcntl(1, F_GETFL) & O_NONBLOCK));
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "rofs") == 0) {
+        show("access(f, W_OK)", access("f", W_OK));
+        show("access(f, R_OK)", access("f", R_OK));
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "getfl") == 0) {
@@ -139,6 +145,16 @@ int main(int argc, char **argv) {
     show("unlink top", unlink("top"));
     show("unlink missing", unlink("missing"));
     list(".");
+    int x = open("x", O_WRONLY | O_CREAT, 0755);
+    close(x);
+    show("access(x, F_OK)", access("x", F_OK));
+    show("access(x, R_OK|W_OK|X_OK)", access("x", R_OK | W_OK | X_OK));
+    show("access(., X_OK)", access(".", X_OK));
+    show("access(missing)", access("missing", F_OK));
+    show("access(x, 8)", access("x", 8));
+    show("faccessat(., x, R_OK)", faccessat(AT_FDCWD, "x", R_OK, AT_EACCESS));
+    show("faccessat(., x, bad flag)", faccessat(AT_FDCWD, "x", R_OK, 0x4));
+    unlink("x");
     show("getdents64 of a file", syscall(SYS_getdents64, 1, (char[64]){0}, 64));
     return 0;
 }
