@@ -142,6 +142,15 @@ pub struct MachineArgs {
     #[arg(long, value_name = "N", default_value_t = kvmini_abi::fs::DEFAULT_MAX_FDS,
           value_parser = clap::value_parser!(u32).range(3..=65536))]
     pub max_fds: u32,
+    /// Set a Linux program's environment variable: NAME=VALUE, or NAME
+    /// alone for the host's value (skipped when the host has none)
+    /// (repeatable; the environment is otherwise empty)
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<std::ffi::OsString>,
+    /// A Linux program's working directory: an absolute guest path, a
+    /// directory under a grant or / (the default)
+    #[arg(long, value_name = "PATH")]
+    pub cwd: Option<std::ffi::OsString>,
 }
 
 /// `kvmini run`.
@@ -256,6 +265,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// An `--env` without a name.
+    #[error("--env {0}: the variable needs a name (NAME=VALUE or NAME)")]
+    BadEnv(String),
     /// Two `--dir` arguments grant one guest path.
     #[error("--dir: {0} is granted twice")]
     DirTwice(String),
@@ -443,6 +455,8 @@ struct Machine {
     hugepages: bool,
     prefault: bool,
     max_fds: u32,
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+    cwd: Option<Vec<u8>>,
 }
 
 impl Machine {
@@ -465,6 +479,25 @@ impl Machine {
             }
             grants.push(grant);
         }
+        let mut env = Vec::new();
+        for var in &args.env {
+            let bytes = var.as_encoded_bytes();
+            let (name, value) = match bytes.iter().position(|&b| b == b'=') {
+                Some(at) => (&bytes[..at], Some(bytes[at + 1..].to_vec())),
+                None => (bytes, None),
+            };
+            if name.is_empty() {
+                return Err(CliError::BadEnv(var.to_string_lossy().into_owned()));
+            }
+            let value = value.or_else(|| {
+                use std::os::unix::ffi::OsStrExt;
+                std::env::var_os(std::ffi::OsStr::from_bytes(name))
+                    .map(std::ffi::OsString::into_encoded_bytes)
+            });
+            if let Some(value) = value {
+                env.push((name.to_vec(), value));
+            }
+        }
         let ring = args
             .ring
             .as_deref()
@@ -486,6 +519,8 @@ impl Machine {
             hugepages: args.hugepages,
             prefault: args.prefault,
             max_fds: args.max_fds,
+            env,
+            cwd: args.cwd.as_ref().map(|c| c.as_encoded_bytes().to_vec()),
         })
     }
 
@@ -514,6 +549,12 @@ impl Machine {
         }
         for grant in &self.grants {
             builder = builder.dir(&grant.host, &grant.guest, grant.read_only);
+        }
+        for (name, value) in &self.env {
+            builder = builder.env(name, value);
+        }
+        if let Some(cwd) = &self.cwd {
+            builder = builder.cwd(cwd);
         }
         builder
     }

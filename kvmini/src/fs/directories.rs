@@ -41,8 +41,10 @@ impl Filesystem {
         view: &GuestView<'_>,
         port: Port,
         args: &PathArgs,
+        dirfd: i32,
     ) -> CallResult {
-        Self::read_path(view, args.path, &mut self.path)?;
+        let base = super::linux::base(&self.fds, &self.cwd, dirfd);
+        Self::read_path(view, args.path, base, &mut self.path)?;
         let resolved = self.grants.resolve(&self.path)?;
         let parent = resolved.parent_and_name();
         self.writable(&resolved, &parent)?;
@@ -86,9 +88,18 @@ impl Filesystem {
         Ok(0)
     }
 
-    pub(super) fn rename(&mut self, view: &GuestView<'_>, args: &RenameArgs) -> CallResult {
-        Self::read_path(view, args.old, &mut self.path)?;
-        Self::read_path(view, args.new, &mut self.path2)?;
+    /// `rename` of `args.old` from directory descriptor `dirfds.0` to
+    /// `args.new` from `dirfds.1`.
+    pub(super) fn rename(
+        &mut self,
+        view: &GuestView<'_>,
+        args: &RenameArgs,
+        dirfds: (i32, i32),
+    ) -> CallResult {
+        let base = super::linux::base(&self.fds, &self.cwd, dirfds.0);
+        Self::read_path(view, args.old, base, &mut self.path)?;
+        let base = super::linux::base(&self.fds, &self.cwd, dirfds.1);
+        Self::read_path(view, args.new, base, &mut self.path2)?;
         let old = self.grants.resolve(&self.path)?;
         let new = self.grants.resolve(&self.path2)?;
         let old_parent = old.parent_and_name();
@@ -121,7 +132,7 @@ impl Filesystem {
 
     pub(super) fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
         let file = match lookup(&self.fds, args.fd)? {
-            Descriptor::File(file) => file,
+            Descriptor::File(file, _) => file,
             _ => return Err(Errno::ENOTDIR),
         };
         // Check the whole buffer first, so that a bad one does not advance

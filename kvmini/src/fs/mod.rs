@@ -32,11 +32,16 @@ use crate::view::{GuestView, ViewError};
 mod directories;
 mod linux;
 
+pub(crate) use linux::O_CLOEXEC;
+
+/// The directory descriptor that names the working directory.
+pub(crate) const AT_FDCWD: i32 = -100;
+
 /// Most bytes one `getdents64` call, or one read of a stdin reader, takes.
 const GETDENTS_MAX: usize = 1 << 20;
 
-/// What a guest descriptor refers to.
-#[derive(Debug)]
+/// What a guest descriptor refers to (a duplicate shares its open file).
+#[derive(Clone, Debug)]
 enum Descriptor {
     /// The guest's stdin (what it reads is [`Filesystem`]'s `stdin`).
     Stdin,
@@ -44,8 +49,10 @@ enum Descriptor {
     Stdout,
     /// The guest's stderr.
     Stderr,
-    /// A file or directory under a grant.
-    File(OwnedFd),
+    /// A file or directory under a grant, with the guest path it was
+    /// opened by (absolute, lexically normalized): where paths relative to
+    /// it start.
+    File(std::sync::Arc<OwnedFd>, Vec<u8>),
 }
 
 /// Where descriptor 0 reads from.
@@ -89,12 +96,22 @@ pub struct Filesystem {
     /// a guest closing 0 does not lose it for the next run.
     stdin: StdinSource,
     fds: Vec<Option<Descriptor>>,
+    /// Each descriptor's flags for Linux programs' `fcntl`: the access
+    /// mode and status flags it was opened with, and `O_CLOEXEC` for
+    /// `FD_CLOEXEC` (by descriptor number; recorded, never applied to
+    /// kvmini's own descriptors).
+    fd_flags: Vec<u32>,
     max_fds: usize,
     pieces: Vec<(u64, u64)>,
     iovecs: IovecBuf,
     scratch: Vec<u8>,
     path: Vec<u8>,
     path2: Vec<u8>,
+    /// The working directory (absolute, normalized): relative paths start
+    /// there. `/` for SDK guests, which cannot change it.
+    cwd: Vec<u8>,
+    /// The working directory a run starts in.
+    start_cwd: Vec<u8>,
 }
 
 impl Filesystem {
@@ -111,12 +128,15 @@ impl Filesystem {
             grants,
             stdin,
             fds: Self::stdio(),
+            fd_flags: linux::STDIO_FLAGS.to_vec(),
             max_fds,
             pieces: Vec::new(),
             iovecs: IovecBuf::default(),
             scratch: Vec::new(),
             path: Vec::new(),
             path2: Vec::new(),
+            cwd: b"/".to_vec(),
+            start_cwd: b"/".to_vec(),
         }
     }
 
@@ -133,6 +153,8 @@ impl Filesystem {
     /// table a new run starts with.
     pub fn reset(&mut self) {
         self.fds = Self::stdio();
+        self.fd_flags = linux::STDIO_FLAGS.to_vec();
+        self.cwd.clone_from(&self.start_cwd);
     }
 
     /// Number of open guest descriptors.
@@ -164,7 +186,8 @@ impl Filesystem {
             };
         }
         match port {
-            Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs.open(view, a)),
+            Port::Open => serve!(OpenArgs, |fs: &mut Self, a: &OpenArgs| fs
+                .open(view, a, AT_FDCWD)),
             Port::Close => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.close(a.fd)),
             Port::Read | Port::Pread => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| {
                 fs.read(view, a, port == Port::Pread)
@@ -174,7 +197,7 @@ impl Filesystem {
             }),
             Port::Lseek => serve!(SeekArgs, |fs: &mut Self, a: &SeekArgs| fs.lseek(a)),
             Port::Fstat | Port::Stat => serve!(StatArgs, |fs: &mut Self, a: &StatArgs| {
-                fs.stat(view, a, port == Port::Stat)
+                fs.stat(view, a, (port == Port::Stat).then_some(AT_FDCWD))
             }),
             Port::Fsync => serve!(FdArgs, |fs: &mut Self, a: &FdArgs| fs.fsync(a.fd)),
             Port::Ftruncate => serve!(TruncateArgs, |fs: &mut Self, a: &TruncateArgs| {
@@ -182,23 +205,33 @@ impl Filesystem {
             }),
             Port::Unlink | Port::Rmdir | Port::Mkdir => {
                 serve!(PathArgs, |fs: &mut Self, a: &PathArgs| fs
-                    .path_call(view, port, a))
+                    .path_call(view, port, a, AT_FDCWD))
             }
-            Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs
-                .rename(view, a)),
+            Port::Rename => serve!(RenameArgs, |fs: &mut Self, a: &RenameArgs| fs.rename(
+                view,
+                a,
+                (AT_FDCWD, AT_FDCWD)
+            )),
             Port::Getdents => serve!(IoArgs, |fs: &mut Self, a: &IoArgs| fs.getdents(view, a)),
             _ => Ok(Errno::EINVAL.negated()),
         }
     }
 
-    /// Reads a guest path into `buf` (without its NUL).
-    fn read_path(view: &GuestView<'_>, gva: u64, buf: &mut Vec<u8>) -> Result<(), Errno> {
+    /// Reads a guest path into `buf` (without its NUL); a relative one is
+    /// put after `base`, the directory it starts from.
+    fn read_path(
+        view: &GuestView<'_>,
+        gva: u64,
+        base: Result<&[u8], Errno>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         buf.clear();
         match view.read_c_string(Gva::new(gva), PATH_MAX, buf) {
-            Ok(()) => Ok(()),
-            Err(ViewError::Unterminated { .. }) => Err(Errno::ENAMETOOLONG),
-            Err(_) => Err(Errno::EFAULT),
+            Ok(()) => {}
+            Err(ViewError::Unterminated { .. }) => return Err(Errno::ENAMETOOLONG),
+            Err(_) => return Err(Errno::EFAULT),
         }
+        linux::join_base(base, buf)
     }
 
     fn descriptor(&self, fd: i32) -> Result<&Descriptor, Errno> {
@@ -220,17 +253,16 @@ impl Filesystem {
     }
 
     fn install(&mut self, slot: usize, descriptor: Descriptor) -> i64 {
-        if slot == self.fds.len() {
-            self.fds.push(Some(descriptor));
-        } else {
-            self.fds[slot] = Some(descriptor);
+        if slot >= self.fds.len() {
+            self.fds.resize_with(slot + 1, || None);
         }
+        self.fds[slot] = Some(descriptor);
         i64::try_from(slot).unwrap_or(i64::MAX)
     }
 
-    fn open(&mut self, view: &GuestView<'_>, args: &OpenArgs) -> CallResult {
+    fn open(&mut self, view: &GuestView<'_>, args: &OpenArgs, dirfd: i32) -> CallResult {
         let mut path = std::mem::take(&mut self.path);
-        let result = self.open_path(view, args, &mut path);
+        let result = self.open_path(view, args, dirfd, &mut path);
         self.path = path;
         result
     }
@@ -239,9 +271,11 @@ impl Filesystem {
         &mut self,
         view: &GuestView<'_>,
         args: &OpenArgs,
+        dirfd: i32,
         path: &mut Vec<u8>,
     ) -> CallResult {
-        Self::read_path(view, args.path, path)?;
+        let base = linux::base(&self.fds, &self.cwd, dirfd);
+        Self::read_path(view, args.path, base, path)?;
         if args.flags & !O_SUPPORTED != 0 || args.flags & O_ACCMODE == O_ACCMODE {
             return Err(Errno::EINVAL);
         }
@@ -303,7 +337,10 @@ impl Filesystem {
         } else {
             open(flags, mode)?
         };
-        Ok(self.install(slot, Descriptor::File(file)))
+        Ok(self.install(
+            slot,
+            Descriptor::File(std::sync::Arc::new(file), linux::lexical(path)),
+        ))
     }
 
     fn close(&mut self, fd: i32) -> CallResult {
@@ -334,7 +371,7 @@ impl Filesystem {
             return self.read_from_reader(view, args);
         }
         let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
-            (Descriptor::File(file), _) => file.as_fd(),
+            (Descriptor::File(file, _), _) => file.as_fd(),
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
             (Descriptor::Stdin, _) => return Ok(0),
@@ -388,7 +425,7 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
-            Descriptor::File(file) => {
+            Descriptor::File(file, _) => {
                 let n = memory::transfer(
                     view.memory(),
                     file.as_fd(),
@@ -436,7 +473,7 @@ impl Filesystem {
 
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
-            Descriptor::File(file) => file,
+            Descriptor::File(file, _) => file,
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -449,7 +486,9 @@ impl Filesystem {
         i64::try_from(at).map_err(|_| Errno::EINVAL)
     }
 
-    fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: bool) -> CallResult {
+    /// `fstat` of `args.fd`, or with `by_path` the `stat` of `args.path`
+    /// from that directory descriptor.
+    fn stat(&mut self, view: &GuestView<'_>, args: &StatArgs, by_path: Option<i32>) -> CallResult {
         // The output must be writable before anything is looked up.
         view.pieces(
             Gva::new(args.stat),
@@ -458,14 +497,15 @@ impl Filesystem {
             &mut self.pieces,
         )
         .map_err(|_| Errno::EFAULT)?;
-        let host = if by_path {
-            Self::read_path(view, args.path, &mut self.path)?;
+        let host = if let Some(dirfd) = by_path {
+            let base = linux::base(&self.fds, &self.cwd, dirfd);
+            Self::read_path(view, args.path, base, &mut self.path)?;
             let resolved = self.grants.resolve(&self.path)?;
             let file = resolved.open(OFlags::PATH, Mode::empty())?;
             rustix::fs::fstat(&file)
         } else {
             match self.descriptor(args.fd)? {
-                Descriptor::File(file) => rustix::fs::fstat(file),
+                Descriptor::File(file, _) => rustix::fs::fstat(file),
                 Descriptor::Stdin => match &self.stdin {
                     StdinSource::Inherit(stdin) => rustix::fs::fstat(stdin),
                     _ => return Err(Errno::EINVAL),
@@ -483,7 +523,7 @@ impl Filesystem {
 
     fn fsync(&mut self, fd: i32) -> CallResult {
         match self.descriptor(fd)? {
-            Descriptor::File(file) => rustix::fs::fsync(file).map_err(Errno::from)?,
+            Descriptor::File(file, _) => rustix::fs::fsync(file).map_err(Errno::from)?,
             _ => return Err(Errno::EINVAL),
         }
         Ok(0)
@@ -492,7 +532,9 @@ impl Filesystem {
     fn ftruncate(&mut self, args: &TruncateArgs) -> CallResult {
         let length = u64::try_from(args.length).map_err(|_| Errno::EINVAL)?;
         match self.descriptor(args.fd)? {
-            Descriptor::File(file) => rustix::fs::ftruncate(file, length).map_err(Errno::from)?,
+            Descriptor::File(file, _) => {
+                rustix::fs::ftruncate(file, length).map_err(Errno::from)?
+            }
             _ => return Err(Errno::EINVAL),
         }
         Ok(0)

@@ -8,13 +8,15 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::numbers::*;
 use super::terminal::{TCGETS, TIOCGWINSZ};
+use super::time;
 use super::{Process, Syscall};
 use crate::addr::Gva;
 use crate::arch::x86_64::syscall::is_canonical;
 use crate::errno::Errno;
-use crate::fs::{Filesystem, StdioSinks};
+use crate::fs::{Filesystem, StdioSinks, AT_FDCWD, O_CLOEXEC};
 use crate::layout::PAGE_SIZE;
 use crate::view::GuestView;
+use kvmini_abi::Port;
 
 /// Errno values the filesystem hypercalls never need.
 const fn errno(code: i32) -> Errno {
@@ -27,9 +29,19 @@ const ENOMEM: Errno = errno(libc::ENOMEM);
 const ENOTTY: Errno = errno(libc::ENOTTY);
 const ENODEV: Errno = errno(libc::ENODEV);
 const ESRCH: Errno = errno(libc::ESRCH);
+const ERANGE: Errno = errno(libc::ERANGE);
 
-const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_REMOVEDIR: u64 = 0x200;
+const AT_EACCESS: u64 = 0x200;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const RENAME_WHITEOUT: u64 = 4;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
 const MAP_PRIVATE: u64 = 0x02;
@@ -92,7 +104,7 @@ impl Process {
         io: &mut Io<'_, '_>,
         fs_base: u64,
     ) -> Effect {
-        let [a0, a1, a2, a3, _a4, _a5] = call.args;
+        let [a0, a1, a2, a3, a4, _a5] = call.args;
         let result = match call.nr {
             READ => io.fs.linux_io(view, fd(a0), a1, a2, None, None),
             WRITE => io.fs.linux_io(view, fd(a0), a1, a2, None, Some(io.stdio)),
@@ -102,13 +114,53 @@ impl Process {
                 .linux_io(view, fd(a0), a1, a2, Some(signed(a3)), Some(io.stdio)),
             READV => vectored(view, io, fd(a0), a1, a2, false),
             WRITEV => vectored(view, io, fd(a0), a1, a2, true),
-            OPEN => io.fs.linux_open(view, a0, a1, a2),
-            OPENAT => openat(view, io.fs, fd(a0), a1, a2, a3),
+            OPEN => io.fs.linux_open(view, AT_FDCWD, a0, a1, self.masked(a2)),
+            OPENAT => io.fs.linux_open(view, fd(a0), a1, a2, self.masked(a3)),
             CLOSE => io.fs.linux_close(fd(a0)),
             LSEEK => io.fs.linux_lseek(fd(a0), signed(a1), a2),
             FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),
-            STAT | LSTAT => io.fs.linux_stat(view, Some(a0), 0, a1),
+            STAT | LSTAT => io.fs.linux_stat(view, Some(a0), AT_FDCWD, a1),
             NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
+            GETCWD => getcwd(view, io.fs.linux_cwd(), a0, a1),
+            CHDIR => io.fs.linux_chdir(view, a0),
+            FCHDIR => io.fs.linux_fchdir(fd(a0)),
+            MKDIR => self.mkdir(view, io.fs, AT_FDCWD, a0, a1),
+            MKDIRAT => self.mkdir(view, io.fs, fd(a0), a1, a2),
+            UNLINK => io.fs.linux_path_call(view, Port::Unlink, AT_FDCWD, a0, 0),
+            RMDIR => io.fs.linux_path_call(view, Port::Rmdir, AT_FDCWD, a0, 0),
+            UNLINKAT => unlinkat(view, io.fs, fd(a0), a1, a2),
+            RENAME => io.fs.linux_rename(view, (AT_FDCWD, a0), (AT_FDCWD, a1)),
+            RENAMEAT => io.fs.linux_rename(view, (fd(a0), a1), (fd(a2), a3)),
+            RENAMEAT2 => renameat2(view, io.fs, (fd(a0), a1), (fd(a2), a3), a4),
+            // A program never plants links or devices in a host directory.
+            LINK | LINKAT | SYMLINK | SYMLINKAT | MKNOD | MKNODAT => Err(Errno::EPERM),
+            GETDENTS64 => io.fs.linux_getdents(view, fd(a0), a1, a2),
+            FSYNC | FDATASYNC => io.fs.linux_fsync(fd(a0)),
+            FTRUNCATE => io.fs.linux_ftruncate(fd(a0), signed(a1)),
+            UMASK => {
+                let old = self.umask;
+                self.umask = u32::try_from(a0 & 0o777).unwrap_or(0);
+                Ok(i64::from(old))
+            }
+            DUP => io.fs.linux_dup(fd(a0), None, 0, false),
+            DUP2 => io.fs.linux_dup(fd(a0), Some(fd(a1)), 0, false),
+            DUP3 if fd(a0) == fd(a1) => Err(Errno::EINVAL),
+            DUP3 if a2 & !u64::from(O_CLOEXEC) != 0 => Err(Errno::EINVAL),
+            DUP3 => io.fs.linux_dup(fd(a0), Some(fd(a1)), 0, a2 != 0),
+            FCNTL => fcntl(io.fs, fd(a0), a1, a2),
+            READLINK => io
+                .fs
+                .linux_readlink(view, (AT_FDCWD, a0), (a1, a2), &self.exe),
+            READLINKAT => io
+                .fs
+                .linux_readlink(view, (fd(a0), a1), (a2, a3), &self.exe),
+            ACCESS => self.access(view, io.fs, (AT_FDCWD, a0), a1, 0),
+            FACCESSAT => self.access(view, io.fs, (fd(a0), a1), a2, 0),
+            FACCESSAT2 => self.access(view, io.fs, (fd(a0), a1), a2, a3),
+            CLOCK_GETTIME => time::clock_gettime(view, a0, a1),
+            CLOCK_GETRES => time::clock_getres(view, a0, a1),
+            GETTIMEOFDAY => time::gettimeofday(view, a0, a1),
+            TIME => time::time(view, a0),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(a1, a3),
@@ -143,6 +195,42 @@ impl Process {
             _ => Err(Errno::ENOSYS),
         };
         Effect::Return(result.unwrap_or_else(Errno::negated))
+    }
+
+    /// `access`, `faccessat`, `faccessat2`: `AT_EACCESS` changes nothing
+    /// (the real and effective ids are one), `AT_SYMLINK_NOFOLLOW` checks
+    /// a link itself; other flags are `EINVAL`.
+    fn access(
+        &self,
+        view: &GuestView<'_>,
+        fs: &mut Filesystem,
+        at: (i32, u64),
+        mode: u64,
+        flags: u64,
+    ) -> Result<i64, Errno> {
+        if flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        fs.linux_access(view, at, mode, follow, (self.uid, self.gid))
+    }
+
+    /// The mode of a file `open` creates, under the program's umask.
+    fn masked(&self, mode: u64) -> u64 {
+        mode & !u64::from(self.umask)
+    }
+
+    /// `mkdir` and `mkdirat`, with the mode under the program's umask.
+    fn mkdir(
+        &self,
+        view: &GuestView<'_>,
+        fs: &mut Filesystem,
+        dirfd: i32,
+        path: u64,
+        mode: u64,
+    ) -> Result<i64, Errno> {
+        let mode = u32::try_from(mode & 0o7777).unwrap_or(0) & !self.umask;
+        fs.linux_path_call(view, Port::Mkdir, dirfd, path, mode)
     }
 
     /// `brk`: moves the break within [its start, the lowest mapping]; any
@@ -413,25 +501,62 @@ fn vectored(
     Ok(done)
 }
 
-/// `openat`: from the working directory (`/`) or with an absolute path;
-/// other directory descriptors come with the descriptor model.
-fn openat(
+/// `fcntl`: duplicating, and the descriptor and status flags (recorded
+/// for the program, never applied to kvmini's own descriptors); other
+/// commands are `EINVAL`.
+fn fcntl(fs: &mut Filesystem, fd: i32, cmd: u64, arg: u64) -> Result<i64, Errno> {
+    let arg32 = u32::try_from(arg & 0xFFFF_FFFF).unwrap_or(0);
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = i32::from_ne_bytes(arg32.to_ne_bytes());
+            fs.linux_dup(fd, None, min, cmd == F_DUPFD_CLOEXEC)
+        }
+        F_GETFD => fs
+            .linux_fd_flags(fd, None)
+            .map(|f| i64::from(f & i64::from(O_CLOEXEC) != 0)),
+        F_GETFL => fs
+            .linux_fd_flags(fd, None)
+            .map(|f| f & !i64::from(O_CLOEXEC)),
+        F_SETFD => fs.linux_fd_flags(fd, Some((true, arg32))),
+        F_SETFL => fs.linux_fd_flags(fd, Some((false, arg32))),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `unlinkat`: `AT_REMOVEDIR` makes it `rmdir`; other flags are `EINVAL`.
+fn unlinkat(
     view: &GuestView<'_>,
     fs: &mut Filesystem,
     dirfd: i32,
     path: u64,
     flags: u64,
-    mode: u64,
 ) -> Result<i64, Errno> {
-    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
-        fs.linux_check_fd(dirfd)?;
-        return Err(Errno::ENOSYS);
+    match flags {
+        0 => fs.linux_path_call(view, Port::Unlink, dirfd, path, 0),
+        AT_REMOVEDIR => fs.linux_path_call(view, Port::Rmdir, dirfd, path, 0),
+        _ => Err(Errno::EINVAL),
     }
-    fs.linux_open(view, path, flags, mode)
+}
+
+/// `renameat2`: without flags, `renameat`; `RENAME_WHITEOUT` (a device
+/// node) is `EPERM`, as for a program without `CAP_MKNOD`; the other
+/// flags are not served (`EINVAL`).
+fn renameat2(
+    view: &GuestView<'_>,
+    fs: &mut Filesystem,
+    old: (i32, u64),
+    new: (i32, u64),
+    flags: u64,
+) -> Result<i64, Errno> {
+    match flags {
+        0 => fs.linux_rename(view, old, new),
+        f if f & RENAME_WHITEOUT != 0 => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 /// `newfstatat`: `AT_EMPTY_PATH` with an empty path is `fstat`; otherwise
-/// as `openat` resolves.
+/// the path from `dirfd`, as `openat` resolves it.
 fn newfstatat(
     view: &GuestView<'_>,
     fs: &mut Filesystem,
@@ -443,11 +568,23 @@ fn newfstatat(
     if flags & AT_EMPTY_PATH != 0 && fs.linux_path_is_empty(view, path)? {
         return fs.linux_stat(view, None, dirfd, stat);
     }
-    if dirfd != AT_FDCWD && !fs.linux_path_is_absolute(view, path)? {
-        fs.linux_check_fd(dirfd)?;
-        return Err(Errno::ENOSYS);
+    fs.linux_stat(view, Some(path), dirfd, stat)
+}
+
+/// `getcwd`: the working directory and its NUL, `ERANGE` when `size`
+/// cannot hold them; the result is their length, as Linux's call gives.
+fn getcwd(view: &GuestView<'_>, cwd: &[u8], buf: u64, size: u64) -> Result<i64, Errno> {
+    let len = cwd.len() as u64 + 1;
+    if size < len {
+        return Err(ERANGE);
     }
-    fs.linux_stat(view, Some(path), 0, stat)
+    view.check_writable(Gva::new(buf), len)
+        .map_err(|_| Errno::EFAULT)?;
+    let mut answer = cwd.to_vec();
+    answer.push(0);
+    view.write_bytes(Gva::new(buf), &answer)
+        .map_err(|_| Errno::EFAULT)?;
+    i64::try_from(len).map_err(|_| ERANGE)
 }
 
 /// `uname`: Linux on x86_64, and nothing about the host.

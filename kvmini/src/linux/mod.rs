@@ -13,6 +13,7 @@ pub mod entry;
 mod numbers;
 pub mod start;
 pub mod terminal;
+mod time;
 
 use kvm_bindings::kvm_regs;
 
@@ -39,6 +40,16 @@ pub enum LinuxError {
     /// Guest memory could not take the initial stack or the stub.
     #[error("cannot write the program's initial stack")]
     Memory(#[source] std::sync::Arc<vm_memory::GuestMemoryError>),
+    /// The working directory is not a directory the program can see.
+    #[error(
+        "cannot start in working directory {path}: {errno} (an absolute path under a grant, or /)"
+    )]
+    Cwd {
+        /// The path asked for.
+        path: String,
+        /// Why.
+        errno: crate::errno::Errno,
+    },
     /// A Linux program runs at ring 3 in long mode only.
     #[error("a Linux program runs at ring 3 in long mode only")]
     NotRing3,
@@ -149,6 +160,10 @@ pub struct Process {
     max_fds: u64,
     /// What `ioctl` answers on the program's stdin, stdout and stderr.
     terminals: [Option<terminal::Terminal>; 3],
+    /// The program's file-creation mask (kvmini's own is never changed).
+    umask: u32,
+    /// The program's path as given (what `/proc/self/exe` reads).
+    exe: Vec<u8>,
 }
 
 impl Process {
@@ -166,7 +181,15 @@ impl Process {
             gid,
             max_fds: u64::from(max_fds),
             terminals: [None; 3],
+            umask: 0o022,
+            exe: Vec::new(),
         }
+    }
+
+    /// `readlink("/proc/self/exe")` answers `path`.
+    pub fn with_exe(mut self, path: &[u8]) -> Self {
+        self.exe = path.to_vec();
+        self
     }
 
     /// `ioctl` on the program's stdin, stdout and stderr answers as these

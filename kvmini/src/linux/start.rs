@@ -30,6 +30,8 @@ const AT_EXECFN: u64 = 31;
 pub struct StartInfo {
     /// argv: the program path as given, then its arguments.
     pub args: Vec<Vec<u8>>,
+    /// envp: `NAME=VALUE` each.
+    pub env: Vec<Vec<u8>>,
     /// Where the program headers are in guest memory.
     pub phdr: u64,
     /// Size of one program header.
@@ -49,7 +51,7 @@ pub struct StartInfo {
 }
 
 /// Writes the initial stack below `top` (never below `bottom`) and
-/// returns RSP: argc, argv, an empty envp, the auxiliary vector, then the
+/// returns RSP: argc, argv, envp, the auxiliary vector, then the
 /// strings and random bytes above them. RSP is 16-byte aligned.
 pub fn write_initial_stack(
     mem: &GuestMemory,
@@ -64,6 +66,10 @@ pub fn write_initial_stack(
     let mut argv = Vec::with_capacity(info.args.len());
     for arg in &info.args {
         argv.push(place(mem, &mut at, bottom, arg, true)?);
+    }
+    let mut envp = Vec::with_capacity(info.env.len());
+    for var in &info.env {
+        envp.push(place(mem, &mut at, bottom, var, true)?);
     }
     let platform = place(mem, &mut at, bottom, b"x86_64", true)?;
     at &= !7;
@@ -88,11 +94,12 @@ pub fn write_initial_stack(
         (AT_EXECFN, execfn),
         (AT_NULL, 0),
     ];
-    let mut words: Vec<u64> = Vec::with_capacity(argv.len() + 3 + 2 * auxv.len());
+    let mut words: Vec<u64> = Vec::with_capacity(argv.len() + envp.len() + 3 + 2 * auxv.len());
     words.push(u64::try_from(argv.len()).map_err(|_| too_big.clone())?);
     words.extend(&argv);
     words.push(0); // end of argv
-    words.push(0); // envp: empty
+    words.extend(&envp);
+    words.push(0); // end of envp
     for (key, value) in auxv {
         words.push(key);
         words.push(value);
@@ -140,6 +147,7 @@ mod tests {
     fn info(args: &[&[u8]]) -> StartInfo {
         StartInfo {
             args: args.iter().map(|a| a.to_vec()).collect(),
+            env: Vec::new(),
             phdr: 0x40_0040,
             phent: 56,
             phnum: 9,
@@ -215,6 +223,22 @@ mod tests {
         assert_eq!(aux.len(), 16);
         // Everything lies between RSP and the top.
         assert!(aux[&AT_RANDOM] + 16 <= top && aux[&AT_PLATFORM] < top);
+    }
+
+    #[test]
+    fn the_environment_follows_argv_in_order() {
+        let mem = crate::memory::allocate(2 << 20).unwrap();
+        let mut with_env = info(&[b"/bin/env"]);
+        with_env.env = vec![b"A=1".to_vec(), b"EMPTY=".to_vec(), b"B=x y".to_vec()];
+        let rsp = write_initial_stack(&mem, 0x1F_F000, 0x10_0000, &with_env).unwrap();
+        assert_eq!(rsp % 16, 0);
+        assert_eq!((word(&mem, rsp), word(&mem, rsp + 16)), (1, 0));
+        let env: Vec<Vec<u8>> = (0..3)
+            .map(|i| string(&mem, word(&mem, rsp + 24 + 8 * i)))
+            .collect();
+        assert_eq!(env, with_env.env);
+        assert_eq!(word(&mem, rsp + 48), 0, "envp ends");
+        assert_eq!(word(&mem, rsp + 56), AT_PHDR, "auxv follows");
     }
 
     #[test]

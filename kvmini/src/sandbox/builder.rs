@@ -4,6 +4,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::config::Config;
 use super::{Image, Sandbox, SandboxError, Stdio};
 use crate::cpu::Ring;
 use crate::grant::GrantSpec;
@@ -50,6 +51,8 @@ pub struct SandboxBuilder {
     timeout: Option<Duration>,
     max_fds: Option<u32>,
     args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    cwd: Option<Vec<u8>>,
     stdin: Input,
     stdout: Output,
     stderr: Option<Output>,
@@ -190,6 +193,27 @@ impl SandboxBuilder {
         S: AsRef<[u8]>,
     {
         self.args = args.into_iter().map(|a| a.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Sets variable `name` to `value` in a Linux program's environment,
+    /// which is otherwise empty (repeatable; a later value for one name
+    /// replaces the earlier one).
+    pub fn env(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Self {
+        let name = name.as_ref();
+        self.env
+            .retain(|v| v.split(|&b| b == b'=').next() != Some(name));
+        let mut var = name.to_vec();
+        var.push(b'=');
+        var.extend_from_slice(value.as_ref());
+        self.env.push(var);
+        self
+    }
+
+    /// A Linux program's working directory (default `/`): an absolute
+    /// guest path that must be a directory under a grant, or `/`.
+    pub fn cwd(mut self, path: impl AsRef<[u8]>) -> Self {
+        self.cwd = Some(path.as_ref().to_vec());
         self
     }
 
@@ -354,6 +378,8 @@ impl SandboxBuilder {
             config.max_fds = max;
         }
         config.args = self.args;
+        config.env = self.env;
+        config.cwd = self.cwd.unwrap_or_else(|| b"/".to_vec());
         config.trace |= self.trace.is_some();
         if let Some(mode) = self.mode {
             config.mode = mode;
@@ -382,66 +408,5 @@ impl SandboxBuilder {
             stdio,
             self.host_functions,
         )?)
-    }
-}
-
-/// Everything a sandbox is built from, once the builder has read the
-/// guest.
-#[derive(Debug)]
-pub(crate) struct Config {
-    /// The guest.
-    pub image: Image,
-    /// Guest memory size in bytes.
-    pub mem_size: u64,
-    /// Privilege level; `None` picks ring 3 for ELF and ring 0 for flat images.
-    pub ring: Option<Ring>,
-    /// Print one line per exit to stderr.
-    pub trace: bool,
-    /// Measure time in the guest and in kvmini.
-    pub timing: bool,
-    /// Host directories the guest may see (`--dir`).
-    pub grants: Vec<GrantSpec>,
-    /// Most descriptors the guest may have open, 0..2 included.
-    pub max_fds: u32,
-    /// Wall-clock limit of one run.
-    pub timeout: Option<Duration>,
-    /// A handle that stops this sandbox's runs (shared with whoever wants
-    /// to stop it: a signal handler, another thread, other sandboxes: it
-    /// stops the runs in progress of every sandbox that has it). The
-    /// timeout never goes through it.
-    pub stop: StopHandle,
-    /// The CPU mode the guest starts in: long mode unless a flat image
-    /// asks for another ([`crate::modes`]).
-    pub mode: CpuMode,
-    /// Run the guest on a thread confined by kvmini's seccomp filter.
-    pub seccomp: bool,
-    /// The guest's arguments, read with the argv hypercall.
-    pub args: Vec<Vec<u8>>,
-    /// How guest memory is backed (huge pages, prefaulting, snapshots).
-    pub backing: memory::Backing,
-    /// The stack of the vCPU thread, where host functions run, in bytes
-    /// (at least; [`crate::vcpu_thread::DEFAULT_STACK_SIZE`] by default).
-    pub host_stack_size: usize,
-}
-
-impl Config {
-    /// A configuration with the defaults: 64 MiB, default ring, no tracing.
-    pub(crate) fn new(image: Image) -> Self {
-        Config {
-            image,
-            mem_size: memory::MEM_DEFAULT,
-            ring: None,
-            trace: false,
-            timing: false,
-            grants: Vec::new(),
-            max_fds: kvmini_abi::fs::DEFAULT_MAX_FDS,
-            timeout: None,
-            stop: StopHandle::new(),
-            mode: CpuMode::Long,
-            seccomp: true,
-            args: Vec::new(),
-            backing: memory::Backing::default(),
-            host_stack_size: crate::vcpu_thread::DEFAULT_STACK_SIZE,
-        }
     }
 }

@@ -25,7 +25,9 @@ use crate::xstate::XstateError;
 
 mod backtrace;
 mod builder;
+mod config;
 pub mod exit;
+mod linux_start;
 pub mod outcome;
 mod reset;
 mod run;

@@ -1,11 +1,11 @@
 //! Setting up a sandbox's VM from what the builder gathered: memory, the
-//! image, kvmini's tables, the boot state, the vCPU, and a Linux program's
-//! process start.
+//! image, kvmini's tables, the boot state and the vCPU.
 
 use kvmini_abi::layout::ELF_LOAD_MIN;
 
 use super::backtrace::CodeMap;
-use super::builder::Config;
+use super::config::Config;
+use super::linux_start::linux_start;
 use super::reset::{PristineCpu, Reusable};
 use super::run::{FixedPaging, Machine};
 use super::{Image, Sandbox, SandboxError, Stdio};
@@ -18,9 +18,7 @@ use crate::host::HostFunctions;
 use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
 use crate::layout::Layout;
-use crate::linux::start::{self as linux_stack, StartInfo};
-use crate::linux::terminal::Terminal;
-use crate::linux::{LinuxError, Process, ProcessLayout};
+use crate::linux::LinuxError;
 use crate::loader::{self, LoadWindow};
 use crate::memory;
 use crate::modes::{self, CpuMode};
@@ -194,7 +192,14 @@ impl Sandbox {
             .map_or(layout.stack_top(), |(p, _)| p.layout().stack_top);
         let own_stop = StopHandle::new();
         let hypercalls = {
-            let fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            let mut fs = Filesystem::new(grants, config.max_fds, stdio.stdin);
+            if process.is_some() {
+                fs.set_start_cwd(&config.cwd)
+                    .map_err(|errno| LinuxError::Cwd {
+                        path: String::from_utf8_lossy(&config.cwd).into_owned(),
+                        errno,
+                    })?;
+            }
             let mut calls = Hypercalls::from_streams(stdout, warnings, fs)
                 .with_host_functions(host_functions)
                 .with_stop_handle(own_stop.clone())
@@ -242,55 +247,4 @@ impl Sandbox {
             host_stack_size: config.host_stack_size,
         })
     }
-}
-
-/// The start of a Linux program already loaded as `image`: its stub, its
-/// initial stack (returning RSP) and its process state.
-fn linux_start(
-    kvm: &Kvm,
-    mem: &memory::GuestMemory,
-    layout: &Layout,
-    (bytes, image): (&[u8], &loader::LoadedImage),
-    config: &Config,
-    host_streams: [bool; 3],
-) -> Result<(Process, u64), SandboxError> {
-    use vm_memory::{Bytes, GuestAddress};
-    let process_layout = ProcessLayout::new(layout, image.highest)?;
-    mem.write_slice(
-        &crate::arch::x86_64::syscall::STUB,
-        GuestAddress(process_layout.stub),
-    )
-    .map_err(LinuxError::from)?;
-    let phdrs = loader::program_headers(bytes)?;
-    let mut random = [0u8; 16];
-    rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| SandboxError::Output(e.into()))?;
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let hwcap = cpu::cpuid_entry(kvm.supported_cpuid(), 1, 0).map_or(0, |e| e.edx);
-    let info = StartInfo {
-        args: config.args.clone(),
-        phdr: phdrs.address,
-        phent: phdrs.entry_size,
-        phnum: phdrs.count,
-        entry: image.entry,
-        random,
-        uid,
-        gid,
-        hwcap,
-    };
-    let rsp = linux_stack::write_initial_stack(
-        mem,
-        process_layout.stack_top,
-        process_layout.stack_bottom,
-        &info,
-    )?;
-    let mut terminals = [None; 3];
-    for ((fd, host), terminal) in (0..).zip(host_streams).zip(&mut terminals) {
-        if host {
-            *terminal = Terminal::of_host(fd);
-        }
-    }
-    let process = Process::new(process_layout, uid, gid, config.max_fds).with_terminals(terminals);
-    Ok((process, rsp))
 }
