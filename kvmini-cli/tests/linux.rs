@@ -283,3 +283,28 @@ fn a_static_pie_program_runs_at_kvmini_s_base() {
         (Some(5), text(&native.stdout), String::new())
     );
 }
+
+/// `PROGRAM | head -1` in a shell: what head printed, and the program's
+/// status as the shell saw it (`PIPESTATUS`).
+fn piped_into_head(program: &str) -> (String, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{program} | head -1; echo \"status ${{PIPESTATUS[0]}}\""
+        ))
+        .output()
+        .expect("bash runs");
+    (text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn a_write_to_a_closed_pipe_ends_the_program_as_sigpipe_does_natively() {
+    assert!(Path::new(BUSYBOX).exists(), "install busybox-static");
+    let binary = env!("CARGO_BIN_EXE_kvmini");
+    // `yes` writes until its reader goes away; SIGPIPE's default action
+    // then ends it, silently, with 128 + 13.
+    let native = piped_into_head(&format!("{BUSYBOX} yes"));
+    let guest = piped_into_head(&format!("{binary} run --timeout 60s {BUSYBOX} -- yes"));
+    assert_eq!(native, ("y\nstatus 141\n".to_owned(), String::new()));
+    assert_eq!(guest, native);
+}

@@ -65,6 +65,11 @@ const GETRANDOM_MAX: usize = 1 << 16;
 /// What one field of `struct utsname` holds.
 const UTS_FIELD: usize = 65;
 
+/// SIGPIPE's slot in the action table and its bit in the mask (signal 13).
+const SIGPIPE_SLOT: usize = 12;
+/// The default action of a signal, as `rt_sigaction` records it.
+const SIG_DFL: u64 = 0;
+
 /// What serving a call does besides its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -74,6 +79,9 @@ pub enum Effect {
     SetFsBase(u64),
     /// End the run with this status.
     Exit(u32),
+    /// A write found its reader gone and the program leaves SIGPIPE at its
+    /// default action: the run ends as Linux ends such a program.
+    BrokenPipe,
 }
 
 /// What calls on files need: the descriptor table and the standard output
@@ -194,6 +202,12 @@ impl Process {
             RSEQ => Err(Errno::ENOSYS),
             _ => Err(Errno::ENOSYS),
         };
+        if result == Err(Errno::EPIPE)
+            && matches!(call.nr, WRITE | PWRITE64 | WRITEV)
+            && self.sigpipe_is_default()
+        {
+            return Effect::BrokenPipe;
+        }
         Effect::Return(result.unwrap_or_else(Errno::negated))
     }
 
@@ -308,6 +322,14 @@ impl Process {
             .min()
             .unwrap_or(self.layout.stack_bottom);
         Ok(0)
+    }
+
+    /// Whether SIGPIPE would end the program: its action is the default one
+    /// and it is not blocked (a blocked SIGPIPE stays pending on Linux and
+    /// the write returns EPIPE).
+    fn sigpipe_is_default(&self) -> bool {
+        let handler = self.actions.get(SIGPIPE_SLOT).map_or(0, |action| action[0]);
+        handler == SIG_DFL && self.sigmask & (1 << SIGPIPE_SLOT) == 0
     }
 
     fn sigaction(
