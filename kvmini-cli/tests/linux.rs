@@ -308,3 +308,25 @@ fn a_write_to_a_closed_pipe_ends_the_program_as_sigpipe_does_natively() {
     assert_eq!(native, ("y\nstatus 141\n".to_owned(), String::new()));
     assert_eq!(guest, native);
 }
+
+#[test]
+fn a_program_that_ignores_or_blocks_sigpipe_gets_epipe_as_natively() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("sigpipe.c", dir.path());
+    let program = program.to_str().unwrap();
+    let binary = env!("CARGO_BIN_EXE_kvmini");
+    for (how, expected) in [
+        ("default", ("y\nstatus 141\n", "")),
+        ("ignore", ("y\nstatus 3\n", "write: Broken pipe\n")),
+        ("block", ("y\nstatus 3\n", "write: Broken pipe\n")),
+    ] {
+        let native = piped_into_head(&format!("{program} {how}"));
+        let guest = piped_into_head(&format!("{binary} run --timeout 60s {program} -- {how}"));
+        let expected = (expected.0.to_owned(), expected.1.to_owned());
+        assert_eq!(native, expected, "natively, SIGPIPE {how}");
+        assert_eq!(guest, expected, "in kvmini, SIGPIPE {how}");
+    }
+}
