@@ -330,3 +330,60 @@ fn a_program_that_ignores_or_blocks_sigpipe_gets_epipe_as_natively() {
         assert_eq!(guest, expected, "in kvmini, SIGPIPE {how}");
     }
 }
+
+#[test]
+fn a_sleep_sleeps_and_ends_early_at_the_timeout() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    assert!(Path::new(BUSYBOX).exists(), "install busybox-static");
+    let native = Command::new(BUSYBOX)
+        .args(["sleep", "0.1"])
+        .output()
+        .unwrap();
+    let guest = kvmini()
+        .args(["run", BUSYBOX, "--", "sleep", "0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            guest.status.code(),
+            text(&guest.stdout),
+            text(&guest.stderr)
+        ),
+        (native.status.code(), String::new(), String::new())
+    );
+    // Had the sleep not been interrupted, it would have ended after 600 s
+    // with status 0 (or the test would hang), not with the timeout's 124.
+    let stopped = kvmini()
+        .args(["run", "--timeout", "1s", BUSYBOX, "--", "sleep", "600"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (stopped.status.code(), text(&stopped.stdout)),
+        (Some(124), String::new())
+    );
+    // SIGTERM ends it too, with 128 + 15, whatever the sleep had left: sent
+    // once the trace shows the program asking to sleep.
+    let mut child = kvmini()
+        .args(["run", "--trace", BUSYBOX, "--", "sleep", "600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trace = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = std::io::BufRead::lines(trace);
+    assert!(
+        lines.any(|line| line.unwrap().contains("nanosleep")),
+        "the program sleeps"
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+}

@@ -54,21 +54,12 @@ const RLIMIT_STACK: u64 = 3;
 const RLIMIT_NOFILE: u64 = 7;
 const RLIM_NLIMITS: u64 = 16;
 const RLIM_INFINITY: u64 = u64::MAX;
-const SIGKILL: u64 = 9;
-const SIGSTOP: u64 = 19;
-const SIG_BLOCK: u64 = 0;
-const SIG_SETMASK: u64 = 2;
 const GRND_ALL: u64 = 0x7;
 /// The most bytes one `getrandom` returns (Linux may return fewer than
 /// asked above 256).
 const GETRANDOM_MAX: usize = 1 << 16;
 /// What one field of `struct utsname` holds.
 const UTS_FIELD: usize = 65;
-
-/// SIGPIPE's slot in the action table and its bit in the mask (signal 13).
-const SIGPIPE_SLOT: usize = 12;
-/// The default action of a signal, as `rt_sigaction` records it.
-const SIG_DFL: u64 = 0;
 
 /// What serving a call does besides its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +160,8 @@ impl Process {
             CLOCK_GETRES => time::clock_getres(view, a0, a1),
             GETTIMEOFDAY => time::gettimeofday(view, a0, a1),
             TIME => time::time(view, a0),
+            NANOSLEEP => time::sleep(view, (1, 0), (a0, a1), io.stdio.stop),
+            CLOCK_NANOSLEEP => time::sleep(view, (a0, a1), (a2, a3), io.stdio.stop),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(a1, a3),
@@ -321,77 +314,6 @@ impl Process {
             .map(|&(s, _)| s)
             .min()
             .unwrap_or(self.layout.stack_bottom);
-        Ok(0)
-    }
-
-    /// Whether SIGPIPE would end the program: its action is the default one
-    /// and it is not blocked (a blocked SIGPIPE stays pending on Linux and
-    /// the write returns EPIPE).
-    fn sigpipe_is_default(&self) -> bool {
-        let handler = self.actions.get(SIGPIPE_SLOT).map_or(0, |action| action[0]);
-        handler == SIG_DFL && self.sigmask & (1 << SIGPIPE_SLOT) == 0
-    }
-
-    fn sigaction(
-        &mut self,
-        view: &GuestView<'_>,
-        sig: u64,
-        act: u64,
-        old: u64,
-        size: u64,
-    ) -> Result<i64, Errno> {
-        if size != 8 || sig == 0 || sig > 64 || (act != 0 && (sig == SIGKILL || sig == SIGSTOP)) {
-            return Err(Errno::EINVAL);
-        }
-        let slot = usize::try_from(sig - 1).map_err(|_| Errno::EINVAL)?;
-        let new: Option<[u64; 4]> = if act == 0 {
-            None
-        } else {
-            Some(view.read_obj(Gva::new(act)).map_err(|_| Errno::EFAULT)?)
-        };
-        let previous = self.actions.get(slot).copied().unwrap_or_default();
-        if old != 0 {
-            view.write_obj(Gva::new(old), previous)
-                .map_err(|_| Errno::EFAULT)?;
-        }
-        if let (Some(new), Some(entry)) = (new, self.actions.get_mut(slot)) {
-            *entry = new;
-        }
-        Ok(0)
-    }
-
-    fn sigprocmask(
-        &mut self,
-        view: &GuestView<'_>,
-        how: u64,
-        set: u64,
-        old: u64,
-        size: u64,
-    ) -> Result<i64, Errno> {
-        if size != 8 {
-            return Err(Errno::EINVAL);
-        }
-        let new: Option<u64> = if set == 0 {
-            None
-        } else {
-            if how > SIG_SETMASK {
-                return Err(Errno::EINVAL);
-            }
-            Some(view.read_obj(Gva::new(set)).map_err(|_| Errno::EFAULT)?)
-        };
-        if old != 0 {
-            view.write_obj(Gva::new(old), self.sigmask)
-                .map_err(|_| Errno::EFAULT)?;
-        }
-        if let Some(new) = new {
-            // SIGKILL and SIGSTOP are never blocked.
-            let unblockable = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
-            self.sigmask = match how {
-                SIG_BLOCK => self.sigmask | new,
-                SIG_SETMASK => new,
-                _ => self.sigmask & !new,
-            } & !unblockable;
-        }
         Ok(0)
     }
 

@@ -11,6 +11,7 @@
 mod calls;
 pub mod entry;
 mod numbers;
+mod signals;
 pub mod start;
 pub mod terminal;
 mod time;

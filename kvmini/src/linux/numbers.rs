@@ -37,6 +37,7 @@ numbers! {
     ACCESS = 21, "access";
     DUP = 32, "dup";
     DUP2 = 33, "dup2";
+    NANOSLEEP = 35, "nanosleep";
     GETPID = 39, "getpid";
     EXIT = 60, "exit";
     UNAME = 63, "uname";
@@ -68,6 +69,7 @@ numbers! {
     SET_TID_ADDRESS = 218, "set_tid_address";
     CLOCK_GETTIME = 228, "clock_gettime";
     CLOCK_GETRES = 229, "clock_getres";
+    CLOCK_NANOSLEEP = 230, "clock_nanosleep";
     EXIT_GROUP = 231, "exit_group";
     OPENAT = 257, "openat";
     MKDIRAT = 258, "mkdirat";

@@ -4,9 +4,14 @@
 
 use crate::addr::Gva;
 use crate::errno::Errno;
+use crate::stop::StopHandle;
 use crate::view::GuestView;
 
 const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+/// `clock_nanosleep`'s flag for a deadline rather than a duration.
+const TIMER_ABSTIME: u64 = 1;
+const NANOS_PER_SEC: i64 = 1_000_000_000;
 const CLOCK_REALTIME_COARSE: u64 = 5;
 const CLOCK_MONOTONIC_COARSE: u64 = 6;
 const CLOCK_BOOTTIME: u64 = 7;
@@ -81,4 +86,54 @@ pub(super) fn time(view: &GuestView<'_>, tloc: u64) -> Result<i64, Errno> {
         put(view, tloc, sec)?;
     }
     Ok(sec)
+}
+
+/// `nanosleep` (`clock` MONOTONIC, relative) and `clock_nanosleep`: the
+/// host sleeps on REALTIME, MONOTONIC or BOOTTIME (CPU-time clocks are
+/// `EINVAL` here). A stop (the timeout, a stop handle, SIGINT, SIGTERM)
+/// interrupts the sleep: the program gets `EINTR`, with the time left in
+/// `rem` for a relative sleep, as a signal gives on Linux, and the run then
+/// ends.
+pub(super) fn sleep(
+    view: &GuestView<'_>,
+    (clock, flags): (u64, u64),
+    (req, rem): (u64, u64),
+    stop: &StopHandle,
+) -> Result<i64, Errno> {
+    let [sec, nsec]: [i64; 2] = view.read_obj(Gva::new(req)).map_err(|_| Errno::EFAULT)?;
+    if sec < 0 || !(0..NANOS_PER_SEC).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    let id = match clock {
+        CLOCK_REALTIME => rustix::thread::ClockId::Realtime,
+        CLOCK_MONOTONIC => rustix::thread::ClockId::Monotonic,
+        CLOCK_BOOTTIME => rustix::thread::ClockId::Boottime,
+        _ => return Err(Errno::EINVAL),
+    };
+    let absolute = flags & TIMER_ABSTIME != 0;
+    let mut left = rustix::fs::Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    };
+    loop {
+        if stop.pending().is_some() {
+            if !absolute && rem != 0 {
+                put(view, rem, [left.tv_sec, left.tv_nsec])?;
+            }
+            return Err(Errno::EINTR);
+        }
+        if absolute {
+            match rustix::thread::clock_nanosleep_absolute(id, &left) {
+                Ok(()) => return Ok(0),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Errno::from(e)),
+            }
+        } else {
+            match rustix::thread::clock_nanosleep_relative(id, &left) {
+                rustix::thread::NanosleepRelativeResult::Ok => return Ok(0),
+                rustix::thread::NanosleepRelativeResult::Interrupted(remaining) => left = remaining,
+                rustix::thread::NanosleepRelativeResult::Err(e) => return Err(Errno::from(e)),
+            }
+        }
+    }
 }
