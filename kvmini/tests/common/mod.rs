@@ -8,6 +8,7 @@
 
 pub mod c_build;
 pub mod elf;
+pub mod modes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
