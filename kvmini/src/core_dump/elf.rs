@@ -5,8 +5,8 @@
 use super::segments::Segment;
 use crate::layout::PAGE_SIZE;
 
-pub(super) const EHDR_SIZE: u64 = 64;
-pub(super) const PHDR_SIZE: u64 = 56;
+const EHDR_SIZE: u16 = 64;
+const PHDR_SIZE: u16 = 56;
 const ET_CORE: u16 = 4;
 const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
@@ -31,7 +31,7 @@ impl Layout {
     /// [`super::segments::MAX_SEGMENTS`]) and `notes_size` bytes of notes.
     pub(super) fn new(segments: usize, notes_size: usize) -> Self {
         let headers = u16::try_from(segments + 1).unwrap_or(u16::MAX);
-        let notes_offset = EHDR_SIZE + u64::from(headers) * PHDR_SIZE;
+        let notes_offset = u64::from(EHDR_SIZE) + u64::from(headers) * u64::from(PHDR_SIZE);
         let notes_size = notes_size as u64;
         let data_offset = (notes_offset + notes_size).next_multiple_of(PAGE_SIZE);
         Layout {
@@ -45,7 +45,7 @@ impl Layout {
 
 /// The ELF file header of a core.
 pub(super) fn header(layout: &Layout) -> Vec<u8> {
-    let mut b = Vec::with_capacity(EHDR_SIZE as usize);
+    let mut b = Vec::with_capacity(usize::from(EHDR_SIZE));
     // Magic, 64-bit, little endian, version 1, System V ABI.
     b.extend_from_slice(&[0x7F, b'E', b'L', b'F', 2, 1, 1, 0]);
     b.extend_from_slice(&[0; 8]);
@@ -54,12 +54,12 @@ pub(super) fn header(layout: &Layout) -> Vec<u8> {
     b.extend_from_slice(&1u32.to_le_bytes());
     // Entry, program header offset, section header offset.
     b.extend_from_slice(&0u64.to_le_bytes());
-    b.extend_from_slice(&EHDR_SIZE.to_le_bytes());
+    b.extend_from_slice(&u64::from(EHDR_SIZE).to_le_bytes());
     b.extend_from_slice(&0u64.to_le_bytes());
     // Flags, then the header, program header and section header sizes.
     b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-    b.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    b.extend_from_slice(&EHDR_SIZE.to_le_bytes());
+    b.extend_from_slice(&PHDR_SIZE.to_le_bytes());
     b.extend_from_slice(&layout.headers.to_le_bytes());
     // No sections: their entry size, count and name table index are 0.
     b.extend_from_slice(&[0; 6]);
@@ -75,7 +75,7 @@ fn program_header(
     size: u64,
     align: u64,
 ) -> Vec<u8> {
-    let mut b = Vec::with_capacity(PHDR_SIZE as usize);
+    let mut b = Vec::with_capacity(usize::from(PHDR_SIZE));
     b.extend_from_slice(&kind.to_le_bytes());
     b.extend_from_slice(&flags.to_le_bytes());
     b.extend_from_slice(&offset.to_le_bytes());

@@ -163,17 +163,17 @@ pub(super) fn copy(
     copies: &[Range<u64>],
     out: &mut dyn Write,
 ) -> Result<(), CoreError> {
-    const CHUNK: u64 = 16 * PAGE_SIZE;
-    let mut buf = vec![0u8; CHUNK as usize];
+    const CHUNK: usize = 1 << 16;
+    let mut buf = vec![0u8; CHUNK];
     for run in copies {
         let mut gpa = run.start;
         while gpa < run.end {
-            let len = (run.end - gpa).min(CHUNK);
-            let chunk = &mut buf[..len as usize];
+            let len = usize::try_from(run.end - gpa).map_or(CHUNK, |left| left.min(CHUNK));
+            let chunk = &mut buf[..len];
             mem.read_slice(chunk, GuestAddress(gpa))
                 .map_err(|source| CoreError::Memory { gpa, source })?;
             out.write_all(chunk).map_err(CoreError::Write)?;
-            gpa += len;
+            gpa += chunk.len() as u64;
         }
     }
     Ok(())

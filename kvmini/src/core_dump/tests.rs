@@ -135,7 +135,8 @@ fn loads(b: &[u8]) -> Vec<(u64, u64, u32)> {
 fn notes(b: &[u8]) -> Vec<(Vec<u8>, u32, Vec<u8>)> {
     let note = phdrs(b)[0];
     assert_eq!((note.0, note.6), (4, 4), "the note segment comes first");
-    let (mut at, end) = (note.2 as usize, (note.2 + note.4) as usize);
+    let at_usize = |n: u64| usize::try_from(n).unwrap();
+    let (mut at, end) = (at_usize(note.2), at_usize(note.2 + note.4));
     let mut found = Vec::new();
     while at < end {
         assert_eq!(at % 4, 0);
@@ -272,9 +273,9 @@ fn contiguous_pages_with_the_same_permissions_are_one_segment() {
     );
     assert_eq!(summary.memory_bytes, 7 * PAGE_SIZE);
     // The file holds each page where its segment says.
-    let first = phdrs(&b)[1].2 as usize;
+    let first = usize::try_from(phdrs(&b)[1].2).unwrap();
     for (i, page) in (0x100u64..0x104).enumerate() {
-        assert_eq!(u64_at(&b, first + i * PAGE_SIZE as usize), page);
+        assert_eq!(u64_at(&b, first + i * 0x1000), page);
     }
 }
 

@@ -11,8 +11,10 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::{long_reserved, Paging, ADDR_MASK, ENTRIES};
 use crate::arch::x86_64::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD};
-use crate::layout::PAGE_SIZE;
 use crate::memory::GuestMemory;
+
+/// A table's size: 512 entries of 8 bytes.
+const TABLE_BYTES: usize = 4096;
 
 /// One leaf of the tables: `len` bytes at virtual `va` mapped to
 /// guest-physical `gpa`, with what every level on the way allows.
@@ -103,7 +105,7 @@ where
             return ControlFlow::Continue(());
         }
         self.tables_left -= 1;
-        let mut bytes = [0u8; PAGE_SIZE as usize];
+        let mut bytes = [0u8; TABLE_BYTES];
         if self
             .mem
             .read_slice(&mut bytes, GuestAddress(table))
