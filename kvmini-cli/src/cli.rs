@@ -613,7 +613,14 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     let outcome = sandbox.run()?;
     report(&outcome, machine.stats, None);
     if let (Some(path), Ending::Crashed(_)) = (&args.core, &outcome.ending) {
-        crate::core_file::write(&mut sandbox, &outcome, &args.guest, path);
+        // The status stays the crash's whether or not the core was written.
+        if let Err(e) = crate::core_file::write(&mut sandbox, &outcome, &args.guest, path) {
+            let why = error_chain(&e);
+            eprintln!(
+                "kvmini: cannot write the core file {}: {why}",
+                path.display()
+            );
+        }
     }
     Ok(outcome.ending.status())
 }

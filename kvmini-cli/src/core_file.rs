@@ -13,12 +13,11 @@ use kvmini::core_dump::{CoreError, CoreSummary};
 use kvmini::memory::ByteSize;
 use kvmini::sandbox::{Outcome, Sandbox};
 
-use crate::cli::error_chain;
 use crate::print::eprintln;
 
 /// Errors of writing a core file.
 #[derive(Debug, thiserror::Error)]
-enum CoreFileError {
+pub enum CoreFileError {
     /// The new file beside FILE could not be created.
     #[error("cannot create {}", .0.display())]
     Create(PathBuf, #[source] io::Error),
@@ -31,32 +30,29 @@ enum CoreFileError {
 }
 
 /// Writes the core of `outcome`'s crash to `path` and says so on stderr,
-/// or says why it could not: the run's exit status is the crash's either
-/// way.
-pub fn write(sandbox: &mut Sandbox, outcome: &Outcome, program: &Path, path: &Path) {
-    match write_file(sandbox, outcome, program, path) {
-        Ok(summary) => {
-            eprintln!(
-                "kvmini: core file written to {} ({} {}, {} of guest memory)",
-                path.display(),
-                summary.segments,
-                if summary.segments == 1 {
-                    "segment"
-                } else {
-                    "segments"
-                },
-                ByteSize(summary.memory_bytes)
-            );
-            if !summary.left_out.is_empty() {
-                eprintln!("kvmini: the core file leaves out {}", summary.left_out);
-            }
-        }
-        Err(e) => eprintln!(
-            "kvmini: cannot write the core file {}: {}",
-            path.display(),
-            error_chain(&e)
-        ),
+/// or returns why it could not.
+pub fn write(
+    sandbox: &mut Sandbox,
+    outcome: &Outcome,
+    program: &Path,
+    path: &Path,
+) -> Result<(), CoreFileError> {
+    let summary = write_file(sandbox, outcome, program, path)?;
+    let segments = if summary.segments == 1 {
+        "segment"
+    } else {
+        "segments"
+    };
+    eprintln!(
+        "kvmini: core file written to {} ({} {segments}, {} of guest memory)",
+        path.display(),
+        summary.segments,
+        ByteSize(summary.memory_bytes)
+    );
+    if !summary.left_out.is_empty() {
+        eprintln!("kvmini: the core file leaves out {}", summary.left_out);
     }
+    Ok(())
 }
 
 fn write_file(

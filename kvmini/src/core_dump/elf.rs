@@ -11,10 +11,6 @@ const ET_CORE: u16 = 4;
 const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
-/// Segment permissions.
-pub(super) const PF_X: u32 = 1;
-pub(super) const PF_W: u32 = 2;
-pub(super) const PF_R: u32 = 4;
 
 /// Where each part of the file lies.
 pub(super) struct Layout {

@@ -8,7 +8,6 @@ use std::ops::{ControlFlow, Range};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryRegion as _};
 
-use super::elf::{PF_R, PF_W, PF_X};
 use super::{CoreError, LeftOut};
 use crate::layout::PAGE_SIZE;
 use crate::memory::GuestMemory;
@@ -18,6 +17,11 @@ use crate::paging::Paging;
 /// The most load segments a core holds: with the note segment, one less
 /// than `PN_XNUM` (0xFFFF), which would mean the count is stored elsewhere.
 pub const MAX_SEGMENTS: usize = 0xFFFF - 2;
+
+/// Segment permissions (`p_flags`).
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
 
 /// One load segment: `size` bytes at `vaddr`, from `offset` bytes into the
 /// file's memory.
