@@ -59,11 +59,18 @@ fn written_line(core: &Path) -> String {
     )
 }
 
+/// Runs `elf` with and without `--core`: the same status, the crash's
+/// (126), and the same report, then the line that says where the core went.
 fn assert_core_of_crash(elf: &Path, core: &Path) {
+    let plain = kvmini().arg("run").arg(elf).output().unwrap();
+    assert_eq!(plain.status.code(), Some(126));
     let out = run_with_core(core, elf);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(126), "{stderr}");
-    assert_eq!(stderr.lines().last(), Some(written_line(core).as_str()));
+    assert_eq!(out.status.code(), plain.status.code(), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("{}{}\n", text(&plain.stderr), written_line(core))
+    );
     let mode = std::fs::metadata(core).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     if gdb_or_skip() {

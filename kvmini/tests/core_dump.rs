@@ -169,3 +169,52 @@ fn there_is_no_core_without_a_crash() {
     );
     assert!(out.is_empty());
 }
+
+/// The core of a ring-0 flat guest that executes `ud2` at 0: SIGILL at RIP
+/// 0, and all of guest memory in one segment, kvmini's area included (the
+/// guest could read it).
+#[test]
+fn a_ring_0_guest_core_holds_all_its_memory_and_sigill() {
+    let Some(kvm) = kvm_or_skip() else {
+        return;
+    };
+    let mut run = run_config(
+        &kvm,
+        Sandbox::builder().image(kvmini::sandbox::Image::Flat(vec![0x0F, 0x0B])),
+    );
+    let Ending::Crashed(crash) = &run.outcome.ending else {
+        panic!("expected a crash, got {:?}", run.outcome.ending);
+    };
+    assert_eq!((crash.vector, crash.rip, crash.ring), (6, 0, 0));
+    let mut core = Vec::new();
+    let summary = run
+        .sandbox
+        .write_core(&run.outcome, b"ud2", &mut core)
+        .unwrap();
+    assert_eq!(
+        (summary.segments, summary.memory_bytes, summary.aliased_pages),
+        (1, MEM_DEFAULT, 0)
+    );
+    let word = |at: usize, n: usize| {
+        let mut bytes = [0u8; 8];
+        bytes[..n].copy_from_slice(&core[at..at + n]);
+        u64::from_le_bytes(bytes)
+    };
+    // The load segment (the second program header): address 0, all of
+    // memory, read, write and execute.
+    let load = 64 + 56;
+    assert_eq!(
+        [word(load, 4), word(load + 4, 4), word(load + 16, 8), word(load + 40, 8)],
+        [1, 7, 0, MEM_DEFAULT]
+    );
+    // The first note, NT_PRSTATUS: its contents follow the 12-byte header
+    // and "CORE\0" padded to 8 bytes.
+    let notes = usize::try_from(word(64 + 8, 8)).unwrap();
+    assert_eq!(word(notes + 8, 4), 1, "NT_PRSTATUS");
+    let prstatus = notes + 20;
+    let sigill = u64::try_from(libc::SIGILL).unwrap();
+    assert_eq!(word(prstatus, 4), sigill, "si_signo");
+    assert_eq!(word(prstatus + 12, 2), sigill, "pr_cursig");
+    // RIP, the 17th register of user_regs_struct.
+    assert_eq!(word(prstatus + 112 + 16 * 8, 8), 0);
+}
