@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::core_files::{
-    assert_gdb_shows_the_crash, deep_c_guest, deep_linux_program, gdb_batch, gdb_or_skip,
+    assert_gdb_shows_the_crash, deep_c_guest, deep_c_guest_with, deep_linux_program, gdb_batch,
+    gdb_or_skip,
 };
 use common::{kvm_or_skip, run_config, Finished};
 use kvmini::core_dump::CoreError;
@@ -75,6 +76,41 @@ fn gdb_opens_the_core_of_a_linux_program_at_the_faulting_function() {
     if gdb_or_skip() {
         assert_gdb_shows_the_crash(&gdb_batch(&elf, &core), reported_frames(&crash));
     }
+}
+
+/// A guest that used AVX has its YMM registers in the core
+/// (`NT_X86_XSTATE`), where gdb reads them. Needs a host CPU with AVX:
+/// the guest's ring-3 code runs on it.
+#[test]
+fn gdb_reads_the_avx_registers_of_a_core() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    if !cpuinfo.split_whitespace().any(|flag| flag == "avx") {
+        eprintln!("skipping: this host's CPU has no AVX, which the guest would use");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let elf = deep_c_guest_with(dir.path(), &["-DSET_YMM1"]);
+    let core = dir.path().join("deep.core");
+    if crash_with_core(&elf, &[], &core).is_none() || !gdb_or_skip() {
+        return;
+    }
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", "print/x $ymm1.v4_int64"])
+        .args(["-ex", "print/x $xmm0.v2_int64[0]"])
+        .arg(&elf)
+        .arg(&core)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<&str> = shown.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(
+        values,
+        [
+            "$1 = {0x1111, 0x2222, 0x3333, 0x4444}",
+            "$2 = 0x1122334455667788"
+        ],
+        "{shown}"
+    );
 }
 
 /// readelf (binutils) reads the notes and one load segment: the guest's
@@ -192,7 +228,11 @@ fn a_ring_0_guest_core_holds_all_its_memory_and_sigill() {
         .write_core(&run.outcome, b"ud2", &mut core)
         .unwrap();
     assert_eq!(
-        (summary.segments, summary.memory_bytes, summary.aliased_pages),
+        (
+            summary.segments,
+            summary.memory_bytes,
+            summary.aliased_pages
+        ),
         (1, MEM_DEFAULT, 0)
     );
     let word = |at: usize, n: usize| {
@@ -204,7 +244,12 @@ fn a_ring_0_guest_core_holds_all_its_memory_and_sigill() {
     // memory, read, write and execute.
     let load = 64 + 56;
     assert_eq!(
-        [word(load, 4), word(load + 4, 4), word(load + 16, 8), word(load + 40, 8)],
+        [
+            word(load, 4),
+            word(load + 4, 4),
+            word(load + 16, 8),
+            word(load + 40, 8)
+        ],
         [1, 7, 0, MEM_DEFAULT]
     );
     // The first note, NT_PRSTATUS: its contents follow the 12-byte header

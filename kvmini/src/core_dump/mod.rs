@@ -4,7 +4,8 @@
 //! A core holds the notes gdb reads (`NT_PRSTATUS` with the general
 //! registers and the signal the crash maps to, `NT_PRPSINFO` with the
 //! program name, `NT_SIGINFO`, `NT_AUXV` with the entry point, and
-//! `NT_FPREGSET` with the FXSAVE area), then one `PT_LOAD` segment per run
+//! `NT_FPREGSET` with the FXSAVE area, and `NT_X86_XSTATE` with the AVX
+//! registers where the guest's XCR0 enables them), then one `PT_LOAD` segment per run
 //! of virtual pages: the guest's address space as the guest sees it,
 //! walked through its own page tables ([`crate::paging::mappings`]).
 //!
@@ -84,6 +85,9 @@ pub struct CoreRegisters {
     pub selectors: [u16; 6],
     /// The x87 and SSE state in the 512-byte FXSAVE layout.
     pub fxsave: [u8; 512],
+    /// The XSAVE area in the standard format (`KVM_GET_XSAVE`) and the
+    /// XCR0 it was saved under, where the vCPU has them: the AVX state.
+    pub xsave: Option<(Box<[u8; 4096]>, u64)>,
 }
 
 /// What a core file is made of.

@@ -14,7 +14,22 @@ const NT_FPREGSET: u32 = 2;
 const NT_PRPSINFO: u32 = 3;
 const NT_AUXV: u32 = 6;
 const NT_SIGINFO: u32 = 0x5349_4749;
+const NT_X86_XSTATE: u32 = 0x202;
 const CORE: &[u8] = b"CORE\0";
+const LINUX: &[u8] = b"LINUX\0";
+
+/// XCR0's x87, SSE and AVX bits: the components whose places in the
+/// standard XSAVE format are the same on every CPU.
+const XCR0_AVX_AND_BELOW: u64 = 0b111;
+/// The end of the AVX component in the standard format (its upper halves
+/// of the YMM registers start at 576).
+const XSAVE_AVX_END: usize = 576 + 256;
+/// Where Linux keeps XCR0 in the area's software-reserved bytes, which
+/// gdb reads to know what the area holds.
+const XSAVE_XCR0: usize = 464;
+/// The XSAVE header's XSTATE_BV and XCOMP_BV.
+const XSAVE_XSTATE_BV: usize = 512;
+const XSAVE_XCOMP_BV: usize = 520;
 
 /// `sizeof(struct elf_prstatus)` on x86_64.
 pub(super) const PRSTATUS_SIZE: usize = 336;
@@ -42,7 +57,36 @@ pub(super) fn notes(source: &CoreSource<'_>) -> Vec<u8> {
     note(&mut out, CORE, NT_SIGINFO, &siginfo(signal, code, address));
     note(&mut out, CORE, NT_AUXV, &auxv(source.entry));
     note(&mut out, CORE, NT_FPREGSET, &source.registers.fxsave);
+    if let Some((area, xcr0)) = &source.registers.xsave {
+        if let Some(xstate) = xstate(area, *xcr0) {
+            note(&mut out, LINUX, NT_X86_XSTATE, &xstate);
+        }
+    }
     out
+}
+
+/// The XSAVE area as `NT_X86_XSTATE` holds it, cut to the x87, SSE and
+/// AVX components (later components lie where each CPU's CPUID says, and
+/// gdb may assume other places), with the XCR0 that says so; `None` when
+/// the guest neither had AVX enabled nor used it (`NT_FPREGSET` holds the
+/// rest). Used counts: on nested kvm-pvm ring-3 code runs under the host's
+/// XCR0, so the area's XSTATE_BV may list AVX state that KVM's XCR0 does
+/// not (`crate::xstate`).
+fn xstate(area: &[u8; 4096], xcr0: u64) -> Option<Vec<u8>> {
+    const AVX: u64 = 1 << 2;
+    let mut bv = [0u8; 8];
+    bv.copy_from_slice(&area[XSAVE_XSTATE_BV..XSAVE_XSTATE_BV + 8]);
+    let bv = u64::from_le_bytes(bv);
+    if (xcr0 | bv) & AVX == 0 {
+        return None;
+    }
+    let components = XCR0_AVX_AND_BELOW;
+    let mut b = area[..XSAVE_AVX_END].to_vec();
+    b[XSAVE_XCR0..XSAVE_XCR0 + 8].copy_from_slice(&components.to_le_bytes());
+    let bv = bv & components;
+    b[XSAVE_XSTATE_BV..XSAVE_XSTATE_BV + 8].copy_from_slice(&bv.to_le_bytes());
+    b[XSAVE_XCOMP_BV..XSAVE_XCOMP_BV + 8].fill(0);
+    Some(b)
 }
 
 /// Appends one note.

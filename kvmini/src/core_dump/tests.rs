@@ -78,6 +78,7 @@ fn source(mem: &GuestMemory, user_only: bool) -> CoreSource<'_> {
             gs_base: 0x65,
             selectors: [0x23, 0x1B, 0x1B, 0x1B, 0, 0],
             fxsave,
+            xsave: None,
         },
         program: b"/path/to/a-program-with-a-long-name",
         entry: 0x10_1000,
@@ -435,4 +436,47 @@ fn a_failing_writer_is_an_error() {
     let mem = memory(MEM_MIN);
     let err = write_core(&source(&mem, true), &mut Full).unwrap_err();
     assert!(matches!(err, CoreError::Write(ref e) if e.raw_os_error() == Some(libc::ENOSPC)));
+}
+
+/// The AVX state goes into `NT_X86_XSTATE` where XCR0 enables AVX or the
+/// area's XSTATE_BV shows it used (nested kvm-pvm, where KVM's XCR0 lists
+/// x87 only), cut to the x87, SSE and AVX components, with the XCR0 that
+/// says so; otherwise there is no such note.
+#[test]
+fn the_avx_state_is_a_note_of_its_own_where_the_guest_has_it() {
+    let mem = memory(MEM_MIN);
+    let mut area = Box::new([0u8; 4096]);
+    area[512..520].copy_from_slice(&0x206u64.to_le_bytes());
+    area[520..528].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    area[576] = 0xA5;
+    area[2432] = 0x77;
+    for (xcr0, bv, note) in [
+        (1, 0x206, Some(6)),
+        (0x207, 0x2, Some(2)),
+        (0x3, 0x3, None),
+        (1, 0x201, None),
+    ] {
+        let mut s = source(&mem, true);
+        let mut area = area.clone();
+        area[512..520].copy_from_slice(&u64::to_le_bytes(bv));
+        s.registers.xsave = Some((area, xcr0));
+        let (b, _) = write(&s);
+        let notes = notes(&b);
+        let xstate: Vec<&(Vec<u8>, u32, Vec<u8>)> = notes.iter().filter(|n| n.1 == 0x202).collect();
+        let Some(want_bv) = note else {
+            assert!(xstate.is_empty(), "xcr0 {xcr0:#x}, bv {bv:#x}");
+            assert_eq!(notes.len(), 5);
+            continue;
+        };
+        let [(name, _, desc)] = xstate[..] else {
+            panic!("one NT_X86_XSTATE for xcr0 {xcr0:#x}, bv {bv:#x}");
+        };
+        assert_eq!(name.as_slice(), b"LINUX\0");
+        assert_eq!(desc.len(), 832);
+        assert_eq!(
+            (u64_at(desc, 464), u64_at(desc, 512), u64_at(desc, 520)),
+            (7, want_bv, 0)
+        );
+        assert_eq!(desc[576], 0xA5);
+    }
 }

@@ -44,6 +44,24 @@ impl Sandbox {
         // the crash, which keeps the guest's CR3, paging and segment bases.
         let sregs = machine.vcpu.sregs().map_err(CoreError::Registers)?;
         let fpu = machine.vcpu.fd().get_fpu().map_err(CoreError::Fpu)?;
+        // The AVX state, where KVM has XSAVE; without it the FPU state
+        // above is all there is.
+        let xsave = match (machine.vcpu.fd().get_xsave(), machine.vcpu.fd().get_xcrs()) {
+            (Ok(area), Ok(xcrs)) => {
+                let xcr0 = xcrs.xcrs[..usize::try_from(xcrs.nr_xcrs)
+                    .unwrap_or(0)
+                    .min(xcrs.xcrs.len())]
+                    .iter()
+                    .find(|x| x.xcr == 0)
+                    .map_or(0, |x| x.value);
+                let mut bytes = Box::new([0u8; 4096]);
+                for (chunk, word) in bytes.chunks_exact_mut(4).zip(area.region) {
+                    chunk.copy_from_slice(&word.to_le_bytes());
+                }
+                Some((bytes, xcr0))
+            }
+            _ => None,
+        };
         let (cs, ss) = if crash.ring == 3 {
             (USER_CS, USER_DS)
         } else {
@@ -70,6 +88,7 @@ impl Sandbox {
                     sregs.gs.selector,
                 ],
                 fxsave: core_dump::fxsave_from_fpu(&fpu),
+                xsave,
             },
             program,
             entry,

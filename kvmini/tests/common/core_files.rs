@@ -13,9 +13,15 @@ const FRAME_POINTERS: &[&str] = &["-fno-omit-frame-pointer", "-mno-omit-leaf-fra
 
 /// Builds `kvmini/tests/core_dump/deep.c` with the C SDK into `dir`.
 pub fn deep_c_guest(dir: &Path) -> PathBuf {
+    deep_c_guest_with(dir, &[])
+}
+
+/// Builds `kvmini/tests/core_dump/deep.c` with the C SDK and `extra` flags
+/// into `dir`.
+pub fn deep_c_guest_with(dir: &Path, extra: &[&str]) -> PathBuf {
     let elf = dir.join("deep");
     cc_guest(
-        &[FRAME_POINTERS, &["-g", "-Wall", "-Werror"]].concat(),
+        &[FRAME_POINTERS, &["-g", "-Wall", "-Werror"], extra].concat(),
         &elf,
         "kvmini/tests/core_dump/deep.c",
     );
