@@ -27,7 +27,6 @@ use std::io::{self, Write};
 use kvm_bindings::kvm_regs;
 
 use crate::memory::GuestMemory;
-use crate::modes::CpuMode;
 use crate::paging::Paging;
 use crate::vcpu::VcpuError;
 
@@ -46,9 +45,10 @@ pub enum CoreError {
         "there is no crash to write a core of (the run did not crash, or the sandbox was reset since)"
     )]
     NoCrash,
-    /// Core files are written of long-mode guests only.
-    #[error("core files are written for long-mode guests only, not --mode {0}")]
-    Mode(CpuMode),
+    /// Core files are written of guests in long mode only (an ELF64
+    /// core of 4-level tables); this one was not at its crash.
+    #[error("core files are written of guests in long mode only")]
+    NotLongMode,
     /// The vCPU's system registers could not be read.
     #[error("cannot read the vCPU's registers for the core file")]
     Registers(#[source] VcpuError),

@@ -3,12 +3,13 @@
 
 use std::io::Write;
 
+use kvm_ioctls::VcpuFd;
+
 use super::outcome::{Ending, Outcome};
 use super::Sandbox;
 use crate::core_dump::{self, CoreError, CoreRegisters, CoreSource, CoreSummary};
 use crate::cpu::{USER_CS, USER_DS};
-use crate::modes::CpuMode;
-use crate::paging::Paging;
+use crate::paging::{Paging, PagingMode};
 
 impl Sandbox {
     /// Writes an ELF core file of the crash that `outcome` reports to
@@ -20,9 +21,9 @@ impl Sandbox {
     /// The memory and the system registers are those the crash left: the
     /// sandbox holds them until it is reset, and nothing runs in between.
     /// So `outcome` must be this sandbox's last, a crash
-    /// ([`Ending::Crashed`]) of a long-mode guest, and the sandbox not
+    /// ([`Ending::Crashed`]) of a guest in long mode, and the sandbox not
     /// reset since; otherwise this is [`CoreError::NoCrash`] (or
-    /// [`CoreError::Mode`]) and nothing is written.
+    /// [`CoreError::NotLongMode`]) and nothing is written.
     pub fn write_core(
         &mut self,
         outcome: &Outcome,
@@ -35,33 +36,16 @@ impl Sandbox {
         if self.ended.as_ref() != Some(&outcome.ending) {
             return Err(CoreError::NoCrash);
         }
-        if self.mode != CpuMode::Long {
-            return Err(CoreError::Mode(self.mode));
-        }
         let entry = self.image.entry;
         let machine = self.machine.as_deref_mut().ok_or(CoreError::Poisoned)?;
         // The system registers are those of kvmini's handler that reported
         // the crash, which keeps the guest's CR3, paging and segment bases.
         let sregs = machine.vcpu.sregs().map_err(CoreError::Registers)?;
+        let paging = Paging::from_registers(sregs.cr0, sregs.cr4, sregs.efer, machine.cpu_paging);
+        if paging.mode != PagingMode::Long {
+            return Err(CoreError::NotLongMode);
+        }
         let fpu = machine.vcpu.fd().get_fpu().map_err(CoreError::Fpu)?;
-        // The AVX state, where KVM has XSAVE; without it the FPU state
-        // above is all there is.
-        let xsave = match (machine.vcpu.fd().get_xsave(), machine.vcpu.fd().get_xcrs()) {
-            (Ok(area), Ok(xcrs)) => {
-                let xcr0 = xcrs.xcrs[..usize::try_from(xcrs.nr_xcrs)
-                    .unwrap_or(0)
-                    .min(xcrs.xcrs.len())]
-                    .iter()
-                    .find(|x| x.xcr == 0)
-                    .map_or(0, |x| x.value);
-                let mut bytes = Box::new([0u8; 4096]);
-                for (chunk, word) in bytes.chunks_exact_mut(4).zip(area.region) {
-                    chunk.copy_from_slice(&word.to_le_bytes());
-                }
-                Some((bytes, xcr0))
-            }
-            _ => None,
-        };
         let (cs, ss) = if crash.ring == 3 {
             (USER_CS, USER_DS)
         } else {
@@ -69,7 +53,7 @@ impl Sandbox {
         };
         let source = CoreSource {
             memory: machine.vm.memory(),
-            paging: Paging::from_registers(sregs.cr0, sregs.cr4, sregs.efer, machine.cpu_paging),
+            paging,
             cr3: sregs.cr3,
             user_only: crash.ring == 3,
             vector: crash.vector,
@@ -88,11 +72,29 @@ impl Sandbox {
                     sregs.gs.selector,
                 ],
                 fxsave: core_dump::fxsave_from_fpu(&fpu),
-                xsave,
+                xsave: avx_state(machine.vcpu.fd()),
             },
             program,
             entry,
         };
         core_dump::write_core(&source, out)
     }
+}
+
+/// The XSAVE area and XCR0, where KVM has XSAVE (the AVX state); without
+/// it the FPU state is all there is.
+fn avx_state(fd: &VcpuFd) -> Option<(Box<[u8; 4096]>, u64)> {
+    let (area, xcrs) = (fd.get_xsave().ok()?, fd.get_xcrs().ok()?);
+    let listed = usize::try_from(xcrs.nr_xcrs)
+        .unwrap_or(0)
+        .min(xcrs.xcrs.len());
+    let xcr0 = xcrs.xcrs[..listed]
+        .iter()
+        .find(|x| x.xcr == 0)
+        .map_or(0, |x| x.value);
+    let mut bytes = Box::new([0u8; 4096]);
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(area.region) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    Some((bytes, xcr0))
 }
