@@ -55,11 +55,20 @@ struct Planner {
     plan: Plan,
 }
 
+/// The most page tables a walk reads for a guest memory of `pages` pages:
+/// eight times what mapping all of it with 4 KiB pages takes (a table maps
+/// 512), and some more for small memories; far fewer than the tables a
+/// hostile tree that points at the same tables again and again would have
+/// the walk read.
+fn table_budget(pages: u64) -> u64 {
+    pages / 64 + 512
+}
+
 /// Plans the core of the long-mode tables at `cr3` in `mem`; with
-/// `user_only`, of what ring 3 can read only. The walk reads at most one
-/// table per page of guest memory, describes at most one guest memory's
-/// worth of aliased pages, and looks at no more than three guest
-/// memories' worth of pages in all.
+/// `user_only`, of what ring 3 can read only. The walk reads at most
+/// [`table_budget`] tables, describes at most one guest memory's worth
+/// of aliased pages, and looks at no more than three guest memories'
+/// worth of pages in all.
 pub(super) fn plan(mem: &GuestMemory, paging: Paging, cr3: u64, user_only: bool) -> Plan {
     let regions: Vec<Range<u64>> = mem
         .iter()
@@ -78,7 +87,9 @@ pub(super) fn plan(mem: &GuestMemory, paging: Paging, cr3: u64, user_only: bool)
         user_only,
         plan: Plan::default(),
     };
-    let walk = long_mode_mappings(mem, paging, cr3, pages.max(1), |m| planner.mapping(m));
+    let walk = long_mode_mappings(mem, paging, cr3, table_budget(pages), |m| {
+        planner.mapping(m)
+    });
     planner.plan.left_out.tables = walk.tables_skipped;
     planner.plan
 }
