@@ -103,12 +103,14 @@ impl Planner {
                 leaf.start.max(self.regions[r].start),
                 leaf.end.min(self.regions[r].end),
             );
+            if self.user_only && !m.user {
+                self.plan.left_out.supervisor_pages += end.saturating_sub(start) / PAGE_SIZE;
+                continue;
+            }
             let mut gpa = start;
             while gpa < end {
                 let va = m.va.wrapping_add(gpa - m.gpa);
-                if self.user_only && !m.user {
-                    self.plan.left_out.supervisor_pages += 1;
-                } else if self.pages_left == 0 {
+                if self.pages_left == 0 {
                     self.plan.left_out.stopped_at = Some(va);
                     return ControlFlow::Break(());
                 } else {
