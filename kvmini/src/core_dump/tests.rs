@@ -484,3 +484,111 @@ fn the_avx_state_is_a_note_of_its_own_where_the_guest_has_it() {
         assert_eq!(desc[576], 0xA5);
     }
 }
+
+mod random_tables {
+    //! Random tables: whatever they say, the core holds each page the
+    //! guest's own walk gives for its address, with its permissions, and
+    //! never more than guest memory.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::addr::Gva;
+    use crate::paging::{translate, Access};
+
+    /// Tables live in the first few pages, so that random entries often
+    /// chain into a walk.
+    const TABLE_PAGES: u64 = 8;
+
+    /// An entry: one of the table pages, or any page of memory (or just
+    /// past it), present, with random flags, execute-disable and PS
+    /// bits; or any 64-bit value.
+    fn entry() -> impl Strategy<Value = u64> {
+        let pages = MEM_MIN / PAGE_SIZE;
+        let flags = (0u64..0x200, any::<bool>())
+            .prop_map(|(flags, xd)| flags | PTE_P | if xd { PTE_XD } else { 0 });
+        prop_oneof![
+            3 => (0..TABLE_PAGES, flags.clone()).prop_map(|(page, f)| page * PAGE_SIZE | f),
+            3 => (0..pages + 4, flags).prop_map(|(page, f)| page * PAGE_SIZE | f),
+            1 => any::<u64>(),
+        ]
+    }
+
+    /// An edit of a table page: one entry, or every entry, with
+    /// addresses that grow by `stride` pages.
+    fn edit() -> impl Strategy<Value = (u64, u64, Option<u64>)> {
+        (0..TABLE_PAGES * 512, entry(), prop::option::weighted(0.2, 0u64..3))
+    }
+
+    fn apply(mem: &GuestMemory, (slot, value, stride): (u64, u64, Option<u64>)) {
+        match stride {
+            None => put(mem, slot * 8, value),
+            Some(stride) => {
+                let table = slot / 512 * PAGE_SIZE;
+                for i in 0..512 {
+                    put(
+                        mem,
+                        table + i * 8,
+                        value.wrapping_add(i * stride * PAGE_SIZE),
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_core_holds_what_the_guest_walk_gives_within_memory(
+            edits in vec(edit(), 0..12),
+            chain in any::<bool>(),
+            cr3 in prop_oneof![3 => Just(0), 1 => 0..TABLE_PAGES],
+            user_only in any::<bool>(),
+            nxe in any::<bool>(),
+        ) {
+            let mem = memory::allocate(MEM_MIN).unwrap();
+            if chain {
+                // Page 0 a PML4, 1 a PDPT, 2 a directory, 3 a table that
+                // maps 512 pages from page 16 on.
+                for level in 0..3 {
+                    put(&mem, level * PAGE_SIZE, (level + 1) * PAGE_SIZE | TABLE);
+                }
+                for i in 0..512 {
+                    put(&mem, 3 * PAGE_SIZE + i * 8, (16 + i) * PAGE_SIZE | TABLE);
+                }
+            }
+            for e in edits {
+                apply(&mem, e);
+            }
+            let mut s = source(&mem, user_only);
+            s.cr3 = cr3 * PAGE_SIZE;
+            s.paging = Paging::new(PagingMode::Long, nxe, CpuPaging::ALL_FEATURES);
+            let (b, summary) = write(&s);
+            prop_assert!(summary.memory_bytes <= MEM_MIN);
+            let note = phdrs(&b)[0];
+            let data = (note.2 + note.4).next_multiple_of(PAGE_SIZE);
+            prop_assert_eq!(b.len() as u64, data + summary.memory_bytes);
+            let mut described = 0;
+            for (_, flags, offset, vaddr, filesz, _, _) in phdrs(&b).into_iter().skip(1) {
+                prop_assert!(offset >= data && offset % PAGE_SIZE == 0);
+                prop_assert!(offset + filesz <= b.len() as u64);
+                described += filesz;
+                for page in (0..filesz).step_by(0x1000) {
+                    let va = vaddr + page;
+                    let access = Access { user: user_only, write: false };
+                    let t = translate(&mem, s.paging, s.cr3, Gva::new(va), access);
+                    let t = t.map_err(|e| TestCaseError::fail(format!("{va:#x}: {e}")))?;
+                    prop_assert_eq!(flags & 2 != 0, t.writable, "W of {:#x}", va);
+                    let mut want = vec![0u8; 0x1000];
+                    mem.read_slice(&mut want, GuestAddress(t.gpa.raw())).unwrap();
+                    let at = usize::try_from(offset + page).unwrap();
+                    prop_assert!(b[at..at + 0x1000] == want[..], "bytes of {:#x}", va);
+                }
+            }
+            prop_assert!(described <= 2 * MEM_MIN);
+            prop_assert_eq!(described, summary.memory_bytes + summary.aliased_pages * PAGE_SIZE);
+        }
+    }
+}
