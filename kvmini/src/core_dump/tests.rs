@@ -509,8 +509,8 @@ mod random_tables {
         let flags = (0u64..0x200, any::<bool>())
             .prop_map(|(flags, xd)| flags | PTE_P | if xd { PTE_XD } else { 0 });
         prop_oneof![
-            3 => (0..TABLE_PAGES, flags.clone()).prop_map(|(page, f)| page * PAGE_SIZE | f),
-            3 => (0..pages + 4, flags).prop_map(|(page, f)| page * PAGE_SIZE | f),
+            3 => (0..TABLE_PAGES, flags.clone()).prop_map(|(page, f)| (page * PAGE_SIZE) | f),
+            3 => (0..pages + 4, flags).prop_map(|(page, f)| (page * PAGE_SIZE) | f),
             1 => any::<u64>(),
         ]
     }
@@ -553,10 +553,10 @@ mod random_tables {
                 // Page 0 a PML4, 1 a PDPT, 2 a directory, 3 a table that
                 // maps 512 pages from page 16 on.
                 for level in 0..3 {
-                    put(&mem, level * PAGE_SIZE, (level + 1) * PAGE_SIZE | TABLE);
+                    put(&mem, level * PAGE_SIZE, ((level + 1) * PAGE_SIZE) | TABLE);
                 }
                 for i in 0..512 {
-                    put(&mem, 3 * PAGE_SIZE + i * 8, (16 + i) * PAGE_SIZE | TABLE);
+                    put(&mem, 3 * PAGE_SIZE + i * 8, ((16 + i) * PAGE_SIZE) | TABLE);
                 }
             }
             for e in edits {
