@@ -518,7 +518,11 @@ mod random_tables {
     /// An edit of a table page: one entry, or every entry, with
     /// addresses that grow by `stride` pages.
     fn edit() -> impl Strategy<Value = (u64, u64, Option<u64>)> {
-        (0..TABLE_PAGES * 512, entry(), prop::option::weighted(0.2, 0u64..3))
+        (
+            0..TABLE_PAGES * 512,
+            entry(),
+            prop::option::weighted(0.2, 0u64..3),
+        )
     }
 
     fn apply(mem: &GuestMemory, (slot, value, stride): (u64, u64, Option<u64>)) {
