@@ -3,10 +3,10 @@
 //!
 //! A core holds the notes gdb reads (`NT_PRSTATUS` with the general
 //! registers and the signal the crash maps to, `NT_PRPSINFO` with the
-//! program name, `NT_SIGINFO`, `NT_AUXV` with the entry point, and
+//! program name, `NT_SIGINFO`, `NT_AUXV` with the entry point,
 //! `NT_FPREGSET` with the FXSAVE area, and `NT_X86_XSTATE` with the AVX
-//! registers where the guest's XCR0 enables them), then one `PT_LOAD` segment per run
-//! of virtual pages: the guest's address space as the guest sees it,
+//! registers of a guest that had them), then one `PT_LOAD` segment per
+//! run of virtual pages: the guest's address space as the guest sees it,
 //! walked through its own page tables ([`crate::paging::mappings`]).
 //!
 //! The tables are the guest's, and a ring-0 guest writes its own, so what
@@ -14,8 +14,9 @@
 //! is written at most once, whatever aliasing the tables do (an alias is a
 //! segment that points at the bytes already written); aliases past a
 //! budget of one guest memory's worth of pages, pages past the
-//! program-header limit, and tables past the walk's budget are left out,
-//! and [`CoreSummary`] says so. A ring-3 guest's core leaves out the
+//! program-header limit, tables past the walk's budget and pages past its
+//! budget of three guest memories are left out, and [`CoreSummary`] says
+//! so. A ring-3 guest's core leaves out the
 //! supervisor-only pages it could not read (kvmini's own area).
 //!
 //! [`crate::Sandbox::write_core`] writes the core of a sandbox's crash;
