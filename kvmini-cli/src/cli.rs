@@ -163,6 +163,10 @@ pub struct RunArgs {
     /// unless --ring 3
     #[arg(long)]
     pub flat: bool,
+    /// When the guest crashes, write an ELF core file of it to FILE (mode
+    /// 0600; FILE is replaced only then), for `gdb GUEST FILE`
+    #[arg(long, value_name = "FILE")]
+    pub core: Option<PathBuf>,
     /// Machine options.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -608,6 +612,16 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     }
     let outcome = sandbox.run()?;
     report(&outcome, machine.stats, None);
+    if let (Some(path), Ending::Crashed(_)) = (&args.core, &outcome.ending) {
+        // The status stays the crash's whether or not the core was written.
+        if let Err(e) = crate::core_file::write(&mut sandbox, &outcome, &args.guest, path) {
+            let why = error_chain(&e);
+            eprintln!(
+                "kvmini: cannot write the core file {}: {why}",
+                path.display()
+            );
+        }
+    }
     Ok(outcome.ending.status())
 }
 

@@ -2,6 +2,7 @@
 //! sandboxes with the kvmini library.
 
 mod cli;
+mod core_file;
 mod print;
 mod signals;
 mod verbose;

@@ -26,6 +26,7 @@ use crate::xstate::XstateError;
 mod backtrace;
 mod builder;
 mod config;
+mod core_file;
 pub mod exit;
 mod linux_start;
 pub mod outcome;

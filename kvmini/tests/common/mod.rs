@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod c_build;
+pub mod core_files;
 pub mod cpu_state;
 pub mod elf;
 pub mod modes;

@@ -458,5 +458,7 @@ fn walk_pae32(
     Ok(page_leaf(gva, pte & ADDR_MASK, pte, user, writable))
 }
 
+pub mod mappings;
+
 #[cfg(test)]
 pub(crate) mod tests;
