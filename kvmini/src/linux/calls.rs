@@ -313,7 +313,7 @@ impl Process {
             .iter()
             .map(|&(s, _)| s)
             .min()
-            .unwrap_or(self.layout.stack_bottom);
+            .unwrap_or(self.layout.guard_bottom);
         Ok(0)
     }
 

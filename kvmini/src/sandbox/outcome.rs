@@ -8,6 +8,7 @@ use kvm_bindings::kvm_regs;
 use kvmini_abi::{Direction, Port};
 
 pub use super::backtrace::{Backtrace, ChainEnd, CodeLocation, Frame, MAX_FRAMES};
+pub use crate::arch::x86_64::memory_map::Violation;
 use crate::cpu;
 use crate::modes::{self, CpuMode};
 use crate::vcpu;
@@ -42,10 +43,27 @@ pub struct Crash {
     /// The faulting instruction and its callers by frame pointers (an ELF
     /// image's crash; `None` for a flat binary).
     pub backtrace: Option<Backtrace>,
+    /// The memory permission a page fault broke (a write to read-only
+    /// memory, an execution of data, a stack overflow), for a guest whose
+    /// memory kvmini gave permissions.
+    pub violation: Option<Violation>,
+    /// The guest is a Linux program: a page fault ends it with status 139,
+    /// as SIGSEGV does.
+    pub linux_program: bool,
 }
+
+/// Exit status of a Linux program that a page fault ended: 128 + SIGSEGV.
+pub const STATUS_SEGFAULT: u8 = 139;
 
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (14, Some(violation)) = (self.vector, &self.violation) {
+            write!(f, "guest crashed: {violation}, at rip {:#x}", self.rip)?;
+            if let Some(location) = &self.location {
+                write!(f, " ({location})")?;
+            }
+            return write!(f, " (ring {})", self.ring);
+        }
         write!(f, "guest crashed: {}", cpu::exception_name(self.vector))?;
         if self.vector == 14 {
             let e = self.error_code;
@@ -240,6 +258,7 @@ impl Ending {
         match self {
             Ending::Exited(code) => code.to_le_bytes()[0],
             Ending::Halted => 0,
+            Ending::Crashed(crash) if crash.linux_program && crash.vector == 14 => STATUS_SEGFAULT,
             Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
             Ending::TimedOut(_) => STATUS_TIMEOUT,
             Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),

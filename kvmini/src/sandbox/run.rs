@@ -11,6 +11,7 @@ use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
 use super::outcome::{Crash, Ending, Outcome, Stats};
 use super::{Sandbox, SandboxError};
+use crate::arch::x86_64::memory_map::MemoryMap;
 use crate::hypercall::Hypercalls;
 use crate::layout::Layout;
 use crate::memory::GuestMemory;
@@ -54,9 +55,13 @@ pub(super) struct Machine {
 pub(super) struct FixedPaging {
     pub(super) paging: Paging,
     pub(super) cr3: u64,
-    /// Where kvmini's identity map gives the guest its own pages: a buffer
-    /// there needs no page walk.
-    pub(super) identity: std::ops::Range<u64>,
+    /// Where kvmini's identity map gives the guest its own pages to read
+    /// and write: a buffer there needs no page walk.
+    pub(super) identity: Vec<std::ops::Range<u64>>,
+    /// The permissions kvmini gave the guest's memory, if it gave any.
+    pub(super) memory_map: Option<MemoryMap>,
+    /// The guest is a Linux program.
+    pub(super) linux: bool,
 }
 
 impl Sandbox {
@@ -294,6 +299,12 @@ impl Machine {
     /// the system registers the run loop reads at every exit), so this
     /// runs on the vCPU thread within its filter.
     fn explain(&mut self, crash: &mut Crash, regs: &kvm_regs) -> Result<(), VcpuError> {
+        if let Some(fixed) = &self.fixed_paging {
+            crash.linux_program = fixed.linux;
+            if let (14, Some(map)) = (crash.vector, &fixed.memory_map) {
+                crash.violation = map.explain(crash.error_code, crash.cr2);
+            }
+        }
         let Some(code) = &self.code else {
             return Ok(());
         };
@@ -303,7 +314,7 @@ impl Machine {
         // cannot reach supervisor pages.
         let view = match &self.fixed_paging {
             Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
-                .with_identity(fixed.identity.clone()),
+                .with_identity_ranges(&fixed.identity),
             None => {
                 let sregs = self.vcpu.sregs()?;
                 GuestView::new(
@@ -371,7 +382,7 @@ impl ExitContext for Cpu<'_> {
     fn view(&mut self) -> Result<GuestView<'_>, VcpuError> {
         Ok(match self.fixed_paging {
             Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
-                .with_identity(fixed.identity.clone()),
+                .with_identity_ranges(&fixed.identity),
             None => {
                 let sregs = self.vcpu.sregs()?;
                 GuestView::new(
