@@ -633,6 +633,7 @@ fn crashes(name: &str, vector: u8, error_code: u64, cr2: u64, rip: fn(u64) -> u6
             cr2,
             location: crash.location.clone(),
             backtrace: crash.backtrace.clone(),
+            ..Default::default()
         },
         "{name}"
     );
@@ -815,6 +816,7 @@ fn ring3_fault_with_no_stack_is_still_reported() {
             cr2: 0xFFFF_FFFF_FFFF_FFF8,
             location: crash.location.clone(),
             backtrace: crash.backtrace.clone(),
+            ..Default::default()
         }
     );
     let location = crash.location.as_ref().expect("the guest has symbols");
