@@ -183,7 +183,7 @@ impl Port {
 /// SDKs carries it in an ELF note ([`note`]); kvmini refuses an image built
 /// for another version and says which. Raise it with every change a guest
 /// built earlier could notice.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 1;
 
 /// The ELF note that names the ABI a guest image was built for.
 ///
@@ -215,7 +215,7 @@ pub mod layout {
     /// Size of kvmini's own region at the top of guest memory (page tables,
     /// GDT, IDT, TSS, exception handlers and their stack). Guests cannot
     /// see it at ring 3; the guest's stack starts right below it.
-    pub const SYSTEM_AREA_SIZE: u64 = 0x2_0000;
+    pub const SYSTEM_AREA_SIZE: u64 = 0x1_0000;
 }
 
 #[cfg(test)]

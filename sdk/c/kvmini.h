@@ -70,7 +70,7 @@ int memcmp(const void *a, const void *b, size_t n);
  * holding the version. guest.ld keeps the section and puts it in a PT_NOTE,
  * so kvmini can tell which ABI an image was built for.
  */
-#define KVMINI_ABI_VERSION 2
+#define KVMINI_ABI_VERSION 1
 #define KVMINI_NOTE_TYPE 1
 #define KVMINI_STRINGIFY_(x) #x
 #define KVMINI_STRINGIFY(x) KVMINI_STRINGIFY_(x)

@@ -37,12 +37,12 @@ fn the_layout_puts_the_stub_below_kvmini_and_the_stack_below_it() {
     let q = ProcessLayout::new(&small, 0x10_0000).unwrap();
     assert_eq!(
         (q.guard_bottom, q.stack_bottom, q.stack_top),
-        (0x10_0000, 0x15_B000, 0x3D_F000)
+        (0x10_0000, 0x15_D000, 0x3E_F000)
     );
-    let q = ProcessLayout::new(&small, 0x3D_F000 - STACK_MIN - 0x2000).unwrap();
+    let q = ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN - 0x2000).unwrap();
     assert_eq!(q.stack_size(), STACK_MIN);
     assert_eq!(q.stack_bottom - q.guard_bottom, 0x2000);
-    assert!(ProcessLayout::new(&small, 0x3D_F000 - STACK_MIN - 0x1000).is_err());
+    assert!(ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN - 0x1000).is_err());
     assert!(ProcessLayout::new(&layout, p.stub).is_err());
     assert!(ProcessLayout::new(&layout, u64::MAX).is_err());
 }

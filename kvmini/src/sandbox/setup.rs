@@ -19,7 +19,7 @@ use crate::grant::Grants;
 use crate::host::HostFunctions;
 use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
-use crate::layout::{Layout, PAGE_SIZE};
+use crate::layout::{Layout, PAGE_SIZE, SPARE_PAGE_TABLES_START};
 use crate::linux::LinuxError;
 use crate::loader::{self, LoadWindow};
 use crate::memory;
@@ -189,9 +189,20 @@ impl Sandbox {
                 .map_or((layout.system_base, layout.system_base), |(_, rsp)| {
                     (rsp & !0xFFF, layout.system_base)
                 });
+            // And the spare page tables of a guest whose memory has
+            // permissions.
+            let spare = match memory_map {
+                Some(_) => (SPARE_PAGE_TABLES_START, ELF_LOAD_MIN),
+                None => (0, 0),
+            };
             snapshot.freeze(
                 &mem,
-                &[image_range, stack, (layout.system_base, layout.mem_size)],
+                &[
+                    image_range,
+                    stack,
+                    (layout.system_base, layout.mem_size),
+                    spare,
+                ],
             )?;
         }
         let vm = Vm::new(kvm, mem)?;

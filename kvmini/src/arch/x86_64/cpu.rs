@@ -319,7 +319,7 @@ mod tests {
     fn the_long_mode_gdt_is_the_sdm_encoding() {
         let layout = Layout::new(64 << 20);
         let tss = layout.tss();
-        assert_eq!(tss, 0x3FE_9000);
+        assert_eq!(tss, 0x3FF_9000);
         assert_eq!(
             long_mode_gdt(&layout),
             [
@@ -328,8 +328,8 @@ mod tests {
                 0x00CF_9300_0000_FFFF, // kernel data
                 0x00CF_F300_0000_FFFF, // user data: DPL 3
                 0x00AF_FB00_0000_FFFF, // user code: 64-bit, DPL 3
-                // TSS: limit 0x2068, base 0x3FE9000, type 9, present.
-                0x0300_89FE_9000_2068,
+                // TSS: limit 0x2068, base 0x3FF9000, type 9, present.
+                0x0300_89FF_9000_2068,
                 0,
             ]
         );

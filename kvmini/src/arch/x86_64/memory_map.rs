@@ -8,7 +8,9 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::layout::PAGE_SIZE;
+use kvmini_abi::layout::ELF_LOAD_MIN;
+
+use crate::layout::{PAGE_SIZE, SPARE_PAGE_TABLES_START};
 use crate::loader::{Segment, PF_W, PF_X};
 
 /// The most identity ranges a guest view is given (the longest writable
@@ -109,6 +111,8 @@ pub enum AreaKind {
     StackGuard,
     /// A Linux program's system-call stub page.
     Stub,
+    /// kvmini's spare page tables below the image (supervisor-only).
+    PageTables,
 }
 
 impl fmt::Display for AreaKind {
@@ -118,6 +122,7 @@ impl fmt::Display for AreaKind {
             AreaKind::Stack => f.write_str("stack"),
             AreaKind::StackGuard => f.write_str("stack guard"),
             AreaKind::Stub => f.write_str("system-call stub"),
+            AreaKind::PageTables => f.write_str("kvmini's page tables"),
         }
     }
 }
@@ -235,7 +240,12 @@ impl MemoryMap {
         stub: Option<u64>,
         top: u64,
     ) -> Self {
-        let mut areas: Vec<Area> = Vec::new();
+        let mut areas: Vec<Area> = vec![Area {
+            kind: AreaKind::PageTables,
+            start: SPARE_PAGE_TABLES_START,
+            end: ELF_LOAD_MIN,
+            permissions: Permissions::NONE,
+        }];
         for (n, segment) in segments.iter().enumerate() {
             let (mut start, end) = (page_down(segment.vaddr), page_up(segment.end()));
             let permissions = Permissions::of_elf(segment.flags);
@@ -267,7 +277,7 @@ impl MemoryMap {
                 permissions,
             });
         }
-        let image_end = areas.last().map_or(0, |a| a.end);
+        let image_end = areas.last().map_or(ELF_LOAD_MIN, |a| a.end);
         let mut push = |kind, range: Range<u64>, permissions| {
             let start = page_down(range.start).max(image_end);
             let end = page_up(range.end).min(top);
@@ -357,6 +367,9 @@ impl MemoryMap {
             return None;
         }
         let area = self.area_at(cr2);
+        if area.is_some_and(|a| a.kind == AreaKind::PageTables) {
+            return None;
+        }
         if let (Some(area), Some(stack)) = (area, self.stack()) {
             if area.kind == AreaKind::StackGuard {
                 return Some(Violation::StackOverflow { addr: cr2, stack });
@@ -427,11 +440,7 @@ mod tests {
         assert_eq!(at(0x70_0000), "rw-");
         assert_eq!(
             map.writable_runs(0x1000),
-            vec![
-                0x1000..0x10_0000,
-                0x10_3000..0x6F_0000,
-                0x70_0000..0x7E_0000
-            ]
+            vec![0x1000..0xF_0000, 0x10_3000..0x6F_0000, 0x70_0000..0x7E_0000]
         );
     }
 
@@ -454,8 +463,10 @@ mod tests {
             map.explain(0x6, 0x6F_FFF8).unwrap().to_string(),
             "stack overflow at 0x6ffff8 (stack 0x700000..0x7e0000)"
         );
-        // Not a broken permission: an unmapped page elsewhere, a read.
+        // Not a broken permission: an unmapped page elsewhere, a read,
+        // kvmini's own tables.
         assert_eq!(map.explain(0x4, 0x10), None);
+        assert_eq!(map.explain(0x7, 0xF_0000), None);
         assert_eq!(map.explain(0x5, 0x10_0000), None);
     }
 

@@ -8,7 +8,9 @@ use vm_memory::GuestMemoryError;
 use super::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD};
 use super::memory_map::MemoryMap;
 use super::tables::Tables;
-use crate::layout::{Layout, PAGE_SIZE, SPARE_PAGE_TABLES};
+use kvmini_abi::layout::ELF_LOAD_MIN;
+
+use crate::layout::{Layout, PAGE_SIZE, SPARE_PAGE_TABLES, SPARE_PAGE_TABLES_START};
 use crate::memory::GuestMemory;
 
 const SIZE_2M: u64 = 2 << 20;
@@ -64,7 +66,8 @@ pub fn identity_map(layout: &Layout, map_null_page: bool, protect_kvmini_area: b
 /// The long-mode identity map of a ring-3 ELF guest whose memory has the
 /// permissions of `map` (to be run with EFER.NXE): the null page
 /// unmapped, each page below kvmini's area with its permissions (the
-/// guard not present, XD where not executable), kvmini's area
+/// guard not present, XD where not executable), the spare page tables
+/// below the image supervisor-only, kvmini's area
 /// supervisor-only and not executable but for its exception handlers,
 /// which are read-only: the exception stack above them cannot run into
 /// them unnoticed.
@@ -72,6 +75,9 @@ pub fn protected_map(layout: &Layout, map: &MemoryMap) -> Tables {
     let page_flags = |gpa: u64| -> u64 {
         if gpa < PAGE_SIZE {
             return 0;
+        }
+        if (SPARE_PAGE_TABLES_START..ELF_LOAD_MIN).contains(&gpa) {
+            return PTE_P | PTE_RW | PTE_XD;
         }
         if gpa >= layout.system_base {
             let handlers = layout.handlers()..layout.exception_stack_bottom();

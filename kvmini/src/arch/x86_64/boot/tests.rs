@@ -244,7 +244,7 @@ fn long_mode_registers_per_ring() {
             assert_eq!(
                 s.tr,
                 kvm_segment {
-                    base: 0x3FE_9000,
+                    base: 0x3FF_9000,
                     limit: 0x2068,
                     selector: 0x28,
                     type_: 0xB,
@@ -261,16 +261,16 @@ fn long_mode_registers_per_ring() {
             );
             assert_eq!(
                 (s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit),
-                (0x3FE_8000, 55, 0x3FE_8800, 511)
+                (0x3FF_8000, 55, 0x3FF_8800, 511)
             );
             assert_eq!(
                 (s.cr0, s.cr3, s.cr4, s.efer),
-                (0x8001_0033, 0x3FE_0000, cr4, 0x500)
+                (0x8001_0033, 0x3FF_0000, cr4, 0x500)
             );
             assert_eq!(state.sregs.with_xsave().cr4, cr4 | 0x4_0000);
             assert_eq!(
                 (state.regs.rip, state.regs.rsp, state.regs.rflags),
-                (0x40_1000, 0x3FE_0000, 2 | iopl)
+                (0x40_1000, 0x3FF_0000, 2 | iopl)
             );
             assert_eq!((state.fpu.fcw, state.fpu.mxcsr), (0x37F, 0x1F80));
             assert!(state.xsave);
