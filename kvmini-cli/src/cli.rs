@@ -992,6 +992,17 @@ fn print_setup(sandbox: &mut Sandbox) -> Result<(), SandboxError> {
             region.name
         );
     }
+    if let Some(map) = sandbox.memory_map()? {
+        eprintln!(
+            "kvmini: page permissions at ring 3 (everything else below kvmini's area: rw-, not executable):"
+        );
+        for area in map.areas() {
+            eprintln!(
+                "  {:#010x}..{:#010x}  {}  {}",
+                area.start, area.end, area.permissions, area.kind
+            );
+        }
+    }
     let image = sandbox.image().clone();
     for seg in &image.segments {
         eprintln!(

@@ -776,10 +776,11 @@ fn ring3_cannot_jump_into_kvmini_handlers() {
     crashes(
         "exec_kvmini",
         14,
-        0x5,
+        // EFER.NXE is on: a fetch sets the I/D bit.
+        0x15,
         SYSTEM_BASE + 0xC000,
         |_| SYSTEM_BASE + 0xC000,
-        "guest crashed: page fault reading 0x3fc000 (not allowed) at rip RIP (ring 3)",
+        "guest crashed: page fault executing 0x3fc000 (not allowed) at rip RIP (ring 3)",
     );
 }
 
@@ -919,10 +920,11 @@ fn ring3_syscall_cannot_enter_ring_0() {
         crashes(
             "syscall",
             14,
-            0x4,
+            // A fetch (the I/D bit, with EFER.NXE on) from the null page.
+            0x14,
             0,
             |_| 0,
-            "guest crashed: page fault reading 0x0 (not mapped) at rip RIP (ring 3)",
+            "guest crashed: page fault executing 0x0 (not mapped) at rip RIP (ring 3)",
         );
     } else {
         // EFER.SCE is clear.
