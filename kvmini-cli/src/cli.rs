@@ -873,7 +873,8 @@ fn report_failure(outcome: &Outcome) {
     }
     match &outcome.ending {
         Ending::Crashed(crash) => {
-            eprintln!("kvmini: {crash}");
+            let report = outcome.crash_report().unwrap_or_else(|| crash.to_string());
+            eprintln!("kvmini: {report}");
             if let Some(backtrace) = &crash.backtrace {
                 eprintln!(
                     "  backtrace:\n  {}",

@@ -47,7 +47,7 @@ fn sdk_run(kvm: &Kvm, part: &str) -> common::Finished {
         kvm,
         Sandbox::builder()
             .elf_file(elf.to_str().unwrap())
-            .args(&["guest", part]),
+            .args(["guest", part]),
     )
 }
 
@@ -74,7 +74,7 @@ fn an_sdk_guest_cannot_write_its_code_or_read_only_data() {
             READ_ONLY
         };
         assert_eq!(
-            crash.violation,
+            run.outcome.violation,
             Some(Violation::WriteToReadOnly {
                 addr: crash.cr2,
                 kind,
@@ -83,7 +83,7 @@ fn an_sdk_guest_cannot_write_its_code_or_read_only_data() {
             "{part}"
         );
         assert!(
-            crash.to_string().starts_with(&format!(
+            run.outcome.crash_report().unwrap().starts_with(&format!(
                 "guest crashed: write to read-only memory at {:#x} ({kind}, {permissions}), at rip",
                 crash.cr2
             )),
@@ -104,7 +104,7 @@ fn an_sdk_guest_cannot_execute_its_stack_or_data() {
         let run = sdk_run(&kvm, part);
         let crash = crash_of(&run.outcome.ending);
         assert_eq!(
-            crash.violation,
+            run.outcome.violation,
             Some(Violation::ExecuteNonExecutable {
                 addr: crash.cr2,
                 kind,
@@ -126,7 +126,7 @@ fn an_sdk_guest_stack_overflow_is_reported_with_the_stack_bounds() {
     let top = Layout::new(MEM_DEFAULT).stack_top();
     let stack = top - SDK_STACK_SIZE..top;
     assert_eq!(
-        crash.violation,
+        run.outcome.violation,
         Some(Violation::StackOverflow {
             addr: crash.cr2,
             stack: stack.clone()
@@ -136,7 +136,7 @@ fn an_sdk_guest_stack_overflow_is_reported_with_the_stack_bounds() {
         stack.start - SDK_STACK_GUARD <= crash.cr2 && crash.cr2 < stack.start,
         "{crash}"
     );
-    assert!(crash.to_string().starts_with(&format!(
+    assert!(run.outcome.crash_report().unwrap().starts_with(&format!(
         "guest crashed: stack overflow at {:#x} (stack {:#x}..{:#x})",
         crash.cr2, stack.start, stack.end
     )));
@@ -149,7 +149,7 @@ fn a_hypercall_read_into_read_only_memory_is_efault() {
     let run = sdk_run(&kvm, "efault");
     assert_eq!(run.outcome.ending, Ending::Exited(0));
     // argv and read answer -EFAULT, and the read-only bytes are unchanged.
-    let efault = (-i64::from(libc::EFAULT)) as u32;
+    let efault = (-libc::EFAULT).cast_unsigned();
     assert_eq!(run.stdout_text(), format!("{efault}\n{efault}\n1\n"));
 }
 
@@ -196,7 +196,7 @@ fn a_linux_program_ends_as_natively_with_the_violation_named() {
         &kvm,
         Sandbox::builder()
             .elf_file(program.to_str().unwrap())
-            .args(&["memory_protection"]),
+            .args(["memory_protection"]),
     );
     assert_eq!(untouched.outcome.ending, Ending::Exited(0));
     assert_eq!(untouched.stdout_text(), "untouched\n");
@@ -206,7 +206,7 @@ fn a_linux_program_ends_as_natively_with_the_violation_named() {
             &kvm,
             Sandbox::builder()
                 .elf_file(program.to_str().unwrap())
-                .args(&["memory_protection", part]),
+                .args(["memory_protection", part]),
         );
         assert_eq!(
             i32::from(run.outcome.ending.status()),
@@ -215,7 +215,7 @@ fn a_linux_program_ends_as_natively_with_the_violation_named() {
         );
         let crash = crash_of(&run.outcome.ending);
         let addr = crash.cr2;
-        let violation = crash.violation.clone().unwrap();
+        let violation = run.outcome.violation.clone().unwrap();
         match part {
             "stack" => {
                 let Violation::StackOverflow { stack, .. } = &violation else {

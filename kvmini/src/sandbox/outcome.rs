@@ -43,10 +43,6 @@ pub struct Crash {
     /// The faulting instruction and its callers by frame pointers (an ELF
     /// image's crash; `None` for a flat binary).
     pub backtrace: Option<Backtrace>,
-    /// The memory permission a page fault broke (a write to read-only
-    /// memory, an execution of data, a stack overflow), for a guest whose
-    /// memory kvmini gave permissions.
-    pub violation: Option<Violation>,
     /// The guest is a Linux program: a page fault ends it with status 139,
     /// as SIGSEGV does.
     pub linux_program: bool,
@@ -57,13 +53,6 @@ pub const STATUS_SEGFAULT: u8 = 139;
 
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let (14, Some(violation)) = (self.vector, &self.violation) {
-            write!(f, "guest crashed: {violation}, at rip {:#x}", self.rip)?;
-            if let Some(location) = &self.location {
-                write!(f, " ({location})")?;
-            }
-            return write!(f, " (ring {})", self.ring);
-        }
         write!(f, "guest crashed: {}", cpu::exception_name(self.vector))?;
         if self.vector == 14 {
             let e = self.error_code;
@@ -302,6 +291,33 @@ pub struct Outcome {
     /// the faulting instruction, with RIP, RSP and RFLAGS from the CPU's
     /// exception frame.
     pub regs: kvm_regs,
+    /// The memory permission a crash broke (a write to read-only memory,
+    /// an execution of data, a stack overflow), for a guest whose memory
+    /// kvmini gave permissions (docs/security.md, "Memory inside the
+    /// guest"); [`Outcome::crash_report`] names it.
+    pub violation: Option<Violation>,
+}
+
+impl Outcome {
+    /// The crash report of a crashed run: what [`Crash`] displays, or,
+    /// where the crash broke a memory permission, that permission.
+    pub fn crash_report(&self) -> Option<String> {
+        let Ending::Crashed(crash) = &self.ending else {
+            return None;
+        };
+        let Some(violation) = &self.violation else {
+            return Some(crash.to_string());
+        };
+        let location = crash
+            .location
+            .as_ref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        Some(format!(
+            "guest crashed: {violation}, at rip {:#x}{location} (ring {})",
+            crash.rip, crash.ring
+        ))
+    }
 }
 
 /// Formats the general registers as the error paragraph prints them.

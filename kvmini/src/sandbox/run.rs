@@ -287,10 +287,21 @@ impl Machine {
         // After a crash, the registers the guest had at the fault, not
         // those of kvmini's handler that reported it.
         let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
+        let map = self
+            .fixed_paging
+            .as_ref()
+            .and_then(|f| f.memory_map.as_ref());
+        let violation = match (&ending, map) {
+            (Ending::Crashed(crash), Some(map)) if crash.vector == 14 => {
+                map.explain(crash.error_code, crash.cr2)
+            }
+            _ => None,
+        };
         Ok(Outcome {
             ending,
             stats,
             regs,
+            violation,
         })
     }
 
@@ -301,9 +312,6 @@ impl Machine {
     fn explain(&mut self, crash: &mut Crash, regs: &kvm_regs) -> Result<(), VcpuError> {
         if let Some(fixed) = &self.fixed_paging {
             crash.linux_program = fixed.linux;
-            if let (14, Some(map)) = (crash.vector, &fixed.memory_map) {
-                crash.violation = map.explain(crash.error_code, crash.cr2);
-            }
         }
         let Some(code) = &self.code else {
             return Ok(());
