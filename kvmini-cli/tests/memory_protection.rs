@@ -51,6 +51,45 @@ fn verbose_lists_the_page_permissions_as_mapped() {
 }
 
 #[test]
+fn stats_report_mprotect_as_recorded_not_enforced() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("memory_protection");
+    let source = format!(
+        "{}/../kvmini/tests/linux/memory_protection.c",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let built = std::process::Command::new("musl-gcc")
+        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let out = kvmini()
+        .args([
+            "run",
+            "--stats",
+            program.to_str().unwrap(),
+            "--",
+            "mprotect",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "touched\n");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "kvmini: mprotect: 1 call recorded, not enforced"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_write_to_code_ends_the_run_with_126_and_says_so() {
     if kvm_or_skip().is_none() {
         return;

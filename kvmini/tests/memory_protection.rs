@@ -256,6 +256,27 @@ fn a_linux_program_ends_as_natively_with_the_violation_named() {
     }
 }
 
+/// `mprotect` is recorded, not enforced (docs/linux.md, "Memory"): a page
+/// made PROT_NONE after it was touched can still be touched, where Linux
+/// ends the program. The run's statistics count the call.
+#[test]
+fn mprotect_is_recorded_not_enforced() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let build = tempfile::tempdir().unwrap();
+    let program = musl("memory_protection.c", build.path());
+    assert_eq!(native_status(&program, "mprotect"), 139, "natively");
+    let run = run_config(
+        &kvm,
+        Sandbox::builder()
+            .elf_file(program.to_str().unwrap())
+            .args(["memory_protection", "mprotect"]),
+    );
+    eprintln!("not enforced here: mprotect(PROT_NONE) of a touched page (see docs/linux.md)");
+    assert_eq!(run.outcome.ending, Ending::Exited(0));
+    assert_eq!(run.stdout_text(), "touched\n");
+    assert_eq!(run.outcome.stats.unenforced_mprotects, 1);
+}
+
 #[test]
 fn guest_memory_is_never_executable_in_kvmini_s_process() {
     let Some(kvm) = kvm_or_skip() else { return };

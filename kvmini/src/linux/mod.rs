@@ -151,6 +151,14 @@ impl ProcessLayout {
     }
 }
 
+impl Process {
+    /// How many `mprotect` calls were answered 0 without being enforced
+    /// (what `--stats` reports).
+    pub fn unenforced_mprotects(&self) -> u64 {
+        self.unenforced_mprotects
+    }
+}
+
 /// A Linux program's kernel-side state.
 #[derive(Clone, Debug)]
 pub struct Process {
@@ -179,6 +187,8 @@ pub struct Process {
     umask: u32,
     /// The program's path as given (what `/proc/self/exe` reads).
     exe: Vec<u8>,
+    /// `mprotect` calls answered 0 but not enforced.
+    unenforced_mprotects: u64,
 }
 
 impl Process {
@@ -198,6 +208,7 @@ impl Process {
             terminals: [None; 3],
             umask: 0o022,
             exe: Vec::new(),
+            unenforced_mprotects: 0,
         }
     }
 

@@ -276,6 +276,10 @@ impl Machine {
                 break self.stopped(reason);
             }
         };
+        stats.unenforced_mprotects = self
+            .hypercalls
+            .linux()
+            .map_or(0, crate::linux::Process::unenforced_mprotects);
         let ending = match self.hypercalls.flush() {
             Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
             Err(StreamError::Closed) => match ending {

@@ -9,10 +9,14 @@
  *   rodata      writes to read-only data
  *   exec-stack  calls a `ret` it put on its stack
  *   exec-heap   calls a `ret` it put in memory from malloc
+ *   mprotect    touches a mapped page, makes it PROT_NONE and touches it
+ *               again (Linux ends it there; kvmini does not enforce
+ *               mprotect, and it prints "touched" and exits 0)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const char read_only[] = "read-only";
 
@@ -45,6 +49,16 @@ int main(int argc, char **argv)
         call(on_stack);
     } else if (strcmp(part, "exec-heap") == 0) {
         call(malloc(16));
+    } else if (strcmp(part, "mprotect") == 0) {
+        volatile char *page = mmap(0, 4096, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
+            return 1;
+        page[0] = 1;
+        if (mprotect((void *)page, 4096, PROT_NONE) != 0)
+            return 2;
+        page[0] = 2;
+        printf("touched\n");
     } else {
         printf("untouched\n");
     }
