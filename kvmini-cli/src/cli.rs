@@ -887,7 +887,8 @@ fn report_failure(outcome: &Outcome) {
     }
     match &outcome.ending {
         Ending::Crashed(crash) => {
-            eprintln!("kvmini: {crash}");
+            let report = outcome.crash_report().unwrap_or_else(|| crash.to_string());
+            eprintln!("kvmini: {report}");
             if let Some(backtrace) = &crash.backtrace {
                 eprintln!(
                     "  backtrace:\n  {}",
@@ -969,6 +970,12 @@ fn report(outcome: &Outcome, stats: bool, guest: Option<&str>) {
         counted(s.interruptions, "interruption", "interruptions")
     );
     eprintln!("kvmini:{who} by hypercall: {}", by_hypercall(outcome));
+    if s.unenforced_mprotects > 0 {
+        eprintln!(
+            "kvmini:{who} mprotect: {} recorded, not enforced",
+            counted(s.unenforced_mprotects, "call", "calls")
+        );
+    }
     eprintln!(
         "kvmini:{who} time in guest {:.3} ms, in kvmini {:.3} ms",
         s.guest_time.as_secs_f64() * 1e3,
@@ -1005,6 +1012,17 @@ fn print_setup(sandbox: &mut Sandbox) -> Result<(), SandboxError> {
             host + region.start,
             region.name
         );
+    }
+    if let Some(map) = sandbox.memory_map()? {
+        eprintln!(
+            "kvmini: page permissions at ring 3 (everything else below kvmini's area: rw-, not executable):"
+        );
+        for area in map.areas() {
+            eprintln!(
+                "  {:#010x}..{:#010x}  {}  {}",
+                area.start, area.end, area.permissions, area.kind
+            );
+        }
     }
     let image = sandbox.image().clone();
     for seg in &image.segments {

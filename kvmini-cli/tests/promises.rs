@@ -242,7 +242,8 @@ fn verbose_shows_the_control_registers_the_vcpu_starts_with() {
     let Some(kvm) = kvm_or_skip() else { return };
     // kvmini sets CR4.OSXSAVE and CR4.FSGSBASE where the vCPU's CPUID (KVM's
     // supported CPUID) offers XSAVE (leaf 1 ECX bit 26) and FSGSBASE
-    // (leaf 7 EBX bit 0); on kvm-pvm it offers neither.
+    // (leaf 7 EBX bit 0); on kvm-pvm it offers neither. EFER.NXE is on: the
+    // hello is a ring-3 ELF guest, whose memory has permissions.
     let cpuid = kvm.supported_cpuid().as_slice().to_vec();
     let has = |function: u32, reg: fn(&kvm_bindings::kvm_cpuid_entry2) -> u32, bit: u32| {
         cpuid
@@ -264,7 +265,7 @@ fn verbose_shows_the_control_registers_the_vcpu_starts_with() {
         .expect("the vCPU line");
     assert!(
         line.contains(&format!(
-            "CR0 = PE|MP|ET|NE|WP|PG, CR4 = {cr4}, EFER = LME|LMA, "
+            "CR0 = PE|MP|ET|NE|WP|PG, CR4 = {cr4}, EFER = LME|LMA|NXE, "
         )),
         "{line}"
     );

@@ -4,6 +4,9 @@
 //!
 //! ```text
 //!  0                     the null page: not mapped for ELF guests
+//!  0xF0000..0x100000     a ring-3 ELF guest's sixteen spare page tables, for
+//!                        2 MiB regions that need 4 KiB pages (segment
+//!                        permissions), supervisor-only
 //!  0x100000              ELF guests load here or above (flat images load at 0)
 //!  ...                   guest memory, ring-3 accessible
 //!  system_base - 1       top of the guest stack (RSP starts at system_base)
@@ -21,10 +24,18 @@
 //!  mem_size              end of guest memory
 //! ```
 
-use kvmini_abi::layout::SYSTEM_AREA_SIZE;
+use kvmini_abi::layout::{ELF_LOAD_MIN, SYSTEM_AREA_SIZE};
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 0x1000;
+
+/// How many page tables kvmini keeps for 2 MiB regions other than the
+/// first and the last that need 4 KiB pages.
+pub const SPARE_PAGE_TABLES: u64 = 16;
+
+/// Where the spare page tables start: they end at
+/// [`kvmini_abi::layout::ELF_LOAD_MIN`].
+pub const SPARE_PAGE_TABLES_START: u64 = ELF_LOAD_MIN - SPARE_PAGE_TABLES * PAGE_SIZE;
 
 /// The addresses of everything kvmini places in guest physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +99,12 @@ impl Layout {
     /// Top of the exception stack (IST1 and RSP0).
     pub const fn exception_stack_top(&self) -> u64 {
         self.mem_size
+    }
+    /// The `n`-th spare page table (`n` < [`SPARE_PAGE_TABLES`]): in the
+    /// free memory below where ELF images load, which only a ring-3 ELF
+    /// guest's tables use (supervisor-only there).
+    pub const fn spare_page_table(&self, n: u64) -> u64 {
+        SPARE_PAGE_TABLES_START + n * PAGE_SIZE
     }
     /// Initial RSP of the guest: the stack grows down from kvmini's area.
     pub const fn stack_top(&self) -> u64 {

@@ -7,6 +7,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::addr::{Gpa, Gva};
+use crate::arch::x86_64::memory_map::MAX_IDENTITY_RANGES;
 use crate::memory::{self, GuestMemory};
 use crate::paging::{self, Access, Paging, PagingError};
 
@@ -61,10 +62,9 @@ pub struct GuestView<'a> {
     paging: Paging,
     cr3: u64,
     user: bool,
-    /// Start of the virtual range known to map to itself, read-write.
-    identity_start: u64,
-    /// Its end (exclusive); an empty range when there is none.
-    identity_end: u64,
+    /// The virtual ranges known to map to themselves, read-write, as
+    /// `[start, end)`; empty ones past the last.
+    identity: [(u64, u64); MAX_IDENTITY_RANGES],
 }
 
 impl<'a> GuestView<'a> {
@@ -76,8 +76,7 @@ impl<'a> GuestView<'a> {
             paging,
             cr3,
             user,
-            identity_start: 0,
-            identity_end: 0,
+            identity: [(0, 0); MAX_IDENTITY_RANGES],
         }
     }
 
@@ -89,23 +88,39 @@ impl<'a> GuestView<'a> {
     /// A buffer wholly inside `range` (and guest memory) is then one piece,
     /// found without a page walk; anything else is walked as usual, which
     /// gives the exact error.
-    pub fn with_identity(mut self, range: std::ops::Range<u64>) -> Self {
-        self.identity_start = range.start;
-        self.identity_end = range.end;
+    pub fn with_identity(self, range: std::ops::Range<u64>) -> Self {
+        self.with_identity_ranges(std::slice::from_ref(&range))
+    }
+
+    /// [`GuestView::with_identity`] for several ranges (a guest whose
+    /// read-only segments and stack guard split its writable memory: see
+    /// [`crate::arch::x86_64::memory_map::MemoryMap::writable_runs`]); past
+    /// [`MAX_IDENTITY_RANGES`] they are ignored, and walked.
+    pub fn with_identity_ranges(mut self, ranges: &[std::ops::Range<u64>]) -> Self {
+        self.identity = [(0, 0); MAX_IDENTITY_RANGES];
+        for (slot, range) in self.identity.iter_mut().zip(ranges) {
+            *slot = (range.start, range.end);
+        }
         self
     }
 
-    /// Whether `[gva, end)` lies inside the identity range and guest memory.
+    /// Whether `[gva, end)` lies inside one identity range and guest memory.
     fn is_identity(&self, gva: Gva, end: u64) -> bool {
-        self.identity_start <= gva.raw() && end <= self.identity_end && end <= self.memory_size()
+        end <= self.memory_size()
+            && self
+                .identity
+                .iter()
+                .any(|&(start, stop)| start <= gva.raw() && end <= stop)
     }
 
-    /// Bytes from `gva` to the end of the identity range (or of guest
+    /// Bytes from `gva` to the end of its identity range (or of guest
     /// memory, if sooner), when `gva` lies inside both.
     fn identity_span(&self, gva: Gva) -> Option<u64> {
-        let top = self.identity_end.min(self.memory_size());
         let at = gva.raw();
-        (self.identity_start <= at && at < top).then(|| top - at)
+        self.identity.iter().find_map(|&(start, stop)| {
+            let top = stop.min(self.memory_size());
+            (start <= at && at < top).then(|| top - at)
+        })
     }
 
     /// Translates one address for reading or writing.

@@ -633,6 +633,7 @@ fn crashes(name: &str, vector: u8, error_code: u64, cr2: u64, rip: fn(u64) -> u6
             cr2,
             location: crash.location.clone(),
             backtrace: crash.backtrace.clone(),
+            ..Default::default()
         },
         "{name}"
     );
@@ -775,10 +776,11 @@ fn ring3_cannot_jump_into_kvmini_handlers() {
     crashes(
         "exec_kvmini",
         14,
-        0x5,
+        // EFER.NXE is on: a fetch sets the I/D bit.
+        0x15,
         SYSTEM_BASE + 0xC000,
         |_| SYSTEM_BASE + 0xC000,
-        "guest crashed: page fault reading 0x3fc000 (not allowed) at rip RIP (ring 3)",
+        "guest crashed: page fault executing 0x3fc000 (not allowed) at rip RIP (ring 3)",
     );
 }
 
@@ -815,6 +817,7 @@ fn ring3_fault_with_no_stack_is_still_reported() {
             cr2: 0xFFFF_FFFF_FFFF_FFF8,
             location: crash.location.clone(),
             backtrace: crash.backtrace.clone(),
+            ..Default::default()
         }
     );
     let location = crash.location.as_ref().expect("the guest has symbols");
@@ -917,10 +920,11 @@ fn ring3_syscall_cannot_enter_ring_0() {
         crashes(
             "syscall",
             14,
-            0x4,
+            // A fetch (the I/D bit, with EFER.NXE on) from the null page.
+            0x14,
             0,
             |_| 0,
-            "guest crashed: page fault reading 0x0 (not mapped) at rip RIP (ring 3)",
+            "guest crashed: page fault executing 0x0 (not mapped) at rip RIP (ring 3)",
         );
     } else {
         // EFER.SCE is clear.

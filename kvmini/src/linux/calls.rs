@@ -166,7 +166,7 @@ impl Process {
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(a1, a3),
             MUNMAP => self.munmap(view, a0, a1),
-            MPROTECT => mprotect(a0, a1),
+            MPROTECT => self.mprotect(a0, a1),
             ARCH_PRCTL => match a0 {
                 ARCH_SET_FS if is_canonical(a1) => return Effect::SetFsBase(a1),
                 ARCH_SET_FS => Err(Errno::EPERM),
@@ -313,7 +313,7 @@ impl Process {
             .iter()
             .map(|&(s, _)| s)
             .min()
-            .unwrap_or(self.layout.stack_bottom);
+            .unwrap_or(self.layout.guard_bottom);
         Ok(0)
     }
 
@@ -392,11 +392,16 @@ fn zero(view: &GuestView<'_>, addr: u64, len: u64) {
     }
 }
 
-fn mprotect(addr: u64, len: u64) -> Result<i64, Errno> {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none() {
-        return Err(Errno::EINVAL);
+impl Process {
+    /// `mprotect`: checked, counted, and answered 0; the protection is
+    /// not enforced (docs/linux.md, "Memory").
+    fn mprotect(&mut self, addr: u64, len: u64) -> Result<i64, Errno> {
+        if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        self.unenforced_mprotects += 1;
+        Ok(0)
     }
-    Ok(0)
 }
 
 /// `readv`/`writev`: the whole iovec array is read (EFAULT) and its total

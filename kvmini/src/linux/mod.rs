@@ -31,6 +31,11 @@ pub const STACK_SIZE: u64 = 8 << 20;
 /// The smallest stack a Linux program starts with.
 pub const STACK_MIN: u64 = 64 << 10;
 
+/// The most unmapped memory below a Linux program's stack (Linux's own
+/// guard gap is 256 pages): an eighth of the room between the image and
+/// the stub when that is less.
+pub const STACK_GUARD: u64 = 1 << 20;
+
 /// Errors setting up a Linux program (never the program's own mistakes,
 /// which are errno values).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -100,14 +105,19 @@ pub struct ProcessLayout {
     pub stack_top: u64,
     /// The lowest address of the stack.
     pub stack_bottom: u64,
+    /// The lowest address of the unmapped guard below the stack (equal to
+    /// `stack_bottom` when there is no room for one).
+    pub guard_bottom: u64,
     /// The first byte of the break (the page after the image).
     pub brk_start: u64,
 }
 
 impl ProcessLayout {
     /// The layout for an image that ends at `image_end` in `layout`: a
-    /// stack of [`STACK_SIZE`], or of what lies between the image and the
-    /// stub when guest memory is smaller, and at least [`STACK_MIN`].
+    /// guard of [`STACK_GUARD`] or an eighth of what lies between the image
+    /// and the stub, whichever is less, and above it a stack of
+    /// [`STACK_SIZE`], or of the rest when guest memory is smaller, and at
+    /// least [`STACK_MIN`].
     pub fn new(layout: &Layout, image_end: u64) -> Result<Self, LinuxError> {
         let no_room = LinuxError::NoRoom {
             mem_size: layout.mem_size,
@@ -120,13 +130,17 @@ impl ProcessLayout {
             .checked_next_multiple_of(PAGE_SIZE)
             .ok_or(no_room.clone())?;
         let room = stub.checked_sub(brk_start).ok_or(no_room.clone())?;
-        if room < STACK_MIN {
+        let guard = STACK_GUARD.min(room / 8) & !(PAGE_SIZE - 1);
+        let stack = (room - guard).min(STACK_SIZE);
+        if stack < STACK_MIN {
             return Err(no_room);
         }
+        let stack_bottom = stub - stack;
         Ok(ProcessLayout {
             stub,
             stack_top: stub,
-            stack_bottom: stub - room.min(STACK_SIZE),
+            stack_bottom,
+            guard_bottom: stack_bottom - guard,
             brk_start,
         })
     }
@@ -134,6 +148,14 @@ impl ProcessLayout {
     /// The size of the stack.
     pub fn stack_size(&self) -> u64 {
         self.stack_top - self.stack_bottom
+    }
+}
+
+impl Process {
+    /// How many `mprotect` calls were answered 0 without being enforced
+    /// (what `--stats` reports).
+    pub fn unenforced_mprotects(&self) -> u64 {
+        self.unenforced_mprotects
     }
 }
 
@@ -145,7 +167,7 @@ pub struct Process {
     brk: u64,
     /// The anonymous mappings, as [start, end) page ranges, in no order.
     mappings: Vec<(u64, u64)>,
-    /// The lowest mapped address (the stack's bottom with no mappings):
+    /// The lowest mapped address (the guard's bottom with no mappings):
     /// new mappings are taken below it.
     floor: u64,
     /// Signal actions the program set (recorded, never run), by signal.
@@ -165,6 +187,8 @@ pub struct Process {
     umask: u32,
     /// The program's path as given (what `/proc/self/exe` reads).
     exe: Vec<u8>,
+    /// `mprotect` calls answered 0 but not enforced.
+    unenforced_mprotects: u64,
 }
 
 impl Process {
@@ -174,7 +198,7 @@ impl Process {
             layout,
             brk: layout.brk_start,
             mappings: Vec::new(),
-            floor: layout.stack_bottom,
+            floor: layout.guard_bottom,
             actions: vec![[0; 4]; 64],
             sigmask: 0,
             tid_address: 0,
@@ -184,6 +208,7 @@ impl Process {
             terminals: [None; 3],
             umask: 0o022,
             exe: Vec::new(),
+            unenforced_mprotects: 0,
         }
     }
 

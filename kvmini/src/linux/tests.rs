@@ -28,16 +28,21 @@ fn the_layout_puts_the_stub_below_kvmini_and_the_stack_below_it() {
     assert_eq!(p.stub, layout.system_base - PAGE_SIZE);
     assert_eq!(p.stack_top, p.stub);
     assert_eq!(p.stack_bottom, p.stub - STACK_SIZE);
+    assert_eq!(p.guard_bottom, p.stack_bottom - STACK_GUARD);
     assert_eq!(p.brk_start, 0x40_1000);
     assert_eq!(p.stack_size(), STACK_SIZE);
-    // Less memory: the stack is what lies between the image and the stub,
-    // down to 64 KiB.
+    // Less memory: the guard is an eighth of what lies between the image
+    // and the stub, the stack the rest, down to 64 KiB.
     let small = Layout::new(4 << 20);
     let q = ProcessLayout::new(&small, 0x10_0000).unwrap();
-    assert_eq!((q.stack_bottom, q.stack_top), (0x10_0000, 0x3E_F000));
-    let q = ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN).unwrap();
+    assert_eq!(
+        (q.guard_bottom, q.stack_bottom, q.stack_top),
+        (0x10_0000, 0x15_D000, 0x3E_F000)
+    );
+    let q = ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN - 0x2000).unwrap();
     assert_eq!(q.stack_size(), STACK_MIN);
-    assert!(ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN + 1).is_err());
+    assert_eq!(q.stack_bottom - q.guard_bottom, 0x2000);
+    assert!(ProcessLayout::new(&small, 0x3E_F000 - STACK_MIN - 0x1000).is_err());
     assert!(ProcessLayout::new(&layout, p.stub).is_err());
     assert!(ProcessLayout::new(&layout, u64::MAX).is_err());
 }
@@ -77,7 +82,7 @@ fn mmap_takes_pages_below_the_stack_and_enomem_past_the_break() {
     let mut process = Process::new(p, 0, 0, 64);
     let private_anon = 0x22;
     let a = process.mmap(1, private_anon).unwrap();
-    assert_eq!(u64::try_from(a).unwrap(), p.stack_bottom - PAGE_SIZE);
+    assert_eq!(u64::try_from(a).unwrap(), p.guard_bottom - PAGE_SIZE);
     let b = process.mmap(0x2000, private_anon).unwrap();
     assert_eq!(b, a - 0x2000);
     // More than memory holds, lengths near u64::MAX, and zero.

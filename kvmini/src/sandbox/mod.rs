@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use kvm_bindings::kvm_sregs;
 
+use crate::arch::x86_64::memory_map::MemoryMap;
 use crate::cpu::Ring;
 use crate::grant::GrantError;
 use crate::layout::Layout;
@@ -259,6 +260,17 @@ impl Sandbox {
         Ok(self.machine()?.vcpu.run_size())
     }
 
+    /// The permissions kvmini gave a ring-3 long-mode ELF guest's memory
+    /// in its page tables before its first run (docs/security.md, "Memory
+    /// inside the guest"); `None` for every other guest.
+    pub fn memory_map(&self) -> Result<Option<&MemoryMap>, SandboxError> {
+        Ok(self
+            .machine()?
+            .fixed_paging
+            .as_ref()
+            .and_then(|fixed| fixed.memory_map.as_ref()))
+    }
+
     /// The regions of guest physical memory, in address order.
     pub fn regions(&self) -> Result<Vec<Region>, SandboxError> {
         let l = self.layout()?;
@@ -278,13 +290,24 @@ impl Sandbox {
             start: self.image.lowest,
             end: self.image.highest,
         });
+        let guard = self.memory_map()?.and_then(MemoryMap::guard);
+        if let Some(guard) = guard.filter(|g| !g.is_empty()) {
+            regions.push(Region {
+                name: "guest stack guard (not mapped)",
+                start: guard.start,
+                end: guard.end,
+            });
+        }
+        let stack = self.memory_map()?.and_then(MemoryMap::stack);
         regions.push(Region {
             name: "guest stack (grows down)",
-            start: self
-                .image
-                .highest
-                .max(l.stack_top().saturating_sub(1 << 20)),
-            end: l.stack_top(),
+            start: stack.as_ref().map_or(
+                self.image
+                    .highest
+                    .max(l.stack_top().saturating_sub(1 << 20)),
+                |s| s.start,
+            ),
+            end: stack.map_or(l.stack_top(), |s| s.end),
         });
         for (name, start, end) in [
             ("PML4 (CR3)", l.pml4(), l.pdpt()),

@@ -8,6 +8,7 @@ use kvm_bindings::kvm_regs;
 use kvmini_abi::{Direction, Port};
 
 pub use super::backtrace::{Backtrace, ChainEnd, CodeLocation, Frame, MAX_FRAMES};
+pub use crate::arch::x86_64::memory_map::Violation;
 use crate::cpu;
 use crate::modes::{self, CpuMode};
 use crate::vcpu;
@@ -42,7 +43,13 @@ pub struct Crash {
     /// The faulting instruction and its callers by frame pointers (an ELF
     /// image's crash; `None` for a flat binary).
     pub backtrace: Option<Backtrace>,
+    /// The guest is a Linux program: a page fault ends it with status 139,
+    /// as SIGSEGV does.
+    pub linux_program: bool,
 }
+
+/// Exit status of a Linux program that a page fault ended: 128 + SIGSEGV.
+pub const STATUS_SEGFAULT: u8 = 139;
 
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -240,6 +247,7 @@ impl Ending {
         match self {
             Ending::Exited(code) => code.to_le_bytes()[0],
             Ending::Halted => 0,
+            Ending::Crashed(crash) if crash.linux_program && crash.vector == 14 => STATUS_SEGFAULT,
             Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
             Ending::TimedOut(_) => STATUS_TIMEOUT,
             Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
@@ -269,6 +277,9 @@ pub struct Stats {
     pub guest_time: Duration,
     /// Time in kvmini between exits (only with `Config::timing`).
     pub vmm_time: Duration,
+    /// A Linux program's `mprotect` calls so far that were answered 0
+    /// but not enforced (docs/linux.md, "Memory").
+    pub unenforced_mprotects: u64,
 }
 
 /// The result of [`Sandbox::run`](crate::sandbox::Sandbox::run).
@@ -283,6 +294,33 @@ pub struct Outcome {
     /// the faulting instruction, with RIP, RSP and RFLAGS from the CPU's
     /// exception frame.
     pub regs: kvm_regs,
+    /// The memory permission a crash broke (a write to read-only memory,
+    /// an execution of data, a stack overflow), for a guest whose memory
+    /// kvmini gave permissions (docs/security.md, "Memory inside the
+    /// guest"); [`Outcome::crash_report`] names it.
+    pub violation: Option<Violation>,
+}
+
+impl Outcome {
+    /// The crash report of a crashed run: what [`Crash`] displays, or,
+    /// where the crash broke a memory permission, that permission.
+    pub fn crash_report(&self) -> Option<String> {
+        let Ending::Crashed(crash) = &self.ending else {
+            return None;
+        };
+        let Some(violation) = &self.violation else {
+            return Some(crash.to_string());
+        };
+        let location = crash
+            .location
+            .as_ref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        Some(format!(
+            "guest crashed: {violation}, at rip {:#x}{location} (ring {})",
+            crash.rip, crash.ring
+        ))
+    }
 }
 
 /// Formats the general registers as the error paragraph prints them.

@@ -11,6 +11,7 @@ use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
 use super::outcome::{Crash, Ending, Outcome, Stats};
 use super::{Sandbox, SandboxError};
+use crate::arch::x86_64::memory_map::MemoryMap;
 use crate::hypercall::Hypercalls;
 use crate::layout::Layout;
 use crate::memory::GuestMemory;
@@ -54,9 +55,13 @@ pub(super) struct Machine {
 pub(super) struct FixedPaging {
     pub(super) paging: Paging,
     pub(super) cr3: u64,
-    /// Where kvmini's identity map gives the guest its own pages: a buffer
-    /// there needs no page walk.
-    pub(super) identity: std::ops::Range<u64>,
+    /// Where kvmini's identity map gives the guest its own pages to read
+    /// and write: a buffer there needs no page walk.
+    pub(super) identity: Vec<std::ops::Range<u64>>,
+    /// The permissions kvmini gave the guest's memory, if it gave any.
+    pub(super) memory_map: Option<MemoryMap>,
+    /// The guest is a Linux program.
+    pub(super) linux: bool,
 }
 
 impl Sandbox {
@@ -271,6 +276,10 @@ impl Machine {
                 break self.stopped(reason);
             }
         };
+        stats.unenforced_mprotects = self
+            .hypercalls
+            .linux()
+            .map_or(0, crate::linux::Process::unenforced_mprotects);
         let ending = match self.hypercalls.flush() {
             Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
             Err(StreamError::Closed) => match ending {
@@ -282,10 +291,21 @@ impl Machine {
         // After a crash, the registers the guest had at the fault, not
         // those of kvmini's handler that reported it.
         let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
+        let map = self
+            .fixed_paging
+            .as_ref()
+            .and_then(|f| f.memory_map.as_ref());
+        let violation = match (&ending, map) {
+            (Ending::Crashed(crash), Some(map)) if crash.vector == 14 => {
+                map.explain(crash.error_code, crash.cr2)
+            }
+            _ => None,
+        };
         Ok(Outcome {
             ending,
             stats,
             regs,
+            violation,
         })
     }
 
@@ -294,6 +314,9 @@ impl Machine {
     /// the system registers the run loop reads at every exit), so this
     /// runs on the vCPU thread within its filter.
     fn explain(&mut self, crash: &mut Crash, regs: &kvm_regs) -> Result<(), VcpuError> {
+        if let Some(fixed) = &self.fixed_paging {
+            crash.linux_program = fixed.linux;
+        }
         let Some(code) = &self.code else {
             return Ok(());
         };
@@ -303,7 +326,7 @@ impl Machine {
         // cannot reach supervisor pages.
         let view = match &self.fixed_paging {
             Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
-                .with_identity(fixed.identity.clone()),
+                .with_identity_ranges(&fixed.identity),
             None => {
                 let sregs = self.vcpu.sregs()?;
                 GuestView::new(
@@ -371,7 +394,7 @@ impl ExitContext for Cpu<'_> {
     fn view(&mut self) -> Result<GuestView<'_>, VcpuError> {
         Ok(match self.fixed_paging {
             Some(fixed) => GuestView::new(self.vm.memory(), fixed.paging, fixed.cr3, true)
-                .with_identity(fixed.identity.clone()),
+                .with_identity_ranges(&fixed.identity),
             None => {
                 let sregs = self.vcpu.sregs()?;
                 GuestView::new(

@@ -9,7 +9,9 @@ use super::linux_start::linux_start;
 use super::reset::{PristineCpu, Reusable};
 use super::run::{FixedPaging, Machine};
 use super::{Image, Sandbox, SandboxError, Stdio};
+use crate::arch::x86_64::bits::EFER_NXE;
 use crate::arch::x86_64::boot::{self, BootSpec};
+use crate::arch::x86_64::memory_map::{self, MemoryMap};
 use crate::arch::x86_64::page_tables;
 use crate::cpu::{self, Ring};
 use crate::fs::Filesystem;
@@ -17,7 +19,7 @@ use crate::grant::Grants;
 use crate::host::HostFunctions;
 use crate::hypercall::Hypercalls;
 use crate::kvm::Kvm;
-use crate::layout::Layout;
+use crate::layout::{Layout, PAGE_SIZE, SPARE_PAGE_TABLES_START};
 use crate::linux::LinuxError;
 use crate::loader::{self, LoadWindow};
 use crate::memory;
@@ -149,6 +151,31 @@ impl Sandbox {
         if let Some((_, rsp)) = &process {
             boot.regs.rsp = *rsp;
         }
+        // A ring-3 ELF guest in long mode gets its segments' permissions,
+        // no-execute data and a stack guard (docs/security.md).
+        let memory_map =
+            (ring == Ring::Three && config.mode == CpuMode::Long && !flat).then(|| {
+                let (stack, guard, stub) = match &process {
+                    Some((p, _)) => {
+                        let l = p.layout();
+                        (
+                            l.stack_bottom..l.stack_top,
+                            l.guard_bottom..l.stack_bottom,
+                            Some(l.stub),
+                        )
+                    }
+                    None => {
+                        let (stack, guard) =
+                            memory_map::sdk_stack(image.highest, layout.stack_top());
+                        (stack, guard, None)
+                    }
+                };
+                MemoryMap::new(&image.segments, stack, guard, stub, layout.system_base)
+            });
+        if let Some(map) = &memory_map {
+            boot.tables.extend(page_tables::protected_map(&layout, map));
+            boot.sregs.efer |= EFER_NXE;
+        }
         boot.tables.write_to(&mem)?;
         if let Some(snapshot) = &snapshot {
             // Everything written so far: the image and kvmini's own area.
@@ -162,9 +189,20 @@ impl Sandbox {
                 .map_or((layout.system_base, layout.system_base), |(_, rsp)| {
                     (rsp & !0xFFF, layout.system_base)
                 });
+            // And the spare page tables of a guest whose memory has
+            // permissions.
+            let spare = match memory_map {
+                Some(_) => (SPARE_PAGE_TABLES_START, ELF_LOAD_MIN),
+                None => (0, 0),
+            };
             snapshot.freeze(
                 &mem,
-                &[image_range, stack, (layout.system_base, layout.mem_size)],
+                &[
+                    image_range,
+                    stack,
+                    (layout.system_base, layout.mem_size),
+                    spare,
+                ],
             )?;
         }
         let vm = Vm::new(kvm, mem)?;
@@ -179,10 +217,15 @@ impl Sandbox {
         // (they are supervisor-only), so its paging is known for good.
         let fixed_paging =
             (ring == Ring::Three && config.mode == CpuMode::Long).then(|| FixedPaging {
-                // kvmini's long mode leaves EFER.NXE clear.
-                paging: Paging::new(PagingMode::Long, false, cpu_paging),
+                // EFER.NXE is set where kvmini gave the memory permissions.
+                paging: Paging::new(PagingMode::Long, memory_map.is_some(), cpu_paging),
                 cr3: layout.pml4(),
-                identity: page_tables::user_identity_range(&layout, flat),
+                identity: match &memory_map {
+                    Some(map) => map.writable_runs(PAGE_SIZE),
+                    None => vec![page_tables::user_identity_range(&layout, flat)],
+                },
+                memory_map,
+                linux: process.is_some(),
             });
         // A Linux program's system calls need CS and the FS base at each
         // exit: the system registers come with every exit.

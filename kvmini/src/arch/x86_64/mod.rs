@@ -9,6 +9,7 @@ pub mod bits;
 pub mod boot;
 pub mod cpu;
 pub mod descriptor;
+pub mod memory_map;
 pub mod modes;
 pub mod page_tables;
 pub mod paging;

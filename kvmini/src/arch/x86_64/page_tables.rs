@@ -5,9 +5,12 @@
 
 use vm_memory::GuestMemoryError;
 
-use super::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US};
+use super::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD};
+use super::memory_map::MemoryMap;
 use super::tables::Tables;
-use crate::layout::{Layout, PAGE_SIZE};
+use kvmini_abi::layout::ELF_LOAD_MIN;
+
+use crate::layout::{Layout, PAGE_SIZE, SPARE_PAGE_TABLES, SPARE_PAGE_TABLES_START};
 use crate::memory::GuestMemory;
 
 const SIZE_2M: u64 = 2 << 20;
@@ -48,12 +51,6 @@ pub fn build_identity_map(
 /// ones, which makes KVM's emulation of ring-0 code faster
 /// (docs/performance.md).
 pub fn identity_map(layout: &Layout, map_null_page: bool, protect_kvmini_area: bool) -> Tables {
-    let mut tables = Tables::new();
-    let table_flags = PTE_P | PTE_RW | PTE_US;
-    tables.put_u64(layout.pml4(), layout.pdpt() | table_flags);
-    let gibs = layout.mem_size.div_ceil(SIZE_1G);
-    let pdpt: Vec<u64> = (0..gibs).map(|gib| layout.pd(gib) | table_flags).collect();
-    tables.put(layout.pdpt(), le_bytes(&pdpt));
     let page_flags = |gpa: u64| -> u64 {
         if gpa < PAGE_SIZE && !map_null_page {
             0
@@ -63,29 +60,90 @@ pub fn identity_map(layout: &Layout, map_null_page: bool, protect_kvmini_area: b
             PTE_P | PTE_RW | PTE_US
         }
     };
+    map_with(layout, page_flags)
+}
+
+/// The long-mode identity map of a ring-3 ELF guest whose memory has the
+/// permissions of `map` (to be run with EFER.NXE): the null page
+/// unmapped, each page below kvmini's area with its permissions (the
+/// guard not present, XD where not executable), the spare page tables
+/// below the image supervisor-only, kvmini's area
+/// supervisor-only and not executable but for its exception handlers,
+/// which are read-only: the exception stack above them cannot run into
+/// them unnoticed.
+pub fn protected_map(layout: &Layout, map: &MemoryMap) -> Tables {
+    let page_flags = |gpa: u64| -> u64 {
+        if gpa < PAGE_SIZE {
+            return 0;
+        }
+        if (SPARE_PAGE_TABLES_START..ELF_LOAD_MIN).contains(&gpa) {
+            return PTE_P | PTE_RW | PTE_XD;
+        }
+        if gpa >= layout.system_base {
+            let handlers = layout.handlers()..layout.exception_stack_bottom();
+            return if handlers.contains(&gpa) {
+                PTE_P
+            } else {
+                PTE_P | PTE_RW | PTE_XD
+            };
+        }
+        let p = map.permissions_at(gpa);
+        if !p.read {
+            return 0;
+        }
+        let mut flags = PTE_P | PTE_US;
+        if p.write {
+            flags |= PTE_RW;
+        }
+        if !p.execute {
+            flags |= PTE_XD;
+        }
+        flags
+    };
+    map_with(layout, page_flags)
+}
+
+/// The identity map of all guest memory with `page_flags` for each 4 KiB
+/// page (0: not present): a 2 MiB page where all 512 agree, else a page
+/// table (the first and last 2 MiB have their own; others take one of
+/// kvmini's spare tables in order). When the spares run out, a 2 MiB
+/// region gets one large page with what any of its pages allows.
+fn map_with(layout: &Layout, page_flags: impl Fn(u64) -> u64) -> Tables {
+    let mut tables = Tables::new();
+    let table_flags = PTE_P | PTE_RW | PTE_US;
+    tables.put_u64(layout.pml4(), layout.pdpt() | table_flags);
+    let gibs = layout.mem_size.div_ceil(SIZE_1G);
+    let pdpt: Vec<u64> = (0..gibs).map(|gib| layout.pd(gib) | table_flags).collect();
+    tables.put(layout.pdpt(), le_bytes(&pdpt));
     let regions = layout.mem_size / SIZE_2M;
     let mut directory = Vec::with_capacity(usize::try_from(regions).unwrap_or(0));
+    let mut spares = (0..SPARE_PAGE_TABLES).map(|i| layout.spare_page_table(i));
     for region in 0..regions {
         let base = region * SIZE_2M;
-        let first = page_flags(base);
-        let uniform = (0..ENTRIES).all(|i| page_flags(base + i * PAGE_SIZE) == first);
-        if uniform {
-            directory.push(base | first | PTE_PS);
-            continue;
-        }
-        let pt = if region == 0 {
-            layout.pt_low()
+        let flags: Vec<u64> = (0..ENTRIES)
+            .map(|i| page_flags(base + i * PAGE_SIZE))
+            .collect();
+        let first = flags[0];
+        let pt = if flags.iter().all(|&f| f == first) {
+            None
+        } else if region == 0 {
+            Some(layout.pt_low())
+        } else if region == regions - 1 {
+            Some(layout.pt_high())
         } else {
-            layout.pt_high()
+            spares.next()
+        };
+        let Some(pt) = pt else {
+            directory.push(large_page(base, &flags));
+            continue;
         };
         let table: Vec<u64> = (0..ENTRIES)
-            .map(|i| {
-                let gpa = base + i * PAGE_SIZE;
-                let flags = page_flags(gpa);
-                if flags == 0 {
+            .zip(&flags)
+            .map(|(i, &f)| {
+                if f == 0 {
                     0
                 } else {
-                    gpa | flags
+                    (base + i * PAGE_SIZE) | f
                 }
             })
             .collect();
@@ -95,6 +153,18 @@ pub fn identity_map(layout: &Layout, map_null_page: bool, protect_kvmini_area: b
     // The page directories are consecutive pages, one per GiB.
     tables.put(layout.pd(0), le_bytes(&directory));
     tables
+}
+
+/// A 2 MiB page at `base` allowing what any of its pages' `flags` allows
+/// (present, writable, user; executable if any is).
+fn large_page(base: u64, flags: &[u64]) -> u64 {
+    let present: Vec<u64> = flags.iter().copied().filter(|&f| f != 0).collect();
+    if present.is_empty() {
+        return 0;
+    }
+    let any = present.iter().fold(0, |acc, f| acc | f) & !PTE_XD;
+    let all_xd = present.iter().all(|f| f & PTE_XD != 0);
+    base | any | PTE_PS | if all_xd { PTE_XD } else { 0 }
 }
 
 /// The paged32 identity map: one page directory at CR3 (kvmini's PML4
