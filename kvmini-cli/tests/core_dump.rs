@@ -50,27 +50,31 @@ fn reported_frames(stderr: &str) -> [u64; 4] {
     [rip, address(1), address(2), address(3)]
 }
 
-/// The line that says where the core went: the default memory less the
-/// null page and kvmini's own area, in one segment.
+/// The line that says where the core of the C guest went: the default
+/// memory less the null page, the spare page tables, the stack guard and
+/// kvmini's own area, in five segments (below the image, code, rodata,
+/// data to the guard, the stack).
 fn written_line(core: &Path) -> String {
+    written_line_of(core, "5 segments, 65340 KiB")
+}
+
+fn written_line_of(core: &Path, segments: &str) -> String {
     format!(
-        "kvmini: core file written to {} (1 segment, 65468 KiB of guest memory)",
+        "kvmini: core file written to {} ({segments} of guest memory)",
         core.display()
     )
 }
 
 /// Runs `elf` with and without `--core`: the same status, the crash's
-/// (126), and the same report, then the line that says where the core went.
-fn assert_core_of_crash(elf: &Path, core: &Path) {
+/// (`status`), and the same report, then the line that says where the core
+/// went.
+fn assert_core_of_crash(elf: &Path, core: &Path, status: i32, written: &str) {
     let plain = kvmini().arg("run").arg(elf).output().unwrap();
-    assert_eq!(plain.status.code(), Some(126));
+    assert_eq!(plain.status.code(), Some(status));
     let out = run_with_core(core, elf);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), plain.status.code(), "{stderr}");
-    assert_eq!(
-        stderr,
-        format!("{}{}\n", text(&plain.stderr), written_line(core))
-    );
+    assert_eq!(stderr, format!("{}{written}\n", text(&plain.stderr)));
     let mode = std::fs::metadata(core).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     if gdb_or_skip() {
@@ -85,7 +89,8 @@ fn a_crashed_c_guest_leaves_a_core_that_gdb_opens() {
     }
     let dir = tempfile::tempdir().unwrap();
     let elf = deep_c_guest(dir.path());
-    assert_core_of_crash(&elf, &dir.path().join("deep.core"));
+    let core = dir.path().join("deep.core");
+    assert_core_of_crash(&elf, &core, 126, &written_line(&core));
 }
 
 #[test]
@@ -95,7 +100,13 @@ fn a_crashed_linux_program_leaves_a_core_that_gdb_opens() {
     }
     let dir = tempfile::tempdir().unwrap();
     let elf = deep_linux_program(dir.path());
-    assert_core_of_crash(&elf, &dir.path().join("linux.core"));
+    let core = dir.path().join("linux.core");
+    assert_core_of_crash(
+        &elf,
+        &core,
+        139,
+        &written_line_of(&core, "8 segments, 64380 KiB"),
+    );
 }
 
 /// An existing FILE (here readable by all) stays as it is when the guest

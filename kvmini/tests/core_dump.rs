@@ -113,9 +113,11 @@ fn gdb_reads_the_avx_registers_of_a_core() {
     );
 }
 
-/// readelf (binutils) reads the notes and one load segment: the guest's
-/// memory from the first page above the null page to kvmini's area, which
-/// a ring-3 guest cannot read and its core leaves out.
+/// readelf (binutils) reads the notes and the load segments as the guest
+/// has them mapped: below the image (the null page and the supervisor-only
+/// spare page tables left out), code r-x, rodata r--, data and free memory
+/// rw- up to the stack guard, then the stack; kvmini's area, which a ring-3
+/// guest cannot read, is left out.
 #[test]
 fn readelf_reads_the_notes_and_the_segments() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,21 +154,34 @@ fn readelf_reads_the_notes_and_the_segments() {
     );
     let top = Layout::new(MEM_DEFAULT).system_base;
     let loads: Vec<&Vec<&str>> = rows.iter().filter(|r| r.first() == Some(&"LOAD")).collect();
-    let size = format!("{:#08x}", top - 0x1000);
-    assert_eq!(
-        loads,
-        [&vec![
-            "LOAD",
-            "0x001000",
-            "0x0000000000001000",
-            "0x0000000000000000",
-            &size,
-            &size,
-            "RWE",
-            "0x1000"
-        ]],
-        "{shown}"
-    );
+    let row = |offset: u64, start: u64, size: u64, flags: &[&'static str]| {
+        let mut row = vec![
+            "LOAD".to_string(),
+            format!("{offset:#08x}"),
+            format!("{start:#018x}"),
+            format!("{:#018x}", 0),
+            format!("{size:#08x}"),
+            format!("{size:#08x}"),
+        ];
+        row.extend(flags.iter().map(|f| f.to_string()));
+        row.push("0x1000".to_string());
+        row
+    };
+    let stack = top - 0x10_0000;
+    let guard = stack - 0x1_0000;
+    let data = 0x10_2000;
+    let expected = [
+        row(0x1000, 0x1000, 0xef000, &["RW"]),
+        row(0xf0000, 0x10_0000, 0x1000, &["R", "E"]),
+        row(0xf1000, 0x10_1000, 0x1000, &["R"]),
+        row(0xf2000, data, guard - data, &["RW"]),
+        row(0xf2000 + guard - data, stack, top - stack, &["RW"]),
+    ];
+    let loads: Vec<Vec<String>> = loads
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
+    assert_eq!(loads, expected, "{shown}");
 }
 
 /// Only a crash has a core: not a run that exited, nor a crash the
