@@ -73,6 +73,9 @@ pub enum Effect {
     /// A write found its reader gone and the program leaves SIGPIPE at its
     /// default action: the run ends as Linux ends such a program.
     BrokenPipe,
+    /// A signal the program sent itself ends it, as Linux ends a program
+    /// with no handler for it: status 128 + the signal's number.
+    Killed(u8),
 }
 
 /// What calls on files need: the descriptor table and the standard output
@@ -183,7 +186,13 @@ impl Process {
             SET_ROBUST_LIST if a1 == 24 => Ok(0),
             SET_ROBUST_LIST => Err(Errno::EINVAL),
             RT_SIGACTION => self.sigaction(view, a0, a1, a2, a3),
-            RT_SIGPROCMASK => self.sigprocmask(view, a0, a1, a2, a3),
+            RT_SIGPROCMASK => return self.sigprocmask(view, a0, a1, a2, a3),
+            RT_SIGPENDING => return self.sigpending(view, a0, a1),
+            RT_SIGRETURN => return self.sigreturn(),
+            SIGALTSTACK => self.sigaltstack(view, a0, a1),
+            KILL => return self.send(Process::kill_target(a0), a1),
+            TKILL => return self.send(Process::thread_target(1, a0), a1),
+            TGKILL => return self.send(Process::thread_target(a0, a1), a2),
             GETUID | GETEUID => Ok(i64::from(self.uid)),
             GETGID | GETEGID => Ok(i64::from(self.gid)),
             GETPID | GETTID => Ok(1),
@@ -197,7 +206,7 @@ impl Process {
         };
         if result == Err(Errno::EPIPE)
             && matches!(call.nr, WRITE | PWRITE64 | WRITEV)
-            && self.sigpipe_is_default()
+            && self.sigpipe().is_some()
         {
             return Effect::BrokenPipe;
         }

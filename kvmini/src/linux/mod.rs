@@ -20,6 +20,7 @@ use kvm_bindings::kvm_regs;
 
 pub use calls::{Effect, Io};
 pub use numbers::name;
+pub use signals::signal_name;
 
 #[cfg(test)]
 use crate::errno::Errno;
@@ -150,8 +151,12 @@ pub struct Process {
     floor: u64,
     /// Signal actions the program set (recorded, never run), by signal.
     actions: Vec<[u64; 4]>,
-    /// The blocked-signal mask (recorded).
+    /// The blocked-signal mask.
     sigmask: u64,
+    /// Blocked signals sent and not yet delivered.
+    pending: u64,
+    /// The alternate signal stack (recorded).
+    altstack: signals::AltStack,
     /// The address `set_tid_address` gave (recorded).
     tid_address: u64,
     /// The user and group ids the program sees.
@@ -177,6 +182,8 @@ impl Process {
             floor: layout.stack_bottom,
             actions: vec![[0; 4]; 64],
             sigmask: 0,
+            pending: 0,
+            altstack: signals::AltStack::default(),
             tid_address: 0,
             uid,
             gid,

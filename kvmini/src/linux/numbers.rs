@@ -29,6 +29,7 @@ numbers! {
     BRK = 12, "brk";
     RT_SIGACTION = 13, "rt_sigaction";
     RT_SIGPROCMASK = 14, "rt_sigprocmask";
+    RT_SIGRETURN = 15, "rt_sigreturn";
     IOCTL = 16, "ioctl";
     PREAD64 = 17, "pread64";
     PWRITE64 = 18, "pwrite64";
@@ -39,6 +40,7 @@ numbers! {
     DUP2 = 33, "dup2";
     NANOSLEEP = 35, "nanosleep";
     GETPID = 39, "getpid";
+    KILL = 62, "kill";
     EXIT = 60, "exit";
     UNAME = 63, "uname";
     FCNTL = 72, "fcntl";
@@ -62,8 +64,11 @@ numbers! {
     GETGID = 104, "getgid";
     GETEUID = 107, "geteuid";
     GETEGID = 108, "getegid";
+    RT_SIGPENDING = 127, "rt_sigpending";
+    SIGALTSTACK = 131, "sigaltstack";
     ARCH_PRCTL = 158, "arch_prctl";
     GETTID = 186, "gettid";
+    TKILL = 200, "tkill";
     TIME = 201, "time";
     GETDENTS64 = 217, "getdents64";
     SET_TID_ADDRESS = 218, "set_tid_address";
@@ -71,6 +76,7 @@ numbers! {
     CLOCK_GETRES = 229, "clock_getres";
     CLOCK_NANOSLEEP = 230, "clock_nanosleep";
     EXIT_GROUP = 231, "exit_group";
+    TGKILL = 234, "tgkill";
     OPENAT = 257, "openat";
     MKDIRAT = 258, "mkdirat";
     MKNODAT = 259, "mknodat";
