@@ -7,6 +7,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::numbers::*;
+use super::process;
 use super::terminal::{TCGETS, TIOCGWINSZ};
 use super::time;
 use super::{Process, Syscall};
@@ -196,6 +197,14 @@ impl Process {
             GETUID | GETEUID => Ok(i64::from(self.uid)),
             GETGID | GETEGID => Ok(i64::from(self.gid)),
             GETPID | GETTID => Ok(1),
+            GETPPID => Ok(0),
+            GETPGRP => Ok(1),
+            GETPGID | GETSID => process::group_of(a0),
+            SETSID => process::setsid(),
+            PRCTL => self.prctl(view, a0, a1),
+            SCHED_GETAFFINITY => process::sched_getaffinity(view, a0, a1, a2),
+            SCHED_YIELD => Ok(0),
+            SYSINFO => self.sysinfo(view, a0),
             UNAME => uname(view, a0),
             PRLIMIT64 => self.prlimit(view, a0, a1, a2, a3),
             GETRANDOM => getrandom(view, a0, a1, a2),

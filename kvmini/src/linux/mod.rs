@@ -11,6 +11,7 @@
 mod calls;
 pub mod entry;
 mod numbers;
+mod process;
 mod signals;
 pub mod start;
 pub mod terminal;
@@ -170,6 +171,10 @@ pub struct Process {
     umask: u32,
     /// The program's path as given (what `/proc/self/exe` reads).
     exe: Vec<u8>,
+    /// The program's name (`prctl(PR_GET_NAME)`), NUL-padded.
+    name: [u8; process::NAME_SIZE],
+    /// When the program started (`sysinfo`'s uptime).
+    started: std::time::Instant,
 }
 
 impl Process {
@@ -191,12 +196,15 @@ impl Process {
             terminals: [None; 3],
             umask: 0o022,
             exe: Vec::new(),
+            name: [0; process::NAME_SIZE],
+            started: std::time::Instant::now(),
         }
     }
 
     /// `readlink("/proc/self/exe")` answers `path`.
     pub fn with_exe(mut self, path: &[u8]) -> Self {
         self.exe = path.to_vec();
+        self.name = process::initial_name(path);
         self
     }
 
