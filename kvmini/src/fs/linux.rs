@@ -9,7 +9,7 @@ use kvmini_abi::fs::{
     IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, StatArgs, TruncateArgs, O_SUPPORTED,
 };
 use kvmini_abi::Port;
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags, RenameFlags};
 
 use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
 use crate::addr::Gva;
@@ -43,7 +43,7 @@ pub(super) fn base<'a>(
         return Ok(cwd);
     }
     match lookup(fds, dirfd)? {
-        Descriptor::File(file, path) if is_directory(file)? => Ok(path),
+        Descriptor::File(file, path, _) if is_directory(file)? => Ok(path),
         _ => Err(Errno::ENOTDIR),
     }
 }
@@ -255,19 +255,23 @@ impl Filesystem {
         self.path_call(view, port, &args, dirfd)
     }
 
-    /// `renameat` of `old` from `old_dirfd` to `new` from `new_dirfd`.
+    /// `renameat2` of `old` from `old_dirfd` to `new` from `new_dirfd`
+    /// with `flags` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`, or none).
     pub(crate) fn linux_rename(
         &mut self,
         view: &GuestView<'_>,
         (old_dirfd, old): (i32, u64),
         (new_dirfd, new): (i32, u64),
+        flags: u64,
     ) -> CallResult {
         let args = RenameArgs {
             old,
             new,
             ..Default::default()
         };
-        self.rename(view, &args, (old_dirfd, new_dirfd))
+        let flags = RenameFlags::from_bits(u32::try_from(flags).map_err(|_| Errno::EINVAL)?)
+            .ok_or(Errno::EINVAL)?;
+        self.rename_with(view, &args, (old_dirfd, new_dirfd), flags)
     }
 
     /// `getdents64` of directory descriptor `fd` into `buf`.

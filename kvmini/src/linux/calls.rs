@@ -6,6 +6,7 @@
 
 use vm_memory::{Bytes, GuestAddress};
 
+use super::attributes;
 use super::numbers::*;
 use super::process;
 use super::terminal::{TCGETS, TIOCGWINSZ};
@@ -42,6 +43,8 @@ const F_SETFD: u64 = 2;
 const F_GETFL: u64 = 3;
 const F_SETFL: u64 = 4;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+const RENAME_NOREPLACE: u64 = 1;
+const RENAME_EXCHANGE: u64 = 2;
 const RENAME_WHITEOUT: u64 = 4;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
@@ -132,8 +135,8 @@ impl Process {
             UNLINK => io.fs.linux_path_call(view, Port::Unlink, AT_FDCWD, a0, 0),
             RMDIR => io.fs.linux_path_call(view, Port::Rmdir, AT_FDCWD, a0, 0),
             UNLINKAT => unlinkat(view, io.fs, fd(a0), a1, a2),
-            RENAME => io.fs.linux_rename(view, (AT_FDCWD, a0), (AT_FDCWD, a1)),
-            RENAMEAT => io.fs.linux_rename(view, (fd(a0), a1), (fd(a2), a3)),
+            RENAME => io.fs.linux_rename(view, (AT_FDCWD, a0), (AT_FDCWD, a1), 0),
+            RENAMEAT => io.fs.linux_rename(view, (fd(a0), a1), (fd(a2), a3), 0),
             RENAMEAT2 => renameat2(view, io.fs, (fd(a0), a1), (fd(a2), a3), a4),
             // A program never plants links or devices in a host directory.
             LINK | LINKAT | SYMLINK | SYMLINKAT | MKNOD | MKNODAT => Err(Errno::EPERM),
@@ -211,7 +214,7 @@ impl Process {
             EXIT | EXIT_GROUP => return Effect::Exit(u32::from(a0.to_le_bytes()[0])),
             // Restartable sequences: glibc and musl run without them.
             RSEQ => Err(Errno::ENOSYS),
-            _ => Err(Errno::ENOSYS),
+            nr => attributes::serve(nr, call.args, view, io.fs).unwrap_or(Err(Errno::ENOSYS)),
         };
         if result == Err(Errno::EPIPE)
             && matches!(call.nr, WRITE | PWRITE64 | WRITEV)
@@ -500,9 +503,10 @@ fn unlinkat(
     }
 }
 
-/// `renameat2`: without flags, `renameat`; `RENAME_WHITEOUT` (a device
-/// node) is `EPERM`, as for a program without `CAP_MKNOD`; the other
-/// flags are not served (`EINVAL`).
+/// `renameat2`: without flags, `renameat`; `RENAME_NOREPLACE` and
+/// `RENAME_EXCHANGE` as Linux does them; `RENAME_WHITEOUT` (a device node)
+/// is `EPERM`, as for a program without `CAP_MKNOD`; anything else
+/// (both of the first two together included) `EINVAL`.
 fn renameat2(
     view: &GuestView<'_>,
     fs: &mut Filesystem,
@@ -511,8 +515,10 @@ fn renameat2(
     flags: u64,
 ) -> Result<i64, Errno> {
     match flags {
-        0 => fs.linux_rename(view, old, new),
         f if f & RENAME_WHITEOUT != 0 => Err(Errno::EPERM),
+        // Replacing nothing, or swapping two names: each name is checked
+        // as for a plain rename, and the host does the rest.
+        0 | RENAME_NOREPLACE | RENAME_EXCHANGE => fs.linux_rename(view, old, new, flags),
         _ => Err(Errno::EINVAL),
     }
 }

@@ -8,6 +8,7 @@
 //! ([`Process::serve`]) over the same descriptor table and grants as the
 //! filesystem hypercalls.
 
+mod attributes;
 mod calls;
 pub mod entry;
 mod numbers;

@@ -48,6 +48,7 @@ numbers! {
     FSYNC = 74, "fsync";
     FDATASYNC = 75, "fdatasync";
     FTRUNCATE = 77, "ftruncate";
+    TRUNCATE = 76, "truncate";
     GETCWD = 79, "getcwd";
     CHDIR = 80, "chdir";
     FCHDIR = 81, "fchdir";
@@ -58,6 +59,11 @@ numbers! {
     UNLINK = 87, "unlink";
     SYMLINK = 88, "symlink";
     READLINK = 89, "readlink";
+    CHMOD = 90, "chmod";
+    FCHMOD = 91, "fchmod";
+    CHOWN = 92, "chown";
+    FCHOWN = 93, "fchown";
+    LCHOWN = 94, "lchown";
     UMASK = 95, "umask";
     GETTIMEOFDAY = 96, "gettimeofday";
     SYSINFO = 99, "sysinfo";
@@ -86,14 +92,19 @@ numbers! {
     CLOCK_NANOSLEEP = 230, "clock_nanosleep";
     EXIT_GROUP = 231, "exit_group";
     TGKILL = 234, "tgkill";
+    UTIMES = 235, "utimes";
     OPENAT = 257, "openat";
     MKDIRAT = 258, "mkdirat";
+    FCHOWNAT = 260, "fchownat";
+    FUTIMESAT = 261, "futimesat";
     MKNODAT = 259, "mknodat";
     NEWFSTATAT = 262, "newfstatat";
     UNLINKAT = 263, "unlinkat";
     RENAMEAT = 264, "renameat";
     READLINKAT = 267, "readlinkat";
     FACCESSAT = 269, "faccessat";
+    FCHMODAT = 268, "fchmodat";
+    UTIMENSAT = 280, "utimensat";
     LINKAT = 265, "linkat";
     SYMLINKAT = 266, "symlinkat";
     SET_ROBUST_LIST = 273, "set_robust_list";
@@ -102,5 +113,6 @@ numbers! {
     RENAMEAT2 = 316, "renameat2";
     GETRANDOM = 318, "getrandom";
     FACCESSAT2 = 439, "faccessat2";
+    FCHMODAT2 = 452, "fchmodat2";
     RSEQ = 334, "rseq";
 }
