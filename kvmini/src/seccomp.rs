@@ -120,6 +120,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_nanosleep,
     libc::SYS_clock_nanosleep,
     libc::SYS_getrandom,
+    // A Linux program's poll and select wait on kvmini's stdin.
+    libc::SYS_ppoll,
     // What glibc does in every new thread (threads: `clone` below): it
     // registers the thread's own restartable-sequence area and robust
     // mutex list, and aborts the process if rseq fails.

@@ -11,11 +11,36 @@ use kvmini_abi::fs::{
 use kvmini_abi::Port;
 use rustix::fs::{FileType, Mode, OFlags, RenameFlags};
 
-use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::{lookup, CallResult, Descriptor, Filesystem, StdinSource, StdioSinks, AT_FDCWD};
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::grant::{normalize, Location};
 use crate::view::GuestView;
+
+/// The host's `ppoll` of one descriptor for `events`, waiting at most
+/// `timeout_ns` (`None`: without end): the events it found, 0 when the time
+/// ran out; `EINTR` when a signal (a stop) came first.
+pub(crate) fn host_poll(fd: BorrowedFd<'_>, events: i16, timeout_ns: u64) -> Result<i16, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: i64::try_from(timeout_ns / 1_000_000_000).unwrap_or(i64::MAX),
+        tv_nsec: i64::try_from(timeout_ns % 1_000_000_000).unwrap_or(0),
+    };
+    // SAFETY: one live pollfd and a live timespec, read and written only
+    // for the call; no signal mask is changed.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if n < 0 {
+        return Err(Errno::of_io(&std::io::Error::last_os_error(), Errno::EINTR));
+    }
+    Ok(pfd.revents)
+}
 
 /// The flags `F_GETFL` answers for descriptors 0, 1 and 2 at the start.
 pub(super) const STDIO_FLAGS: [u32; 3] = [0, 1, 1];
@@ -453,6 +478,37 @@ impl Filesystem {
             Descriptor::Stderr => Some(2),
             Descriptor::File(..) => None,
         })
+    }
+
+    /// What `poll` finds on descriptor `fd` for `events`: files and
+    /// directories are always ready to read and write, as on Linux; kvmini's
+    /// stdout and stderr to write; stdin to read when it is empty or an
+    /// embedding program's reader, and when it is kvmini's own, what the
+    /// host's `ppoll` of it says at once. `None`: the descriptor is not
+    /// open. The second value is kvmini's stdin when a wait for it makes
+    /// sense.
+    pub(crate) fn linux_poll_one(
+        &self,
+        fd: i32,
+        events: i16,
+    ) -> Option<(i16, Option<BorrowedFd<'_>>)> {
+        const POLLIN: i16 = 0x1;
+        const POLLOUT: i16 = 0x4;
+        const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
+        let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
+            (Descriptor::File(..), _) => (POLLIN | POLLOUT, None),
+            (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
+            (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
+                let fd = stdin.as_fd();
+                (host_poll(fd, events, 0).unwrap_or(0), Some(fd))
+            }
+            (Descriptor::Stdin, _) => (POLLIN, None),
+        };
+        let revents = ready & (events | ALWAYS);
+        Some((
+            revents,
+            host.filter(|_| revents == 0 && events & POLLIN != 0),
+        ))
     }
 
     /// 0 for an open descriptor, else `EBADF`.

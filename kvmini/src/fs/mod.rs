@@ -34,7 +34,7 @@ mod directories;
 mod linux;
 
 pub(crate) use attributes::Target;
-pub(crate) use linux::O_CLOEXEC;
+pub(crate) use linux::{host_poll, O_CLOEXEC};
 
 /// The directory descriptor that names the working directory.
 pub(crate) const AT_FDCWD: i32 = -100;

@@ -8,6 +8,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::attributes;
 use super::numbers::*;
+use super::poll;
 use super::process;
 use super::terminal::{TCGETS, TIOCGWINSZ};
 use super::time;
@@ -170,6 +171,20 @@ impl Process {
             NANOSLEEP => time::sleep(view, (1, 0), (a0, a1), io.stdio.stop),
             CLOCK_NANOSLEEP => time::sleep(view, (a0, a1), (a2, a3), io.stdio.stop),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
+            POLL => poll::poll(
+                view,
+                io.fs,
+                io.stdio.stop,
+                (a0, a1),
+                poll::millis(a2),
+                self.max_fds,
+            ),
+            PPOLL => poll::timeout_at(view, a2, 1)
+                .and_then(|t| poll::poll(view, io.fs, io.stdio.stop, (a0, a1), t, self.max_fds)),
+            SELECT => poll::timeout_at(view, a4, 1000)
+                .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
+            PSELECT6 => poll::timeout_at(view, a4, 1)
+                .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP => self.mmap(a1, a3),
             MUNMAP => self.munmap(view, a0, a1),

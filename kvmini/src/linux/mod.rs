@@ -12,6 +12,7 @@ mod attributes;
 mod calls;
 pub mod entry;
 mod numbers;
+mod poll;
 mod process;
 mod signals;
 pub mod start;

@@ -21,6 +21,7 @@ numbers! {
     CLOSE = 3, "close";
     STAT = 4, "stat";
     FSTAT = 5, "fstat";
+    POLL = 7, "poll";
     LSTAT = 6, "lstat";
     LSEEK = 8, "lseek";
     MMAP = 9, "mmap";
@@ -36,6 +37,7 @@ numbers! {
     READV = 19, "readv";
     WRITEV = 20, "writev";
     ACCESS = 21, "access";
+    SELECT = 23, "select";
     DUP = 32, "dup";
     DUP2 = 33, "dup2";
     SCHED_YIELD = 24, "sched_yield";
@@ -104,6 +106,8 @@ numbers! {
     READLINKAT = 267, "readlinkat";
     FACCESSAT = 269, "faccessat";
     FCHMODAT = 268, "fchmodat";
+    PSELECT6 = 270, "pselect6";
+    PPOLL = 271, "ppoll";
     UTIMENSAT = 280, "utimensat";
     LINKAT = 265, "linkat";
     SYMLINKAT = 266, "symlinkat";
