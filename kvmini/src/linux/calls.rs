@@ -7,6 +7,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::attributes;
+use super::futex;
 use super::numbers::*;
 use super::poll;
 use super::process;
@@ -171,6 +172,7 @@ impl Process {
             NANOSLEEP => time::sleep(view, (1, 0), (a0, a1), io.stdio.stop),
             CLOCK_NANOSLEEP => time::sleep(view, (a0, a1), (a2, a3), io.stdio.stop),
             IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
+            FUTEX => futex::futex(view, io.stdio.stop, call.args),
             POLL => poll::poll(
                 view,
                 io.fs,

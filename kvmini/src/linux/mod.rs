@@ -11,6 +11,7 @@
 mod attributes;
 mod calls;
 pub mod entry;
+mod futex;
 mod numbers;
 mod poll;
 mod process;
@@ -171,7 +172,7 @@ pub struct Process {
     terminals: [Option<terminal::Terminal>; 3],
     /// The program's file-creation mask (kvmini's own is never changed).
     umask: u32,
-    /// The program's path as given (what `/proc/self/exe` reads).
+    /// The program's path, absolute (what `/proc/self/exe` reads).
     exe: Vec<u8>,
     /// The program's name (`prctl(PR_GET_NAME)`), NUL-padded.
     name: [u8; process::NAME_SIZE],
@@ -203,9 +204,21 @@ impl Process {
         }
     }
 
-    /// `readlink("/proc/self/exe")` answers `path`.
+    /// `readlink("/proc/self/exe")` answers `path`, made absolute as Linux
+    /// answers it (a relative path is put under `/`, lexically: the host's
+    /// working directory is not told; glibc's static start asserts the
+    /// answer begins with `/`).
     pub fn with_exe(mut self, path: &[u8]) -> Self {
-        self.exe = path.to_vec();
+        self.exe = if path.starts_with(b"/") {
+            path.to_vec()
+        } else {
+            let mut absolute = Vec::with_capacity(path.len() + 1);
+            for component in crate::grant::normalize(path).unwrap_or_default() {
+                absolute.push(b'/');
+                absolute.extend_from_slice(&component);
+            }
+            absolute
+        };
         self.name = process::initial_name(path);
         self
     }

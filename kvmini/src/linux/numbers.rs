@@ -87,6 +87,7 @@ numbers! {
     TKILL = 200, "tkill";
     SCHED_GETAFFINITY = 204, "sched_getaffinity";
     TIME = 201, "time";
+    FUTEX = 202, "futex";
     GETDENTS64 = 217, "getdents64";
     SET_TID_ADDRESS = 218, "set_tid_address";
     CLOCK_GETTIME = 228, "clock_gettime";
