@@ -347,3 +347,41 @@ fn a_read_only_grant_reached_through_a_writable_one_is_decided_by_identity() {
     }
     assert_eq!(snapshot(&tree.join("ro")), before);
 }
+
+#[test]
+fn statx_answers_as_natively() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = musl("statx.c", work.path());
+    let (native_tree, sandbox_tree) = (work.path().join("native"), work.path().join("sandbox"));
+    for tree in [&native_tree, &sandbox_tree] {
+        std::fs::create_dir_all(tree.join("d")).unwrap();
+        std::fs::write(tree.join("f"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("f", tree.join("link")).unwrap();
+        date(&tree.join("f"), 1_600_000_000);
+    }
+    let native = Command::new(&program)
+        .current_dir(&native_tree)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let guest = in_kvmini(&[
+        "--dir",
+        sandbox_tree.to_str().unwrap(),
+        program.to_str().unwrap(),
+    ]);
+    let expected = "f: basic=1 type=100000 perm=644 size=6 nlink=1 mine=1 mtime=1600000000\n\
+                    link: basic=1 type=100000 perm=644 size=6 nlink=1 mine=1 mtime=1600000000\n\
+                    link_nofollow: basic=1 type=120000 perm=777 size=1 nlink=1 mine=1 mtime=0\n\
+                    d: basic=1 type=40000 perm=755 size=4096 nlink=2 mine=1 mtime=0\n\
+                    fd_empty_path: basic=1 type=100000 perm=644 size=6 nlink=1 mine=1 mtime=1600000000\n\
+                    from_dirfd: basic=1 type=100000 perm=644 size=6 nlink=1 mine=1 mtime=1600000000\n\
+                    missing: No such file or directory\n\
+                    empty_without_flag: No such file or directory\n\
+                    bad_flags: Invalid argument\n\
+                    bad_buffer: Bad address\n";
+    assert_eq!(outcome(&native), (0, expected.to_owned(), String::new()));
+    assert_eq!(outcome(&guest), outcome(&native));
+}

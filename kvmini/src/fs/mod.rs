@@ -32,6 +32,7 @@ use crate::view::{GuestView, ViewError};
 mod attributes;
 mod directories;
 mod linux;
+mod statx;
 
 pub(crate) use attributes::Target;
 pub(crate) use linux::{host_poll, O_CLOEXEC};

@@ -129,6 +129,7 @@ impl Process {
             FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),
             STAT | LSTAT => io.fs.linux_stat(view, Some(a0), AT_FDCWD, a1),
             NEWFSTATAT => newfstatat(view, io.fs, fd(a0), a1, a2, a3),
+            STATX => io.fs.linux_statx(view, (fd(a0), a1), a2, a4),
             GETCWD => getcwd(view, io.fs.linux_cwd(), a0, a1),
             CHDIR => io.fs.linux_chdir(view, a0),
             FCHDIR => io.fs.linux_fchdir(fd(a0)),

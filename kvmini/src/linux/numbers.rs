@@ -120,4 +120,5 @@ numbers! {
     FACCESSAT2 = 439, "faccessat2";
     FCHMODAT2 = 452, "fchmodat2";
     RSEQ = 334, "rseq";
+    STATX = 332, "statx";
 }
