@@ -91,3 +91,54 @@ fn wait_for_a_stop(stop: &StopHandle) -> Result<i64, Errno> {
         let _ = rustix::thread::clock_nanosleep_relative(rustix::thread::ClockId::Monotonic, &ts);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::page_tables;
+    use crate::layout::Layout;
+    use crate::paging::{CpuPaging, Paging, PagingMode};
+    use vm_memory::{Bytes as _, GuestAddress};
+
+    const MEM: u64 = 16 << 20;
+    const WORD: u64 = 0x20_0000;
+    const PRIVATE: u64 = 128;
+
+    #[test]
+    fn wakes_find_no_waiter_and_waits_check_the_word_then_time_out() {
+        let mem = crate::memory::allocate(MEM).unwrap();
+        let layout = Layout::new(MEM);
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, layout.pml4(), true)
+            .with_identity(page_tables::user_identity_range(&layout, false));
+        let stop = StopHandle::new();
+        mem.write_obj(5u32, GuestAddress(WORD)).unwrap();
+        // A relative timeout of 1 ns, just after the word.
+        let timeout = WORD + 16;
+        mem.write_obj([0i64, 1], GuestAddress(timeout)).unwrap();
+        let call = |op: u64, val: u64, ts: u64, val3: u64| {
+            futex(&view, &stop, [WORD, op, val, ts, 0, val3])
+        };
+        assert_eq!(call(FUTEX_WAKE | PRIVATE, 1, 0, 0), Ok(0));
+        assert_eq!(call(FUTEX_WAKE_BITSET, 1, 0, u64::MAX), Ok(0));
+        assert_eq!(call(FUTEX_WAKE_BITSET, 1, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(call(FUTEX_WAIT | PRIVATE, 4, 0, 0), Err(Errno::EAGAIN));
+        assert_eq!(
+            call(FUTEX_WAIT | PRIVATE, 5, timeout, 0),
+            Err(errno(libc::ETIMEDOUT))
+        );
+        assert_eq!(call(3, 0, 0, 0), Err(Errno::ENOSYS), "FUTEX_REQUEUE");
+        assert_eq!(
+            futex(&view, &stop, [WORD + 1, FUTEX_WAIT, 5, 0, 0, 0]),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            futex(&view, &stop, [8, FUTEX_WAIT, 5, 0, 0, 0]),
+            Err(Errno::EFAULT)
+        );
+        // A wait without end ends at a stop.
+        stop.stop(crate::stop::StopReason::Signal(libc::SIGTERM));
+        assert_eq!(call(FUTEX_WAIT, 5, 0, 0), Err(Errno::EINTR));
+    }
+}

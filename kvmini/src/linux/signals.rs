@@ -344,3 +344,175 @@ pub fn signal_name(sig: u8) -> Option<&'static str> {
     ];
     NAMES.get(usize::from(sig).checked_sub(1)?).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::page_tables;
+    use crate::layout::Layout;
+    use crate::linux::ProcessLayout;
+    use crate::paging::{CpuPaging, Paging, PagingMode};
+    use vm_memory::{Bytes as _, GuestAddress};
+
+    const MEM: u64 = 16 << 20;
+    const SIGUSR1: u64 = 10;
+    const SIGTERM: u64 = 15;
+    const SIGCHLD: u64 = 17;
+    const SIG_UNBLOCK: u64 = 1;
+
+    /// A process, its guest memory, and a scratch address in its stack.
+    fn setup() -> (crate::memory::GuestMemory, Layout, Process, u64) {
+        let mem = crate::memory::allocate(MEM).unwrap();
+        let layout = Layout::new(MEM);
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
+        let p = ProcessLayout::new(&layout, 0x20_0000).unwrap();
+        let scratch = p.stack_bottom;
+        (mem, layout, Process::new(p, 0, 0, 64), scratch)
+    }
+
+    fn view<'a>(mem: &'a crate::memory::GuestMemory, layout: &Layout) -> GuestView<'a> {
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        GuestView::new(mem, long, layout.pml4(), true)
+            .with_identity(page_tables::user_identity_range(layout, false))
+    }
+
+    /// `rt_sigprocmask(how, {sig}, NULL, 8)` with the set at `at`.
+    fn mask(process: &mut Process, view: &GuestView<'_>, how: u64, sig: u64, at: u64) -> Effect {
+        view.memory().write_obj(bit(sig), GuestAddress(at)).unwrap();
+        process.sigprocmask(view, how, at, 0, 8)
+    }
+
+    /// `rt_sigaction(sig, {handler}, NULL, 8)` with the action at `at`.
+    fn act(process: &mut Process, view: &GuestView<'_>, sig: u64, handler: u64, at: u64) {
+        view.memory()
+            .write_obj([handler, 0u64, 0, 0], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaction(view, sig, at, 0, 8), Ok(0));
+    }
+
+    #[test]
+    fn a_default_action_that_ends_a_program_ends_it_with_the_signal() {
+        let (mem, layout, mut process, _) = setup();
+        let _view = view(&mem, &layout);
+        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Killed(15));
+        assert_eq!(process.send(Ok(()), 6), Effect::Killed(6));
+        assert_eq!(process.send(Ok(()), 64), Effect::Killed(64));
+        // Ignored by default, or a stop: the program goes on.
+        for sig in [SIGCHLD, 18, 19, 20, 21, 22, 23, 28] {
+            assert_eq!(process.send(Ok(()), sig), Effect::Return(0), "{sig}");
+        }
+        // Signal 0 checks only; a bad number or target is an errno.
+        assert_eq!(process.send(Ok(()), 0), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), 65),
+            Effect::Return(Errno::EINVAL.negated())
+        );
+        assert_eq!(
+            process.send(Err(ESRCH), SIGTERM),
+            Effect::Return(ESRCH.negated())
+        );
+    }
+
+    #[test]
+    fn a_blocked_signal_waits_until_it_is_unblocked() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(process.sigpending(&view, at, 8), Effect::Return(0));
+        let pending: u64 = mem.read_obj(GuestAddress(at)).unwrap();
+        assert_eq!(pending, bit(SIGUSR1));
+        // Unblocking another signal delivers nothing.
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGTERM, at),
+            Effect::Return(0)
+        );
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGUSR1, at),
+            Effect::Killed(10)
+        );
+        // SIGKILL cannot be blocked.
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGKILL, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGKILL), Effect::Killed(9));
+    }
+
+    #[test]
+    fn ignored_and_handled_signals_are_dropped_and_ignoring_drops_a_pending_one() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        act(&mut process, &view, SIGTERM, SIG_IGN, at);
+        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Return(0));
+        act(&mut process, &view, SIGUSR1, 0x40_1000, at);
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        // Pending, then ignored: gone; back to the default, then unblocked:
+        // nothing is left to deliver.
+        act(&mut process, &view, SIGUSR1, SIG_DFL, at);
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        act(&mut process, &view, SIGUSR1, SIG_IGN, at);
+        act(&mut process, &view, SIGUSR1, SIG_DFL, at);
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        // SIGPIPE follows the same rules.
+        assert_eq!(process.sigpipe(), Some(Effect::Killed(13)));
+        act(&mut process, &view, SIGPIPE, SIG_IGN, at);
+        assert_eq!(process.sigpipe(), None);
+    }
+
+    #[test]
+    fn the_targets_are_the_program_itself() {
+        assert_eq!(Process::kill_target(0), Ok(()));
+        assert_eq!(Process::kill_target(1), Ok(()));
+        assert_eq!(Process::kill_target(2), Err(ESRCH));
+        assert_eq!(Process::kill_target(u64::MAX), Err(ESRCH));
+        assert_eq!(Process::thread_target(1, 1), Ok(()));
+        assert_eq!(Process::thread_target(1, 2), Err(ESRCH));
+        assert_eq!(Process::thread_target(2, 1), Err(ESRCH));
+        assert_eq!(Process::thread_target(0, 1), Err(Errno::EINVAL));
+        assert_eq!(Process::thread_target(1, u64::MAX), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn sigaltstack_is_recorded_and_checked() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        let old = at + 64;
+        assert_eq!(process.sigaltstack(&view, 0, old), Ok(0));
+        let start: [u64; 3] = mem.read_obj(GuestAddress(old)).unwrap();
+        assert_eq!(start, [0, SS_DISABLE, 0]);
+        mem.write_obj([0x1234u64, 0, 4096], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, old), Ok(0));
+        assert_eq!(process.sigaltstack(&view, 0, old), Ok(0));
+        let set: [u64; 3] = mem.read_obj(GuestAddress(old)).unwrap();
+        assert_eq!(set, [0x1234, 0, 4096]);
+        mem.write_obj([0x1234u64, 0, 100], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, 0), Err(ENOMEM));
+        mem.write_obj([0x1234u64, 0x40, 4096], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, 0), Err(Errno::EINVAL));
+        assert_eq!(process.sigaltstack(&view, 8, 0), Err(Errno::EFAULT));
+        assert_eq!(process.sigreturn(), Effect::Killed(11));
+    }
+
+    #[test]
+    fn signals_have_their_linux_names() {
+        assert_eq!(signal_name(6), Some("SIGABRT"));
+        assert_eq!(signal_name(15), Some("SIGTERM"));
+        assert_eq!(signal_name(31), Some("SIGSYS"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(34), None);
+    }
+}
