@@ -408,6 +408,14 @@ fn signal_name(sig: i32) -> String {
     }
 }
 
+/// A signal a Linux program sent itself, by name and number.
+fn guest_signal(sig: u8) -> String {
+    match kvmini::linux::signal_name(sig) {
+        Some(name) => format!("{name} ({sig})"),
+        None => format!("signal {sig}"),
+    }
+}
+
 /// Runs what the command line asks for and returns kvmini's exit status.
 pub fn execute(cli: Cli) -> ExitCode {
     route_stop_signals();
@@ -621,6 +629,13 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
                 path.display()
             );
         }
+    }
+    if let (true, Ending::Signaled(sig)) = (args.machine.verbose, &outcome.ending) {
+        eprintln!(
+            "kvmini: the program ended itself with {} (status {})",
+            guest_signal(*sig),
+            outcome.ending.status()
+        );
     }
     Ok(outcome.ending.status())
 }
@@ -857,6 +872,7 @@ fn summary(outcome: &Outcome) -> String {
         Ending::TimedOut(limit) => format!("timed out after {limit:?}"),
         Ending::Stopped(sig) => format!("stopped by {}", signal_name(*sig)),
         Ending::OutputClosed => "its output was closed".to_owned(),
+        Ending::Signaled(sig) => format!("ended by {}", guest_signal(*sig)),
     };
     format!(
         "{ending} after {} ({}), RAX = {}, status {}",
@@ -930,7 +946,9 @@ fn report_failure(outcome: &Outcome) {
         }
         // A closed output pipe ends the run quietly, as SIGPIPE ends a
         // Unix tool.
-        Ending::Exited(_) | Ending::Halted | Ending::OutputClosed => {}
+        // A program that ends itself by a signal ends as quietly as it
+        // would natively (a shell prints nothing either).
+        Ending::Exited(_) | Ending::Halted | Ending::OutputClosed | Ending::Signaled(_) => {}
     }
 }
 

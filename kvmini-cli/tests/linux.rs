@@ -239,8 +239,8 @@ fn trace_names_each_system_call() {
         .any(|l| l.contains(" syscall arch_prctl(0x1002, ")));
     assert!(lines.iter().any(|l| l.contains(" syscall readlink(")));
     assert!(
-        lines.iter().any(|l| l.contains(" syscall #157(")),
-        "prctl: not named, ENOSYS"
+        lines.iter().any(|l| l.contains(" syscall prctl(0x10, ")),
+        "prctl(PR_GET_NAME)"
     );
     let last = lines.last().unwrap();
     assert!(last.contains(" syscall exit_group(0x0, "), "{last}");

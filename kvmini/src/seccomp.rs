@@ -19,6 +19,9 @@ const KVM_RUN: u64 = 0xAE80;
 /// (an exception report).
 const KVM_GET_SREGS: u64 = 0x8138_AE83;
 
+/// `AT_EMPTY_PATH`, as the filter compares it.
+const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
+
 /// `PROT_EXEC`, as the filter compares it.
 const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 
@@ -117,6 +120,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_nanosleep,
     libc::SYS_clock_nanosleep,
     libc::SYS_getrandom,
+    // A Linux program's poll and select wait on kvmini's stdin.
+    libc::SYS_ppoll,
     // What glibc does in every new thread (threads: `clone` below): it
     // registers the thread's own restartable-sequence area and robust
     // mutex list, and aborts the process if rseq fails.
@@ -167,6 +172,16 @@ fn program() -> Result<&'static BpfProgram, SeccompError> {
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(SeccompError::Build)
     };
+    // A Linux program's chmod and utimensat act on a descriptor kvmini
+    // opened beneath a grant, never on a path: only with AT_EMPTY_PATH
+    // (the fourth argument, filtered) and the empty path.
+    let on_the_descriptor = || {
+        SeccompCondition::new(3, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, AT_EMPTY_PATH)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(SeccompError::Build)
+    };
+    rules.insert(libc::SYS_fchmodat2, vec![on_the_descriptor()?]);
+    rules.insert(libc::SYS_utimensat, vec![on_the_descriptor()?]);
     rules.insert(libc::SYS_mmap, vec![not_executable()?]);
     rules.insert(libc::SYS_mprotect, vec![not_executable()?]);
     // Threads, for host functions that start them (a sandbox of their own

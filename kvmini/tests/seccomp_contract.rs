@@ -33,7 +33,8 @@ fn answer(result: i64) -> Answer {
 
 /// The calls tried, each by name, made on the thread that runs it; any
 /// descriptor one opens is closed again.
-fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
+fn probe(kvm_fd: i32, file: (i32, &std::ffi::CStr)) -> Vec<(&'static str, Answer)> {
+    let (file_fd, file_path) = file;
     // Only what a probe opened: a result of 0 is a success, not stdin.
     let close = |fd: i64| {
         if let Ok(fd) = i32::try_from(fd) {
@@ -76,6 +77,46 @@ fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
     call("uname", &|| unsafe {
         let mut name: libc::utsname = std::mem::zeroed();
         i64::from(libc::uname(&mut name))
+    });
+    // Refused: a file's mode or times changed by its path.
+    // SAFETY: a plain system call with a live NUL-terminated path.
+    call("fchmodat2 (a path)", &|| unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            libc::AT_FDCWD,
+            file_path.as_ptr(),
+            0o600,
+            0,
+        )
+    });
+    // SAFETY: a plain system call with a live NUL-terminated path.
+    call("utimensat (a path)", &|| unsafe {
+        i64::from(libc::utimensat(
+            libc::AT_FDCWD,
+            file_path.as_ptr(),
+            std::ptr::null(),
+            0,
+        ))
+    });
+    // Allowed: the same on a descriptor kvmini holds (AT_EMPTY_PATH).
+    // SAFETY: a plain system call on a descriptor the test keeps open.
+    call("fchmodat2 (AT_EMPTY_PATH)", &|| unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            file_fd,
+            c"".as_ptr(),
+            0o600,
+            libc::AT_EMPTY_PATH,
+        )
+    });
+    // SAFETY: a plain system call on a descriptor the test keeps open.
+    call("utimensat (AT_EMPTY_PATH)", &|| unsafe {
+        i64::from(libc::utimensat(
+            file_fd,
+            c"".as_ptr(),
+            std::ptr::null(),
+            libc::AT_EMPTY_PATH,
+        ))
     });
     // Allowed: time, its own thread id, a write (to stderr, nothing), and
     // memory for kvmini's buffers.
@@ -123,6 +164,19 @@ fn probe(kvm_fd: i32) -> Vec<(&'static str, Answer)> {
             *libc::__errno_location() = e;
             -1
         }
+    });
+    // SAFETY: a plain system call with no descriptors and a live timeout.
+    call("ppoll", &|| unsafe {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        i64::from(libc::ppoll(
+            std::ptr::null_mut(),
+            0,
+            &zero,
+            std::ptr::null(),
+        ))
     });
     // A thread, as pthread_create makes it (clone with its flags).
     call("clone (a thread)", &|| {
@@ -189,6 +243,11 @@ fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
     let kvm = kvm_or_skip()?;
     let dev = std::fs::File::open("/dev/kvm").expect("/dev/kvm");
     let kvm_fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("file");
+    let file = std::fs::File::create(&path).expect("a file to change");
+    let file_fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let path = std::ffi::CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
     let seen = Arc::new(Mutex::new(None));
     let into = Arc::clone(&seen);
     let mut sandbox = Sandbox::builder()
@@ -196,7 +255,7 @@ fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
         .stdout(Output::Null)
         .seccomp(seccomp)
         .host_function(1, move |_| {
-            let mut answers = probe(kvm_fd);
+            let mut answers = probe(kvm_fd, (file_fd, &path));
             if seccomp {
                 answers.extend(probe_processes());
             }
@@ -208,12 +267,15 @@ fn probed(seccomp: bool) -> Option<Vec<(&'static str, Answer)>> {
         .expect("the sandbox is built");
     assert_eq!(sandbox.run().expect("run").ending, Ending::Exited(1));
     drop(dev);
+    drop(file);
     let answers = seen.lock().unwrap().take().expect("the host function ran");
     Some(answers)
 }
 
-const REFUSED: [&str; 7] = [
+const REFUSED: [&str; 9] = [
     "socket",
+    "fchmodat2 (a path)",
+    "utimensat (a path)",
     "openat",
     "ioctl(KVM_CREATE_VM)",
     "kill",
@@ -225,7 +287,7 @@ const REFUSED: [&str; 7] = [
 #[test]
 fn the_vcpu_thread_may_make_only_the_listed_calls() {
     let Some(answers) = probed(true) else { return };
-    assert_eq!(answers.len(), 16, "{answers:?}");
+    assert_eq!(answers.len(), 21, "{answers:?}");
     for (name, (result, errno)) in answers {
         if name == "clone3" {
             assert_eq!((result, errno), (-1, libc::ENOSYS), "clone3");

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use kvmini_abi::fs::{IoArgs, PathArgs, RenameArgs};
 use kvmini_abi::Port;
-use rustix::fs::{AtFlags, Mode};
+use rustix::fs::{AtFlags, Mode, RenameFlags};
 
 use super::{copy_out, lookup, prepare_read, CallResult, Descriptor, Filesystem, CREATE_MODE_MASK};
 use crate::errno::Errno;
@@ -96,6 +96,20 @@ impl Filesystem {
         args: &RenameArgs,
         dirfds: (i32, i32),
     ) -> CallResult {
+        self.rename_with(view, args, dirfds, RenameFlags::empty())
+    }
+
+    /// `rename` with `renameat2`'s flags (`RENAME_NOREPLACE`,
+    /// `RENAME_EXCHANGE`): the same checks, on both names, whatever they
+    /// ask; the host call does what they ask between the two directories
+    /// checked.
+    pub(super) fn rename_with(
+        &mut self,
+        view: &GuestView<'_>,
+        args: &RenameArgs,
+        dirfds: (i32, i32),
+        flags: RenameFlags,
+    ) -> CallResult {
         let base = super::linux::base(&self.fds, &self.cwd, dirfds.0);
         Self::read_path(view, args.old, base, &mut self.path)?;
         let base = super::linux::base(&self.fds, &self.cwd, dirfds.1);
@@ -125,14 +139,20 @@ impl Filesystem {
         {
             return Err(Errno::EBUSY);
         }
-        rustix::fs::renameat(&old_dir, old_name.as_c_str(), &new_dir, new_name.as_c_str())
-            .map_err(Errno::from)?;
+        rustix::fs::renameat_with(
+            &old_dir,
+            old_name.as_c_str(),
+            &new_dir,
+            new_name.as_c_str(),
+            flags,
+        )
+        .map_err(Errno::from)?;
         Ok(0)
     }
 
     pub(super) fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
         let file = match lookup(&self.fds, args.fd)? {
-            Descriptor::File(file, _) => file,
+            Descriptor::File(file, ..) => file,
             _ => return Err(Errno::ENOTDIR),
         };
         // Check the whole buffer first, so that a bad one does not advance

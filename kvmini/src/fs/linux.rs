@@ -9,13 +9,38 @@ use kvmini_abi::fs::{
     IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, StatArgs, TruncateArgs, O_SUPPORTED,
 };
 use kvmini_abi::Port;
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags, RenameFlags};
 
-use super::{lookup, CallResult, Descriptor, Filesystem, StdioSinks, AT_FDCWD};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::{lookup, CallResult, Descriptor, Filesystem, StdinSource, StdioSinks, AT_FDCWD};
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::grant::{normalize, Location};
 use crate::view::GuestView;
+
+/// The host's `ppoll` of one descriptor for `events`, waiting at most
+/// `timeout_ns` (`None`: without end): the events it found, 0 when the time
+/// ran out; `EINTR` when a signal (a stop) came first.
+pub(crate) fn host_poll(fd: BorrowedFd<'_>, events: i16, timeout_ns: u64) -> Result<i16, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: i64::try_from(timeout_ns / 1_000_000_000).unwrap_or(i64::MAX),
+        tv_nsec: i64::try_from(timeout_ns % 1_000_000_000).unwrap_or(0),
+    };
+    // SAFETY: one live pollfd and a live timespec, read and written only
+    // for the call; no signal mask is changed.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if n < 0 {
+        return Err(Errno::of_io(&std::io::Error::last_os_error(), Errno::EINTR));
+    }
+    Ok(pfd.revents)
+}
 
 /// The flags `F_GETFL` answers for descriptors 0, 1 and 2 at the start.
 pub(super) const STDIO_FLAGS: [u32; 3] = [0, 1, 1];
@@ -43,7 +68,7 @@ pub(super) fn base<'a>(
         return Ok(cwd);
     }
     match lookup(fds, dirfd)? {
-        Descriptor::File(file, path) if is_directory(file)? => Ok(path),
+        Descriptor::File(file, path, _) if is_directory(file)? => Ok(path),
         _ => Err(Errno::ENOTDIR),
     }
 }
@@ -255,19 +280,23 @@ impl Filesystem {
         self.path_call(view, port, &args, dirfd)
     }
 
-    /// `renameat` of `old` from `old_dirfd` to `new` from `new_dirfd`.
+    /// `renameat2` of `old` from `old_dirfd` to `new` from `new_dirfd`
+    /// with `flags` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`, or none).
     pub(crate) fn linux_rename(
         &mut self,
         view: &GuestView<'_>,
         (old_dirfd, old): (i32, u64),
         (new_dirfd, new): (i32, u64),
+        flags: u64,
     ) -> CallResult {
         let args = RenameArgs {
             old,
             new,
             ..Default::default()
         };
-        self.rename(view, &args, (old_dirfd, new_dirfd))
+        let flags = RenameFlags::from_bits(u32::try_from(flags).map_err(|_| Errno::EINVAL)?)
+            .ok_or(Errno::EINVAL)?;
+        self.rename_with(view, &args, (old_dirfd, new_dirfd), flags)
     }
 
     /// `getdents64` of directory descriptor `fd` into `buf`.
@@ -449,6 +478,37 @@ impl Filesystem {
             Descriptor::Stderr => Some(2),
             Descriptor::File(..) => None,
         })
+    }
+
+    /// What `poll` finds on descriptor `fd` for `events`: files and
+    /// directories are always ready to read and write, as on Linux; kvmini's
+    /// stdout and stderr to write; stdin to read when it is empty or an
+    /// embedding program's reader, and when it is kvmini's own, what the
+    /// host's `ppoll` of it says at once. `None`: the descriptor is not
+    /// open. The second value is kvmini's stdin when a wait for it makes
+    /// sense.
+    pub(crate) fn linux_poll_one(
+        &self,
+        fd: i32,
+        events: i16,
+    ) -> Option<(i16, Option<BorrowedFd<'_>>)> {
+        const POLLIN: i16 = 0x1;
+        const POLLOUT: i16 = 0x4;
+        const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
+        let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
+            (Descriptor::File(..), _) => (POLLIN | POLLOUT, None),
+            (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
+            (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
+                let fd = stdin.as_fd();
+                (host_poll(fd, events, 0).unwrap_or(0), Some(fd))
+            }
+            (Descriptor::Stdin, _) => (POLLIN, None),
+        };
+        let revents = ready & (events | ALWAYS);
+        Some((
+            revents,
+            host.filter(|_| revents == 0 && events & POLLIN != 0),
+        ))
     }
 
     /// 0 for an open descriptor, else `EBADF`.

@@ -29,10 +29,13 @@ use crate::output::{GuestStream, Input, StreamError};
 use crate::stop::StopHandle;
 use crate::view::{GuestView, ViewError};
 
+mod attributes;
 mod directories;
 mod linux;
+mod statx;
 
-pub(crate) use linux::O_CLOEXEC;
+pub(crate) use attributes::Target;
+pub(crate) use linux::{host_poll, O_CLOEXEC};
 
 /// The directory descriptor that names the working directory.
 pub(crate) const AT_FDCWD: i32 = -100;
@@ -51,8 +54,10 @@ enum Descriptor {
     Stderr,
     /// A file or directory under a grant, with the guest path it was
     /// opened by (absolute, lexically normalized): where paths relative to
-    /// it start.
-    File(std::sync::Arc<OwnedFd>, Vec<u8>),
+    /// it start; and whether the grant that decided (by identity) when it
+    /// was opened is read-only, which the calls that change its attributes
+    /// through the descriptor keep to.
+    File(std::sync::Arc<OwnedFd>, Vec<u8>, bool),
 }
 
 /// Where descriptor 0 reads from.
@@ -337,9 +342,18 @@ impl Filesystem {
         } else {
             open(flags, mode)?
         };
+        // A file opened for reading through nested grants was found by its
+        // path; what may change it later (through the descriptor) is
+        // decided now, by identity.
+        let read_only = if grant.read_only() || !self.grants.nested() || writes || creates {
+            grant.read_only()
+        } else {
+            let follow = args.flags & O_NOFOLLOW == 0;
+            attributes::decided_read_only(&self.grants, &resolved, follow)
+        };
         Ok(self.install(
             slot,
-            Descriptor::File(std::sync::Arc::new(file), linux::lexical(path)),
+            Descriptor::File(std::sync::Arc::new(file), linux::lexical(path), read_only),
         ))
     }
 
@@ -371,7 +385,7 @@ impl Filesystem {
             return self.read_from_reader(view, args);
         }
         let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
-            (Descriptor::File(file, _), _) => file.as_fd(),
+            (Descriptor::File(file, ..), _) => file.as_fd(),
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
             (Descriptor::Stdin, _) => return Ok(0),
@@ -425,7 +439,7 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
-            Descriptor::File(file, _) => {
+            Descriptor::File(file, ..) => {
                 let n = memory::transfer(
                     view.memory(),
                     file.as_fd(),
@@ -473,7 +487,7 @@ impl Filesystem {
 
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
-            Descriptor::File(file, _) => file,
+            Descriptor::File(file, ..) => file,
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -505,7 +519,7 @@ impl Filesystem {
             rustix::fs::fstat(&file)
         } else {
             match self.descriptor(args.fd)? {
-                Descriptor::File(file, _) => rustix::fs::fstat(file),
+                Descriptor::File(file, ..) => rustix::fs::fstat(file),
                 Descriptor::Stdin => match &self.stdin {
                     StdinSource::Inherit(stdin) => rustix::fs::fstat(stdin),
                     _ => return Err(Errno::EINVAL),
@@ -523,7 +537,7 @@ impl Filesystem {
 
     fn fsync(&mut self, fd: i32) -> CallResult {
         match self.descriptor(fd)? {
-            Descriptor::File(file, _) => rustix::fs::fsync(file).map_err(Errno::from)?,
+            Descriptor::File(file, ..) => rustix::fs::fsync(file).map_err(Errno::from)?,
             _ => return Err(Errno::EINVAL),
         }
         Ok(0)
@@ -532,7 +546,7 @@ impl Filesystem {
     fn ftruncate(&mut self, args: &TruncateArgs) -> CallResult {
         let length = u64::try_from(args.length).map_err(|_| Errno::EINVAL)?;
         match self.descriptor(args.fd)? {
-            Descriptor::File(file, _) => {
+            Descriptor::File(file, ..) => {
                 rustix::fs::ftruncate(file, length).map_err(Errno::from)?
             }
             _ => return Err(Errno::EINVAL),

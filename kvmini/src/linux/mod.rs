@@ -8,9 +8,13 @@
 //! ([`Process::serve`]) over the same descriptor table and grants as the
 //! filesystem hypercalls.
 
+mod attributes;
 mod calls;
 pub mod entry;
+mod futex;
 mod numbers;
+mod poll;
+mod process;
 mod signals;
 pub mod start;
 pub mod terminal;
@@ -20,6 +24,7 @@ use kvm_bindings::kvm_regs;
 
 pub use calls::{Effect, Io};
 pub use numbers::name;
+pub use signals::signal_name;
 
 #[cfg(test)]
 use crate::errno::Errno;
@@ -172,8 +177,12 @@ pub struct Process {
     floor: u64,
     /// Signal actions the program set (recorded, never run), by signal.
     actions: Vec<[u64; 4]>,
-    /// The blocked-signal mask (recorded).
+    /// The blocked-signal mask.
     sigmask: u64,
+    /// Blocked signals sent and not yet delivered.
+    pending: u64,
+    /// The alternate signal stack (recorded).
+    altstack: signals::AltStack,
     /// The address `set_tid_address` gave (recorded).
     tid_address: u64,
     /// The user and group ids the program sees.
@@ -185,10 +194,14 @@ pub struct Process {
     terminals: [Option<terminal::Terminal>; 3],
     /// The program's file-creation mask (kvmini's own is never changed).
     umask: u32,
-    /// The program's path as given (what `/proc/self/exe` reads).
+    /// The program's path, absolute (what `/proc/self/exe` reads).
     exe: Vec<u8>,
     /// `mprotect` calls answered 0 but not enforced.
     unenforced_mprotects: u64,
+    /// The program's name (`prctl(PR_GET_NAME)`), NUL-padded.
+    name: [u8; process::NAME_SIZE],
+    /// When the program started (`sysinfo`'s uptime).
+    started: std::time::Instant,
 }
 
 impl Process {
@@ -201,6 +214,8 @@ impl Process {
             floor: layout.guard_bottom,
             actions: vec![[0; 4]; 64],
             sigmask: 0,
+            pending: 0,
+            altstack: signals::AltStack::default(),
             tid_address: 0,
             uid,
             gid,
@@ -209,12 +224,27 @@ impl Process {
             umask: 0o022,
             exe: Vec::new(),
             unenforced_mprotects: 0,
+            name: [0; process::NAME_SIZE],
+            started: std::time::Instant::now(),
         }
     }
 
-    /// `readlink("/proc/self/exe")` answers `path`.
+    /// `readlink("/proc/self/exe")` answers `path`, made absolute as Linux
+    /// answers it (a relative path is put under `/`, lexically: the host's
+    /// working directory is not told; glibc's static start asserts the
+    /// answer begins with `/`).
     pub fn with_exe(mut self, path: &[u8]) -> Self {
-        self.exe = path.to_vec();
+        self.exe = if path.starts_with(b"/") {
+            path.to_vec()
+        } else {
+            let mut absolute = Vec::with_capacity(path.len() + 1);
+            for component in crate::grant::normalize(path).unwrap_or_default() {
+                absolute.push(b'/');
+                absolute.extend_from_slice(&component);
+            }
+            absolute
+        };
+        self.name = process::initial_name(path);
         self
     }
 

@@ -1,28 +1,182 @@
-//! The signal state a Linux program sets: actions and the blocked mask are
-//! recorded and never run (docs/linux.md); SIGPIPE's decides what a write
-//! to a closed pipe does.
+//! The signal state a Linux program sets, and the signals it sends itself.
+//! Actions and the blocked mask are recorded; handlers are never run
+//! (docs/linux.md): a signal the program sends itself ends it as Linux ends
+//! a program with no handler when its action is the default one and that
+//! default ends a program; a blocked one waits, pending, until it is
+//! unblocked; an ignored one, or one with a handler, is dropped.
 
+use super::calls::Effect;
 use super::Process;
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::view::GuestView;
 
+const ESRCH: Errno = match Errno::new(libc::ESRCH) {
+    Some(e) => e,
+    None => Errno::EINVAL,
+};
+const ENOMEM: Errno = match Errno::new(libc::ENOMEM) {
+    Some(e) => e,
+    None => Errno::EINVAL,
+};
+
 const SIGKILL: u64 = 9;
+const SIGSEGV: u8 = 11;
 const SIGSTOP: u64 = 19;
 const SIG_BLOCK: u64 = 0;
 const SIG_SETMASK: u64 = 2;
-/// SIGPIPE's slot in the action table and its bit in the mask (signal 13).
-const SIGPIPE_SLOT: usize = 12;
+/// The highest signal number (real-time signals included).
+const SIGNAL_MAX: u64 = 64;
+const SIGPIPE: u64 = 13;
 /// The default action of a signal, as `rt_sigaction` records it.
 const SIG_DFL: u64 = 0;
+/// The ignoring action.
+const SIG_IGN: u64 = 1;
+/// `sigaltstack` flags.
+const SS_ONSTACK: u64 = 1;
+const SS_DISABLE: u64 = 2;
+const SS_AUTODISARM: u64 = 1 << 31;
+/// The smallest alternate stack Linux takes on x86-64.
+const MINSIGSTKSZ: u64 = 2048;
+
+/// The signals whose default action does not end a program: SIGCHLD,
+/// SIGCONT, SIGURG and SIGWINCH are ignored; SIGSTOP, SIGTSTP, SIGTTIN and
+/// SIGTTOU stop it, which a lone program in kvmini cannot be (it goes on,
+/// as if continued at once).
+fn default_ends(sig: u64) -> bool {
+    !matches!(sig, 17..=23 | 28)
+}
+
+/// The bit of signal `sig` (1..=64) in a mask.
+fn bit(sig: u64) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// What `sigaltstack` keeps: the alternate stack, recorded (no handler
+/// ever runs on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct AltStack {
+    sp: u64,
+    flags: u64,
+    size: u64,
+}
+
+impl Default for AltStack {
+    fn default() -> Self {
+        AltStack {
+            sp: 0,
+            flags: SS_DISABLE,
+            size: 0,
+        }
+    }
+}
 
 impl Process {
-    /// Whether SIGPIPE would end the program: its action is the default one
-    /// and it is not blocked (a blocked SIGPIPE stays pending on Linux and
-    /// the write returns EPIPE).
-    pub(super) fn sigpipe_is_default(&self) -> bool {
-        let handler = self.actions.get(SIGPIPE_SLOT).map_or(0, |action| action[0]);
-        handler == SIG_DFL && self.sigmask & (1 << SIGPIPE_SLOT) == 0
+    /// A write found its reader gone: Linux sends the writer SIGPIPE.
+    /// `Some` when that ends the program.
+    pub(super) fn sigpipe(&mut self) -> Option<Effect> {
+        self.deliver(SIGPIPE)
+    }
+
+    fn handler(&self, sig: u64) -> u64 {
+        usize::try_from(sig.wrapping_sub(1))
+            .ok()
+            .and_then(|slot| self.actions.get(slot))
+            .map_or(SIG_DFL, |action| action[0])
+    }
+
+    /// Signal `sig` (1..=64) reaches the program: blocked, it waits;
+    /// otherwise its action decides. `Some` when it ends the program.
+    fn deliver(&mut self, sig: u64) -> Option<Effect> {
+        if sig == SIGKILL {
+            return Some(Effect::Killed(9));
+        }
+        if self.sigmask & bit(sig) != 0 {
+            self.pending |= bit(sig);
+            return None;
+        }
+        self.take(sig)
+    }
+
+    /// The action of unblocked signal `sig`: the default one ends the
+    /// program where that default ends programs; a handler is not run and
+    /// the signal is dropped, as is an ignored one.
+    fn take(&mut self, sig: u64) -> Option<Effect> {
+        (self.handler(sig) == SIG_DFL && default_ends(sig))
+            .then(|| Effect::Killed(u8::try_from(sig).unwrap_or(SIGSEGV)))
+    }
+
+    /// Delivers the pending signals the mask no longer blocks, lowest
+    /// first, as Linux does on the way back from the call that unblocked
+    /// them.
+    fn deliver_unblocked(&mut self) -> Option<Effect> {
+        while self.pending & !self.sigmask != 0 {
+            let sig = u64::from((self.pending & !self.sigmask).trailing_zeros()) + 1;
+            self.pending &= !bit(sig);
+            if let Some(end) = self.take(sig) {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// `kill`, `tkill` and `tgkill` to the program itself: the process and
+    /// thread ids are 1 (0 for `kill` is its own group, which is only it);
+    /// any other target is `ESRCH`. Signal 0 only checks the target.
+    pub(super) fn send(&mut self, target: Result<(), Errno>, sig: u64) -> Effect {
+        let result = if sig > SIGNAL_MAX {
+            Err(Errno::EINVAL)
+        } else {
+            target
+        };
+        if let Err(e) = result {
+            return Effect::Return(e.negated());
+        }
+        if sig == 0 {
+            return Effect::Return(0);
+        }
+        self.deliver(sig).unwrap_or(Effect::Return(0))
+    }
+
+    /// Which program `kill(pid, ...)` names: itself for 0 and 1.
+    pub(super) fn kill_target(pid: u64) -> Result<(), Errno> {
+        match i32::from_ne_bytes(pid.to_ne_bytes()[..4].try_into().unwrap_or([0xFF; 4])) {
+            0 | 1 => Ok(()),
+            _ => Err(ESRCH),
+        }
+    }
+
+    /// Which thread `tgkill(tgid, tid, ...)` (or `tkill`, with `tgid` 1)
+    /// names: non-positive ids are `EINVAL`; the one thread is 1 in 1.
+    pub(super) fn thread_target(tgid: u64, tid: u64) -> Result<(), Errno> {
+        let id = |v: u64| i32::from_ne_bytes(v.to_ne_bytes()[..4].try_into().unwrap_or([0xFF; 4]));
+        match (id(tgid), id(tid)) {
+            (g, t) if g <= 0 || t <= 0 => Err(Errno::EINVAL),
+            (1, 1) => Ok(()),
+            _ => Err(ESRCH),
+        }
+    }
+
+    /// `rt_sigreturn`: kvmini never builds a signal frame, so there is none
+    /// to return from; Linux ends a program whose frame it cannot restore
+    /// with SIGSEGV.
+    pub(super) fn sigreturn(&self) -> Effect {
+        Effect::Killed(SIGSEGV)
+    }
+
+    /// `rt_sigpending`: the blocked signals sent and not yet delivered.
+    pub(super) fn sigpending(&self, view: &GuestView<'_>, set: u64, size: u64) -> Effect {
+        if size > 8 {
+            return Effect::Return(Errno::EINVAL.negated());
+        }
+        let bytes = self.pending.to_le_bytes();
+        let part = bytes
+            .get(..usize::try_from(size).unwrap_or(0))
+            .unwrap_or(&[]);
+        match view.write_bytes(Gva::new(set), part) {
+            Ok(()) => Effect::Return(0),
+            Err(_) => Effect::Return(Errno::EFAULT.negated()),
+        }
     }
 
     pub(super) fn sigaction(
@@ -33,7 +187,11 @@ impl Process {
         old: u64,
         size: u64,
     ) -> Result<i64, Errno> {
-        if size != 8 || sig == 0 || sig > 64 || (act != 0 && (sig == SIGKILL || sig == SIGSTOP)) {
+        if size != 8
+            || sig == 0
+            || sig > SIGNAL_MAX
+            || (act != 0 && (sig == SIGKILL || sig == SIGSTOP))
+        {
             return Err(Errno::EINVAL);
         }
         let slot = usize::try_from(sig - 1).map_err(|_| Errno::EINVAL)?;
@@ -49,10 +207,15 @@ impl Process {
         }
         if let (Some(new), Some(entry)) = (new, self.actions.get_mut(slot)) {
             *entry = new;
+            // A pending signal whose action becomes "ignore" is dropped.
+            if new[0] == SIG_IGN || (new[0] == SIG_DFL && !default_ends(sig)) {
+                self.pending &= !bit(sig);
+            }
         }
         Ok(0)
     }
 
+    /// `rt_sigprocmask`; a pending signal it unblocks is delivered.
     pub(super) fn sigprocmask(
         &mut self,
         view: &GuestView<'_>,
@@ -60,7 +223,21 @@ impl Process {
         set: u64,
         old: u64,
         size: u64,
-    ) -> Result<i64, Errno> {
+    ) -> Effect {
+        match self.change_mask(view, how, set, old, size) {
+            Ok(()) => self.deliver_unblocked().unwrap_or(Effect::Return(0)),
+            Err(e) => Effect::Return(e.negated()),
+        }
+    }
+
+    fn change_mask(
+        &mut self,
+        view: &GuestView<'_>,
+        how: u64,
+        set: u64,
+        old: u64,
+        size: u64,
+    ) -> Result<(), Errno> {
         if size != 8 {
             return Err(Errno::EINVAL);
         }
@@ -78,13 +255,264 @@ impl Process {
         }
         if let Some(new) = new {
             // SIGKILL and SIGSTOP are never blocked.
-            let unblockable = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+            let unblockable = bit(SIGKILL) | bit(SIGSTOP);
             self.sigmask = match how {
                 SIG_BLOCK => self.sigmask | new,
                 SIG_SETMASK => new,
                 _ => self.sigmask & !new,
             } & !unblockable;
         }
+        Ok(())
+    }
+
+    /// `sigaltstack`: the alternate stack is recorded and answered (no
+    /// handler runs on it); Linux's checks on flags and size apply.
+    pub(super) fn sigaltstack(
+        &mut self,
+        view: &GuestView<'_>,
+        new: u64,
+        old: u64,
+    ) -> Result<i64, Errno> {
+        let wanted: Option<[u64; 3]> = if new == 0 {
+            None
+        } else {
+            Some(view.read_obj(Gva::new(new)).map_err(|_| Errno::EFAULT)?)
+        };
+        if old != 0 {
+            let s = self.altstack;
+            view.write_obj(Gva::new(old), [s.sp, s.flags, s.size])
+                .map_err(|_| Errno::EFAULT)?;
+        }
+        if let Some([sp, flags, size]) = wanted {
+            // The flags are an int in the structure's second word.
+            let flags = flags & 0xFFFF_FFFF;
+            let mode = flags & !SS_AUTODISARM;
+            if mode != 0 && mode != SS_DISABLE && mode != SS_ONSTACK {
+                return Err(Errno::EINVAL);
+            }
+            self.altstack = if mode == SS_DISABLE {
+                AltStack::default()
+            } else if size < MINSIGSTKSZ {
+                return Err(ENOMEM);
+            } else {
+                AltStack {
+                    sp,
+                    flags: flags & SS_AUTODISARM,
+                    size,
+                }
+            };
+        }
         Ok(0)
+    }
+}
+
+/// The name of Linux signal `sig` on x86-64 (`SIGABRT` for 6), for
+/// messages; `None` for the real-time signals and numbers that are none.
+pub fn signal_name(sig: u8) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES.get(usize::from(sig).checked_sub(1)?).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::page_tables;
+    use crate::layout::Layout;
+    use crate::linux::ProcessLayout;
+    use crate::paging::{CpuPaging, Paging, PagingMode};
+    use vm_memory::{Bytes as _, GuestAddress};
+
+    const MEM: u64 = 16 << 20;
+    const SIGUSR1: u64 = 10;
+    const SIGTERM: u64 = 15;
+    const SIGCHLD: u64 = 17;
+    const SIG_UNBLOCK: u64 = 1;
+
+    /// A process, its guest memory, and a scratch address in its stack.
+    fn setup() -> (crate::memory::GuestMemory, Layout, Process, u64) {
+        let mem = crate::memory::allocate(MEM).unwrap();
+        let layout = Layout::new(MEM);
+        page_tables::build_identity_map(&mem, &layout, false).unwrap();
+        let p = ProcessLayout::new(&layout, 0x20_0000).unwrap();
+        let scratch = p.stack_bottom;
+        (mem, layout, Process::new(p, 0, 0, 64), scratch)
+    }
+
+    fn view<'a>(mem: &'a crate::memory::GuestMemory, layout: &Layout) -> GuestView<'a> {
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        GuestView::new(mem, long, layout.pml4(), true)
+            .with_identity(page_tables::user_identity_range(layout, false))
+    }
+
+    /// `rt_sigprocmask(how, {sig}, NULL, 8)` with the set at `at`.
+    fn mask(process: &mut Process, view: &GuestView<'_>, how: u64, sig: u64, at: u64) -> Effect {
+        view.memory().write_obj(bit(sig), GuestAddress(at)).unwrap();
+        process.sigprocmask(view, how, at, 0, 8)
+    }
+
+    /// `rt_sigaction(sig, {handler}, NULL, 8)` with the action at `at`.
+    fn act(process: &mut Process, view: &GuestView<'_>, sig: u64, handler: u64, at: u64) {
+        view.memory()
+            .write_obj([handler, 0u64, 0, 0], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaction(view, sig, at, 0, 8), Ok(0));
+    }
+
+    #[test]
+    fn a_default_action_that_ends_a_program_ends_it_with_the_signal() {
+        let (mem, layout, mut process, _) = setup();
+        let _view = view(&mem, &layout);
+        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Killed(15));
+        assert_eq!(process.send(Ok(()), 6), Effect::Killed(6));
+        assert_eq!(process.send(Ok(()), 64), Effect::Killed(64));
+        // Ignored by default, or a stop: the program goes on.
+        for sig in [SIGCHLD, 18, 19, 20, 21, 22, 23, 28] {
+            assert_eq!(process.send(Ok(()), sig), Effect::Return(0), "{sig}");
+        }
+        // Signal 0 checks only; a bad number or target is an errno.
+        assert_eq!(process.send(Ok(()), 0), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), 65),
+            Effect::Return(Errno::EINVAL.negated())
+        );
+        assert_eq!(
+            process.send(Err(ESRCH), SIGTERM),
+            Effect::Return(ESRCH.negated())
+        );
+    }
+
+    #[test]
+    fn a_blocked_signal_waits_until_it_is_unblocked() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(process.sigpending(&view, at, 8), Effect::Return(0));
+        let pending: u64 = mem.read_obj(GuestAddress(at)).unwrap();
+        assert_eq!(pending, bit(SIGUSR1));
+        // Unblocking another signal delivers nothing.
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGTERM, at),
+            Effect::Return(0)
+        );
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGUSR1, at),
+            Effect::Killed(10)
+        );
+        // SIGKILL cannot be blocked.
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGKILL, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGKILL), Effect::Killed(9));
+    }
+
+    #[test]
+    fn ignored_and_handled_signals_are_dropped_and_ignoring_drops_a_pending_one() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        act(&mut process, &view, SIGTERM, SIG_IGN, at);
+        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Return(0));
+        act(&mut process, &view, SIGUSR1, 0x40_1000, at);
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        // Pending, then ignored: gone; back to the default, then unblocked:
+        // nothing is left to deliver.
+        act(&mut process, &view, SIGUSR1, SIG_DFL, at);
+        assert_eq!(
+            mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        act(&mut process, &view, SIGUSR1, SIG_IGN, at);
+        act(&mut process, &view, SIGUSR1, SIG_DFL, at);
+        assert_eq!(
+            mask(&mut process, &view, SIG_UNBLOCK, SIGUSR1, at),
+            Effect::Return(0)
+        );
+        // SIGPIPE follows the same rules.
+        assert_eq!(process.sigpipe(), Some(Effect::Killed(13)));
+        act(&mut process, &view, SIGPIPE, SIG_IGN, at);
+        assert_eq!(process.sigpipe(), None);
+    }
+
+    #[test]
+    fn the_targets_are_the_program_itself() {
+        assert_eq!(Process::kill_target(0), Ok(()));
+        assert_eq!(Process::kill_target(1), Ok(()));
+        assert_eq!(Process::kill_target(2), Err(ESRCH));
+        assert_eq!(Process::kill_target(u64::MAX), Err(ESRCH));
+        assert_eq!(Process::thread_target(1, 1), Ok(()));
+        assert_eq!(Process::thread_target(1, 2), Err(ESRCH));
+        assert_eq!(Process::thread_target(2, 1), Err(ESRCH));
+        assert_eq!(Process::thread_target(0, 1), Err(Errno::EINVAL));
+        assert_eq!(Process::thread_target(1, u64::MAX), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn sigaltstack_is_recorded_and_checked() {
+        let (mem, layout, mut process, at) = setup();
+        let view = view(&mem, &layout);
+        let old = at + 64;
+        assert_eq!(process.sigaltstack(&view, 0, old), Ok(0));
+        let start: [u64; 3] = mem.read_obj(GuestAddress(old)).unwrap();
+        assert_eq!(start, [0, SS_DISABLE, 0]);
+        mem.write_obj([0x1234u64, 0, 4096], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, old), Ok(0));
+        assert_eq!(process.sigaltstack(&view, 0, old), Ok(0));
+        let set: [u64; 3] = mem.read_obj(GuestAddress(old)).unwrap();
+        assert_eq!(set, [0x1234, 0, 4096]);
+        mem.write_obj([0x1234u64, 0, 100], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, 0), Err(ENOMEM));
+        mem.write_obj([0x1234u64, 0x40, 4096], GuestAddress(at))
+            .unwrap();
+        assert_eq!(process.sigaltstack(&view, at, 0), Err(Errno::EINVAL));
+        assert_eq!(process.sigaltstack(&view, 8, 0), Err(Errno::EFAULT));
+        assert_eq!(process.sigreturn(), Effect::Killed(11));
+    }
+
+    #[test]
+    fn signals_have_their_linux_names() {
+        assert_eq!(signal_name(6), Some("SIGABRT"));
+        assert_eq!(signal_name(15), Some("SIGTERM"));
+        assert_eq!(signal_name(31), Some("SIGSYS"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(34), None);
     }
 }

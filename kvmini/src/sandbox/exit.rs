@@ -275,6 +275,7 @@ fn syscall(calls: &mut Hypercalls, cpu: &mut dyn ExitContext) -> Result<Next, Ex
         Some(linux::Effect::SetFsBase(base)) => (0, Some(base)),
         Some(linux::Effect::Exit(code)) => return Ok(Next::End(Ending::Exited(code))),
         Some(linux::Effect::BrokenPipe) => return Ok(Next::End(Ending::OutputClosed)),
+        Some(linux::Effect::Killed(signal)) => return Ok(Next::End(Ending::Signaled(signal))),
         None => return Ok(Next::Resume),
     };
     let result = u64::from_ne_bytes(result.to_ne_bytes());

@@ -239,6 +239,11 @@ pub enum Ending {
     /// console, `printVal` or `display` output was written: the run ends
     /// quietly, as a Unix tool does on SIGPIPE.
     OutputClosed,
+    /// A Linux program sent itself this signal (1..=64) with no handler
+    /// to run and a default action that ends a program (`abort()`,
+    /// `raise(SIGTERM)`): the status is 128 + the signal, as a shell
+    /// reports such a program natively.
+    Signaled(u8),
 }
 
 impl Ending {
@@ -252,6 +257,7 @@ impl Ending {
             Ending::TimedOut(_) => STATUS_TIMEOUT,
             Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
             Ending::OutputClosed => STATUS_OUTPUT_CLOSED,
+            Ending::Signaled(signal) => 128u8.saturating_add(*signal),
         }
     }
 }
@@ -398,6 +404,9 @@ mod tests {
         assert_eq!(Ending::TimedOut(Duration::from_secs(1)).status(), 124);
         assert_eq!(Ending::Stopped(libc::SIGINT).status(), 130);
         assert_eq!(Ending::Stopped(libc::SIGTERM).status(), 143);
+        assert_eq!(Ending::Signaled(6).status(), 134);
+        assert_eq!(Ending::Signaled(15).status(), 143);
+        assert_eq!(Ending::Signaled(64).status(), 192);
         assert_eq!(
             Ending::Crashed(Crash {
                 vector: 6,
