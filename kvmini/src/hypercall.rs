@@ -921,4 +921,91 @@ mod tests {
             .with_argv(&["secret"]);
         assert_eq!(format!("{calls:?}"), "Hypercalls { .. }");
     }
+
+    /// A call that succeeds with 0 is not an error: a batch that stops on
+    /// error goes on past it. (An empty argv needs 0 bytes.)
+    #[test]
+    fn a_call_that_returns_0_does_not_stop_a_batch() {
+        use kvmini_abi::batch::BATCH_STOP_ON_ERROR;
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let mut calls = Hypercalls::new(Capture::new().writer(), Capture::new().writer(), fs);
+        let (a1, a2, a3, buf) = (0x12_0000, 0x12_0100, 0x12_0200, 0x13_0000);
+        for at in [a1, a2, a3] {
+            argv_block(&mem, at, buf, 8);
+        }
+        let argv = Port::Argv as u16;
+        let entries = [(argv, a1), (argv, a2), (argv, a3)];
+        let ran = run_batch(
+            &mut calls,
+            &mem,
+            &view,
+            0x11_0000,
+            &entries,
+            3,
+            BATCH_STOP_ON_ERROR,
+        );
+        assert_eq!(ran, 3);
+        assert_eq!([a1, a2, a3].map(|at| result_of(&mem, at)), [0, 0, 0]);
+    }
+
+    /// A Linux program's system calls are served by its process, its
+    /// stderr going to the warnings stream unless it has its own; an SDK
+    /// guest has no process and no system calls.
+    #[test]
+    fn system_calls_are_served_only_for_a_linux_program() {
+        use crate::linux::{Effect, Process, ProcessLayout, Syscall};
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        mem.write_slice(b"oops\n", GuestAddress(0x13_0000)).unwrap();
+        let write_2 = Syscall {
+            nr: 1,
+            args: [2, 0x13_0000, 5, 0, 0, 0],
+        };
+        let exit_group = Syscall {
+            nr: 231,
+            args: [7, 0, 0, 0, 0, 0],
+        };
+        let sdk = |stdout: &Capture, warnings: &Capture| {
+            let fs = Filesystem::new(Grants::open(&[]).unwrap(), 8, Input::Null);
+            Hypercalls::new(stdout.writer(), warnings.writer(), fs)
+        };
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = sdk(&stdout, &warnings);
+        assert!(calls.linux().is_none());
+        assert_eq!(calls.serve_syscall(&write_2, &view, 0), None);
+        assert_eq!(calls.serve_syscall(&exit_group, &view, 0), None);
+        assert_eq!((stdout.contents(), warnings.contents()), (vec![], vec![]));
+
+        let process_layout = ProcessLayout::new(&layout, 0x20_0000).unwrap();
+        let process = Process::new(process_layout, 1000, 1000, 8);
+        let mut calls = sdk(&stdout, &warnings).with_linux(process);
+        assert_eq!(calls.linux().map(Process::layout), Some(&process_layout));
+        assert_eq!(
+            calls.serve_syscall(&write_2, &view, 0),
+            Some(Effect::Return(5))
+        );
+        calls.flush().unwrap();
+        assert_eq!(
+            (stdout.contents(), warnings.contents()),
+            (vec![], b"oops\n".to_vec())
+        );
+        assert_eq!(
+            calls.serve_syscall(&exit_group, &view, 0),
+            Some(Effect::Exit(7))
+        );
+
+        let stderr = Capture::new();
+        let mut calls = sdk(&stdout, &warnings)
+            .with_stderr(stderr.writer())
+            .with_linux(Process::new(process_layout, 1000, 1000, 8));
+        assert_eq!(
+            calls.serve_syscall(&write_2, &view, 0),
+            Some(Effect::Return(5))
+        );
+        calls.flush().unwrap();
+        assert_eq!(stderr.contents(), b"oops\n");
+        assert_eq!(warnings.contents(), b"oops\n");
+    }
 }
