@@ -1008,4 +1008,53 @@ mod tests {
         assert_eq!(stderr.contents(), b"oops\n");
         assert_eq!(warnings.contents(), b"oops\n");
     }
+
+    /// A string in more pieces than kvmini keeps room for is printed
+    /// whole, and the room it took is given back after it.
+    #[test]
+    fn display_gives_back_the_room_of_a_string_in_many_pieces() {
+        use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
+        let mem = crate::memory::allocate(32 << 20).unwrap();
+        let user = PTE_P | PTE_RW | PTE_US;
+        let (pml4, pdpt, pd, pt, last_pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000);
+        // Physical pages of 'a' and 'b', never adjacent, and one that
+        // starts with the NUL.
+        let (a, b, nul) = (0x20_0000u64, 0x20_2000u64, 0x20_4000u64);
+        mem.write_slice(&[b'a'; 4096], GuestAddress(a)).unwrap();
+        mem.write_slice(&[b'b'; 4096], GuestAddress(b)).unwrap();
+        mem.write_obj(pdpt | user, GuestAddress(pml4)).unwrap();
+        mem.write_obj(pd | user, GuestAddress(pdpt)).unwrap();
+        // Virtual 0x400000 on: nine page tables' worth of pages, 'a' and
+        // 'b' in turn (every page its own piece), then the NUL page.
+        for i in 0..512u64 {
+            let page = if i % 2 == 0 { a } else { b };
+            mem.write_obj(page | user, GuestAddress(pt + i * 8))
+                .unwrap();
+        }
+        for entry in 2..11u64 {
+            mem.write_obj(pt | user, GuestAddress(pd + entry * 8))
+                .unwrap();
+        }
+        mem.write_obj(last_pt | user, GuestAddress(pd + 11 * 8))
+            .unwrap();
+        mem.write_obj(nul | user, GuestAddress(last_pt)).unwrap();
+        let pieces = 9 * 512;
+        assert!(pieces > DISPLAY_KEEP);
+
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, pml4, true);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs);
+        calls.display(0x40_0000, &view).unwrap();
+        calls.flush().unwrap();
+        let printed = stdout.contents();
+        assert_eq!(printed.len(), pieces * 4096);
+        assert!(printed
+            .chunks(4096)
+            .zip([b'a', b'b'].into_iter().cycle())
+            .all(|(page, byte)| page.iter().all(|&c| c == byte)));
+        assert_eq!(warnings.contents(), b"");
+        assert_eq!(calls.display_pieces.capacity(), 0);
+    }
 }
