@@ -1056,5 +1056,13 @@ mod tests {
             .all(|(page, byte)| page.iter().all(|&c| c == byte)));
         assert_eq!(warnings.contents(), b"");
         assert_eq!(calls.display_pieces.capacity(), 0);
+        // Room for as many pieces as it keeps is kept.
+        calls.display_pieces = Vec::with_capacity(DISPLAY_KEEP);
+        calls.display(0x40_0000 + 9 * (2 << 20), &view).unwrap();
+        assert!(calls.display_pieces.capacity() >= DISPLAY_KEEP);
+        assert_eq!(
+            (stdout.contents().len(), warnings.contents()),
+            (printed.len(), vec![])
+        );
     }
 }
