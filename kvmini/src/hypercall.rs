@@ -1065,4 +1065,44 @@ mod tests {
             (printed.len(), vec![])
         );
     }
+
+    /// A reset gives the next run what the first started with: the
+    /// descriptors 0, 1 and 2, and the Linux program's own state (here its
+    /// umask).
+    #[test]
+    fn a_reset_restores_the_descriptors_and_the_programs_state() {
+        use crate::linux::{Effect, Process, ProcessLayout, Syscall};
+        let call = |nr, a0, a1, a2| Syscall {
+            nr,
+            args: [a0, a1, a2, 0, 0, 0],
+        };
+        let (umask, close, write) = (95, 3, 1);
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        mem.write_slice(b"ok", GuestAddress(0x13_0000)).unwrap();
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 8, Input::Null);
+        let stdout = Capture::new();
+        let process = Process::new(ProcessLayout::new(&layout, 0x20_0000).unwrap(), 0, 0, 8);
+        let mut calls =
+            Hypercalls::new(stdout.writer(), Capture::new().writer(), fs).with_linux(process);
+        let mut serve = |calls: &mut Hypercalls, c: Syscall| calls.serve_syscall(&c, &view, 0);
+        let ebadf = -i64::from(kvmini_abi::errno::EBADF);
+        for (c, effect) in [
+            (call(umask, 0o077, 0, 0), 0o022),
+            (call(umask, 0o007, 0, 0), 0o077),
+            (call(close, 1, 0, 0), 0),
+            (call(write, 1, 0x13_0000, 2), ebadf),
+        ] {
+            assert_eq!(serve(&mut calls, c), Some(Effect::Return(effect)), "{c:?}");
+        }
+        calls.reset();
+        for (c, effect) in [
+            (call(write, 1, 0x13_0000, 2), 2),
+            (call(umask, 0, 0, 0), 0o022),
+        ] {
+            assert_eq!(serve(&mut calls, c), Some(Effect::Return(effect)), "{c:?}");
+        }
+        calls.flush().unwrap();
+        assert_eq!(stdout.contents(), b"ok");
+    }
 }
