@@ -1105,4 +1105,43 @@ mod tests {
         calls.flush().unwrap();
         assert_eq!(stdout.contents(), b"ok");
     }
+
+    /// A flush reaches every stream, and only the guest's stdout can fail
+    /// it: a closed stdout is `Closed`; a failing stderr or warnings
+    /// stream changes nothing.
+    #[test]
+    fn a_flush_flushes_every_stream_and_fails_only_for_stdout() {
+        use std::sync::{Arc, Mutex};
+        /// A writer whose flush counts and fails with `fails`, if any.
+        struct Flushing(Arc<Mutex<u32>>, Option<std::io::ErrorKind>);
+        impl Write for Flushing {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                *self.0.lock().unwrap() += 1;
+                self.1.map_or(Ok(()), |kind| Err(kind.into()))
+            }
+        }
+        let pipe = Some(std::io::ErrorKind::BrokenPipe);
+        for (fails, closed) in [
+            ([None, None, None], false),
+            ([pipe, None, None], true),
+            ([None, pipe, pipe], false),
+        ] {
+            let counts = [0, 1, 2].map(|_| Arc::new(Mutex::new(0)));
+            let [stdout, stderr, warnings] =
+                [0, 1, 2].map(|i| Box::new(Flushing(counts[i].clone(), fails[i])));
+            let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+            let mut calls = Hypercalls::new(stdout, warnings, fs).with_stderr(stderr);
+            let result = calls.flush();
+            assert_eq!(
+                matches!(result, Err(StreamError::Closed)),
+                closed,
+                "{fails:?}: {result:?}"
+            );
+            assert_eq!(result.is_ok(), !closed, "{fails:?}");
+            assert_eq!(counts.map(|c| *c.lock().unwrap()), [1, 1, 1], "{fails:?}");
+        }
+    }
 }
