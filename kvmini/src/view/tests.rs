@@ -603,3 +603,36 @@ fn values_across_discontiguous_pages_are_whole() {
         .unwrap();
     assert_eq!((first, second), ([9, 10, 11, 12], [13, 14, 7, 8]));
 }
+
+/// A string that starts on a walked page and goes on into the identity
+/// range stops at its limit there too: the limit counts the walked bytes.
+#[test]
+fn a_string_s_limit_counts_the_bytes_before_the_identity_range() {
+    let (mem, layout) = identity(4 << 20);
+    let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
+    let fast = walked.with_identity(0x20_1000..layout.system_base);
+    // 16 bytes on the walked page, 24 in the identity range, the NUL.
+    mem.write_slice(&[b'x'; 16], GuestAddress(0x20_0FF0))
+        .unwrap();
+    mem.write_slice(&[b'y'; 24], GuestAddress(0x20_1000))
+        .unwrap();
+    mem.write_slice(&[0], GuestAddress(0x20_1018)).unwrap();
+    let gva = Gva::new(0x20_0FF0);
+    for view in [&walked, &fast] {
+        for (limit, want, looked_at) in [
+            (17, Err(ViewError::Unterminated { gva, limit: 17 }), 17),
+            (32, Err(ViewError::Unterminated { gva, limit: 32 }), 32),
+            (40, Err(ViewError::Unterminated { gva, limit: 40 }), 40),
+            (41, Ok(40), 40),
+        ] {
+            let mut pieces = Vec::new();
+            let got = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+            assert_eq!(
+                (got, pieces),
+                (want, vec![(0x20_0FF0, looked_at)]),
+                "{limit}"
+            );
+        }
+        same_string(&walked, view, 0x20_0FF0, 32);
+    }
+}
