@@ -494,6 +494,24 @@ fn a_piece_running_past_memory_names_one_byte_by_both_addresses() {
         );
         assert_eq!(view.check_writable(gva, len), want);
     }
+    // A string there: the bytes up to the end of memory are looked at,
+    // then the first byte past it is named.
+    mem.write_slice(&[b'z'; 16], GuestAddress(0x3F_FFF0))
+        .unwrap();
+    let mut pieces = Vec::new();
+    let got = view.c_string_pieces(Gva::new(gib + 0x3F_FFF0), u64::MAX, |gpa, n| {
+        pieces.push((gpa, n))
+    });
+    assert_eq!(
+        (got, pieces),
+        (
+            Err(ViewError::OutsideMemory {
+                gva: Gva::new(gib + 0x40_0000),
+                gpa: Gpa::new(0x40_0000),
+            }),
+            vec![(0x3F_FFF0, 16)]
+        )
+    );
 }
 
 /// An argument block is read whole and its result field checked for
@@ -634,5 +652,9 @@ fn a_string_s_limit_counts_the_bytes_before_the_identity_range() {
             );
         }
         same_string(&walked, view, 0x20_0FF0, 32);
+        // The empty string has no piece at all.
+        let mut pieces = Vec::new();
+        let got = view.c_string_pieces(Gva::new(0x20_1018), 8, |gpa, n| pieces.push((gpa, n)));
+        assert_eq!((got, pieces), (Ok(0), vec![]));
     }
 }
