@@ -1007,6 +1007,7 @@ fn messages_are_lower_case_without_trailing_period() {
 }
 
 mod facts;
+mod image_file;
 mod notes;
 mod writer;
 
