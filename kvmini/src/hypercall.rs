@@ -1085,7 +1085,7 @@ mod tests {
         let process = Process::new(ProcessLayout::new(&layout, 0x20_0000).unwrap(), 0, 0, 8);
         let mut calls =
             Hypercalls::new(stdout.writer(), Capture::new().writer(), fs).with_linux(process);
-        let mut serve = |calls: &mut Hypercalls, c: Syscall| calls.serve_syscall(&c, &view, 0);
+        let serve = |calls: &mut Hypercalls, c: Syscall| calls.serve_syscall(&c, &view, 0);
         let ebadf = -i64::from(kvmini_abi::errno::EBADF);
         for (c, effect) in [
             (call(umask, 0o077, 0, 0), 0o022),

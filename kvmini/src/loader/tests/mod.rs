@@ -1009,6 +1009,7 @@ fn messages_are_lower_case_without_trailing_period() {
 mod facts;
 mod image_file;
 mod notes;
+mod program_headers;
 mod writer;
 
 mod random {
