@@ -85,3 +85,77 @@ pub const fn name(errno: i32) -> &'static str {
         _ => "errno",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value is Linux's on x86_64 and has its own name; anything
+    /// else is "errno".
+    #[test]
+    fn each_errno_has_linux_s_number_and_its_name() {
+        let linux = [
+            (1, "EPERM"),
+            (2, "ENOENT"),
+            (4, "EINTR"),
+            (5, "EIO"),
+            (9, "EBADF"),
+            (11, "EAGAIN"),
+            (13, "EACCES"),
+            (14, "EFAULT"),
+            (16, "EBUSY"),
+            (17, "EEXIST"),
+            (18, "EXDEV"),
+            (20, "ENOTDIR"),
+            (21, "EISDIR"),
+            (22, "EINVAL"),
+            (24, "EMFILE"),
+            (27, "EFBIG"),
+            (28, "ENOSPC"),
+            (29, "ESPIPE"),
+            (30, "EROFS"),
+            (32, "EPIPE"),
+            (34, "ERANGE"),
+            (36, "ENAMETOOLONG"),
+            (38, "ENOSYS"),
+            (39, "ENOTEMPTY"),
+            (40, "ELOOP"),
+            (75, "EOVERFLOW"),
+        ];
+        for (number, want) in linux {
+            assert_eq!(name(number), want, "{number}");
+        }
+        for other in [0, 3, 10, 41, 76, -1, -22, i32::MIN, i32::MAX] {
+            assert_eq!(name(other), "errno", "{other}");
+        }
+        let consts = [
+            EPERM,
+            ENOENT,
+            EINTR,
+            EIO,
+            EBADF,
+            EAGAIN,
+            EACCES,
+            EFAULT,
+            EBUSY,
+            EEXIST,
+            EXDEV,
+            ENOTDIR,
+            EISDIR,
+            EINVAL,
+            EMFILE,
+            EFBIG,
+            ENOSPC,
+            ESPIPE,
+            EROFS,
+            EPIPE,
+            ERANGE,
+            ENAMETOOLONG,
+            ENOSYS,
+            ENOTEMPTY,
+            ELOOP,
+            EOVERFLOW,
+        ];
+        assert_eq!(consts, linux.map(|(number, _)| number));
+    }
+}

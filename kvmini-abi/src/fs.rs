@@ -287,6 +287,22 @@ mod tests {
         assert_eq!(size_of::<RenameArgs>(), 24);
     }
 
+    /// The open flags are Linux's (x86_64), and `open` accepts exactly
+    /// these: the access mode, creation, truncation, appending, the
+    /// directory and no-follow checks and close-on-exec.
+    #[test]
+    fn open_flags_are_linux_s_and_the_supported_set_is_exact() {
+        assert_eq!(
+            [O_RDONLY, O_WRONLY, O_RDWR, O_ACCMODE, O_CREAT, O_EXCL],
+            [0, 1, 2, 3, 0o100, 0o200]
+        );
+        assert_eq!(
+            [O_TRUNC, O_APPEND, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC],
+            [0o1000, 0o2000, 0o200000, 0o400000, 0o2000000]
+        );
+        assert_eq!(O_SUPPORTED, 0o2603303);
+    }
+
     #[test]
     fn stat_matches_linux_x86_64() {
         assert_eq!(size_of::<Stat>(), 144);

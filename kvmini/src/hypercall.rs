@@ -921,4 +921,227 @@ mod tests {
             .with_argv(&["secret"]);
         assert_eq!(format!("{calls:?}"), "Hypercalls { .. }");
     }
+
+    /// A call that succeeds with 0 is not an error: a batch that stops on
+    /// error goes on past it. (An empty argv needs 0 bytes.)
+    #[test]
+    fn a_call_that_returns_0_does_not_stop_a_batch() {
+        use kvmini_abi::batch::BATCH_STOP_ON_ERROR;
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let mut calls = Hypercalls::new(Capture::new().writer(), Capture::new().writer(), fs);
+        let (a1, a2, a3, buf) = (0x12_0000, 0x12_0100, 0x12_0200, 0x13_0000);
+        for at in [a1, a2, a3] {
+            argv_block(&mem, at, buf, 8);
+        }
+        let argv = Port::Argv as u16;
+        let entries = [(argv, a1), (argv, a2), (argv, a3)];
+        let ran = run_batch(
+            &mut calls,
+            &mem,
+            &view,
+            0x11_0000,
+            &entries,
+            3,
+            BATCH_STOP_ON_ERROR,
+        );
+        assert_eq!(ran, 3);
+        assert_eq!([a1, a2, a3].map(|at| result_of(&mem, at)), [0, 0, 0]);
+    }
+
+    /// A Linux program's system calls are served by its process, its
+    /// stderr going to the warnings stream unless it has its own; an SDK
+    /// guest has no process and no system calls.
+    #[test]
+    fn system_calls_are_served_only_for_a_linux_program() {
+        use crate::linux::{Effect, Process, ProcessLayout, Syscall};
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        mem.write_slice(b"oops\n", GuestAddress(0x13_0000)).unwrap();
+        let write_2 = Syscall {
+            nr: 1,
+            args: [2, 0x13_0000, 5, 0, 0, 0],
+        };
+        let exit_group = Syscall {
+            nr: 231,
+            args: [7, 0, 0, 0, 0, 0],
+        };
+        let sdk = |stdout: &Capture, warnings: &Capture| {
+            let fs = Filesystem::new(Grants::open(&[]).unwrap(), 8, Input::Null);
+            Hypercalls::new(stdout.writer(), warnings.writer(), fs)
+        };
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = sdk(&stdout, &warnings);
+        assert!(calls.linux().is_none());
+        assert_eq!(calls.serve_syscall(&write_2, &view, 0), None);
+        assert_eq!(calls.serve_syscall(&exit_group, &view, 0), None);
+        assert_eq!((stdout.contents(), warnings.contents()), (vec![], vec![]));
+
+        let process_layout = ProcessLayout::new(&layout, 0x20_0000).unwrap();
+        let process = Process::new(process_layout, 1000, 1000, 8);
+        let mut calls = sdk(&stdout, &warnings).with_linux(process);
+        assert_eq!(calls.linux().map(Process::layout), Some(&process_layout));
+        assert_eq!(
+            calls.serve_syscall(&write_2, &view, 0),
+            Some(Effect::Return(5))
+        );
+        calls.flush().unwrap();
+        assert_eq!(
+            (stdout.contents(), warnings.contents()),
+            (vec![], b"oops\n".to_vec())
+        );
+        assert_eq!(
+            calls.serve_syscall(&exit_group, &view, 0),
+            Some(Effect::Exit(7))
+        );
+
+        let stderr = Capture::new();
+        let mut calls = sdk(&stdout, &warnings)
+            .with_stderr(stderr.writer())
+            .with_linux(Process::new(process_layout, 1000, 1000, 8));
+        assert_eq!(
+            calls.serve_syscall(&write_2, &view, 0),
+            Some(Effect::Return(5))
+        );
+        calls.flush().unwrap();
+        assert_eq!(stderr.contents(), b"oops\n");
+        assert_eq!(warnings.contents(), b"oops\n");
+    }
+
+    /// A string in more pieces than kvmini keeps room for is printed
+    /// whole, and the room it took is given back after it.
+    #[test]
+    fn display_gives_back_the_room_of_a_string_in_many_pieces() {
+        use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US};
+        let mem = crate::memory::allocate(32 << 20).unwrap();
+        let user = PTE_P | PTE_RW | PTE_US;
+        let (pml4, pdpt, pd, pt, last_pt) = (0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000);
+        // Physical pages of 'a' and 'b', never adjacent, and one that
+        // starts with the NUL.
+        let (a, b, nul) = (0x20_0000u64, 0x20_2000u64, 0x20_4000u64);
+        mem.write_slice(&[b'a'; 4096], GuestAddress(a)).unwrap();
+        mem.write_slice(&[b'b'; 4096], GuestAddress(b)).unwrap();
+        mem.write_obj(pdpt | user, GuestAddress(pml4)).unwrap();
+        mem.write_obj(pd | user, GuestAddress(pdpt)).unwrap();
+        // Virtual 0x400000 on: nine page tables' worth of pages, 'a' and
+        // 'b' in turn (every page its own piece), then the NUL page.
+        for i in 0..512u64 {
+            let page = if i % 2 == 0 { a } else { b };
+            mem.write_obj(page | user, GuestAddress(pt + i * 8))
+                .unwrap();
+        }
+        for entry in 2..11u64 {
+            mem.write_obj(pt | user, GuestAddress(pd + entry * 8))
+                .unwrap();
+        }
+        mem.write_obj(last_pt | user, GuestAddress(pd + 11 * 8))
+            .unwrap();
+        mem.write_obj(nul | user, GuestAddress(last_pt)).unwrap();
+        let pieces = 9 * 512;
+        assert!(pieces > DISPLAY_KEEP);
+
+        let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
+        let view = GuestView::new(&mem, long, pml4, true);
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+        let (stdout, warnings) = (Capture::new(), Capture::new());
+        let mut calls = Hypercalls::new(stdout.writer(), warnings.writer(), fs);
+        calls.display(0x40_0000, &view).unwrap();
+        calls.flush().unwrap();
+        let printed = stdout.contents();
+        assert_eq!(printed.len(), pieces * 4096);
+        assert!(printed
+            .chunks(4096)
+            .zip([b'a', b'b'].into_iter().cycle())
+            .all(|(page, byte)| page.iter().all(|&c| c == byte)));
+        assert_eq!(warnings.contents(), b"");
+        assert_eq!(calls.display_pieces.capacity(), 0);
+        // Room for as many pieces as it keeps is kept.
+        calls.display_pieces = Vec::with_capacity(DISPLAY_KEEP);
+        calls.display(0x40_0000 + 9 * (2 << 20), &view).unwrap();
+        assert!(calls.display_pieces.capacity() >= DISPLAY_KEEP);
+        assert_eq!(
+            (stdout.contents().len(), warnings.contents()),
+            (printed.len(), vec![])
+        );
+    }
+
+    /// A reset gives the next run what the first started with: the
+    /// descriptors 0, 1 and 2, and the Linux program's own state (here its
+    /// umask).
+    #[test]
+    fn a_reset_restores_the_descriptors_and_the_programs_state() {
+        use crate::linux::{Effect, Process, ProcessLayout, Syscall};
+        let call = |nr, a0, a1, a2| Syscall {
+            nr,
+            args: [a0, a1, a2, 0, 0, 0],
+        };
+        let (umask, close, write) = (95, 3, 1);
+        let (mem, layout) = guest();
+        let view = ring3(&mem, &layout);
+        mem.write_slice(b"ok", GuestAddress(0x13_0000)).unwrap();
+        let fs = Filesystem::new(Grants::open(&[]).unwrap(), 8, Input::Null);
+        let stdout = Capture::new();
+        let process = Process::new(ProcessLayout::new(&layout, 0x20_0000).unwrap(), 0, 0, 8);
+        let mut calls =
+            Hypercalls::new(stdout.writer(), Capture::new().writer(), fs).with_linux(process);
+        let serve = |calls: &mut Hypercalls, c: Syscall| calls.serve_syscall(&c, &view, 0);
+        let ebadf = -i64::from(kvmini_abi::errno::EBADF);
+        for (c, effect) in [
+            (call(umask, 0o077, 0, 0), 0o022),
+            (call(umask, 0o007, 0, 0), 0o077),
+            (call(close, 1, 0, 0), 0),
+            (call(write, 1, 0x13_0000, 2), ebadf),
+        ] {
+            assert_eq!(serve(&mut calls, c), Some(Effect::Return(effect)), "{c:?}");
+        }
+        calls.reset();
+        for (c, effect) in [
+            (call(write, 1, 0x13_0000, 2), 2),
+            (call(umask, 0, 0, 0), 0o022),
+        ] {
+            assert_eq!(serve(&mut calls, c), Some(Effect::Return(effect)), "{c:?}");
+        }
+        calls.flush().unwrap();
+        assert_eq!(stdout.contents(), b"ok");
+    }
+
+    /// A flush reaches every stream, and only the guest's stdout can fail
+    /// it: a closed stdout is `Closed`; a failing stderr or warnings
+    /// stream changes nothing.
+    #[test]
+    fn a_flush_flushes_every_stream_and_fails_only_for_stdout() {
+        use std::sync::{Arc, Mutex};
+        /// A writer whose flush counts and fails with `fails`, if any.
+        struct Flushing(Arc<Mutex<u32>>, Option<std::io::ErrorKind>);
+        impl Write for Flushing {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                *self.0.lock().unwrap() += 1;
+                self.1.map_or(Ok(()), |kind| Err(kind.into()))
+            }
+        }
+        let pipe = Some(std::io::ErrorKind::BrokenPipe);
+        for (fails, closed) in [
+            ([None, None, None], false),
+            ([pipe, None, None], true),
+            ([None, pipe, pipe], false),
+        ] {
+            let counts = [0, 1, 2].map(|_| Arc::new(Mutex::new(0)));
+            let [stdout, stderr, warnings] =
+                [0, 1, 2].map(|i| Box::new(Flushing(counts[i].clone(), fails[i])));
+            let fs = Filesystem::new(Grants::open(&[]).unwrap(), 4, Input::Null);
+            let mut calls = Hypercalls::new(stdout, warnings, fs).with_stderr(stderr);
+            let result = calls.flush();
+            assert_eq!(
+                matches!(result, Err(StreamError::Closed)),
+                closed,
+                "{fails:?}: {result:?}"
+            );
+            assert_eq!(result.is_ok(), !closed, "{fails:?}");
+            assert_eq!(counts.map(|c| *c.lock().unwrap()), [1, 1, 1], "{fails:?}");
+        }
+    }
 }

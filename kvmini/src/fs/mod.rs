@@ -630,3 +630,6 @@ fn guest_stat(host: &rustix::fs::Stat) -> Stat {
         reserved: [0; 3],
     }
 }
+
+#[cfg(test)]
+mod limit_tests;

@@ -494,6 +494,24 @@ fn a_piece_running_past_memory_names_one_byte_by_both_addresses() {
         );
         assert_eq!(view.check_writable(gva, len), want);
     }
+    // A string there: the bytes up to the end of memory are looked at,
+    // then the first byte past it is named.
+    mem.write_slice(&[b'z'; 16], GuestAddress(0x3F_FFF0))
+        .unwrap();
+    let mut pieces = Vec::new();
+    let got = view.c_string_pieces(Gva::new(gib + 0x3F_FFF0), u64::MAX, |gpa, n| {
+        pieces.push((gpa, n))
+    });
+    assert_eq!(
+        (got, pieces),
+        (
+            Err(ViewError::OutsideMemory {
+                gva: Gva::new(gib + 0x40_0000),
+                gpa: Gpa::new(0x40_0000),
+            }),
+            vec![(0x3F_FFF0, 16)]
+        )
+    );
 }
 
 /// An argument block is read whole and its result field checked for
@@ -602,4 +620,41 @@ fn values_across_discontiguous_pages_are_whole() {
     mem.read_slice(&mut second, GuestAddress(0x20_1000))
         .unwrap();
     assert_eq!((first, second), ([9, 10, 11, 12], [13, 14, 7, 8]));
+}
+
+/// A string that starts on a walked page and goes on into the identity
+/// range stops at its limit there too: the limit counts the walked bytes.
+#[test]
+fn a_string_s_limit_counts_the_bytes_before_the_identity_range() {
+    let (mem, layout) = identity(4 << 20);
+    let walked = GuestView::new(&mem, paging(PagingMode::Long), layout.pml4(), true);
+    let fast = walked.with_identity(0x20_1000..layout.system_base);
+    // 16 bytes on the walked page, 24 in the identity range, the NUL.
+    mem.write_slice(&[b'x'; 16], GuestAddress(0x20_0FF0))
+        .unwrap();
+    mem.write_slice(&[b'y'; 24], GuestAddress(0x20_1000))
+        .unwrap();
+    mem.write_slice(&[0], GuestAddress(0x20_1018)).unwrap();
+    let gva = Gva::new(0x20_0FF0);
+    for view in [&walked, &fast] {
+        for (limit, want, looked_at) in [
+            (17, Err(ViewError::Unterminated { gva, limit: 17 }), 17),
+            (32, Err(ViewError::Unterminated { gva, limit: 32 }), 32),
+            (40, Err(ViewError::Unterminated { gva, limit: 40 }), 40),
+            (41, Ok(40), 40),
+        ] {
+            let mut pieces = Vec::new();
+            let got = view.c_string_pieces(gva, limit, |gpa, n| pieces.push((gpa, n)));
+            assert_eq!(
+                (got, pieces),
+                (want, vec![(0x20_0FF0, looked_at)]),
+                "{limit}"
+            );
+        }
+        same_string(&walked, view, 0x20_0FF0, 32);
+        // The empty string has no piece at all.
+        let mut pieces = Vec::new();
+        let got = view.c_string_pieces(Gva::new(0x20_1018), 8, |gpa, n| pieces.push((gpa, n)));
+        assert_eq!((got, pieces), (Ok(0), vec![]));
+    }
 }

@@ -356,3 +356,18 @@ fn a_real_program_reads_as_readelf_reads_it() {
     assert!(got.len() > 100, "{} symbols", got.len());
     assert_eq!(got, want_symbols);
 }
+
+#[test]
+fn a_symbol_table_counts_and_iterates_its_symbols() {
+    let bytes = with_symbols(&[
+        (b"main", FUNC, 1, 0x10_0040, 0x20),
+        (b"_start", NOTYPE, 1, 0x10_0000, 0),
+    ]);
+    let symbols = ElfFile::parse(&bytes).unwrap().symbols();
+    assert_eq!((symbols.len(), symbols.is_empty()), (2, false));
+    let names: Vec<&[u8]> = (&symbols).into_iter().map(|s| s.name.as_bytes()).collect();
+    assert_eq!(names, [&b"_start"[..], b"main"]);
+    let stripped = ElfFile::parse(&Writer::exec().bytes()).unwrap().symbols();
+    assert_eq!((stripped.len(), stripped.is_empty()), (0, true));
+    assert_eq!((&stripped).into_iter().count(), 0);
+}

@@ -487,6 +487,49 @@ fn rejects_phdrs_out_of_file() {
     assert!(e.to_string().contains(&format!("{len}-byte file")));
 }
 
+/// The table is `e_phnum * e_phentsize` bytes: padded entries whose last
+/// padding runs past the end of the file are refused, even though the
+/// 56 bytes read of each entry lie inside it.
+#[test]
+fn rejects_a_padded_table_whose_padding_runs_past_the_file() {
+    let mut v = vec![0u8; EHDR_SIZE];
+    v.copy_from_slice(&valid()[..EHDR_SIZE]);
+    set16(&mut v, 54, 64);
+    set16(&mut v, 56, 2);
+    let mut bss = vec![0u8; 64];
+    set32(&mut bss, 0, PT_LOAD);
+    set32(&mut bss, 4, PF_R | PF_X);
+    set64(&mut bss, 16, TEXT_AT);
+    set64(&mut bss, 40, 16);
+    v.extend_from_slice(&bss);
+    // The second entry's 56 bytes, without its 8 bytes of padding.
+    v.extend_from_slice(&[0u8; 56]);
+    assert_eq!(v.len(), 184);
+    assert!(matches!(
+        parse_err(&v),
+        LoaderError::PhdrsOutOfFile {
+            offset: 64,
+            count: 2,
+            entsize: 64,
+            file_len: 184
+        }
+    ));
+}
+
+/// A file of exactly the 64-byte header is not truncated: with no
+/// program headers it is an image with nothing to load.
+#[test]
+fn a_file_of_just_the_header_has_no_load_segments() {
+    let mut v = valid();
+    v.truncate(EHDR_SIZE);
+    set16(&mut v, 56, 0);
+    assert!(matches!(parse_err(&v), LoaderError::NoLoadSegments));
+    assert!(matches!(
+        parse_err(&v[..63]),
+        LoaderError::TruncatedHeader { len: 63 }
+    ));
+}
+
 #[test]
 fn rejects_no_load_segments() {
     let mut v = valid();
@@ -964,7 +1007,9 @@ fn messages_are_lower_case_without_trailing_period() {
 }
 
 mod facts;
+mod image_file;
 mod notes;
+mod program_headers;
 mod writer;
 
 mod random {
