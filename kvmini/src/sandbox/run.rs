@@ -9,7 +9,8 @@ use kvmini_abi::Port;
 
 use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
-use super::outcome::{Crash, Ending, Outcome, Stats};
+use super::inspect::DebugState;
+use super::outcome::{Crash, Ending, Outcome, Stats, Unserved};
 use super::{Sandbox, SandboxError};
 use crate::hypercall::Hypercalls;
 use crate::layout::Layout;
@@ -47,6 +48,9 @@ pub(super) struct Machine {
     /// What names an ELF image's code in a crash report; `None` for a flat
     /// binary.
     pub(super) code: Option<CodeMap>,
+    /// The debugger's controls and the event that stopped the last run;
+    /// `None` when no debugger asked for any.
+    pub(super) debug: Option<DebugState>,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -87,6 +91,7 @@ impl Sandbox {
             Some(limit) => Some(Watchdog::start(limit, own.clone())?),
             None => None,
         };
+        self.prepare_debug_run()?;
         let result = if self.seccomp {
             self.run_confined()
         } else {
@@ -98,17 +103,22 @@ impl Sandbox {
             result
         };
         drop(watchdog);
+        self.finish_debug_run()?;
+        let debug_stop = self.debug_event().is_some();
         // The stop that ended this run (or came before it failed) is used
-        // up; one that came while it ended some other way stays for the
-        // next run.
-        stops.end(matches!(
-            &result,
-            Err(_)
-                | Ok(Outcome {
-                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
-                    ..
-                })
-        ));
+        // up; one that came while it ended some other way (a debug event
+        // included) stays for the next run.
+        stops.end(
+            !debug_stop
+                && matches!(
+                    &result,
+                    Err(_)
+                        | Ok(Outcome {
+                            ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                            ..
+                        })
+                ),
+        );
         if let Ok(outcome) = &result {
             if !matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
                 self.ended = Some(outcome.ending.clone());
@@ -199,6 +209,9 @@ impl Machine {
     fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
         let mut stats = Stats::default();
         self.fault_regs = None;
+        if let Some(debug) = &mut self.debug {
+            debug.event = None;
+        }
         let mut mark = Instant::now();
         let ending = loop {
             let exit = self.vcpu.run()?;
@@ -251,11 +264,28 @@ impl Machine {
                     None
                 }
                 Next::End(ending) => Some(ending),
+                Next::Crashed(crash, regs)
+                    if self
+                        .debug
+                        .as_mut()
+                        .is_some_and(|d| d.take_trap(&crash, regs)) =>
+                {
+                    Some(Ending::Stopped(libc::SIGTRAP))
+                }
                 Next::Crashed(mut crash, regs) => {
                     self.explain(&mut crash, &regs)?;
                     self.fault_regs = Some(regs);
                     Some(Ending::Crashed(crash))
                 }
+                // A debug stop hands the VM back to the caller's thread, as
+                // the end of a run does, as if stopped by SIGTRAP.
+                Next::Debug(event) => Some(match &mut self.debug {
+                    Some(debug) => {
+                        debug.event = Some(event);
+                        Ending::Stopped(libc::SIGTRAP)
+                    }
+                    None => Ending::Unserved(Unserved::Other(kvm_bindings::KVM_EXIT_DEBUG)),
+                }),
             };
             if self.timing {
                 let now = Instant::now();
