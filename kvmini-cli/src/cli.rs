@@ -163,6 +163,11 @@ pub struct RunArgs {
     /// unless --ring 3
     #[arg(long)]
     pub flat: bool,
+    /// Wait for gdb before the guest's first instruction: on a Unix socket
+    /// at this path (mode 0600), or on a loopback TCP address such as
+    /// 127.0.0.1:1234 (gdb GUEST -ex 'target remote PATH')
+    #[arg(long, value_name = "PATH|ADDR:PORT")]
+    pub gdb: Option<String>,
     /// Machine options.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -303,6 +308,9 @@ pub enum CliError {
     /// The sandbox could not be built.
     #[error(transparent)]
     Build(BuildError),
+    /// The gdb socket or session failed.
+    #[error(transparent)]
+    Debug(#[from] kvmini::debug::DebugError),
 }
 
 /// `ModeError` as advice on the options.
@@ -606,9 +614,28 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     if args.machine.verbose {
         print_setup(&mut sandbox)?;
     }
-    let outcome = sandbox.run()?;
+    let outcome = match &args.gdb {
+        Some(endpoint) => debug_run(&mut sandbox, endpoint)?,
+        None => sandbox.run()?,
+    };
     report(&outcome, machine.stats, None);
     Ok(outcome.ending.status())
+}
+
+/// `--gdb`: the guest runs under gdb, which connects to `endpoint`.
+fn debug_run(sandbox: &mut Sandbox, endpoint: &str) -> Result<Outcome, CliError> {
+    use kvmini::debug::{self, DebugError, Endpoint, Listener};
+    let endpoint = Endpoint::parse(endpoint);
+    let listener = Listener::bind(&endpoint).map_err(DebugError::from)?;
+    let shown = listener
+        .local_tcp_address()
+        .map_or_else(|| endpoint.to_string(), |addr| addr.to_string());
+    eprintln!("kvmini: waiting for gdb on {shown} (gdb GUEST -ex 'target remote {shown}')");
+    let session = debug::serve(sandbox, &listener)?;
+    if let Some(why) = &session.detached {
+        eprintln!("kvmini: {why}; the guest ran on without a debugger");
+    }
+    Ok(session.outcome)
 }
 
 fn demo(args: &DemoArgs) -> Result<u8, CliError> {

@@ -70,6 +70,7 @@
 pub mod addr;
 pub mod arch;
 pub mod block;
+pub mod debug;
 pub mod errno;
 pub mod fs;
 pub mod grant;

@@ -235,6 +235,18 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The time limit of each run from now on (`None`: none): a debugger
+    /// that runs the guest in many short runs gives each what is left of
+    /// the guest's own limit.
+    pub fn set_timeout(&mut self, limit: Option<std::time::Duration>) {
+        self.timeout = limit;
+    }
+
+    /// The time limit of each run.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout
+    }
+
     /// The debug event that stopped the last run, if one did.
     pub fn debug_event(&self) -> Option<DebugEvent> {
         self.machine
