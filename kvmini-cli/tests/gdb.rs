@@ -55,7 +55,6 @@ fn build(name: &str, dir: &Path) -> PathBuf {
 /// kvmini waiting for gdb on `socket`.
 struct Waiting {
     child: Child,
-    socket: PathBuf,
 }
 
 impl Waiting {
@@ -79,10 +78,7 @@ impl Waiting {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Waiting {
-            child,
-            socket: socket.to_path_buf(),
-        }
+        Waiting { child }
     }
 
     /// Waits for kvmini to end: its status, stdout and stderr.
@@ -100,18 +96,12 @@ impl Waiting {
         };
         let mut out = String::new();
         let mut err = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).unwrap();
+        }
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr.read_to_string(&mut err).unwrap();
+        }
         (status.code().unwrap_or(-1), out, err)
     }
 }
@@ -278,6 +268,54 @@ fn gdb_sees_a_crash_as_sigsegv_where_it_happened() {
     let (status, _, stderr) = kvmini.finish();
     assert_eq!(status, 126, "stderr: {stderr}");
     assert!(stderr.contains("page fault"), "stderr: {stderr}");
+}
+
+#[test]
+fn gdb_debugs_a_linux_program() {
+    let Some((dir, _, socket)) = setup("counter") else {
+        return;
+    };
+    let elf = dir.path().join("linux_counter");
+    let output = Command::new("musl-gcc")
+        .current_dir(common::c_build::repo_root())
+        .args(["-static", "-O0", "-g", "-o"])
+        .arg(&elf)
+        .arg("kvmini-cli/tests/gdb/linux_counter.c")
+        .output()
+        .expect("musl-gcc runs (apt-get install musl-tools; .ci/run installs it)");
+    assert!(output.status.success(), "{output:?}");
+    let kvmini = Waiting::start(&socket, &elf, &[]);
+    let out = gdb(
+        &elf,
+        &socket,
+        &[
+            "break bump",
+            "continue",
+            "print counter",
+            "finish",
+            "print counter",
+            "next",
+            "delete",
+            "continue",
+        ],
+    );
+    assert_eq!(
+        lines_starting(&out, &["Breakpoint 1,", "$", "16\t", "[Inferior"]),
+        [
+            "Breakpoint 1, bump (by=10) at kvmini-cli/tests/gdb/linux_counter.c:9",
+            "$1 = 5",
+            "$2 = 15",
+            "16\t    bump(100);",
+            "[Inferior 1 (process 1) exited with code 0163]",
+        ],
+        "gdb printed:\n{out}"
+    );
+    let (status, stdout, stderr) = kvmini.finish();
+    assert_eq!(
+        (status, stdout.as_str()),
+        (115, "counter 15\n"),
+        "stderr: {stderr}"
+    );
 }
 
 /// A client that speaks the protocol by hand.
@@ -461,6 +499,30 @@ fn a_loopback_tcp_port_and_a_refused_public_address() {
     let Some((_dir, elf, _)) = setup("counter") else {
         return;
     };
+    let mut child = kvmini()
+        .args(["run", "--gdb", "127.0.0.1:0"])
+        .arg(&elf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let address = line
+        .strip_prefix("kvmini: waiting for gdb on ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("kvmini said {line:?}"))
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "{line}");
+    let out = gdb(&elf, Path::new(&address), &["continue"]);
+    assert_eq!(
+        lines_starting(&out, &["[Inferior"]),
+        ["[Inferior 1 (process 1) exited with code 0163]"],
+        "gdb printed:\n{out}"
+    );
+    let waiting = Waiting { child };
+    let (status, _, _) = waiting.finish();
+    assert_eq!(status, 115);
     let output = kvmini()
         .args(["run", "--gdb", "0.0.0.0:0"])
         .arg(&elf)
