@@ -310,7 +310,13 @@ pub enum CliError {
     Build(BuildError),
     /// The gdb socket or session failed.
     #[error(transparent)]
-    Debug(#[from] kvmini::debug::DebugError),
+    Debug(Box<kvmini::debug::DebugError>),
+}
+
+impl From<kvmini::debug::DebugError> for CliError {
+    fn from(error: kvmini::debug::DebugError) -> Self {
+        CliError::Debug(Box::new(error))
+    }
 }
 
 /// `ModeError` as advice on the options.

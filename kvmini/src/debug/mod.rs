@@ -1,4 +1,4 @@
-//! A gdb remote stub: gdb connects to a socket ([`socket`]) and debugs the
+//! A gdb remote stub: gdb connects to a socket ([`Listener`]) and debugs the
 //! guest through the GDB Remote Serial Protocol (the `gdbstub` crate):
 //! registers, memory at guest virtual addresses through the guest's own
 //! page tables, breakpoints, single steps, continue, Ctrl-C, and the stop

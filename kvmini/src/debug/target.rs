@@ -218,11 +218,6 @@ impl Target for GuestTarget<'_> {
     }
 }
 
-/// A register gdb could not have: an error answer.
-fn refused<T>() -> TargetResult<T, GuestTarget<'static>> {
-    Err(TargetError::NonFatal)
-}
-
 impl SingleThreadBase for GuestTarget<'_> {
     fn read_registers(&mut self, out: &mut X86_64CoreRegs) -> TargetResult<(), Self> {
         let regs = self.regs().map_err(TargetError::Fatal)?;
@@ -247,8 +242,9 @@ impl SingleThreadBase for GuestTarget<'_> {
     }
 
     fn write_registers(&mut self, new: &X86_64CoreRegs) -> TargetResult<(), Self> {
+        // A guest that ended cannot take registers: an error answer.
         if self.ended.is_some() {
-            return refused().map_err(|_| TargetError::NonFatal);
+            return Err(TargetError::NonFatal);
         }
         let sregs = self
             .sandbox
