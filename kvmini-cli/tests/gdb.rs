@@ -481,6 +481,51 @@ fn an_existing_file_at_the_socket_path_is_refused() {
 }
 
 #[test]
+fn the_timeout_counts_guest_time_and_ends_the_guest_as_sigalrm() {
+    let Some((_dir, elf, socket)) = setup("spin") else {
+        return;
+    };
+    let kvmini = Waiting::start(&socket, &elf, &["--timeout", "1s"]);
+    // Waiting stopped in gdb does not count: a second and a half here.
+    let out = gdb(
+        &elf,
+        &socket,
+        &["shell sleep 1.5", "print spins", "continue"],
+    );
+    assert_eq!(
+        lines_starting(&out, &["$", "Program"]),
+        [
+            "$1 = 0",
+            "Program terminated with signal SIGALRM, Alarm clock."
+        ],
+        "gdb printed:\n{out}"
+    );
+    let (status, _, stderr) = kvmini.finish();
+    assert_eq!(status, 124, "stderr: {stderr}");
+    assert!(stderr.contains("timed out after 1s"), "stderr: {stderr}");
+}
+
+#[test]
+fn a_watchpoint_is_refused_as_this_host_cannot_honour_one() {
+    let Some((_dir, elf, socket)) = setup("counter") else {
+        return;
+    };
+    let kvmini = Waiting::start(&socket, &elf, &[]);
+    let out = gdb(&elf, &socket, &["watch counter", "continue"]);
+    assert!(
+        out.contains("Could not insert hardware watchpoint 1."),
+        "gdb printed:\n{out}"
+    );
+    // gdb gave up and detached: the guest ran on to its end.
+    let (status, _, stderr) = kvmini.finish();
+    assert_eq!(status, 115, "stderr: {stderr}");
+    assert!(
+        stderr.ends_with("kvmini: gdb detached; the guest ran on without a debugger\n"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn sigterm_ends_the_wait_for_gdb() {
     let Some((_dir, elf, socket)) = setup("counter") else {
         return;

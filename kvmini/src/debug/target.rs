@@ -139,6 +139,11 @@ impl<'s> GuestTarget<'s> {
             (Ending::Stopped(sig), None) if *sig == super::INTERRUPT => return Ok(None),
             (ending, _) => {
                 let reason = stop_reason(ending);
+                // The limit that ran out is the guest's, not this run's rest.
+                let mut outcome = outcome.clone();
+                if let (Ending::TimedOut(_), Some(limit)) = (&outcome.ending, self.limit) {
+                    outcome.ending = Ending::TimedOut(limit);
+                }
                 if let Ending::Crashed(_) = ending {
                     self.crash_regs = Some(outcome.regs);
                 }
