@@ -237,6 +237,7 @@ fn ring_3_kvminis_own_single_steps_and_breakpoints() {
         assert_eq!((outcome.ending, event), (SIGTRAP, Some((DB, rip, 0))));
         let regs = sandbox.registers().unwrap();
         assert_eq!((regs.rip, regs.rflags & 0x100), (rip, 0));
+        assert_eq!(outcome.regs, regs);
         assert_eq!(sandbox.system_registers().unwrap().cs.dpl, 3);
     }
     // The `int3`: its #BP stops the run, named at the `int3`, RIP after it.

@@ -105,6 +105,15 @@ impl Sandbox {
         drop(watchdog);
         self.finish_debug_run()?;
         let debug_stop = self.debug_event().is_some();
+        // At a debug stop, the guest's registers, not those of a handler
+        // that reported it.
+        let result = match result {
+            Ok(mut outcome) if debug_stop => {
+                outcome.regs = self.registers()?;
+                Ok(outcome)
+            }
+            other => other,
+        };
         // The stop that ended this run (or came before it failed) is used
         // up; one that came while it ended some other way (a debug event
         // included) stays for the next run.
