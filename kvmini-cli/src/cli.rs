@@ -167,6 +167,11 @@ pub struct RunArgs {
     /// 0600; FILE is replaced only then), for `gdb GUEST FILE`
     #[arg(long, value_name = "FILE")]
     pub core: Option<PathBuf>,
+    /// Wait for gdb before the guest's first instruction: on a Unix socket
+    /// at this path (mode 0600), or on a loopback TCP address such as
+    /// 127.0.0.1:1234 (gdb GUEST -ex 'target remote PATH')
+    #[arg(long, value_name = "PATH|ADDR:PORT")]
+    pub gdb: Option<String>,
     /// Machine options.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -307,6 +312,15 @@ pub enum CliError {
     /// The sandbox could not be built.
     #[error(transparent)]
     Build(BuildError),
+    /// The gdb socket or session failed.
+    #[error(transparent)]
+    Debug(Box<kvmini::debug::DebugError>),
+}
+
+impl From<kvmini::debug::DebugError> for CliError {
+    fn from(error: kvmini::debug::DebugError) -> Self {
+        CliError::Debug(Box::new(error))
+    }
 }
 
 /// `ModeError` as advice on the options.
@@ -618,7 +632,10 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
     if args.machine.verbose {
         print_setup(&mut sandbox)?;
     }
-    let outcome = sandbox.run()?;
+    let outcome = match &args.gdb {
+        Some(endpoint) => debug_run(&mut sandbox, endpoint)?,
+        None => sandbox.run()?,
+    };
     report(&outcome, machine.stats, None);
     if let (Some(path), Ending::Crashed(_)) = (&args.core, &outcome.ending) {
         // The status stays the crash's whether or not the core was written.
@@ -638,6 +655,22 @@ fn run(args: &RunArgs) -> Result<u8, CliError> {
         );
     }
     Ok(outcome.ending.status())
+}
+
+/// `--gdb`: the guest runs under gdb, which connects to `endpoint`.
+fn debug_run(sandbox: &mut Sandbox, endpoint: &str) -> Result<Outcome, CliError> {
+    use kvmini::debug::{self, DebugError, Endpoint, Listener};
+    let endpoint = Endpoint::parse(endpoint);
+    let listener = Listener::bind(&endpoint).map_err(DebugError::from)?;
+    let shown = listener
+        .local_tcp_address()
+        .map_or_else(|| endpoint.to_string(), |addr| addr.to_string());
+    eprintln!("kvmini: waiting for gdb on {shown} (gdb GUEST -ex 'target remote {shown}')");
+    let session = debug::serve(sandbox, &listener)?;
+    if let Some(why) = &session.detached {
+        eprintln!("kvmini: {why}; the guest ran on without a debugger");
+    }
+    Ok(session.outcome)
 }
 
 fn demo(args: &DemoArgs) -> Result<u8, CliError> {

@@ -71,6 +71,7 @@ pub mod addr;
 pub mod arch;
 pub mod block;
 pub mod core_dump;
+pub mod debug;
 pub mod errno;
 pub mod fs;
 pub mod grant;

@@ -3,8 +3,9 @@
 //! whose exits are translated here into kvmini's own small [`Exit`] enum.
 
 use kvm_bindings::{
-    kvm_regs, kvm_sregs, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR,
-    KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_EXIT_SHUTDOWN,
+    kvm_guest_debug, kvm_regs, kvm_sregs, KVM_EXIT_DEBUG, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT,
+    KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO,
+    KVM_EXIT_SHUTDOWN,
 };
 use kvm_ioctls::{SyncReg, VcpuFd};
 
@@ -81,6 +82,19 @@ pub enum Exit {
     },
     /// `KVM_RUN` was interrupted by a signal or `immediate_exit`.
     Interrupted,
+    /// A debug event KVM intercepted for kvmini (`KVM_SET_GUEST_DEBUG`):
+    /// a single step, a software or a hardware breakpoint.
+    Debug {
+        /// The exception vector: 1 (#DB) or 3 (#BP).
+        exception: u32,
+        /// Where the guest is.
+        pc: u64,
+        /// DR6 at the event: which hardware breakpoint fired, or a single
+        /// step.
+        dr6: u64,
+        /// DR7 at the event.
+        dr7: u64,
+    },
     /// Any other exit reason.
     Other {
         /// The `KVM_EXIT_*` number.
@@ -298,8 +312,30 @@ impl Vcpu {
                 }
             }
             KVM_EXIT_INTR => Exit::Interrupted,
+            KVM_EXIT_DEBUG => {
+                // SAFETY: exit_reason KVM_EXIT_DEBUG selects `debug`.
+                let debug = unsafe { run.__bindgen_anon_1.debug.arch };
+                Exit::Debug {
+                    exception: debug.exception,
+                    pc: debug.pc,
+                    dr6: debug.dr6,
+                    dr7: debug.dr7,
+                }
+            }
             reason => Exit::Other { reason },
         })
+    }
+
+    /// Sets what KVM intercepts for a debugger (`KVM_SET_GUEST_DEBUG`):
+    /// single steps, `int3`, hardware breakpoints. Called between runs, on
+    /// the caller's thread, never on the confined vCPU thread.
+    pub fn set_guest_debug(&self, control: &kvm_guest_debug) -> Result<(), VcpuError> {
+        self.fd
+            .set_guest_debug(control)
+            .map_err(|source| VcpuError::Setup {
+                what: "debug controls",
+                source,
+            })
     }
 
     /// Supplies the value an `in` instruction reads; KVM puts it in RAX when

@@ -58,6 +58,19 @@ pub enum Decoded {
     },
     /// KVM_RUN was interrupted (a stop, or a signal for another reason).
     Interrupted,
+    /// A debug event KVM intercepted because a debugger asked for it.
+    Debug(DebugEvent),
+}
+
+/// A debug event: a single step or a breakpoint, as KVM reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugEvent {
+    /// The exception vector: 1 (#DB) or 3 (#BP).
+    pub exception: u32,
+    /// Where the guest is.
+    pub pc: u64,
+    /// DR6 at the event.
+    pub dr6: u64,
 }
 
 /// Decodes `exit`: for port I/O, the port checked against the ABI (a known
@@ -79,6 +92,9 @@ pub fn decode(exit: &Exit) -> Decoded {
         Exit::InternalError { suberror } => Decoded::InternalError { suberror },
         Exit::Interrupted => Decoded::Interrupted,
         Exit::Other { reason } => Decoded::Other { reason },
+        Exit::Debug {
+            exception, pc, dr6, ..
+        } => Decoded::Debug(DebugEvent { exception, pc, dr6 }),
     }
 }
 
@@ -123,6 +139,8 @@ pub enum Next {
     /// End the run with a crash kvmini's exception handler reported; the
     /// registers are the guest's at the fault.
     Crashed(Crash, kvm_regs),
+    /// Stop the run for a debugger, the guest between two instructions.
+    Debug(DebugEvent),
 }
 
 /// The registers kvmini's exception handler reports a crash with.
@@ -240,6 +258,10 @@ pub fn serve(
             unserved(Unserved::Other(reason))
         }
         Decoded::Interrupted => Ok(Next::Resume),
+        Decoded::Debug(event) => {
+            stats.other_exits += 1;
+            Ok(Next::Debug(event))
+        }
     }
 }
 

@@ -29,6 +29,7 @@ mod builder;
 mod config;
 mod core_file;
 pub mod exit;
+mod inspect;
 mod linux_start;
 pub mod outcome;
 mod reset;
@@ -106,6 +107,8 @@ pub enum Image {
 }
 
 pub use builder::{BuildError, SandboxBuilder};
+pub use exit::DebugEvent;
+pub use inspect::{GuestDebug, InspectError, Watch};
 pub use outcome::{
     format_regs, Backtrace, ChainEnd, CodeLocation, Crash, Ending, Frame, Outcome, Stats, Unserved,
     STATUS_GUEST_FAULT, STATUS_KVMINI_ERROR, STATUS_OUTPUT_CLOSED, STATUS_TIMEOUT,

@@ -9,7 +9,8 @@ use kvmini_abi::Port;
 
 use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
-use super::outcome::{Crash, Ending, Outcome, Stats};
+use super::inspect::DebugState;
+use super::outcome::{Crash, Ending, Outcome, Stats, Unserved};
 use super::{Sandbox, SandboxError};
 use crate::arch::x86_64::memory_map::MemoryMap;
 use crate::hypercall::Hypercalls;
@@ -48,6 +49,9 @@ pub(super) struct Machine {
     /// What names an ELF image's code in a crash report; `None` for a flat
     /// binary.
     pub(super) code: Option<CodeMap>,
+    /// The debugger's controls and the event that stopped the last run;
+    /// `None` when no debugger asked for any.
+    pub(super) debug: Option<DebugState>,
 }
 
 /// Paging a ring-3 long-mode guest cannot change.
@@ -92,6 +96,7 @@ impl Sandbox {
             Some(limit) => Some(Watchdog::start(limit, own.clone())?),
             None => None,
         };
+        self.prepare_debug_run()?;
         let result = if self.seccomp {
             self.run_confined()
         } else {
@@ -103,17 +108,31 @@ impl Sandbox {
             result
         };
         drop(watchdog);
+        self.finish_debug_run()?;
+        let debug_stop = self.debug_event().is_some();
+        // At a debug stop, the guest's registers, not those of a handler
+        // that reported it.
+        let result = match result {
+            Ok(mut outcome) if debug_stop => {
+                outcome.regs = self.registers()?;
+                Ok(outcome)
+            }
+            other => other,
+        };
         // The stop that ended this run (or came before it failed) is used
-        // up; one that came while it ended some other way stays for the
-        // next run.
-        stops.end(matches!(
-            &result,
-            Err(_)
-                | Ok(Outcome {
-                    ending: Ending::TimedOut(_) | Ending::Stopped(_),
-                    ..
-                })
-        ));
+        // up; one that came while it ended some other way (a debug event
+        // included) stays for the next run.
+        stops.end(
+            !debug_stop
+                && matches!(
+                    &result,
+                    Err(_)
+                        | Ok(Outcome {
+                            ending: Ending::TimedOut(_) | Ending::Stopped(_),
+                            ..
+                        })
+                ),
+        );
         if let Ok(outcome) = &result {
             if !matches!(outcome.ending, Ending::TimedOut(_) | Ending::Stopped(_)) {
                 self.ended = Some(outcome.ending.clone());
@@ -204,6 +223,9 @@ impl Machine {
     fn run_loop(&mut self, stop: &StopHandle) -> Result<Outcome, SandboxError> {
         let mut stats = Stats::default();
         self.fault_regs = None;
+        if let Some(debug) = &mut self.debug {
+            debug.event = None;
+        }
         let mut mark = Instant::now();
         let ending = loop {
             let exit = self.vcpu.run()?;
@@ -256,11 +278,28 @@ impl Machine {
                     None
                 }
                 Next::End(ending) => Some(ending),
+                Next::Crashed(crash, regs)
+                    if self
+                        .debug
+                        .as_mut()
+                        .is_some_and(|d| d.take_trap(&crash, regs)) =>
+                {
+                    Some(Ending::Stopped(libc::SIGTRAP))
+                }
                 Next::Crashed(mut crash, regs) => {
                     self.explain(&mut crash, &regs)?;
                     self.fault_regs = Some(regs);
                     Some(Ending::Crashed(crash))
                 }
+                // A debug stop hands the VM back to the caller's thread, as
+                // the end of a run does, as if stopped by SIGTRAP.
+                Next::Debug(event) => Some(match &mut self.debug {
+                    Some(debug) => {
+                        debug.event = Some(event);
+                        Ending::Stopped(libc::SIGTRAP)
+                    }
+                    None => Ending::Unserved(Unserved::Other(kvm_bindings::KVM_EXIT_DEBUG)),
+                }),
             };
             if self.timing {
                 let now = Instant::now();

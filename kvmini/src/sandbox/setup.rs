@@ -269,6 +269,7 @@ impl Sandbox {
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
+                debug: None,
                 code: CodeMap::of_image(&config.image, &image, stack_top),
             })),
             image,
