@@ -85,6 +85,10 @@ impl Filesystem {
     }
 
     fn found_path(&self, path: &[u8], follow: bool) -> Result<Found, Errno> {
+        // The device is not the program's to change.
+        if super::null_device::names(path)? {
+            return Err(Errno::EPERM);
+        }
         let resolved = self.grants.resolve(path)?;
         let (file, grant) = match resolved.location(follow)? {
             Location::Entry { dir, name } => {

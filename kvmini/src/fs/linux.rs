@@ -392,6 +392,9 @@ impl Filesystem {
         let mut name = std::mem::take(&mut self.path);
         let read = Self::read_path(view, path, base, &mut name);
         let found = read.and_then(|()| {
+            if super::null_device::names(&name)? {
+                return Ok((super::null_device::stat(), false));
+            }
             let resolved = self.grants.resolve(&name)?;
             let flags = if follow {
                 OFlags::PATH
@@ -476,7 +479,7 @@ impl Filesystem {
             Descriptor::Stdin => Some(0),
             Descriptor::Stdout => Some(1),
             Descriptor::Stderr => Some(2),
-            Descriptor::File(..) => None,
+            Descriptor::File(..) | Descriptor::Null(_) => None,
         })
     }
 
@@ -496,7 +499,7 @@ impl Filesystem {
         const POLLOUT: i16 = 0x4;
         const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
         let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
-            (Descriptor::File(..), _) => (POLLIN | POLLOUT, None),
+            (Descriptor::File(..) | Descriptor::Null(_), _) => (POLLIN | POLLOUT, None),
             (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
                 let fd = stdin.as_fd();

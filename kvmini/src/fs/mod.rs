@@ -13,8 +13,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
-    O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR,
-    SEEK_END, SEEK_SET,
+    O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, O_WRONLY, PATH_MAX,
+    SEEK_CUR, SEEK_END, SEEK_SET,
 };
 use kvmini_abi::Port;
 use rustix::fs::{Mode, OFlags, ResolveFlags, SeekFrom};
@@ -32,6 +32,7 @@ use crate::view::{GuestView, ViewError};
 mod attributes;
 mod directories;
 mod linux;
+mod null_device;
 mod statx;
 
 pub(crate) use attributes::Target;
@@ -58,6 +59,9 @@ enum Descriptor {
     /// was opened is read-only, which the calls that change its attributes
     /// through the descriptor keep to.
     File(std::sync::Arc<OwnedFd>, Vec<u8>, bool),
+    /// `/dev/null` ([`null_device`]), with the access mode it was opened
+    /// with.
+    Null(u32),
 }
 
 /// Where descriptor 0 reads from.
@@ -285,6 +289,9 @@ impl Filesystem {
             return Err(Errno::EINVAL);
         }
         let slot = self.lowest_free()?;
+        if null_device::names(path)? {
+            return self.open_null_device(args.flags, slot);
+        }
         let resolved = self.grants.resolve(path)?;
         // A path that must be a directory cannot be created as a file.
         if resolved.trailing.is_dir() && args.flags & O_CREAT != 0 {
@@ -388,7 +395,8 @@ impl Filesystem {
             (Descriptor::File(file, ..), _) => file.as_fd(),
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
-            (Descriptor::Stdin, _) => return Ok(0),
+            (Descriptor::Null(mode), _) if *mode == O_WRONLY => return Err(Errno::EBADF),
+            (Descriptor::Stdin | Descriptor::Null(_), _) => return Ok(0),
             (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(Errno::EBADF),
         };
         let offset = Self::offset(args, positioned)?;
@@ -439,6 +447,8 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
+            Descriptor::Null(O_RDONLY) => return Err(Errno::EBADF),
+            Descriptor::Null(_) => return i64::try_from(args.len).map_err(|_| Errno::EINVAL),
             Descriptor::File(file, ..) => {
                 let n = memory::transfer(
                     view.memory(),
@@ -488,6 +498,7 @@ impl Filesystem {
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
             Descriptor::File(file, ..) => file,
+            Descriptor::Null(_) => return Ok(0),
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -514,9 +525,13 @@ impl Filesystem {
         let host = if let Some(dirfd) = by_path {
             let base = linux::base(&self.fds, &self.cwd, dirfd);
             Self::read_path(view, args.path, base, &mut self.path)?;
-            let resolved = self.grants.resolve(&self.path)?;
-            let file = resolved.open(OFlags::PATH, Mode::empty())?;
-            rustix::fs::fstat(&file)
+            if null_device::names(&self.path)? {
+                Ok(null_device::stat())
+            } else {
+                let resolved = self.grants.resolve(&self.path)?;
+                let file = resolved.open(OFlags::PATH, Mode::empty())?;
+                rustix::fs::fstat(&file)
+            }
         } else {
             match self.descriptor(args.fd)? {
                 Descriptor::File(file, ..) => rustix::fs::fstat(file),
@@ -526,6 +541,7 @@ impl Filesystem {
                 },
                 Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
+                Descriptor::Null(_) => Ok(null_device::stat()),
             }
         }
         .map_err(Errno::from)?;
