@@ -80,6 +80,7 @@ impl Filesystem {
                 file: Arc::clone(file),
                 read_only: *read_only,
             }),
+            Descriptor::Synthetic(..) => Err(Errno::EROFS),
             _ => Err(Errno::EPERM),
         }
     }
@@ -88,6 +89,9 @@ impl Filesystem {
         // The device is not the program's to change.
         if super::null_device::names(path)? {
             return Err(Errno::EPERM);
+        }
+        if self.synthetic_entries(path)?.is_some() {
+            return Err(Errno::EROFS);
         }
         let resolved = self.grants.resolve(path)?;
         let (file, grant) = match resolved.location(follow)? {

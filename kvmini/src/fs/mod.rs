@@ -33,7 +33,9 @@ mod attributes;
 mod directories;
 mod linux;
 mod null_device;
+mod stat;
 mod statx;
+mod synthetic;
 
 pub(crate) use attributes::Target;
 pub(crate) use linux::{host_poll, O_CLOEXEC};
@@ -62,6 +64,9 @@ enum Descriptor {
     /// `/dev/null` ([`null_device`]), with the access mode it was opened
     /// with.
     Null(u32),
+    /// A directory above the grants ([`synthetic`]): its guest path and
+    /// the index of the next entry `getdents64` gives.
+    Synthetic(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
 }
 
 /// Where descriptor 0 reads from.
@@ -292,6 +297,9 @@ impl Filesystem {
         if null_device::names(path)? {
             return self.open_null_device(args.flags, slot);
         }
+        if let Some(fd) = self.open_synthetic(path, args.flags, slot)? {
+            return Ok(fd);
+        }
         let resolved = self.grants.resolve(path)?;
         // A path that must be a directory cannot be created as a file.
         if resolved.trailing.is_dir() && args.flags & O_CREAT != 0 {
@@ -398,6 +406,7 @@ impl Filesystem {
             (Descriptor::Null(mode), _) if *mode == O_WRONLY => return Err(Errno::EBADF),
             (Descriptor::Stdin | Descriptor::Null(_), _) => return Ok(0),
             (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(Errno::EBADF),
+            (Descriptor::Synthetic(..), _) => return Err(Errno::EISDIR),
         };
         let offset = Self::offset(args, positioned)?;
         view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
@@ -447,7 +456,7 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
-            Descriptor::Null(O_RDONLY) => return Err(Errno::EBADF),
+            Descriptor::Null(O_RDONLY) | Descriptor::Synthetic(..) => return Err(Errno::EBADF),
             Descriptor::Null(_) => return i64::try_from(args.len).map_err(|_| Errno::EINVAL),
             Descriptor::File(file, ..) => {
                 let n = memory::transfer(
@@ -499,6 +508,7 @@ impl Filesystem {
         let file = match self.descriptor(args.fd)? {
             Descriptor::File(file, ..) => file,
             Descriptor::Null(_) => return Ok(0),
+            Descriptor::Synthetic(_, next) => return synthetic::seek(next, args),
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -527,6 +537,8 @@ impl Filesystem {
             Self::read_path(view, args.path, base, &mut self.path)?;
             if null_device::names(&self.path)? {
                 Ok(null_device::stat())
+            } else if self.synthetic_entries(&self.path)?.is_some() {
+                Ok(synthetic::stat(&self.path))
             } else {
                 let resolved = self.grants.resolve(&self.path)?;
                 let file = resolved.open(OFlags::PATH, Mode::empty())?;
@@ -542,10 +554,11 @@ impl Filesystem {
                 Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
                 Descriptor::Null(_) => Ok(null_device::stat()),
+                Descriptor::Synthetic(path, _) => Ok(synthetic::stat(path)),
             }
         }
         .map_err(Errno::from)?;
-        let stat = guest_stat(&host);
+        let stat = stat::guest_stat(&host);
         view.write_bytes(Gva::new(args.stat), stat.as_bytes())
             .map_err(|_| Errno::EFAULT)?;
         Ok(0)
@@ -620,31 +633,6 @@ fn lookup(fds: &[Option<Descriptor>], fd: i32) -> Result<&Descriptor, Errno> {
         .and_then(|i| fds.get(i))
         .and_then(Option::as_ref)
         .ok_or(Errno::EBADF)
-}
-
-/// Converts the host's `struct stat` to the ABI's (the same Linux layout,
-/// field by field so that no host padding leaks).
-fn guest_stat(host: &rustix::fs::Stat) -> Stat {
-    Stat {
-        st_dev: host.st_dev,
-        st_ino: host.st_ino,
-        st_nlink: host.st_nlink,
-        st_mode: host.st_mode,
-        st_uid: host.st_uid,
-        st_gid: host.st_gid,
-        pad0: 0,
-        st_rdev: host.st_rdev,
-        st_size: host.st_size,
-        st_blksize: host.st_blksize,
-        st_blocks: host.st_blocks,
-        st_atime: host.st_atime,
-        st_atime_nsec: i64::try_from(host.st_atime_nsec).unwrap_or(0),
-        st_mtime: host.st_mtime,
-        st_mtime_nsec: i64::try_from(host.st_mtime_nsec).unwrap_or(0),
-        st_ctime: host.st_ctime,
-        st_ctime_nsec: i64::try_from(host.st_ctime_nsec).unwrap_or(0),
-        reserved: [0; 3],
-    }
 }
 
 #[cfg(test)]

@@ -37,15 +37,9 @@ pub(super) fn names(path: &[u8]) -> Result<bool, Errno> {
 /// mode 0666, owned by root, empty, on device 0:6 with inode 3 (the values
 /// a devtmpfs gives it), every time 0.
 pub(super) fn stat() -> rustix::fs::Stat {
-    // SAFETY: `Stat` is Linux's `struct stat`, plain integers only, for
-    // which all zero bytes are a valid value.
-    let mut st: rustix::fs::Stat = unsafe { std::mem::zeroed() };
-    st.st_mode = MODE;
-    st.st_nlink = 1;
+    let mut st = super::stat::served(MODE, 3, 1);
     st.st_rdev = rustix::fs::makedev(RDEV.0, RDEV.1);
     st.st_dev = rustix::fs::makedev(0, 6);
-    st.st_ino = 3;
-    st.st_blksize = 4096;
     st
 }
 

@@ -46,6 +46,12 @@ impl Filesystem {
                     .map_err(|_| Errno::EFAULT)?;
                 return Ok(0);
             }
+            if self.synthetic_entries(&self.path)?.is_some() {
+                let st = super::synthetic::stat(&self.path);
+                view.write_bytes(Gva::new(buf), &statx_bytes(&st))
+                    .map_err(|_| Errno::EFAULT)?;
+                return Ok(0);
+            }
             let resolved = self.grants.resolve(&self.path)?;
             let open = if flags & AT_SYMLINK_NOFOLLOW != 0 {
                 OFlags::PATH | OFlags::NOFOLLOW
@@ -64,6 +70,9 @@ impl Filesystem {
     /// `AT_FDCWD`).
     fn stat_of(&self, fd: i32) -> Result<Stat, Errno> {
         if fd == AT_FDCWD {
+            if self.synthetic_entries(&self.cwd)?.is_some() {
+                return Ok(super::synthetic::stat(&self.cwd));
+            }
             let resolved = self.grants.resolve(&self.cwd)?;
             let dir = resolved.open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
             return rustix::fs::fstat(&dir).map_err(Errno::from);
@@ -77,6 +86,7 @@ impl Filesystem {
             Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
             Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
             Descriptor::Null(_) => Ok(null_device::stat()),
+            Descriptor::Synthetic(path, _) => Ok(super::synthetic::stat(path)),
         }
         .map_err(Errno::from)
     }
