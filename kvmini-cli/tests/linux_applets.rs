@@ -1,6 +1,6 @@
 //! More busybox applets run in kvmini and natively on copies of one tree,
 //! output, status and the resulting files compared: md5sum, sha256sum,
-//! base64, od, expr, awk, gzip and gunzip, tar (create, list, extract);
+//! base64, od, expr, awk, gzip (`-t` included) and gunzip, tar (create, list, extract);
 //! their error paths (a missing file, a read-only grant) too
 //! (docs/linux.md).
 #![allow(
@@ -131,6 +131,12 @@ fn checksums_encodings_expr_awk_and_gzip_give_what_busybox_gives_natively() {
     assert_eq!(
         run(&["gunzip", "-c", "in.txt.gz"]).1,
         "alpha 3\nbeta 1\ngamma 2\n"
+    );
+    // `gzip -t` writes what it decompresses to /dev/null.
+    run(&["gzip", "-k", "in.txt"]);
+    assert_eq!(
+        run(&["gzip", "-t", "in.txt.gz"]),
+        (0, String::new(), String::new())
     );
     run(&["gunzip", "-f", "in.txt.gz"]);
     // Error paths: a missing file.

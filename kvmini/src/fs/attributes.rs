@@ -80,11 +80,19 @@ impl Filesystem {
                 file: Arc::clone(file),
                 read_only: *read_only,
             }),
+            Descriptor::Synthetic(..) => Err(Errno::EROFS),
             _ => Err(Errno::EPERM),
         }
     }
 
     fn found_path(&self, path: &[u8], follow: bool) -> Result<Found, Errno> {
+        // The device is not the program's to change.
+        if super::null_device::names(path)? {
+            return Err(Errno::EPERM);
+        }
+        if self.synthetic_entries(path)?.is_some() {
+            return Err(Errno::EROFS);
+        }
         let resolved = self.grants.resolve(path)?;
         let (file, grant) = match resolved.location(follow)? {
             Location::Entry { dir, name } => {

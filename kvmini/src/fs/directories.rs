@@ -45,6 +45,7 @@ impl Filesystem {
     ) -> CallResult {
         let base = super::linux::base(&self.fds, &self.cwd, dirfd);
         Self::read_path(view, args.path, base, &mut self.path)?;
+        self.refuse_synthetic_change(&self.path)?;
         let resolved = self.grants.resolve(&self.path)?;
         let parent = resolved.parent_and_name();
         self.writable(&resolved, &parent)?;
@@ -114,6 +115,8 @@ impl Filesystem {
         Self::read_path(view, args.old, base, &mut self.path)?;
         let base = super::linux::base(&self.fds, &self.cwd, dirfds.1);
         Self::read_path(view, args.new, base, &mut self.path2)?;
+        self.refuse_synthetic_change(&self.path)?;
+        self.refuse_synthetic_change(&self.path2)?;
         let old = self.grants.resolve(&self.path)?;
         let new = self.grants.resolve(&self.path2)?;
         let old_parent = old.parent_and_name();
@@ -153,6 +156,10 @@ impl Filesystem {
     pub(super) fn getdents(&mut self, view: &GuestView<'_>, args: &IoArgs) -> CallResult {
         let file = match lookup(&self.fds, args.fd)? {
             Descriptor::File(file, ..) => file,
+            Descriptor::Synthetic(path, next) => {
+                let (path, next) = (path.clone(), std::sync::Arc::clone(next));
+                return self.synthetic_getdents(view, args, &path, &next);
+            }
             _ => return Err(Errno::ENOTDIR),
         };
         // Check the whole buffer first, so that a bad one does not advance

@@ -69,6 +69,7 @@ pub(super) fn base<'a>(
     }
     match lookup(fds, dirfd)? {
         Descriptor::File(file, path, _) if is_directory(file)? => Ok(path),
+        Descriptor::Synthetic(path, _) => Ok(path),
         _ => Err(Errno::ENOTDIR),
     }
 }
@@ -392,6 +393,12 @@ impl Filesystem {
         let mut name = std::mem::take(&mut self.path);
         let read = Self::read_path(view, path, base, &mut name);
         let found = read.and_then(|()| {
+            if super::null_device::names(&name)? {
+                return Ok((super::null_device::stat(), false));
+            }
+            if self.synthetic_entries(&name)?.is_some() {
+                return Ok((super::synthetic::stat(&name), true));
+            }
             let resolved = self.grants.resolve(&name)?;
             let flags = if follow {
                 OFlags::PATH
@@ -461,7 +468,7 @@ impl Filesystem {
     /// Makes the absolute `path` the working directory if it is one.
     fn enter(&mut self, path: &[u8]) -> Result<(), Errno> {
         let normal = lexical(path);
-        if !normalize(path)?.is_empty() {
+        if self.synthetic_entries(path)?.is_none() {
             let resolved = self.grants.resolve(path)?;
             resolved.open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
         }
@@ -476,7 +483,7 @@ impl Filesystem {
             Descriptor::Stdin => Some(0),
             Descriptor::Stdout => Some(1),
             Descriptor::Stderr => Some(2),
-            Descriptor::File(..) => None,
+            Descriptor::File(..) | Descriptor::Null(_) | Descriptor::Synthetic(..) => None,
         })
     }
 
@@ -496,7 +503,9 @@ impl Filesystem {
         const POLLOUT: i16 = 0x4;
         const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
         let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
-            (Descriptor::File(..), _) => (POLLIN | POLLOUT, None),
+            (Descriptor::File(..) | Descriptor::Null(_) | Descriptor::Synthetic(..), _) => {
+                (POLLIN | POLLOUT, None)
+            }
             (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
                 let fd = stdin.as_fd();

@@ -13,8 +13,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use kvmini_abi::fs::{
     FdArgs, IoArgs, OpenArgs, PathArgs, RenameArgs, SeekArgs, Stat, StatArgs, TruncateArgs,
-    O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, PATH_MAX, SEEK_CUR,
-    SEEK_END, SEEK_SET,
+    O_ACCMODE, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_SUPPORTED, O_TRUNC, O_WRONLY, PATH_MAX,
+    SEEK_CUR, SEEK_END, SEEK_SET,
 };
 use kvmini_abi::Port;
 use rustix::fs::{Mode, OFlags, ResolveFlags, SeekFrom};
@@ -32,7 +32,10 @@ use crate::view::{GuestView, ViewError};
 mod attributes;
 mod directories;
 mod linux;
+mod null_device;
+mod stat;
 mod statx;
+mod synthetic;
 
 pub(crate) use attributes::Target;
 pub(crate) use linux::{host_poll, O_CLOEXEC};
@@ -58,6 +61,12 @@ enum Descriptor {
     /// was opened is read-only, which the calls that change its attributes
     /// through the descriptor keep to.
     File(std::sync::Arc<OwnedFd>, Vec<u8>, bool),
+    /// `/dev/null` ([`null_device`]), with the access mode it was opened
+    /// with.
+    Null(u32),
+    /// A directory above the grants ([`synthetic`]): its guest path and
+    /// the index of the next entry `getdents64` gives.
+    Synthetic(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
 }
 
 /// Where descriptor 0 reads from.
@@ -285,6 +294,12 @@ impl Filesystem {
             return Err(Errno::EINVAL);
         }
         let slot = self.lowest_free()?;
+        if null_device::names(path)? {
+            return self.open_null_device(args.flags, slot);
+        }
+        if let Some(fd) = self.open_synthetic(path, args.flags, slot)? {
+            return Ok(fd);
+        }
         let resolved = self.grants.resolve(path)?;
         // A path that must be a directory cannot be created as a file.
         if resolved.trailing.is_dir() && args.flags & O_CREAT != 0 {
@@ -388,8 +403,10 @@ impl Filesystem {
             (Descriptor::File(file, ..), _) => file.as_fd(),
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
-            (Descriptor::Stdin, _) => return Ok(0),
+            (Descriptor::Null(mode), _) if *mode == O_WRONLY => return Err(Errno::EBADF),
+            (Descriptor::Stdin | Descriptor::Null(_), _) => return Ok(0),
             (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(Errno::EBADF),
+            (Descriptor::Synthetic(..), _) => return Err(Errno::EISDIR),
         };
         let offset = Self::offset(args, positioned)?;
         view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
@@ -439,6 +456,8 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
+            Descriptor::Null(O_RDONLY) | Descriptor::Synthetic(..) => return Err(Errno::EBADF),
+            Descriptor::Null(_) => return i64::try_from(args.len).map_err(|_| Errno::EINVAL),
             Descriptor::File(file, ..) => {
                 let n = memory::transfer(
                     view.memory(),
@@ -488,6 +507,8 @@ impl Filesystem {
     fn lseek(&mut self, args: &SeekArgs) -> CallResult {
         let file = match self.descriptor(args.fd)? {
             Descriptor::File(file, ..) => file,
+            Descriptor::Null(_) => return Ok(0),
+            Descriptor::Synthetic(_, next) => return synthetic::seek(next, args),
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -514,9 +535,15 @@ impl Filesystem {
         let host = if let Some(dirfd) = by_path {
             let base = linux::base(&self.fds, &self.cwd, dirfd);
             Self::read_path(view, args.path, base, &mut self.path)?;
-            let resolved = self.grants.resolve(&self.path)?;
-            let file = resolved.open(OFlags::PATH, Mode::empty())?;
-            rustix::fs::fstat(&file)
+            if null_device::names(&self.path)? {
+                Ok(null_device::stat())
+            } else if self.synthetic_entries(&self.path)?.is_some() {
+                Ok(synthetic::stat(&self.path))
+            } else {
+                let resolved = self.grants.resolve(&self.path)?;
+                let file = resolved.open(OFlags::PATH, Mode::empty())?;
+                rustix::fs::fstat(&file)
+            }
         } else {
             match self.descriptor(args.fd)? {
                 Descriptor::File(file, ..) => rustix::fs::fstat(file),
@@ -526,10 +553,12 @@ impl Filesystem {
                 },
                 Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
+                Descriptor::Null(_) => Ok(null_device::stat()),
+                Descriptor::Synthetic(path, _) => Ok(synthetic::stat(path)),
             }
         }
         .map_err(Errno::from)?;
-        let stat = guest_stat(&host);
+        let stat = stat::guest_stat(&host);
         view.write_bytes(Gva::new(args.stat), stat.as_bytes())
             .map_err(|_| Errno::EFAULT)?;
         Ok(0)
@@ -604,31 +633,6 @@ fn lookup(fds: &[Option<Descriptor>], fd: i32) -> Result<&Descriptor, Errno> {
         .and_then(|i| fds.get(i))
         .and_then(Option::as_ref)
         .ok_or(Errno::EBADF)
-}
-
-/// Converts the host's `struct stat` to the ABI's (the same Linux layout,
-/// field by field so that no host padding leaks).
-fn guest_stat(host: &rustix::fs::Stat) -> Stat {
-    Stat {
-        st_dev: host.st_dev,
-        st_ino: host.st_ino,
-        st_nlink: host.st_nlink,
-        st_mode: host.st_mode,
-        st_uid: host.st_uid,
-        st_gid: host.st_gid,
-        pad0: 0,
-        st_rdev: host.st_rdev,
-        st_size: host.st_size,
-        st_blksize: host.st_blksize,
-        st_blocks: host.st_blocks,
-        st_atime: host.st_atime,
-        st_atime_nsec: i64::try_from(host.st_atime_nsec).unwrap_or(0),
-        st_mtime: host.st_mtime,
-        st_mtime_nsec: i64::try_from(host.st_mtime_nsec).unwrap_or(0),
-        st_ctime: host.st_ctime,
-        st_ctime_nsec: i64::try_from(host.st_ctime_nsec).unwrap_or(0),
-        reserved: [0; 3],
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use rustix::fs::{Mode, OFlags, Stat};
 
-use super::{linux, CallResult, Descriptor, Filesystem, StdinSource, AT_FDCWD};
+use super::{linux, null_device, CallResult, Descriptor, Filesystem, StdinSource, AT_FDCWD};
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::view::GuestView;
@@ -40,6 +40,18 @@ impl Filesystem {
         } else {
             let base = linux::base(&self.fds, &self.cwd, dirfd);
             Self::read_path(view, path, base, &mut self.path)?;
+            if null_device::names(&self.path)? {
+                let st = null_device::stat();
+                view.write_bytes(Gva::new(buf), &statx_bytes(&st))
+                    .map_err(|_| Errno::EFAULT)?;
+                return Ok(0);
+            }
+            if self.synthetic_entries(&self.path)?.is_some() {
+                let st = super::synthetic::stat(&self.path);
+                view.write_bytes(Gva::new(buf), &statx_bytes(&st))
+                    .map_err(|_| Errno::EFAULT)?;
+                return Ok(0);
+            }
             let resolved = self.grants.resolve(&self.path)?;
             let open = if flags & AT_SYMLINK_NOFOLLOW != 0 {
                 OFlags::PATH | OFlags::NOFOLLOW
@@ -58,6 +70,9 @@ impl Filesystem {
     /// `AT_FDCWD`).
     fn stat_of(&self, fd: i32) -> Result<Stat, Errno> {
         if fd == AT_FDCWD {
+            if self.synthetic_entries(&self.cwd)?.is_some() {
+                return Ok(super::synthetic::stat(&self.cwd));
+            }
             let resolved = self.grants.resolve(&self.cwd)?;
             let dir = resolved.open(OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
             return rustix::fs::fstat(&dir).map_err(Errno::from);
@@ -70,6 +85,8 @@ impl Filesystem {
             },
             Descriptor::Stdout => rustix::fs::fstat(std::io::stdout()),
             Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
+            Descriptor::Null(_) => Ok(null_device::stat()),
+            Descriptor::Synthetic(path, _) => Ok(super::synthetic::stat(path)),
         }
         .map_err(Errno::from)
     }
