@@ -1,5 +1,6 @@
-//! The descriptor limit: the lowest free number below it, and a limit
-//! below 3 raised to 3 so that a guest can always reopen 0, 1 and 2.
+//! The descriptor table: the lowest free number below the limit, a limit
+//! below 3 raised to 3 so that a guest can always reopen 0, 1 and 2, and
+//! what `fsync` answers for descriptors that are not host files.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -40,4 +41,18 @@ fn a_limit_below_3_is_3() {
     let mut fs = table(u32::MAX);
     fs.fds.resize_with(1000, || Some(Descriptor::Stderr));
     assert_eq!(fs.lowest_free(), Ok(1000));
+}
+
+/// `fsync` of a directory kvmini makes above the grants answers 0, as
+/// Linux answers for a directory on a read-only mount; of the standard
+/// streams `EINVAL`, as for a pipe.
+#[test]
+fn fsync_of_a_directory_above_the_grants_is_0() {
+    let mut fs = table(8);
+    fs.fds.push(Some(Descriptor::Synthetic(
+        b"/".to_vec(),
+        std::sync::Arc::default(),
+    )));
+    assert_eq!(fs.fsync(3), Ok(0));
+    assert_eq!(fs.fsync(1), Err(Errno::EINVAL));
 }
