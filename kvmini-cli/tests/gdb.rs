@@ -1,6 +1,6 @@
 //! `kvmini run --gdb`: a real gdb in batch mode debugs C SDK guests built
-//! with `-g` (breakpoints, globals, stepping out, memory writes, a crash as
-//! a signal, the exit status); a hand-written client checks what gdb does
+//! with `-g` (breakpoints, globals, stepping out, memory writes, SSE and
+//! x87 registers, a crash as a signal, the exit status); a hand-written client checks what gdb does
 //! not easily show: the interrupt, `kill`, an unmapped read, and garbage,
 //! bad checksums, an overlong packet and a vanished client, after which the
 //! guest runs on to its end. The socket's mode, its removal, and the stops
@@ -238,6 +238,43 @@ fn gdb_steps_a_line_and_writes_a_global() {
     );
     let (status, _, stderr) = kvmini.finish();
     assert_eq!(status, 76, "stderr: {stderr}");
+}
+
+#[test]
+fn gdb_reads_and_writes_sse_registers() {
+    let Some((_dir, elf, socket)) = setup("sse") else {
+        return;
+    };
+    let kvmini = Waiting::start(&socket, &elf, &[]);
+    let out = gdb(
+        &elf,
+        &socket,
+        &[
+            "break stop_here",
+            "continue",
+            "print/x $xmm0.v2_int64",
+            "print/x $mxcsr",
+            "print/x $fctrl",
+            "set $xmm1.v2_int64[0] = 0x2a00000007",
+            "print/x $xmm1.v2_int64",
+            "delete",
+            "continue",
+        ],
+    );
+    assert_eq!(
+        lines_starting(&out, &["$", "[Inferior"]),
+        [
+            "$1 = {0x1122334455667788, 0x0}",
+            "$2 = 0x1f80",
+            "$3 = 0x37f",
+            "$4 = {0x2a00000007, 0x0}",
+            "[Inferior 1 (process 1) exited with code 052]",
+        ],
+        "gdb printed:\n{out}"
+    );
+    // The guest read back what gdb wrote: 0x2a from the high half.
+    let (status, _, stderr) = kvmini.finish();
+    assert_eq!(status, 42, "stderr: {stderr}");
 }
 
 #[test]
