@@ -1,6 +1,7 @@
 //! `kvmini run --gdb`: a real gdb in batch mode debugs C SDK guests built
-//! with `-g` (breakpoints, globals, stepping out, memory writes, a crash as
-//! a signal, the exit status); a hand-written client checks what gdb does
+//! with `-g`, a Rust SDK guest and a Linux program (breakpoints, globals,
+//! stepping out, memory writes, SSE and x87 registers, a crash as a
+//! signal, the exit status); a hand-written client checks what gdb does
 //! not easily show: the interrupt, `kill`, an unmapped read, and garbage,
 //! bad checksums, an overlong packet and a vanished client, after which the
 //! guest runs on to its end. The socket's mode, its removal, and the stops
@@ -241,6 +242,43 @@ fn gdb_steps_a_line_and_writes_a_global() {
 }
 
 #[test]
+fn gdb_reads_and_writes_sse_registers() {
+    let Some((_dir, elf, socket)) = setup("sse") else {
+        return;
+    };
+    let kvmini = Waiting::start(&socket, &elf, &[]);
+    let out = gdb(
+        &elf,
+        &socket,
+        &[
+            "break stop_here",
+            "continue",
+            "print/x $xmm0.v2_int64",
+            "print/x $mxcsr",
+            "print/x $fctrl",
+            "set $xmm1.v2_int64[0] = 0x2a00000007",
+            "print/x $xmm1.v2_int64",
+            "delete",
+            "continue",
+        ],
+    );
+    assert_eq!(
+        lines_starting(&out, &["$", "[Inferior"]),
+        [
+            "$1 = {0x1122334455667788, 0x0}",
+            "$2 = 0x1f80",
+            "$3 = 0x37f",
+            "$4 = {0x2a00000007, 0x0}",
+            "[Inferior 1 (process 1) exited with code 052]",
+        ],
+        "gdb printed:\n{out}"
+    );
+    // The guest read back what gdb wrote: 0x2a from the high half.
+    let (status, _, stderr) = kvmini.finish();
+    assert_eq!(status, 42, "stderr: {stderr}");
+}
+
+#[test]
 fn gdb_sees_a_crash_as_sigsegv_where_it_happened() {
     let Some((_dir, elf, socket)) = setup("crash") else {
         return;
@@ -316,6 +354,84 @@ fn gdb_debugs_a_linux_program() {
         (115, "counter 15\n"),
         "stderr: {stderr}"
     );
+}
+
+/// Builds the Rust SDK guest `tests/gdb/rust_counter` in the dev profile
+/// (debug info, no optimisation) with frame pointers, which gdb needs to
+/// find a caller (the guest's linker script keeps no unwind tables), in a
+/// target directory of its own, and returns its path.
+fn rust_counter_guest() -> PathBuf {
+    let manifest =
+        common::c_build::repo_root().join("kvmini-cli/tests/gdb/rust_counter/Cargo.toml");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gdb-guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--offline",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Crelocation-model=static\x1f-Cforce-frame-pointers=yes",
+        )
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_MAKEFLAGS")
+        .output()
+        .expect("cargo starts");
+    assert!(
+        out.status.success(),
+        "building rust_counter failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join("x86_64-unknown-linux-gnu/debug/rust_counter")
+}
+
+#[test]
+fn gdb_debugs_a_rust_guest() {
+    let Some((_dir, _, socket)) = setup("counter") else {
+        return;
+    };
+    let elf = rust_counter_guest();
+    let kvmini = Waiting::start(&socket, &elf, &[]);
+    let out = gdb(
+        &elf,
+        &socket,
+        &[
+            "break rust_counter::bump",
+            "continue",
+            "print rust_counter::COUNTER",
+            "print by",
+            "finish",
+            "print rust_counter::COUNTER",
+            "delete",
+            "continue",
+        ],
+    );
+    assert_eq!(
+        lines_starting(&out, &["Breakpoint 1,", "$", "24\t", "[Inferior"]),
+        [
+            "Breakpoint 1, rust_counter::bump (by=10) at src/main.rs:17",
+            "$1 = 5",
+            "$2 = 10",
+            "24\t    bump(100);",
+            "$3 = 15",
+            "[Inferior 1 (process 1) exited with code 0163]",
+        ],
+        "gdb printed:\n{out}"
+    );
+    let (status, stdout, stderr) = kvmini.finish();
+    assert_eq!((status, stdout.as_str()), (115, ""), "stderr: {stderr}");
 }
 
 /// A client that speaks the protocol by hand.

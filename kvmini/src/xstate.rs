@@ -10,7 +10,7 @@
 //! reset restores the whole XSAVE area (`KVM_SET_XSAVE`).
 
 use kvm_bindings::{kvm_fpu, kvm_xcr, kvm_xcrs, kvm_xsave, CpuId, Xsave};
-use kvm_ioctls::{Cap, VcpuFd};
+use kvm_ioctls::{Cap, VcpuFd, VmFd};
 
 use crate::cpu;
 use crate::kvm::Kvm;
@@ -90,18 +90,51 @@ impl ExtendedState {
     /// lists no XSAVE, yet ring-3 code uses AVX), the legacy FPU state
     /// otherwise.
     pub fn save(kvm: &Kvm, fd: &VcpuFd) -> Result<Self, XstateError> {
-        if !kvm.handle().check_extension(Cap::Xsave) {
+        let handle = kvm.handle();
+        let mut state = Self::read(
+            handle.check_extension(Cap::Xsave),
+            handle.check_extension_int(Cap::Xsave2),
+            fd,
+        )?;
+        match &mut state {
+            ExtendedState::Xsave(area) => pin_pkru(&mut area.region, kvm.supported_cpuid()),
+            ExtendedState::Xsave2(area) => {
+                // SAFETY: only the fixed 4 KiB region changes, never the
+                // length of the flexible array.
+                let region = unsafe { &mut area.as_mut_fam_struct().xsave.region };
+                pin_pkru(region, kvm.supported_cpuid());
+            }
+            ExtendedState::Legacy(_) => {}
+        }
+        Ok(state)
+    }
+
+    /// Reads the vCPU's state as it is, for a debugger: what
+    /// [`ExtendedState::save`] reads, with the capabilities asked of the
+    /// VM.
+    pub fn read_now(vm: &VmFd, fd: &VcpuFd) -> Result<Self, XstateError> {
+        Self::read(
+            vm.check_extension(Cap::Xsave),
+            vm.check_extension_int(Cap::Xsave2),
+            fd,
+        )
+    }
+
+    /// Reads the XSAVE area, of the size KVM_CAP_XSAVE2 gave (`size`),
+    /// where KVM has `KVM_GET_XSAVE` (`xsave`), the legacy FPU state
+    /// otherwise.
+    fn read(xsave: bool, size: i32, fd: &VcpuFd) -> Result<Self, XstateError> {
+        if !xsave {
             return Ok(ExtendedState::Legacy(Box::new(
                 fd.get_fpu().map_err(XstateError::Fpu)?,
             )));
         }
-        let size = kvm.handle().check_extension_int(Cap::Xsave2);
         let legacy = std::mem::size_of::<kvm_xsave>();
         let bytes = usize::try_from(size).map_err(|_| XstateError::Size(size))?;
         if bytes <= legacy {
-            let mut area = Box::new(fd.get_xsave().map_err(XstateError::Get)?);
-            pin_pkru(&mut area.region, kvm.supported_cpuid());
-            return Ok(ExtendedState::Xsave(area));
+            return Ok(ExtendedState::Xsave(Box::new(
+                fd.get_xsave().map_err(XstateError::Get)?,
+            )));
         }
         let extra = (bytes - legacy).div_ceil(std::mem::size_of::<u32>());
         let mut area = Xsave::new(extra).map_err(|_| XstateError::Size(size))?;
@@ -109,11 +142,32 @@ impl ExtendedState {
         // KVM_GET_XSAVE2 writes; kvmini enables no dynamic state components
         // that could grow it afterwards.
         unsafe { fd.get_xsave2(&mut area) }.map_err(XstateError::Get)?;
-        // SAFETY: only the fixed 4 KiB region changes, never the length of
-        // the flexible array.
-        let region = unsafe { &mut area.as_mut_fam_struct().xsave.region };
-        pin_pkru(region, kvm.supported_cpuid());
         Ok(ExtendedState::Xsave2(area))
+    }
+
+    /// The x87 and SSE registers: the legacy region of the XSAVE area.
+    /// (`KVM_GET_FPU` reads MXCSR wrong on kvm-pvm: docs/walkthrough.md.)
+    pub fn fpu(&self) -> kvm_fpu {
+        match self {
+            ExtendedState::Xsave(area) => fpu_from_region(&area.region),
+            ExtendedState::Xsave2(area) => fpu_from_region(&area.as_fam_struct_ref().xsave.region),
+            ExtendedState::Legacy(fpu) => **fpu,
+        }
+    }
+
+    /// Replaces the x87 and SSE registers, and marks both components as
+    /// in use so that KVM takes them from the area.
+    pub fn set_fpu(&mut self, fpu: &kvm_fpu) {
+        match self {
+            ExtendedState::Xsave(area) => fpu_into_region(fpu, &mut area.region),
+            ExtendedState::Xsave2(area) => {
+                // SAFETY: only the fixed 4 KiB region changes, never the
+                // length of the flexible array.
+                let region = unsafe { &mut area.as_mut_fam_struct().xsave.region };
+                fpu_into_region(fpu, region);
+            }
+            ExtendedState::Legacy(old) => **old = *fpu,
+        }
     }
 
     /// Sets the vCPU's state back to what [`ExtendedState::save`] read.
@@ -127,6 +181,81 @@ impl ExtendedState {
             ExtendedState::Xsave2(area) => unsafe { fd.set_xsave2(area) }.map_err(XstateError::Set),
             ExtendedState::Legacy(fpu) => fd.set_fpu(fpu).map_err(XstateError::Fpu),
         }
+    }
+}
+
+/// The FXSAVE layout of the legacy region: the offsets of the x87 and SSE
+/// fields, in bytes.
+const FX_FCW: usize = 0;
+const FX_FSW: usize = 2;
+const FX_FTW: usize = 4;
+const FX_FOP: usize = 6;
+const FX_FIP: usize = 8;
+const FX_FDP: usize = 16;
+const FX_MXCSR: usize = 24;
+const FX_ST: usize = 32;
+const FX_XMM: usize = 160;
+
+/// The legacy region's x87 and SSE registers.
+fn fpu_from_region(region: &[u32; 1024]) -> kvm_fpu {
+    let bytes: Vec<u8> = region
+        .iter()
+        .take(128)
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let mut fpu = kvm_fpu::default();
+    let at = |offset: usize, n: usize| bytes.get(offset..offset + n).unwrap_or_default();
+    let u16_at = |offset| at(offset, 2).try_into().map_or(0, u16::from_le_bytes);
+    let u64_at = |offset| at(offset, 8).try_into().map_or(0, u64::from_le_bytes);
+    fpu.fcw = u16_at(FX_FCW);
+    fpu.fsw = u16_at(FX_FSW);
+    fpu.ftwx = at(FX_FTW, 1).first().copied().unwrap_or_default();
+    fpu.last_opcode = u16_at(FX_FOP);
+    fpu.last_ip = u64_at(FX_FIP);
+    fpu.last_dp = u64_at(FX_FDP);
+    fpu.mxcsr = at(FX_MXCSR, 4).try_into().map_or(0, u32::from_le_bytes);
+    for (i, st) in fpu.fpr.iter_mut().enumerate() {
+        st.copy_from_slice(at(FX_ST + i * 16, 16));
+    }
+    for (i, xmm) in fpu.xmm.iter_mut().enumerate() {
+        xmm.copy_from_slice(at(FX_XMM + i * 16, 16));
+    }
+    fpu
+}
+
+/// Writes the x87 and SSE registers into the legacy region, and lists both
+/// components in XSTATE_BV.
+fn fpu_into_region(fpu: &kvm_fpu, region: &mut [u32; 1024]) {
+    let mut bytes: Vec<u8> = region
+        .iter()
+        .take(128)
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let mut put = |offset: usize, value: &[u8]| {
+        if let Some(dst) = bytes.get_mut(offset..offset + value.len()) {
+            dst.copy_from_slice(value);
+        }
+    };
+    put(FX_FCW, &fpu.fcw.to_le_bytes());
+    put(FX_FSW, &fpu.fsw.to_le_bytes());
+    put(FX_FTW, &[fpu.ftwx]);
+    put(FX_FOP, &fpu.last_opcode.to_le_bytes());
+    put(FX_FIP, &fpu.last_ip.to_le_bytes());
+    put(FX_FDP, &fpu.last_dp.to_le_bytes());
+    put(FX_MXCSR, &fpu.mxcsr.to_le_bytes());
+    for (i, st) in fpu.fpr.iter().enumerate() {
+        put(FX_ST + i * 16, st);
+    }
+    for (i, xmm) in fpu.xmm.iter().enumerate() {
+        put(FX_XMM + i * 16, xmm);
+    }
+    for (word, chunk) in region.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut le = [0u8; 4];
+        le.copy_from_slice(chunk);
+        *word = u32::from_le_bytes(le);
+    }
+    if let Some(bv) = region.get_mut(XSTATE_BV_WORD) {
+        *bv |= u32::try_from(XCR0_X87_SSE).unwrap_or(3);
     }
 }
 
@@ -204,6 +333,46 @@ mod tests {
         let mut untouched = [7u32; 1024];
         pin_pkru(&mut untouched, &without);
         assert_eq!(untouched, [7u32; 1024]);
+    }
+
+    #[test]
+    fn fpu_registers_go_into_the_region_and_back() {
+        let mut fpu = kvm_fpu {
+            fcw: 0x37F,
+            fsw: 0x3800,
+            ftwx: 0x80,
+            last_opcode: 0x1E8,
+            last_ip: 0x7FFF_0000_1234,
+            last_dp: 0x10,
+            mxcsr: 0x1F80,
+            ..Default::default()
+        };
+        fpu.fpr[0] = [1; 16];
+        fpu.xmm[0] = [0x11; 16];
+        fpu.xmm[15] = [0xFF; 16];
+        let mut region = [0u32; 1024];
+        region[1023] = 0xDEAD;
+        fpu_into_region(&fpu, &mut region);
+        assert_eq!(region[FX_MXCSR / 4], 0x1F80);
+        assert_eq!(region[FX_XMM / 4], 0x1111_1111);
+        assert_eq!(region[XSTATE_BV_WORD], 3);
+        assert_eq!(region[1023], 0xDEAD);
+        let back = fpu_from_region(&region);
+        assert_eq!(
+            (
+                back.fcw,
+                back.fsw,
+                back.ftwx,
+                back.last_opcode,
+                back.last_ip,
+                back.last_dp
+            ),
+            (0x37F, 0x3800, 0x80, 0x1E8, 0x7FFF_0000_1234, 0x10)
+        );
+        assert_eq!(
+            (back.mxcsr, back.fpr, back.xmm),
+            (fpu.mxcsr, fpu.fpr, fpu.xmm)
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! docs/kvm-pvm.md ("Debug events") says which stops come from KVM and
 //! which from kvmini's own exception handlers on this host.
 
+mod fpu;
 mod socket;
 mod target;
 

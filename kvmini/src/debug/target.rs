@@ -276,6 +276,11 @@ impl SingleThreadBase for GuestTarget<'_> {
         segments.es = u32::from(sregs.es.selector);
         segments.fs = u32::from(sregs.fs.selector);
         segments.gs = u32::from(sregs.gs.selector);
+        let fpu = self
+            .sandbox
+            .fpu_registers()
+            .map_err(|e| TargetError::Fatal(e.into()))?;
+        super::fpu::read_into(&fpu, out);
         Ok(())
     }
 
@@ -326,6 +331,14 @@ impl SingleThreadBase for GuestTarget<'_> {
             rip: new.rip,
             rflags: (regs.rflags & !0xFFFF_FFFF) | u64::from(new.eflags),
         };
+        let mut fpu = self
+            .sandbox
+            .fpu_registers()
+            .map_err(|e| TargetError::Fatal(e.into()))?;
+        super::fpu::write_from(new, &mut fpu);
+        self.sandbox
+            .set_fpu_registers(&fpu)
+            .map_err(|e| TargetError::Fatal(e.into()))?;
         self.sandbox
             .set_registers(&regs)
             .map_err(|e| TargetError::Fatal(e.into()))

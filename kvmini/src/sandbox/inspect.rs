@@ -13,7 +13,7 @@
 //! code and stack segments, as `iretq` would.
 
 use kvm_bindings::{
-    kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_ENABLE,
+    kvm_fpu, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_ENABLE,
     KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP,
 };
 use vm_memory::{Bytes, GuestAddress};
@@ -25,6 +25,7 @@ use crate::addr::Gva;
 use crate::cpu::Ring;
 use crate::paging::Paging;
 use crate::view::{GuestView, ViewError};
+use crate::xstate::ExtendedState;
 
 /// Errors of reaching a stopped guest's memory.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +275,24 @@ impl Sandbox {
             return Ok(sregs);
         }
         Ok(vcpu.sregs()?)
+    }
+
+    /// The guest's x87 and SSE registers, from its extended state, for
+    /// its next entry. kvmini's own handlers use none of them, so at a
+    /// debug stop or a crash they are the guest's.
+    pub fn fpu_registers(&mut self) -> Result<kvm_fpu, SandboxError> {
+        let machine = self.machine_mut()?;
+        Ok(ExtendedState::read_now(machine.vm.fd(), machine.vcpu.fd())?.fpu())
+    }
+
+    /// Sets the guest's x87 and SSE registers for its next entry; the rest
+    /// of its extended state stays.
+    pub fn set_fpu_registers(&mut self, fpu: &kvm_fpu) -> Result<(), SandboxError> {
+        let machine = self.machine_mut()?;
+        let mut state = ExtendedState::read_now(machine.vm.fd(), machine.vcpu.fd())?;
+        state.set_fpu(fpu);
+        state.restore(machine.vcpu.fd())?;
+        Ok(())
     }
 
     /// Reads `buf.len()` bytes of guest memory at virtual `addr`, through
