@@ -97,6 +97,7 @@ fn gdb_reads_the_avx_registers_of_a_core() {
     let out = Command::new("gdb")
         .args(["-nx", "-batch", "-ex", "print/x $ymm1.v4_int64"])
         .args(["-ex", "print/x $xmm0.v2_int64[0]"])
+        .args(["-ex", "print/x $mxcsr"])
         .arg(&elf)
         .arg(&core)
         .output()
@@ -107,7 +108,8 @@ fn gdb_reads_the_avx_registers_of_a_core() {
         values,
         [
             "$1 = {0x1111, 0x2222, 0x3333, 0x4444}",
-            "$2 = 0x1122334455667788"
+            "$2 = 0x1122334455667788",
+            "$3 = 0x1f80"
         ],
         "{shown}"
     );

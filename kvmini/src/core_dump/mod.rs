@@ -53,9 +53,9 @@ pub enum CoreError {
     /// The vCPU's system registers could not be read.
     #[error("cannot read the vCPU's registers for the core file")]
     Registers(#[source] VcpuError),
-    /// The vCPU's FPU state could not be read.
+    /// The vCPU's x87 and SSE state could not be read.
     #[error("cannot read the vCPU's FPU state for the core file")]
-    Fpu(#[source] kvm_ioctls::Error),
+    Fpu(#[source] crate::xstate::XstateError),
     /// An earlier run of the sandbox panicked and took the VM with it.
     #[error("this sandbox lost its VM to a panic in an earlier run")]
     Poisoned,

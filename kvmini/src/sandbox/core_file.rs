@@ -10,6 +10,7 @@ use super::Sandbox;
 use crate::core_dump::{self, CoreError, CoreRegisters, CoreSource, CoreSummary};
 use crate::cpu::{USER_CS, USER_DS};
 use crate::paging::{Paging, PagingMode};
+use crate::xstate::ExtendedState;
 
 impl Sandbox {
     /// Writes an ELF core file of the crash that `outcome` reports to
@@ -45,7 +46,11 @@ impl Sandbox {
         if paging.mode != PagingMode::Long {
             return Err(CoreError::NotLongMode);
         }
-        let fpu = machine.vcpu.fd().get_fpu().map_err(CoreError::Fpu)?;
+        // From the XSAVE area, as for gdb: KVM_GET_FPU reads MXCSR wrong on
+        // kvm-pvm.
+        let fpu = ExtendedState::read_now(machine.vm.fd(), machine.vcpu.fd())
+            .map_err(CoreError::Fpu)?
+            .fpu();
         let (cs, ss) = if crash.ring == 3 {
             (USER_CS, USER_DS)
         } else {
