@@ -20,7 +20,7 @@ use common::kvm_or_skip;
 use linux_native::{in_kvmini, outcome, BUSYBOX};
 
 /// `a/` with one and sub/two, `b/` with three: two small grants, and a
-/// native root holding both.
+/// native root holding both and `dev/null`.
 fn trees(work: &Path) {
     for root in [work.join("root"), work.to_path_buf()] {
         std::fs::create_dir_all(root.join("a/sub")).unwrap();
@@ -29,6 +29,9 @@ fn trees(work: &Path) {
         std::fs::write(root.join("a/sub/two"), "2\n").unwrap();
         std::fs::write(root.join("b/three"), "3\n").unwrap();
     }
+    // kvmini lists `/dev`, which holds `null`, where no grant holds it.
+    std::fs::create_dir_all(work.join("root/dev")).unwrap();
+    std::fs::write(work.join("root/dev/null"), "").unwrap();
 }
 
 /// busybox `applet` natively in `dir`.
@@ -62,7 +65,7 @@ fn ls_and_find_of_the_root_see_the_mount_points_as_natively() {
     let root = work.path().join("root");
     let listed = sandboxed(work.path(), &["ls", "/"]);
     assert_eq!(listed, native(&root, &["ls", "."]));
-    assert_eq!(listed, (0, "a\nb\n".to_owned(), String::new()));
+    assert_eq!(listed, (0, "a\nb\ndev\n".to_owned(), String::new()));
     let found = sandboxed(work.path(), &["find", "/"]);
     let natively = native(&root, &["find", "."]).1;
     // Natively in the host's directory order; kvmini lists mount points
@@ -76,7 +79,10 @@ fn ls_and_find_of_the_root_see_the_mount_points_as_natively() {
         .collect();
     natively.sort();
     assert_eq!(found, (0, natively.concat(), String::new()));
-    assert_eq!(found.1, "/\n/a\n/a/one\n/a/sub\n/a/sub/two\n/b\n/b/three\n");
+    assert_eq!(
+        found.1,
+        "/\n/a\n/a/one\n/a/sub\n/a/sub/two\n/b\n/b/three\n/dev\n/dev/null\n"
+    );
     assert_eq!(
         sandboxed(work.path(), &["ls", "/missing"]),
         native(&root, &["ls", "/missing"])
@@ -108,6 +114,7 @@ fn ls_la_of_the_root_shows_a_read_only_directory_and_its_mount_points() {
             pair("dr-xr-xr-x", ".."),
             pair("drwxr-xr-x", "a"),
             pair("drwxr-xr-x", "b"),
+            pair("dr-xr-xr-x", "dev"),
         ],
         "{out}"
     );
@@ -131,7 +138,15 @@ fn a_directory_above_a_grant_lists_its_mount_point_and_can_be_entered() {
     };
     let ok = |out: &str| (0, out.to_owned(), String::new());
     assert_eq!(run(&["ls", "/mnt"]), ok("data\n"));
-    assert_eq!(run(&["ls", "/"]), ok("mnt\n"));
+    assert_eq!(run(&["ls", "/"]), ok("dev\nmnt\n"));
+    // `/dev` holds the device, listed as one.
+    assert_eq!(run(&["ls", "/dev"]), ok("null\n"));
+    let (status, long, err) = run(&["ls", "-l", "/dev"]);
+    assert_eq!((status, err.as_str()), (0, ""));
+    assert!(
+        long.lines().nth(1).unwrap().starts_with("crw-rw-rw-"),
+        "{long}"
+    );
     // Builtins only: busybox's sh forks for other applets.
     assert_eq!(
         run(&[
@@ -141,9 +156,9 @@ fn a_directory_above_a_grant_lists_its_mount_point_and_can_be_entered() {
         ]),
         ok("/mnt\n/\n/mnt/data\n")
     );
-    // Without any grant, `/` is an empty directory.
+    // Without any grant, `/` holds only `/dev`.
     let alone = outcome(&in_kvmini(&[BUSYBOX, "--", "ls", "-a", "/"]));
-    assert_eq!(alone, ok(".\n..\n"));
+    assert_eq!(alone, ok(".\n..\ndev\n"));
 }
 
 #[test]

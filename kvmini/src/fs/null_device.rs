@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::grant::normalize;
 
 /// The components of the path that names the device.
-const PATH: [&[u8]; 2] = [b"dev", b"null"];
+pub(super) const PATH: [&[u8]; 2] = [b"dev", b"null"];
 
 /// The device number Linux gives `/dev/null`: major 1, minor 3.
 const RDEV: (u32, u32) = (1, 3);
@@ -33,11 +33,14 @@ pub(super) fn names(path: &[u8]) -> Result<bool, Errno> {
     Ok(true)
 }
 
+/// The device's inode number, as a devtmpfs gives it.
+pub(super) const INODE: u64 = 3;
+
 /// What `fstat` and `stat` of the device answer: a character device 1:3,
 /// mode 0666, owned by root, empty, on device 0:6 with inode 3 (the values
 /// a devtmpfs gives it), every time 0.
 pub(super) fn stat() -> rustix::fs::Stat {
-    let mut st = super::stat::served(MODE, 3, 1);
+    let mut st = super::stat::served(MODE, INODE, 1);
     st.st_rdev = rustix::fs::makedev(RDEV.0, RDEV.1);
     st.st_dev = rustix::fs::makedev(0, 6);
     st

@@ -12,15 +12,17 @@ use std::sync::Arc;
 
 use kvmini_abi::fs::{SeekArgs, O_ACCMODE, O_CREAT, O_RDONLY, O_TRUNC, SEEK_SET};
 
-use super::{copy_out, prepare_read, CallResult, Descriptor, Filesystem};
+use super::{copy_out, null_device, prepare_read, CallResult, Descriptor, Filesystem};
 use crate::errno::Errno;
 use crate::grant::normalize;
 use crate::view::GuestView;
 
 /// A directory, readable and searchable by everyone, writable by no one.
 const MODE: u32 = 0o040_555;
-/// `DT_DIR`: every entry listed is a directory.
+/// `DT_DIR`: every entry listed is a directory, but the device.
 const DT_DIR: u8 = 4;
+/// `DT_CHR`: `null` in `/dev`.
+const DT_CHR: u8 = 2;
 /// The fixed part of a `getdents64` record: inode, offset, length, type.
 const RECORD_HEAD: usize = 19;
 
@@ -76,11 +78,15 @@ impl Filesystem {
         if self.grants.resolve(path).is_ok() {
             return Ok(None);
         }
+        // `/dev/null` is listed as a mount point is: `/` lists `dev` and
+        // `/dev` lists `null` where no grant holds them.
+        let device: Vec<Vec<u8>> = null_device::PATH.iter().map(|c| c.to_vec()).collect();
         let mut names: Vec<Vec<u8>> = self
             .grants
             .iter()
-            .filter_map(|grant| {
-                let guest = normalize(grant.spec.guest.as_bytes()).ok()?;
+            .filter_map(|grant| normalize(grant.spec.guest.as_bytes()).ok())
+            .chain(std::iter::once(device))
+            .filter_map(|guest| {
                 let below = guest.len() > components.len() && guest.starts_with(&components);
                 below
                     .then(|| guest.get(components.len()).cloned())
@@ -151,19 +157,23 @@ impl Filesystem {
         let mut components = normalize(path)?;
         let names = self.synthetic_entries(path)?.unwrap_or_default();
         let own = inode(path);
-        let mut entries = vec![(b".".to_vec(), own)];
+        let mut entries = vec![(b".".to_vec(), own, DT_DIR)];
         let child = |name: &Vec<u8>| {
             let mut below = components.clone();
             below.push(name.clone());
-            (name.clone(), inode(&joined(&below)))
+            if below == null_device::PATH {
+                (name.clone(), null_device::INODE, DT_CHR)
+            } else {
+                (name.clone(), inode(&joined(&below)), DT_DIR)
+            }
         };
-        let listed: Vec<(Vec<u8>, u64)> = names.iter().map(child).collect();
+        let listed: Vec<(Vec<u8>, u64, u8)> = names.iter().map(child).collect();
         components.pop();
-        entries.push((b"..".to_vec(), inode(&joined(&components))));
+        entries.push((b"..".to_vec(), inode(&joined(&components)), DT_DIR));
         entries.extend(listed);
         let mut out = Vec::new();
         let mut at = next.load(Ordering::Relaxed);
-        while let Some((name, ino)) = entries.get(at) {
+        while let Some((name, ino, kind)) = entries.get(at) {
             let length = (RECORD_HEAD + name.len() + 1).next_multiple_of(8);
             if out.len() + length > self.scratch.len() {
                 if out.is_empty() {
@@ -175,7 +185,7 @@ impl Filesystem {
             out.extend_from_slice(&ino.to_ne_bytes());
             out.extend_from_slice(&i64::try_from(at + 1).unwrap_or(i64::MAX).to_ne_bytes());
             out.extend_from_slice(&u16::try_from(length).unwrap_or(u16::MAX).to_ne_bytes());
-            out.push(DT_DIR);
+            out.push(*kind);
             out.extend_from_slice(name);
             out.resize(start + length, 0);
             at += 1;
