@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{kvm_or_skip, kvmini};
@@ -58,21 +58,7 @@ fn wc_l_of_a_granted_file_prints_what_busybox_prints_natively() {
     );
 }
 
-/// Builds kvmini/tests/linux/`source` with `musl-gcc -static` into `dir`.
-fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../kvmini/tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    out
-}
+use common::linux_build::musl;
 
 /// What the hostile program prints when nothing escapes: every bad
 /// pointer is EFAULT, lengths near 2^64 EFAULT or EINVAL, brk and mmap

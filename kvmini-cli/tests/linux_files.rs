@@ -22,21 +22,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
 }
 
-/// Builds kvmini/tests/linux/`source` with `musl-gcc -static` into `dir`.
-fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../kvmini/tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    out
-}
+use common::linux_build::musl;
 
 /// A tree: a/f, a/b/g.
 fn tree(root: &Path) {

@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::kvm_or_skip;
@@ -147,26 +147,7 @@ fn a_missing_file_fails_as_natively() {
     }
 }
 
-/// Builds `source` (in kvmini/tests/linux) with `musl-gcc -static` into
-/// `dir`.
-fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    out
-}
+use common::linux_build::musl;
 
 #[test]
 fn a_musl_program_prints_its_arguments_and_reads_a_granted_file() {

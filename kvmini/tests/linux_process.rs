@@ -10,32 +10,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::kvm_or_skip;
 use kvmini::output::{Capture, Output};
 use kvmini::sandbox::{Ending, Sandbox};
 
-/// Builds kvmini/tests/linux/`source` with `musl-gcc -static` into `dir`.
-fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    out
-}
+use common::linux_build::musl;
 
 #[test]
 fn a_reset_sandbox_gives_the_program_its_name_back() {

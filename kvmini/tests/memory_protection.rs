@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{built_guest, kvm_or_skip, run_config};
@@ -153,25 +153,7 @@ fn a_hypercall_read_into_read_only_memory_is_efault() {
     assert_eq!(run.stdout_text(), format!("{efault}\n{efault}\n1\n"));
 }
 
-/// Builds `source` (in kvmini/tests/linux) with `musl-gcc -static`.
-fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    out
-}
+use common::linux_build::musl;
 
 /// The shell's status of `program part` run natively: 128 + the signal
 /// that ended it.

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 pub const BUSYBOX: &str = "/usr/bin/busybox";
@@ -15,21 +15,11 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
 }
 
-/// Builds kvmini/tests/linux/`source` with `musl-gcc -static` into `dir`.
-pub fn musl(source: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(source.trim_end_matches(".c"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../kvmini/tests/linux")
-        .join(source);
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run musl-gcc ({e}): install musl-tools"));
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    out
-}
+#[allow(
+    unused_imports,
+    reason = "each test crate uses a different part of this module"
+)]
+pub use crate::common::linux_build::musl;
 
 /// A run's status as a shell gives it, its stdout and its stderr.
 pub fn outcome(out: &Output) -> (i32, String, String) {

@@ -10,6 +10,7 @@ pub mod c_build;
 pub mod core_files;
 pub mod cpu_state;
 pub mod elf;
+pub mod linux_build;
 pub mod modes;
 
 use std::collections::HashMap;
