@@ -48,6 +48,12 @@ impl CallCount {
     pub fn name(&self) -> CallName {
         CallName::Syscall(self.nr)
     }
+
+    /// Whether this count is of its number and every larger one (the
+    /// last slot).
+    pub fn and_above(&self) -> bool {
+        usize::try_from(self.nr).is_ok_and(|nr| nr == SLOTS - 1)
+    }
 }
 
 impl SyscallCounts {

@@ -142,7 +142,7 @@ pub fn signature(nr: u64) -> Option<Signature> {
         FSTAT => sig(&[Fd, Ptr]),
         POLL => waiting(sig(&[Ptr, Size, Int]), Waits::Always),
         LSEEK => sig(&[Fd, Int, Whence]),
-        MMAP => with_ret(sig(&[Ptr, Size, Prot, MapFlags, Fd, Hex]), Ret::Hex),
+        MMAP => with_ret(sig(&[Ptr, Size, Prot, MapFlags, Fd, Int]), Ret::Hex),
         MPROTECT => sig(&[Ptr, Size, Prot]),
         MUNMAP => sig(&[Ptr, Size]),
         BRK => with_ret(sig(&[Ptr]), Ret::Hex),

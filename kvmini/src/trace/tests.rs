@@ -48,7 +48,7 @@ fn line(nr: u64, args: &[u64], returned: Option<i64>, data: &[u8]) -> String {
     TraceEvent::Call(decode::syscall(&call, returned, &view(&mem, &layout))).to_string()
 }
 
-const AT_FDCWD: u64 = (-100i64) as u64;
+const AT_FDCWD: u64 = u64::from_ne_bytes((-100i64).to_ne_bytes());
 
 #[test]
 fn files_read_and_written_show_paths_buffers_and_results() {
@@ -81,7 +81,7 @@ fn strings_are_escaped_as_strace_escapes_them_and_cut_at_32_bytes() {
     let data = b"a\"b\\c\td\re\x0b\x0c\x01\x002\x1b7\xff";
     let n = data.len() as u64;
     assert_eq!(
-        line(WRITE, &[2, DATA, n], Some(n as i64), data),
+        line(WRITE, &[2, DATA, n], Some(i64::try_from(n).unwrap()), data),
         r#"write(2, "a\"b\\c\td\re\v\f\1\0002\0337\377", 17) = 17"#
     );
     let long = [b'x'; 40];
@@ -185,8 +185,8 @@ fn errno_values_are_named_with_their_messages() {
 #[test]
 fn flags_and_constants_are_named() {
     let cases: &[(u64, &[u64], i64, &str)] = &[
-        (MMAP, &[0, 8192, 3, 0x22, u64::MAX, 0], 0x7000, "mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x7000"),
-        (MMAP, &[0x1000, 4096, 0, 0x1_0012, 3, 0], -12, "mmap(0x1000, 4096, PROT_NONE, MAP_PRIVATE|MAP_FIXED|MAP_NONBLOCK, 3, 0x0) = -1 ENOMEM (Cannot allocate memory)"),
+        (MMAP, &[0, 8192, 3, 0x22, u64::MAX, 0], 0x7000, "mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7000"),
+        (MMAP, &[0x1000, 4096, 0, 0x1_0012, 3, 0], -12, "mmap(0x1000, 4096, PROT_NONE, MAP_PRIVATE|MAP_FIXED|MAP_NONBLOCK, 3, 0) = -1 ENOMEM (Cannot allocate memory)"),
         (MPROTECT, &[0x1000, 4096, 0x5 | 0x40], 0, "mprotect(0x1000, 4096, PROT_READ|PROT_EXEC|0x40) = 0"),
         (NEWFSTATAT, &[3, DATA, 0x2000, 0x1100], 0, "newfstatat(3, \"\", 0x2000, AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH) = 0"),
         (UNLINKAT, &[AT_FDCWD, DATA, 0], 0, "unlinkat(AT_FDCWD, \"\", 0) = 0"),
@@ -201,7 +201,7 @@ fn flags_and_constants_are_named() {
         (RT_SIGACTION, &[65, 0, 0, 8], -22, "rt_sigaction(65, NULL, NULL, 8) = -1 EINVAL (Invalid argument)"),
         (TGKILL, &[1, 1, 15], 0, "tgkill(1, 1, SIGTERM) = 0"),
         (RT_SIGPROCMASK, &[2, 0x2000, 0, 8], 0, "rt_sigprocmask(SIG_SETMASK, 0x2000, NULL, 8) = 0"),
-        (LSEEK, &[3, (-5i64) as u64, 2], 95, "lseek(3, -5, SEEK_END) = 95"),
+        (LSEEK, &[3, u64::from_ne_bytes((-5i64).to_ne_bytes()), 2], 95, "lseek(3, -5, SEEK_END) = 95"),
         (ARCH_PRCTL, &[0x1002, 0x4000], 0, "arch_prctl(ARCH_SET_FS, 0x4000) = 0"),
         (PRCTL, &[16, 0x2000, 0, 0, 0], 0, "prctl(PR_GET_NAME, 0x2000, 0x0, 0x0, 0x0) = 0"),
         (FUTEX, &[0x2000, 0x81, 1, 0, 0, 0], 0, "futex(0x2000, FUTEX_WAKE|FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0) = 0"),
