@@ -224,13 +224,11 @@ fn trace_names_each_system_call() {
         lines[lines.len() - 2..],
         ["exit_group(0) = ?", "+++ exited with 0 +++"]
     );
-    assert!(lines.iter().any(|l| l.contains(" syscall readlink(")));
+    assert!(lines.iter().any(|l| l.starts_with("readlink(")));
     assert!(
-        lines.iter().any(|l| l.contains(" syscall prctl(0x10, ")),
+        lines.iter().any(|l| l.starts_with("prctl(PR_GET_NAME, ")),
         "prctl(PR_GET_NAME)"
     );
-    let last = lines.last().unwrap();
-    assert!(last.contains(" syscall exit_group(0x0, "), "{last}");
 }
 
 #[test]

@@ -226,6 +226,20 @@ kvmini: system calls: 10, 2 failed
           1         1 syscall_0x1c3
 ";
     assert!(stderr.contains(table), "{stderr}");
+    // The README shows the table's first lines.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let shown = readme
+        .split_once("```text\nkvmini: system calls: ")
+        .expect("README.md shows the table")
+        .1
+        .split_once("...\n```")
+        .expect("the table's example ends with ...")
+        .0;
+    assert!(
+        table.starts_with(&format!("kvmini: system calls: {shown}")),
+        "README: {shown}"
+    );
     // An SDK guest makes no system calls: no table.
     let out = kvmini()
         .args(["demo", "hello", "--stats"])
@@ -321,16 +335,18 @@ fn a_trace_into_a_full_pipe_nobody_reads_still_ends_at_the_timeout() {
     };
     assert_eq!(status.code(), Some(124));
     // The pipe was full: the trace had filled it.
-    let mut pending = 0;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(unread.as_ref().unwrap());
+    let mut pending: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int to `pending`, a live local.
-    let asked = unsafe {
-        libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(unread.as_ref().unwrap()),
-            libc::FIONREAD,
-            &mut pending,
-        )
-    };
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) };
+    // SAFETY: F_GETPIPE_SZ takes no argument and reads nothing.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    // A line is shorter than PIPE_BUF and so written whole or not at all:
+    // the pipe had no room for the next one.
     assert_eq!(asked, 0);
-    assert!(pending >= 4096, "only {pending} bytes of trace");
+    assert!(
+        pending > capacity - 4096 && pending <= capacity,
+        "{pending} of {capacity} bytes"
+    );
     drop(unread);
 }
