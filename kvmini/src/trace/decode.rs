@@ -85,7 +85,13 @@ pub fn result(value: i64, ret: Ret) -> Returned {
 }
 
 /// The argument `value` of kind `kind` of `call`.
-fn arg(kind: Kind, value: u64, call: &Syscall, returned: Option<i64>, view: &GuestView<'_>) -> Arg {
+pub(super) fn arg(
+    kind: Kind,
+    value: u64,
+    call: &Syscall,
+    returned: Option<i64>,
+    view: &GuestView<'_>,
+) -> Arg {
     let int = i64::from_ne_bytes(value.to_ne_bytes());
     // Descriptors and signal numbers are C ints: the low 32 bits.
     let c_int = i64::from(i32::from_ne_bytes(

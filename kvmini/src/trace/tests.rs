@@ -221,6 +221,40 @@ fn flags_and_constants_are_named() {
 }
 
 #[test]
+fn kinds_no_row_uses_yet_are_decoded_too() {
+    let (mem, layout) = memory();
+    mem.write_slice(&[b's'; 40], GuestAddress(DATA)).unwrap();
+    mem.write_slice(b"\0", GuestAddress(DATA + 40)).unwrap();
+    let view = view(&mem, &layout);
+    let call = Syscall {
+        nr: 25,
+        args: [0; 6],
+    };
+    let show = |kind, value| decode::arg(kind, value, &call, Some(0), &view).to_string();
+    assert_eq!(
+        show(table::Kind::Str, DATA),
+        format!("\"{}\"...", "s".repeat(32))
+    );
+    assert_eq!(show(table::Kind::Str, BAD), "0x7ffff0000000");
+    assert_eq!(
+        show(table::Kind::MremapFlags, 3),
+        "MREMAP_MAYMOVE|MREMAP_FIXED"
+    );
+    assert_eq!(show(table::Kind::MremapFlags, 0), "0");
+    assert_eq!(show(table::Kind::Madvise, 4), "MADV_DONTNEED");
+    assert_eq!(show(table::Kind::Madvise, 100), "100");
+    assert_eq!(
+        show(table::Kind::Futex, 0x189),
+        "FUTEX_WAIT_BITSET|FUTEX_PRIVATE_FLAG|FUTEX_CLOCK_REALTIME"
+    );
+    assert_eq!(show(table::Kind::Futex, 0x7F), "0x7f");
+    assert_eq!(show(table::Kind::MapFlags, 0x20), "MAP_ANONYMOUS");
+    assert_eq!(show(table::Kind::MapFlags, 0x4), "0x4");
+    assert_eq!(show(table::Kind::Fd, 0xFFFF_FFFF), "-1");
+    assert_eq!(show(table::Kind::Signal, 0), "0");
+}
+
+#[test]
 fn a_timespec_is_read_and_a_wait_is_traced_in_two_parts() {
     let (mem, layout) = memory();
     mem.write_obj([600i64, 5], GuestAddress(DATA)).unwrap();
