@@ -350,3 +350,35 @@ fn a_trace_into_a_full_pipe_nobody_reads_still_ends_at_the_timeout() {
     );
     drop(unread);
 }
+
+#[test]
+fn a_call_that_waits_shows_before_it_waits_and_its_result_after() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let out = kvmini()
+        .args([
+            "run",
+            "--trace",
+            "--timeout",
+            "1s",
+            BUSYBOX,
+            "--",
+            "sleep",
+            "600",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124));
+    assert_trace_from(
+        &text(&out.stderr),
+        "clock_nanosleep(",
+        &[
+            "clock_nanosleep(CLOCK_REALTIME, 0, {tv_sec=600, tv_nsec=0}, 0x*) <unfinished ...>",
+            "<... clock_nanosleep resumed> = -1 EINTR (Interrupted system call)",
+            "+++ stopped at its time limit +++",
+            "kvmini: guest timed out after 1s (16 exits); stopped at rip 0x*",
+        ],
+    );
+}
