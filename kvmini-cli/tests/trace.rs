@@ -155,7 +155,10 @@ fn a_musl_program_is_traced_call_by_call() {
         .unwrap();
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
-        (Some(3), "hello\nworld\na\tb\\\"\u{1}\n".to_owned())
+        (
+            Some(3),
+            "hello\nworld\na\tb\\\"\u{1}\nread 12 bytes\n".to_owned()
+        )
     );
     let trace = text(&out.stderr);
     assert_trace_from(
@@ -171,6 +174,10 @@ fn a_musl_program_is_traced_call_by_call() {
             r#"open("/data/missing", O_RDONLY|O_LARGEFILE) = -1 ENOENT (No such file or directory)"#,
             "syscall_0x1c3(0x1, 0x2, 0x3, 0x0, 0x0, *) = -1 ENOSYS (Function not implemented)",
             r#"write(1, "a\tb\\\"\1\n", 7) = 7"#,
+            // musl's stdio asks whether stdout is a terminal, then writes
+            // its buffer and the rest of the line in one call.
+            "ioctl(1, TIOCGWINSZ, 0x*) = -1 ENOTTY (Inappropriate ioctl for device)",
+            r#"writev(1, [{iov_base="read 12", iov_len=7}, {iov_base=" bytes\n", iov_len=7}], 2) = 14"#,
             "exit_group(3) = ?",
             "+++ exited with 3 +++",
         ],
@@ -214,12 +221,14 @@ fn stats_count_system_calls_by_name_with_their_errors() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
     let table = "\
-kvmini: system calls: 10, 2 failed
+kvmini: system calls: 12, 3 failed
       calls    errors syscall
           2           write
           2         1 open
           1           read
           1           close
+          1         1 ioctl
+          1           writev
           1           arch_prctl
           1           set_tid_address
           1           exit_group

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use super::names::{self, FlagTable, ValueTable};
 use super::table::{self, Kind, Ret, Waits};
-use super::{Arg, Call, CallName, Returned, SHOWN_BYTES};
+use super::{Arg, Call, CallName, Returned, SHOWN_BYTES, SHOWN_ENTRIES};
 use crate::addr::Gva;
 use crate::hypercall::Hypercall;
 use crate::linux::Syscall;
@@ -125,6 +125,13 @@ pub(super) fn arg(
         Kind::Ioctl => named(names::IOCTL_REQUESTS, value, Arg::Hex(value)),
         Kind::Signal => signal(c_int),
         Kind::Timespec => timespec(view, value),
+        Kind::InIovec(count_at) => iovecs(view, value, call.args.get(count_at), None),
+        Kind::OutIovec(count_at) => match returned {
+            Some(n) if n >= 0 => {
+                iovecs(view, value, call.args.get(count_at), Some(n.unsigned_abs()))
+            }
+            _ => Arg::Address(value),
+        },
         Kind::Whence => named(names::WHENCE, value, Arg::Int(c_int)),
         Kind::SigHow => named(names::SIGMASK_HOW, value, Arg::Int(c_int)),
         Kind::ArchPrctl => named(names::ARCH_PRCTL_CODES, value, Arg::Hex(value)),
@@ -213,6 +220,9 @@ fn string(view: &GuestView<'_>, gva: u64, limit: u64) -> Arg {
 /// The first bytes of the `len`-byte buffer at `gva` (cut after
 /// [`SHOWN_BYTES`]); its address when they cannot be read.
 fn buffer(view: &GuestView<'_>, gva: u64, len: u64) -> Arg {
+    if gva == 0 {
+        return Arg::Address(0);
+    }
     let shown = len.min(SHOWN_BYTES as u64);
     let mut bytes = Vec::with_capacity(SHOWN_BYTES);
     for i in 0..shown {
@@ -227,6 +237,38 @@ fn buffer(view: &GuestView<'_>, gva: u64, len: u64) -> Arg {
     Arg::Bytes {
         bytes,
         cut: len > shown,
+    }
+}
+
+/// The `struct iovec` array at `gva` of `count` entries, at most
+/// [`SHOWN_ENTRIES`] of them, each with its buffer: whole for a call that
+/// reads them (`filled` is `None`), or as far as the `filled` bytes the
+/// call returned reach. Its address when the array cannot be read.
+fn iovecs(view: &GuestView<'_>, gva: u64, count: Option<&u64>, filled: Option<u64>) -> Arg {
+    let count = count.copied().unwrap_or(0);
+    let shown = count.min(SHOWN_ENTRIES as u64);
+    let mut left = filled;
+    let mut entries = Vec::new();
+    for i in 0..shown {
+        let entry = i
+            .checked_mul(16)
+            .and_then(|offset| Gva::new(gva).checked_add(offset));
+        let Some(Ok([base, len])) = entry.map(|at| view.read_obj::<[u64; 2]>(at)) else {
+            return Arg::Address(gva);
+        };
+        let bytes = match left {
+            None => len,
+            Some(rest) => {
+                let taken = rest.min(len);
+                left = Some(rest - taken);
+                taken
+            }
+        };
+        entries.push((buffer(view, base, bytes), len));
+    }
+    Arg::Iovecs {
+        entries,
+        more: count > shown,
     }
 }
 

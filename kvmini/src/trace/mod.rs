@@ -27,6 +27,9 @@ pub use counts::{CallCount, SyscallCounts};
 /// How many bytes of a buffer or string a trace shows (strace's default).
 pub const SHOWN_BYTES: usize = 32;
 
+/// How many entries of an array a trace shows.
+pub const SHOWN_ENTRIES: usize = 8;
+
 /// One thing the trace reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
@@ -110,6 +113,14 @@ pub enum Arg {
         names: Vec<&'static str>,
         /// Bits without a name.
         rest: u64,
+    },
+    /// An array of `struct iovec`: each buffer (or its address) and its
+    /// length; `more` when entries were left out.
+    Iovecs {
+        /// The entries shown.
+        entries: Vec<(Arg, u64)>,
+        /// More entries followed.
+        more: bool,
     },
     /// A `struct timespec` read from guest memory.
     Timespec {
@@ -238,6 +249,19 @@ impl fmt::Display for Arg {
                 }
             }
             Arg::Timespec { sec, nsec } => write!(f, "{{tv_sec={sec}, tv_nsec={nsec}}}"),
+            Arg::Iovecs { entries, more } => {
+                f.write_str("[")?;
+                for (i, (base, len)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{{iov_base={base}, iov_len={len}}}")?;
+                }
+                if *more {
+                    f.write_str(", ...")?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }

@@ -56,6 +56,12 @@ pub enum Kind {
     Signal,
     /// A pointer to a `struct timespec`, shown as its fields.
     Timespec,
+    /// An array of `struct iovec` the call reads, as many as argument `n`
+    /// says, each shown with its buffer.
+    InIovec(usize),
+    /// An array of `struct iovec` the call fills, as many as argument `n`
+    /// says: the buffers shown hold what the call returned, in order.
+    OutIovec(usize),
     /// An `lseek` origin.
     Whence,
     /// An `rt_sigprocmask` operation.
@@ -153,8 +159,8 @@ pub fn signature(nr: u64) -> Option<Signature> {
         IOCTL => sig(&[Fd, Ioctl, Ptr]),
         PREAD64 => sig(&[Fd, OutBuf, Size, Int]),
         PWRITE64 => sig(&[Fd, InBuf(2), Size, Int]),
-        READV => waiting(sig(&[Fd, Ptr, Size]), Waits::OnStdin),
-        WRITEV => sig(&[Fd, Ptr, Size]),
+        READV => waiting(sig(&[Fd, OutIovec(2), Size]), Waits::OnStdin),
+        WRITEV => sig(&[Fd, InIovec(2), Size]),
         ACCESS => sig(&[Path, AccessMode]),
         SELECT => waiting(sig(&[Int, Ptr, Ptr, Ptr, Ptr]), Waits::Always),
         DUP2 => sig(&[Fd, Fd]),

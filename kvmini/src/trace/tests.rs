@@ -255,6 +255,65 @@ fn kinds_no_row_uses_yet_are_decoded_too() {
 }
 
 #[test]
+fn iovec_arrays_show_each_buffer_as_far_as_the_call_went() {
+    let (mem, layout) = memory();
+    // Two entries: "hello" at DATA + 0x100, then a NULL of length 0; then
+    // "abcdef" and "ghij" for a read.
+    let iov = |entries: &[(u64, u64)]| {
+        entries
+            .iter()
+            .flat_map(|&(base, len)| [base, len])
+            .collect::<Vec<u64>>()
+    };
+    mem.write_slice(b"hello", GuestAddress(DATA + 0x100))
+        .unwrap();
+    mem.write_slice(b"abcdefghij", GuestAddress(DATA + 0x200))
+        .unwrap();
+    mem.write_obj([DATA + 0x100, 5, 0, 0], GuestAddress(DATA))
+        .unwrap();
+    let read: [u64; 4] = iov(&[(DATA + 0x200, 6), (DATA + 0x206, 8)])
+        .try_into()
+        .unwrap();
+    mem.write_obj(read, GuestAddress(DATA + 0x40)).unwrap();
+    let view = view(&mem, &layout);
+    let show = |nr, args: [u64; 3], returned| {
+        let call = Syscall {
+            nr,
+            args: [args[0], args[1], args[2], 0, 0, 0],
+        };
+        TraceEvent::Call(decode::syscall(&call, Some(returned), &view)).to_string()
+    };
+    assert_eq!(
+        show(WRITEV, [1, DATA, 2], 5),
+        r#"writev(1, [{iov_base="hello", iov_len=5}, {iov_base=NULL, iov_len=0}], 2) = 5"#
+    );
+    assert_eq!(
+        show(READV, [3, DATA + 0x40, 2], 9),
+        r#"readv(3, [{iov_base="abcdef", iov_len=6}, {iov_base="ghi", iov_len=8}], 2) = 9"#
+    );
+    assert_eq!(
+        show(READV, [3, DATA + 0x40, 2], -9),
+        format!(
+            "readv(3, {:#x}, 2) = -1 EBADF (Bad file descriptor)",
+            DATA + 0x40
+        )
+    );
+    assert_eq!(
+        show(WRITEV, [1, BAD, 2], -14),
+        "writev(1, 0x7ffff0000000, 2) = -1 EFAULT (Bad address)"
+    );
+    // More entries than a trace shows: the first eight, then "...".
+    let many: Vec<u64> = iov(&[(DATA + 0x100, 1); 9]);
+    mem.write_slice(many.as_bytes(), GuestAddress(DATA + 0x400))
+        .unwrap();
+    let one = r#"{iov_base="h", iov_len=1}"#;
+    assert_eq!(
+        show(WRITEV, [1, DATA + 0x400, 9], 9),
+        format!("writev(1, [{}, ...], 9) = 9", [one; 8].join(", "))
+    );
+}
+
+#[test]
 fn a_timespec_is_read_and_a_wait_is_traced_in_two_parts() {
     let (mem, layout) = memory();
     mem.write_obj([600i64, 5], GuestAddress(DATA)).unwrap();

@@ -1,8 +1,10 @@
 /* A program whose system calls the trace tests know one by one: it reads
  * a granted file and writes it out, opens a file that is not there, makes
- * a call kvmini does not serve, writes a string with escapes, and exits
- * with 3; with the argument "abort" it aborts. */
+ * a call kvmini does not serve, writes a string with escapes, prints a
+ * line through stdio, and exits with 3; with the argument "abort" it
+ * aborts. */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -23,5 +25,6 @@ int main(int argc, char **argv)
     syscall(0x1c3, 1, 2, 3);
     if (write(1, "a\tb\\\"\001\n", 7) != 7)
         return 1;
+    printf("read %d bytes\n", (int)n);
     return 3;
 }
