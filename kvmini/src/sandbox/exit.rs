@@ -210,8 +210,14 @@ pub fn serve(
             match call {
                 Hypercall::GetNumExits => {
                     let exits = u32::try_from(stats.exits).unwrap_or(u32::MAX);
-                    if cpu.tracing() {
-                        let event = trace::decode::hypercall(call, &cpu.view()?, exits.into());
+                    // The trace's view failing is no reason to fail the call.
+                    let event = if cpu.tracing() {
+                        let view = cpu.view().ok();
+                        view.map(|view| trace::decode::hypercall(call, &view, exits.into()))
+                    } else {
+                        None
+                    };
+                    if let Some(event) = event {
                         cpu.trace(TraceEvent::Call(event));
                     }
                     Ok(Next::CompleteIn(exits))
