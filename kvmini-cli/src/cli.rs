@@ -106,11 +106,13 @@ pub struct MachineArgs {
     /// Guest memory, a multiple of 2 MiB from 2M to 4G (K, M, G suffixes)
     #[arg(long, value_name = "SIZE", default_value = "64M")]
     pub mem: String,
-    /// Print one line per exit on stderr: count, RIP, reason, port, size, value
+    /// Print each system call (or hypercall) on stderr as strace does,
+    /// with its arguments and result, and how the run ended
     #[arg(long)]
     pub trace: bool,
-    /// Print exit counts by reason and hypercall, time in guest and in
-    /// kvmini, and the final RIP and RAX on stderr at the end
+    /// Print exit counts by reason and hypercall, system calls by name
+    /// with their errors, time in guest and in kvmini, and the final RIP
+    /// and RAX on stderr at the end
     #[arg(long)]
     pub stats: bool,
     /// Print the memory map (guest physical and host virtual addresses) and
@@ -1021,6 +1023,7 @@ fn report(outcome: &Outcome, stats: bool, guest: Option<&str>) {
         counted(s.interruptions, "interruption", "interruptions")
     );
     eprintln!("kvmini:{who} by hypercall: {}", by_hypercall(outcome));
+    crate::stats::print_syscalls(&s.syscalls, &who);
     if s.unenforced_mprotects > 0 {
         eprintln!(
             "kvmini:{who} mprotect: {} recorded, not enforced",

@@ -5,6 +5,7 @@ mod cli;
 mod core_file;
 mod print;
 mod signals;
+mod stats;
 mod verbose;
 
 use std::process::ExitCode;

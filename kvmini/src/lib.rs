@@ -87,6 +87,7 @@ pub mod output;
 pub mod sandbox;
 pub mod seccomp;
 pub mod stop;
+pub mod trace;
 pub mod vcpu;
 pub mod vcpu_thread;
 pub mod view;

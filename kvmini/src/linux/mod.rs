@@ -12,7 +12,7 @@ mod attributes;
 mod calls;
 pub mod entry;
 mod futex;
-mod numbers;
+pub mod numbers;
 mod poll;
 mod process;
 mod signals;

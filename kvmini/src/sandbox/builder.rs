@@ -59,6 +59,7 @@ pub struct SandboxBuilder {
     warnings: Output,
     host_functions: HostFunctions,
     trace: Option<Output>,
+    trace_events: Option<super::run::TraceHandler>,
     timing: bool,
     mode: Option<CpuMode>,
     seccomp: Option<bool>,
@@ -260,8 +261,23 @@ impl SandboxBuilder {
         self
     }
 
-    /// Writes one line per exit to `to` (default: no trace):
-    /// [`Output::Inherit`] is kvmini's stderr, [`Output::Writer`] the
+    /// Hands each trace event, typed, to `handler` (default: none), before
+    /// its line goes where [`SandboxBuilder::trace`] says. The handler runs
+    /// on the vCPU thread while the guest waits, as an [`Output::Writer`]
+    /// does (under the seccomp filter when it is on); whatever it does,
+    /// the run is the same.
+    pub fn trace_events(
+        mut self,
+        handler: impl FnMut(&crate::trace::TraceEvent) + Send + 'static,
+    ) -> Self {
+        self.trace_events = Some(super::run::TraceHandler(Box::new(handler)));
+        self
+    }
+
+    /// Writes the trace to `to` (default: no trace), one line per system
+    /// call or hypercall and one for the end of the run, as strace shows
+    /// them ([`crate::trace`]): [`Output::Inherit`] is kvmini's stderr,
+    /// [`Output::Writer`] the
     /// embedding program's writer (run on the vCPU thread, as the guest's
     /// own output is), [`Output::Null`] no trace. A trace line that cannot
     /// be written is dropped: it never ends or changes the run.
@@ -380,7 +396,7 @@ impl SandboxBuilder {
         config.args = self.args;
         config.env = self.env;
         config.cwd = self.cwd.unwrap_or_else(|| b"/".to_vec());
-        config.trace |= self.trace.is_some();
+        config.trace |= self.trace.is_some() || self.trace_events.is_some();
         if let Some(mode) = self.mode {
             config.mode = mode;
         }
@@ -401,6 +417,7 @@ impl SandboxBuilder {
             stderr: self.stderr,
             warnings: self.warnings,
             trace: self.trace.unwrap_or(Output::Null),
+            trace_events: self.trace_events,
         };
         Ok(Sandbox::from_parts(
             kvm,

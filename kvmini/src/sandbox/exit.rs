@@ -19,6 +19,7 @@ use crate::linux;
 use crate::memory::GuestMemory;
 use crate::modes::{self, CpuMode};
 use crate::output::StreamError;
+use crate::trace::{self, TraceEvent};
 use crate::vcpu::{Exit, VcpuError};
 use crate::view::GuestView;
 
@@ -174,6 +175,12 @@ pub trait ExitContext {
     fn layout(&self) -> &Layout;
     /// The CPU mode the guest started in.
     fn mode(&self) -> CpuMode;
+    /// Whether the run is traced.
+    fn tracing(&self) -> bool {
+        false
+    }
+    /// Reports `event` to the trace; it cannot fail or change the run.
+    fn trace(&mut self, _event: TraceEvent) {}
 }
 
 /// Host faults that stop a run while an exit is served (never the guest's).
@@ -201,14 +208,31 @@ pub fn serve(
             stats.io_exits += 1;
             stats.by_hypercall[call.port().index()] += 1;
             match call {
-                Hypercall::GetNumExits => Ok(Next::CompleteIn(
-                    u32::try_from(stats.exits).unwrap_or(u32::MAX),
-                )),
+                Hypercall::GetNumExits => {
+                    let exits = u32::try_from(stats.exits).unwrap_or(u32::MAX);
+                    // The trace's view failing is no reason to fail the call.
+                    let event = if cpu.tracing() {
+                        let view = cpu.view().ok();
+                        view.map(|view| trace::decode::hypercall(call, &view, exits.into()))
+                    } else {
+                        None
+                    };
+                    if let Some(event) = event {
+                        cpu.trace(TraceEvent::Call(event));
+                    }
+                    Ok(Next::CompleteIn(exits))
+                }
                 Hypercall::Exception => crash(cpu),
-                Hypercall::Syscall => syscall(calls, cpu),
+                Hypercall::Syscall => syscall(calls, cpu, stats),
                 call => {
+                    let tracing = cpu.tracing();
                     let view = cpu.view()?;
-                    let action = match calls.serve(call, &view) {
+                    let served = calls.serve(call, &view);
+                    let event = tracing.then(|| trace::decode::hypercall(call, &view, 0));
+                    if let Some(event) = event {
+                        cpu.trace(TraceEvent::Call(event));
+                    }
+                    let action = match served {
                         Ok(action) => action,
                         Err(StreamError::Io(e)) => return Err(ExitError::Output(e)),
                         Err(StreamError::Stopped | StreamError::Full) => Action::Resume,
@@ -270,7 +294,11 @@ pub fn serve(
 /// a call that cannot return does nothing; then the call is served from
 /// the registers and its result goes to RAX. An SDK guest has no system
 /// calls: the port is unknown to it, as before it existed.
-fn syscall(calls: &mut Hypercalls, cpu: &mut dyn ExitContext) -> Result<Next, ExitError> {
+fn syscall(
+    calls: &mut Hypercalls,
+    cpu: &mut dyn ExitContext,
+    stats: &mut Stats,
+) -> Result<Next, ExitError> {
     let Some(stub) = calls.linux().map(|process| process.layout().stub) else {
         return Ok(Next::End(Ending::Unserved(Unserved::UnknownPort {
             port: Port::Syscall as u16,
@@ -288,10 +316,43 @@ fn syscall(calls: &mut Hypercalls, cpu: &mut dyn ExitContext) -> Result<Next, Ex
         })));
     }
     let call = linux::Syscall::from_regs(&regs);
-    let effect = {
+    let tracing = cpu.tracing();
+    let waits = tracing && trace::decode::syscall_waits(&call);
+    if waits {
+        let entered = trace::decode::syscall(&call, None, &cpu.view()?);
+        cpu.trace(TraceEvent::Entered(trace::Call {
+            result: trace::Returned::Pending,
+            ..entered
+        }));
+    }
+    let (effect, event) = {
         let view = cpu.view()?;
-        calls.serve_syscall(&call, &view, fs_base)
+        let effect = calls.serve_syscall(&call, &view, fs_base);
+        let returned = match effect {
+            Some(linux::Effect::Return(value)) => Some(value),
+            Some(linux::Effect::SetFsBase(_)) => Some(0),
+            _ => None,
+        };
+        if effect.is_some() {
+            let failed = returned.is_some_and(|value| (-4095..0).contains(&value));
+            stats.syscalls.count(call.nr, failed);
+        }
+        let event = tracing.then(|| {
+            let decoded = trace::decode::syscall(&call, returned, &view);
+            if waits {
+                TraceEvent::Resumed {
+                    name: decoded.name,
+                    result: decoded.result,
+                }
+            } else {
+                TraceEvent::Call(decoded)
+            }
+        });
+        (effect, event)
     };
+    if let Some(event) = event {
+        cpu.trace(event);
+    }
     let (result, fs_base) = match effect {
         Some(linux::Effect::Return(value)) => (value, None),
         Some(linux::Effect::SetFsBase(base)) => (0, Some(base)),

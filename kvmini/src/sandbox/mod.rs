@@ -124,12 +124,15 @@ pub(crate) struct Stdio {
     pub(crate) warnings: Output,
     /// Where trace lines go, when the run is traced.
     pub(crate) trace: Output,
+    /// The embedding program's handler of trace events, if any.
+    pub(crate) trace_events: Option<run::TraceHandler>,
 }
 
 impl Stdio {
     /// Whether any stream is the embedding program's own reader or writer.
     fn runs_embedder_code(&self) -> bool {
         matches!(self.stdin, Input::Reader(_))
+            || self.trace_events.is_some()
             || [
                 Some(&self.stdout),
                 self.stderr.as_ref(),

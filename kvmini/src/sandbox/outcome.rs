@@ -286,6 +286,8 @@ pub struct Stats {
     /// A Linux program's `mprotect` calls so far that were answered 0
     /// but not enforced (docs/linux.md, "Memory").
     pub unenforced_mprotects: u64,
+    /// A Linux program's system calls by number, with their errors.
+    pub syscalls: crate::trace::SyscallCounts,
 }
 
 /// The result of [`Sandbox::run`](crate::sandbox::Sandbox::run).

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
-use kvmini_abi::Port;
 
 use super::backtrace::CodeMap;
 use super::exit::{self, ExitContext, HandlerState, Next};
@@ -20,6 +19,7 @@ use crate::modes::CpuMode;
 use crate::output::{GuestStream, StreamError};
 use crate::paging::{CpuPaging, Paging};
 use crate::stop::{self as stopping, StopHandle, StopReason};
+use crate::trace::{TraceEnd, TraceEvent};
 use crate::vcpu::{Exit, Vcpu, VcpuError};
 use crate::vcpu_thread::VcpuThread;
 use crate::view::GuestView;
@@ -35,8 +35,10 @@ pub(super) struct Machine {
     pub(super) timeout: Option<Duration>,
     pub(super) stop: StopHandle,
     pub(super) mode: CpuMode,
-    /// kvmini's stderr, for `--trace`.
+    /// Where trace lines go.
     pub(super) trace_out: GuestStream,
+    /// The embedding program's handler of trace events, if it gave one.
+    pub(super) trace_events: Option<TraceHandler>,
     /// The paging of every hypercall of a guest that cannot change it (ring
     /// 3 in long mode, on kvmini's own supervisor-only tables); `None`
     /// means reading it from the system registers at each exit.
@@ -242,9 +244,6 @@ impl Machine {
                 }
             }
             stats.exits += 1;
-            if self.trace {
-                self.trace_exit(stats.exits, &exit);
-            }
             let next = {
                 let mut cpu = Cpu {
                     vcpu: &mut self.vcpu,
@@ -252,6 +251,11 @@ impl Machine {
                     fixed_paging: self.fixed_paging.as_ref(),
                     cpu_paging: self.cpu_paging,
                     mode: self.mode,
+                    tracer: self.trace.then_some(Tracer {
+                        out: &mut self.trace_out,
+                        events: &mut self.trace_events,
+                        stop: &self.stop,
+                    }),
                 };
                 exit::serve(
                     &mut self.hypercalls,
@@ -327,6 +331,16 @@ impl Machine {
             },
             Err(StreamError::Io(e)) => return Err(SandboxError::Output(e)),
         };
+        // A debug stop is not an end: the run goes on under the debugger.
+        let debug_stop = self.debug.as_ref().is_some_and(|d| d.event.is_some());
+        if self.trace && !debug_stop {
+            let mut tracer = Tracer {
+                out: &mut self.trace_out,
+                events: &mut self.trace_events,
+                stop: &self.stop,
+            };
+            tracer.report(&TraceEvent::Ended(trace_end(&ending)));
+        }
         // After a crash, the registers the guest had at the fault, not
         // those of kvmini's handler that reported it.
         let regs = self.fault_regs.take().unwrap_or(*self.vcpu.regs());
@@ -379,45 +393,6 @@ impl Machine {
         crash.backtrace = Some(code.backtrace(&view, (crash.rip, crash.rsp, regs.rbp)));
         Ok(())
     }
-
-    fn trace_exit(&mut self, n: u64, exit: &Exit) {
-        let rip = self.vcpu.regs().rip;
-        let name = |port: u16| Port::try_from(port).map(Port::name).unwrap_or("unknown");
-        let syscall = Port::Syscall as u16;
-        let line = match exit {
-            // A Linux program's system call, by name, with its first three
-            // arguments.
-            Exit::IoOut { port, .. } if *port == syscall => {
-                let regs = self.vcpu.regs();
-                let nr = regs.rax;
-                format!(
-                    "syscall {}({:#x}, {:#x}, {:#x})",
-                    crate::linux::name(nr).map_or_else(|| format!("#{nr}"), str::to_owned),
-                    regs.rdi,
-                    regs.rsi,
-                    regs.rdx
-                )
-            }
-            Exit::IoOut {
-                port,
-                size,
-                count,
-                value,
-            } => format!(
-                "io out port={port:#06x} ({}) size={size} count={count} value={value:#x}",
-                name(*port)
-            ),
-            Exit::IoIn { port, size, count } => format!(
-                "io in  port={port:#06x} ({}) size={size} count={count}",
-                name(*port)
-            ),
-            other => format!("{other:?}"),
-        };
-        // Tracing is a debugging aid: a failed write to stderr is not worth
-        // stopping the guest for.
-        let line = format!("[exit {n:>6}] rip={rip:#010x} {line}\n");
-        let _ = self.trace_out.write(line.as_bytes(), &self.stop);
-    }
 }
 
 /// What serving an exit may read from this run's vCPU and VM.
@@ -427,7 +402,59 @@ struct Cpu<'a> {
     fixed_paging: Option<&'a FixedPaging>,
     cpu_paging: CpuPaging,
     mode: CpuMode,
+    /// Where the trace goes, when the run is traced.
+    tracer: Option<Tracer<'a>>,
 }
+
+/// An embedding program's handler of trace events.
+pub(crate) struct TraceHandler(pub(crate) Box<dyn FnMut(&TraceEvent) + Send>);
+
+impl std::fmt::Debug for TraceHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceHandler")
+    }
+}
+
+/// Where a traced run's events go: the embedding program's handler, then
+/// a line each in the trace's stream.
+struct Tracer<'a> {
+    out: &'a mut GuestStream,
+    events: &'a mut Option<TraceHandler>,
+    stop: &'a StopHandle,
+}
+
+impl Tracer<'_> {
+    fn report(&mut self, event: &TraceEvent) {
+        if let Some(handler) = self.events.as_mut() {
+            (handler.0)(event);
+        }
+        // A trace line that cannot be written is dropped: the trace never
+        // changes the run.
+        let line = format!("{event}\n");
+        let _ = self.out.write(line.as_bytes(), self.stop);
+    }
+}
+
+/// The trace's account of how a run ended.
+fn trace_end(ending: &Ending) -> TraceEnd {
+    match ending {
+        Ending::Exited(code) => TraceEnd::Exited(*code),
+        Ending::Signaled(signal) => TraceEnd::Killed(*signal),
+        Ending::Crashed(crash) if crash.linux_program && crash.vector == 14 => {
+            TraceEnd::Killed(SIGSEGV)
+        }
+        Ending::OutputClosed => TraceEnd::Killed(SIGPIPE),
+        Ending::Halted => TraceEnd::Halted,
+        Ending::Crashed(_) => TraceEnd::Crashed,
+        Ending::Unserved(_) => TraceEnd::Unserved,
+        Ending::TimedOut(_) => TraceEnd::TimedOut,
+        Ending::Stopped(sig) => TraceEnd::Stopped(*sig),
+    }
+}
+
+/// Linux's numbers of the signals a run's end stands for.
+const SIGSEGV: u8 = 11;
+const SIGPIPE: u8 = 13;
 
 impl ExitContext for Cpu<'_> {
     fn view(&mut self) -> Result<GuestView<'_>, VcpuError> {
@@ -476,5 +503,15 @@ impl ExitContext for Cpu<'_> {
 
     fn mode(&self) -> CpuMode {
         self.mode
+    }
+
+    fn tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    fn trace(&mut self, event: TraceEvent) {
+        if let Some(tracer) = &mut self.tracer {
+            tracer.report(&event);
+        }
     }
 }

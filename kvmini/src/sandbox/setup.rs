@@ -92,6 +92,7 @@ impl Sandbox {
         let stderr = stdio.stderr.map(|o| GuestStream::new(o, Stream::Stderr));
         let mut warnings = GuestStream::new(stdio.warnings, Stream::Stderr);
         let trace_out = GuestStream::new(stdio.trace, Stream::Stderr);
+        let trace_events = stdio.trace_events;
         let (mem, snapshot) = allocate_memory(&config, &mut warnings)?;
         let layout = Layout::new(config.mem_size);
         let flat = matches!(config.image, Image::Flat(_));
@@ -266,6 +267,7 @@ impl Sandbox {
                 stop: own_stop.clone(),
                 mode: config.mode,
                 trace_out,
+                trace_events,
                 fixed_paging,
                 cpu_paging,
                 fault_regs: None,
