@@ -275,6 +275,7 @@ impl Machine {
                     if let Some(base) = fs_base {
                         self.vcpu.set_fs_base(base)?;
                     }
+                    self.apply_table_changes()?;
                     None
                 }
                 Next::End(ending) => Some(ending),
@@ -315,10 +316,6 @@ impl Machine {
                 break self.stopped(reason);
             }
         };
-        stats.unenforced_mprotects = self
-            .hypercalls
-            .linux()
-            .map_or(0, crate::linux::Process::unenforced_mprotects);
         let ending = match self.hypercalls.flush() {
             Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
             Err(StreamError::Closed) => match ending {
