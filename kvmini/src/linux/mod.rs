@@ -27,7 +27,9 @@ pub use calls::{Effect, Io};
 pub use numbers::name;
 pub use signals::signal_name;
 
+use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_XD};
 use crate::arch::x86_64::live_tables::LiveTables;
+use crate::arch::x86_64::memory_map::Permissions;
 use crate::arch::x86_64::table_helper::TableWrite;
 #[cfg(test)]
 use crate::errno::Errno;
@@ -257,6 +259,18 @@ impl Process {
             .as_mut()
             .map(LiveTables::take_writes)
             .unwrap_or_default()
+    }
+
+    /// What the program's page at `addr` allows now, as its memory calls
+    /// left it (`None` without page tables).
+    pub fn page_permissions(&self, addr: u64) -> Option<Permissions> {
+        let flags = self.memory.tables.as_ref()?.flags_at(addr);
+        let present = flags & PTE_P != 0;
+        Some(Permissions {
+            read: present,
+            write: present && flags & PTE_RW != 0,
+            execute: present && flags & PTE_XD == 0,
+        })
     }
 
     /// The page-table pages kvmini's helper may write for this program.

@@ -333,7 +333,11 @@ impl Machine {
             .and_then(|f| f.memory_map.as_ref());
         let violation = match (&ending, map) {
             (Ending::Crashed(crash), Some(map)) if crash.vector == 14 => {
-                map.explain(crash.error_code, crash.cr2)
+                let now = self
+                    .hypercalls
+                    .linux()
+                    .and_then(|p| p.page_permissions(crash.cr2));
+                map.explain_now(crash.error_code, crash.cr2, now)
             }
             _ => None,
         };

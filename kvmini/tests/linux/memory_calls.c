@@ -1,0 +1,202 @@
+/*
+ * memory_calls.c - the Linux program of tests/linux_memory.rs, run
+ * natively and in kvmini: one use of mprotect, munmap, mmap or mremap per
+ * run, chosen by argv[1]. Parts that end with SIGSEGV on Linux print what
+ * they did before the fault.
+ *
+ *   none-again   touches a page, makes it PROT_NONE, touches it again
+ *   none-back    the same, then makes it read-write again and touches it
+ *   read-only    makes a touched page read-only, then writes to it
+ *   munmap       unmaps a touched page, then touches it
+ *   exec         runs code written into a PROT_EXEC mapping, and into a
+ *                page made executable by mprotect
+ *   exec-denied  runs code in a page mapped without PROT_EXEC
+ *   mremap       moves a mapping by growing it, keeps its contents
+ *   reuse        unmaps a page between two others; the next mapping of
+ *                one page takes it, present and zero again
+ *   errors       mprotect's and munmap's errno values
+ *   fixed ADDR   MAP_FIXED and MAP_FIXED_NOREPLACE of one page at ADDR
+ *                (hexadecimal): prints the result or errno
+ *   reset        reads a page, makes it PROT_NONE and exits 0
+ *   tighten      the first time (no /data/loosened yet): creates that
+ *                file, makes a page of read-only data writable and writes
+ *                to it; every later time: writes to that page
+ *   tighten-exec the same with a `ret` in read-only data made executable
+ *                and called the first time, called every later time
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define PAGE 4096
+
+static char page_aligned[PAGE] __attribute__((aligned(PAGE)));
+static const char read_only_page[PAGE] __attribute__((aligned(PAGE))) = {1};
+/* ret, in a page of read-only data: not executable */
+static const unsigned char ret_page[PAGE] __attribute__((aligned(PAGE))) = {0xC3};
+
+static volatile char *map(size_t len, int prot)
+{
+    void *p = mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        printf("mmap failed: %d\n", errno);
+        exit(1);
+    }
+    return p;
+}
+
+/* mov eax, 42; ret */
+static const unsigned char forty_two[] = {0xB8, 42, 0, 0, 0, 0xC3};
+
+static int call(volatile char *code)
+{
+    return ((int (*)(void))(uintptr_t)code)();
+}
+
+int main(int argc, char **argv)
+{
+    const char *part = argc > 1 ? argv[1] : "";
+    setvbuf(stdout, 0, _IONBF, 0);
+    if (strcmp(part, "none-again") == 0 || strcmp(part, "none-back") == 0) {
+        volatile char *p = map(PAGE, PROT_READ | PROT_WRITE);
+        p[0] = 1;
+        printf("mprotect none: %d\n", mprotect((void *)p, PAGE, PROT_NONE));
+        if (strcmp(part, "none-back") == 0) {
+            printf("mprotect back: %d\n",
+                   mprotect((void *)p, PAGE, PROT_READ | PROT_WRITE));
+            p[0] = 2;
+            printf("touched: %d\n", p[0]);
+            return 0;
+        }
+        p[0] = 2;
+        printf("touched after PROT_NONE\n");
+    } else if (strcmp(part, "read-only") == 0) {
+        volatile char *p = map(PAGE, PROT_READ | PROT_WRITE);
+        p[0] = 1;
+        printf("mprotect read: %d\n", mprotect((void *)p, PAGE, PROT_READ));
+        printf("reads: %d\n", p[0]);
+        p[0] = 2;
+        printf("wrote to a read-only page\n");
+    } else if (strcmp(part, "munmap") == 0) {
+        volatile char *p = map(2 * PAGE, PROT_READ | PROT_WRITE);
+        p[0] = 1;
+        p[PAGE] = 1;
+        printf("munmap: %d\n", munmap((void *)p, PAGE));
+        printf("the other page: %d\n", p[PAGE]);
+        p[0] = 2;
+        printf("touched an unmapped page\n");
+    } else if (strcmp(part, "exec") == 0) {
+        volatile char *x = map(PAGE, PROT_READ | PROT_WRITE | PROT_EXEC);
+        memcpy((void *)x, forty_two, sizeof forty_two);
+        printf("PROT_EXEC mapping: %d\n", call(x));
+        volatile char *y = map(PAGE, PROT_READ | PROT_WRITE);
+        memcpy((void *)y, forty_two, sizeof forty_two);
+        printf("mprotect exec: %d\n", mprotect((void *)y, PAGE, PROT_READ | PROT_EXEC));
+        printf("made executable: %d\n", call(y));
+    } else if (strcmp(part, "exec-denied") == 0) {
+        volatile char *y = map(PAGE, PROT_READ | PROT_WRITE);
+        memcpy((void *)y, forty_two, sizeof forty_two);
+        printf("calling\n");
+        printf("ran: %d\n", call(y));
+    } else if (strcmp(part, "mremap") == 0) {
+        volatile char *p = map(2 * PAGE, PROT_READ | PROT_WRITE);
+        for (int i = 0; i < 2 * PAGE; i++)
+            p[i] = (char)(i * 7);
+        /* A mapping below it leaves no room to grow in place. */
+        map(PAGE, PROT_READ);
+        volatile char *q = mremap((void *)p, 2 * PAGE, 64 * PAGE, MREMAP_MAYMOVE);
+        if (q == MAP_FAILED) {
+            printf("mremap failed: %d\n", errno);
+            return 1;
+        }
+        int same = 1;
+        for (int i = 0; i < 2 * PAGE; i++)
+            same &= q[i] == (char)(i * 7);
+        q[64 * PAGE - 1] = 1;
+        printf("contents kept: %d, grown: %d\n", same, q[64 * PAGE - 1]);
+        q = mremap((void *)q, 64 * PAGE, PAGE, 0);
+        printf("shrunk in place: %d, first byte %d\n", q != MAP_FAILED, q[1]);
+    } else if (strcmp(part, "reuse") == 0) {
+        volatile char *p = map(3 * PAGE, PROT_READ | PROT_WRITE);
+        p[PAGE] = 9;
+        printf("munmap: %d\n", munmap((void *)(p + PAGE), PAGE));
+        volatile char *q = map(PAGE, PROT_READ | PROT_WRITE);
+        printf("reused: %d, reads %d\n", q == p + PAGE, q[0]);
+        q[0] = 3;
+        printf("writes %d\n", q[0]);
+    } else if (strcmp(part, "errors") == 0) {
+        volatile char *p = map(2 * PAGE, PROT_READ | PROT_WRITE);
+        munmap((void *)(p + PAGE), PAGE);
+        long r;
+        /* musl's mprotect rounds the address down: the call itself. */
+        r = syscall(SYS_mprotect, p + 1, PAGE, PROT_READ);
+        printf("unaligned: %ld %d\n", r, r ? errno : 0);
+        r = mprotect((void *)p, PAGE, 0x40);
+        printf("unknown bits: %ld %d\n", r, r ? errno : 0);
+        r = mprotect((void *)p, 2 * PAGE, PROT_READ);
+        printf("past the mapping: %ld %d\n", r, r ? errno : 0);
+        r = munmap((void *)(p + 1), PAGE);
+        printf("munmap unaligned: %ld %d\n", r, r ? errno : 0);
+        r = munmap((void *)p, 0);
+        printf("munmap nothing: %ld %d\n", r, r ? errno : 0);
+    } else if (strcmp(part, "fixed") == 0 && argc > 2) {
+        uintptr_t at = strtoull(argv[2], 0, 16);
+        void *r = mmap((void *)at, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        printf("MAP_FIXED: %s %d\n", r == MAP_FAILED ? "failed" : "mapped",
+               r == MAP_FAILED ? errno : 0);
+        r = mmap((void *)at, PAGE, PROT_READ,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        printf("MAP_FIXED_NOREPLACE: %s %d\n", r == MAP_FAILED ? "failed" : "mapped",
+               r == MAP_FAILED ? errno : 0);
+    } else if (strcmp(part, "reset") == 0) {
+        printf("reads %d\n", ((volatile char *)page_aligned)[0]);
+        printf("mprotect none: %d\n", mprotect(page_aligned, PAGE, PROT_NONE));
+    } else if (strcmp(part, "tighten") == 0) {
+        volatile char *p = (volatile char *)(uintptr_t)read_only_page;
+        FILE *marker = fopen("/data/loosened", "r");
+        if (!marker) {
+            marker = fopen("/data/loosened", "w");
+            if (!marker)
+                return 3;
+            fclose(marker);
+            printf("mprotect write: %d\n",
+                   mprotect((void *)p, PAGE, PROT_READ | PROT_WRITE));
+            p[0] = 5;
+            printf("loosened: %d\n", p[0]);
+            return 0;
+        }
+        fclose(marker);
+        printf("writing\n");
+        p[0] = 6;
+        printf("wrote to read-only data\n");
+    } else if (strcmp(part, "tighten-exec") == 0) {
+        volatile char *p = (volatile char *)(uintptr_t)ret_page;
+        FILE *marker = fopen("/data/loosened", "r");
+        if (!marker) {
+            marker = fopen("/data/loosened", "w");
+            if (!marker)
+                return 3;
+            fclose(marker);
+            printf("mprotect exec: %d\n",
+                   mprotect((void *)p, PAGE, PROT_READ | PROT_EXEC));
+            ((void (*)(void))(uintptr_t)p)();
+            printf("called\n");
+            return 0;
+        }
+        fclose(marker);
+        printf("calling\n");
+        ((void (*)(void))(uintptr_t)p)();
+        printf("ran read-only data\n");
+    } else {
+        printf("unknown part\n");
+        return 2;
+    }
+    return 0;
+}
