@@ -19,6 +19,7 @@ use std::process::Command;
 
 use common::linux_build::musl;
 use common::{kvm_or_skip, run_config};
+use kvmini::arch::x86_64::live_tables::LiveTables;
 use kvmini::arch::x86_64::memory_map::Permissions;
 use kvmini::layout::{Layout, PAGE_SIZE};
 use kvmini::memory::MEM_DEFAULT;
@@ -238,4 +239,36 @@ fn a_reset_takes_back_what_the_first_run_loosened() {
             );
         }
     }
+}
+
+/// kvmini has sixteen spare page tables for 2 MiB pages that need 4 KiB
+/// entries: once they are all in use, an `mprotect` that would split
+/// another 2 MiB page is ENOMEM and changes nothing; a page given back
+/// frees its table for the next.
+#[test]
+fn running_out_of_spare_page_tables_is_enomem() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let build = tempfile::tempdir().unwrap();
+    let program = musl("memory_calls.c", build.path());
+    let stdout = kvmini::output::Capture::new();
+    let mut sandbox = Sandbox::builder()
+        .elf_file(program.to_str().unwrap())
+        .args(["memory_calls", "exhaust"])
+        .stdout(kvmini::output::Output::Writer(stdout.writer()))
+        .build(&kvm)
+        .unwrap();
+    let layout = Layout::new(MEM_DEFAULT);
+    let free = LiveTables::read(sandbox.memory().unwrap(), &layout)
+        .unwrap()
+        .free_tables();
+    assert!(
+        free > 0 && free < 16,
+        "the image and the stack use some: {free}"
+    );
+    let outcome = sandbox.run().unwrap();
+    assert_eq!(
+        String::from_utf8(stdout.contents()).unwrap(),
+        format!("protected {free}, then errno 12\nstill writable\ngiven back: 0\nthen: 0\n")
+    );
+    assert_eq!(outcome.ending.status(), 139);
 }

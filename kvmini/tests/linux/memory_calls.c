@@ -21,6 +21,10 @@
  *   tighten      the first time (no /data/loosened yet): creates that
  *                file, makes a page of read-only data writable and writes
  *                to it; every later time: writes to that page
+ *   exhaust      makes one page read-only in each 2 MiB of a 40 MiB
+ *                mapping until mprotect fails (in kvmini, when its spare
+ *                page tables run out), gives one back and tries again,
+ *                then writes to the page it last made read-only
  *   tighten-exec the same with a `ret` in read-only data made executable
  *                and called the first time, called every later time
  */
@@ -158,6 +162,28 @@ int main(int argc, char **argv)
     } else if (strcmp(part, "reset") == 0) {
         printf("reads %d\n", ((volatile char *)page_aligned)[0]);
         printf("mprotect none: %d\n", mprotect(page_aligned, PAGE, PROT_NONE));
+    } else if (strcmp(part, "exhaust") == 0) {
+        const uintptr_t huge = 2 << 20;
+        size_t len = 40 << 20;
+        volatile char *p = map(len, PROT_READ | PROT_WRITE);
+        uintptr_t first = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+        uintptr_t a = first;
+        int n = 0, err = 0;
+        for (; a + PAGE <= (uintptr_t)p + len; a += huge) {
+            if (mprotect((void *)a, PAGE, PROT_READ) != 0) {
+                err = errno;
+                break;
+            }
+            n++;
+        }
+        printf("protected %d, then errno %d\n", n, err);
+        ((volatile char *)a)[0] = 1;
+        printf("still writable\n");
+        printf("given back: %d\n",
+               mprotect((void *)first, PAGE, PROT_READ | PROT_WRITE));
+        printf("then: %d\n", mprotect((void *)a, PAGE, PROT_READ));
+        ((volatile char *)a)[0] = 2;
+        printf("wrote to a read-only page\n");
     } else if (strcmp(part, "tighten") == 0) {
         volatile char *p = (volatile char *)(uintptr_t)read_only_page;
         FILE *marker = fopen("/data/loosened", "r");

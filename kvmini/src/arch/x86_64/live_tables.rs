@@ -173,10 +173,12 @@ impl LiveTables {
         } else {
             flags & FLAG_BITS
         };
-        let first = range.start / SIZE_2M;
-        let last = range.end.div_ceil(SIZE_2M);
-        let span = |r: u64| {
-            let base = r * SIZE_2M;
+        let first = usize::try_from(range.start / SIZE_2M).unwrap_or(usize::MAX);
+        let last = usize::try_from(range.end.div_ceil(SIZE_2M))
+            .unwrap_or(usize::MAX)
+            .min(self.regions.len());
+        let span = |r: usize| {
+            let base = r as u64 * SIZE_2M;
             let s = range.start.max(base);
             let e = range.end.min(base + SIZE_2M);
             (base, s, e)
@@ -185,7 +187,7 @@ impl LiveTables {
             .filter(|&r| {
                 let (base, s, e) = span(r);
                 let whole = s == base && e == base + SIZE_2M;
-                matches!(self.regions.get(r as usize), Some(Region::Large(f)) if *f != flags && !whole)
+                matches!(self.regions.get(r), Some(Region::Large(f)) if *f != flags && !whole)
             })
             .count();
         if splits > self.free.len() {
@@ -194,7 +196,7 @@ impl LiveTables {
         for r in first..last {
             let (base, s, e) = span(r);
             if s < e {
-                self.set_in_region(r as usize, base, s..e, flags);
+                self.set_in_region(r, base, s..e, flags);
             }
         }
         Ok(())

@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn writes_outside_the_tables_or_memory_are_refused() {
-        let tables = [0x1000..0x2000];
+        let tables = std::slice::from_ref(&(0x1000..0x2000));
         let ok = TableWrite {
             entry: 0x1FF8,
             value: 0x3,
@@ -173,7 +173,7 @@ mod tests {
             flush: 0x40_0000,
             flush_pages: 1,
         };
-        assert_eq!(check(&ok, &tables, 0x80_0000), Ok(()));
+        assert_eq!(check(&ok, tables, 0x80_0000), Ok(()));
         for bad in [
             TableWrite { count: 2, ..ok },
             TableWrite {
@@ -198,7 +198,7 @@ mod tests {
                 ..ok
             },
         ] {
-            assert_eq!(check(&bad, &tables, 0x80_0000), Err(BadWrite(bad)));
+            assert_eq!(check(&bad, tables, 0x80_0000), Err(BadWrite(bad)));
         }
     }
 }
