@@ -25,6 +25,11 @@
  *                mapping until mprotect fails (in kvmini, when its spare
  *                page tables run out), gives one back and tries again,
  *                then writes to the page it last made read-only
+ *   bench KIND N the calls kvmini/benches/protection.rs times, N times:
+ *                `page` changes one 4 KiB entry of a page table (and
+ *                changes it back), `split` makes one page of a 2 MiB page
+ *                read-only (splitting it) and back (joining it again),
+ *                `getpid` is the system call alone
  *   tighten-exec the same with a `ret` in read-only data made executable
  *                and called the first time, called every later time
  */
@@ -162,6 +167,28 @@ int main(int argc, char **argv)
     } else if (strcmp(part, "reset") == 0) {
         printf("reads %d\n", ((volatile char *)page_aligned)[0]);
         printf("mprotect none: %d\n", mprotect(page_aligned, PAGE, PROT_NONE));
+    } else if (strcmp(part, "bench") == 0 && argc > 3) {
+        const uintptr_t huge = 2 << 20;
+        long n = strtol(argv[3], 0, 10);
+        volatile char *p = map(3 * huge, PROT_READ | PROT_WRITE);
+        char *region = (char *)(((uintptr_t)p + huge - 1) & ~(huge - 1));
+        if (strcmp(argv[2], "page") == 0) {
+            /* A page kept read-only keeps the region split. */
+            mprotect(region, PAGE, PROT_READ);
+            for (long i = 0; i < n; i++) {
+                mprotect(region + PAGE, PAGE, PROT_READ);
+                mprotect(region + PAGE, PAGE, PROT_READ | PROT_WRITE);
+            }
+        } else if (strcmp(argv[2], "split") == 0) {
+            for (long i = 0; i < n; i++) {
+                mprotect(region, PAGE, PROT_READ);
+                mprotect(region, PAGE, PROT_READ | PROT_WRITE);
+            }
+        } else {
+            for (long i = 0; i < 2 * n; i++)
+                syscall(SYS_getpid);
+        }
+        printf("done\n");
     } else if (strcmp(part, "exhaust") == 0) {
         const uintptr_t huge = 2 << 20;
         size_t len = 40 << 20;

@@ -207,15 +207,19 @@ impl LiveTables {
             .contains(&table)
     }
 
-    fn directory_write(&mut self, r: usize, value: u64, flush_pages: u64) {
-        let base = r as u64 * SIZE_2M;
+    /// Writes region `r`'s directory entry, then flushes `flush` (pages).
+    /// A 2 MiB page's translation goes with one `invlpg` anywhere in it;
+    /// when a table becomes a 2 MiB page, the 4 KiB translations that
+    /// stay valid (same address, same permissions) may stay cached, so
+    /// only the pages whose permissions changed are flushed.
+    fn directory_write(&mut self, r: usize, value: u64, flush: Range<u64>) {
         self.pending.push(TableWrite {
             entry: self.layout.pd(0) + r as u64 * 8,
             value,
             count: 1,
             step: 0,
-            flush: base,
-            flush_pages,
+            flush: flush.start,
+            flush_pages: (flush.end - flush.start) / PAGE_SIZE,
         });
     }
 
@@ -256,7 +260,7 @@ impl LiveTables {
             Region::Large(old) if old == flags => return,
             Region::Large(_) if whole => {
                 self.regions[r] = Region::Large(flags);
-                self.directory_write(r, large_entry(base, flags), 1);
+                self.directory_write(r, large_entry(base, flags), base..base + PAGE_SIZE);
             }
             Region::Large(old) => {
                 let Some(table) = self.free.pop() else {
@@ -268,7 +272,7 @@ impl LiveTables {
                 // The table is filled before the directory points at it;
                 // its old contents may be a table given back earlier.
                 self.table_writes(table, base, &entries, 0..ENTRIES, false);
-                self.directory_write(r, table | TABLE_FLAGS, 1);
+                self.directory_write(r, table | TABLE_FLAGS, base..base + PAGE_SIZE);
                 self.regions[r] = Region::Table(table, entries);
             }
             Region::Table(table, mut entries) => {
@@ -286,7 +290,7 @@ impl LiveTables {
                     let flags = entries[0] & FLAG_BITS;
                     self.regions[r] = Region::Large(flags);
                     self.free.push(table);
-                    self.directory_write(r, large_entry(base, flags), ENTRIES as u64);
+                    self.directory_write(r, large_entry(base, flags), span.clone());
                 } else {
                     self.table_writes(table, base, &entries, from..to, true);
                     self.regions[r] = Region::Table(table, entries);
@@ -309,8 +313,11 @@ impl LiveTables {
     /// `pristine` (the same guest's record before its first run): every
     /// table `pristine` uses whose entries differ here (or that another
     /// region uses here, or none), then every directory entry that
-    /// differs, each region that changed flushed whole.
+    /// differs, then the pages whose permissions differ are flushed.
     pub fn writes_back_to(&self, pristine: &LiveTables) -> Vec<TableWrite> {
+        if self.regions == pristine.regions {
+            return Vec::new();
+        }
         let mut back = LiveTables {
             pending: Vec::new(),
             changed: Vec::new(),
@@ -346,8 +353,30 @@ impl LiveTables {
                     Region::Large(flags) => large_entry(base, *flags),
                     Region::Table(table, _) => table | TABLE_FLAGS,
                 };
-                back.directory_write(r, value, ENTRIES as u64);
+                back.directory_write(r, value, base..base);
             }
+        }
+        // Then every page whose permissions differ is flushed.
+        let top = self.layout.system_base;
+        let mut page = 0;
+        while page < top {
+            let differs = |a: u64| self.flags_at(a) != pristine.flags_at(a);
+            if !differs(page) {
+                page += PAGE_SIZE;
+                continue;
+            }
+            let start = page;
+            while page < top && differs(page) {
+                page += PAGE_SIZE;
+            }
+            back.pending.push(TableWrite {
+                entry: 0,
+                value: 0,
+                count: 0,
+                step: 0,
+                flush: start,
+                flush_pages: (page - start) / PAGE_SIZE,
+            });
         }
         back.pending
     }
@@ -399,12 +428,12 @@ mod tests {
         assert_eq!(LiveTables::read(&mem, &live.layout).unwrap(), live);
         assert_eq!(live.flags_at(0x40_1000), 0);
         assert_eq!(live.flags_at(0x40_2000), DATA);
-        // Back as it was: the region is one 2 MiB page again, every page
-        // of it flushed.
+        // Back as it was: the region is one 2 MiB page again, the page
+        // that changed flushed.
         live.set(0x40_1000..0x40_2000, DATA).unwrap();
         let (writes, _) = live.take_writes();
         assert_eq!(writes.len(), 1);
-        assert_eq!(writes[0].flush_pages, 512);
+        assert_eq!((writes[0].flush, writes[0].flush_pages), (0x40_1000, 1));
         apply(&mem, &writes);
         assert_eq!(live.free_tables(), 16);
         assert_eq!(live, pristine);
