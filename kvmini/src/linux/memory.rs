@@ -138,6 +138,10 @@ impl Process {
     /// Gives `ranges` their flags in the page tables, all or none.
     fn protect(&mut self, ranges: &[(Range<u64>, u64)]) -> Result<(), Errno> {
         let tables = self.memory.tables.as_mut().ok_or(ENOMEM)?;
+        if let [(range, flags)] = ranges {
+            // One range is all or nothing by itself.
+            return tables.set(range.clone(), *flags).map_err(|_| ENOMEM);
+        }
         let mut trial = tables.clone();
         for (range, flags) in ranges {
             trial.set(range.clone(), *flags).map_err(|_| ENOMEM)?;
