@@ -272,3 +272,38 @@ fn running_out_of_spare_page_tables_is_enomem() {
     );
     assert_eq!(outcome.ending.status(), 139);
 }
+
+/// A private file mapping reads the file into the program's pages; writes
+/// to it stay there. A shared one is ENODEV (natively it would share the
+/// file's pages, which kvmini never does).
+#[test]
+fn a_private_file_mapping_reads_the_file_as_natively() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let build = tempfile::tempdir().unwrap();
+    let program = musl("memory_calls.c", build.path());
+    let want = "through the mapping: hello, mapped file\nafter the end: 0\n\
+                mapping: Jello, file: hello\nwrite-only: 13\nunaligned offset: 22\n\
+                not open: 9\n";
+    let native_dir = tempfile::tempdir().unwrap();
+    let native_file = native_dir.path().join("f");
+    assert_eq!(
+        native(&program, &["file", native_file.to_str().unwrap()]),
+        (want.to_owned(), 0)
+    );
+    let data = tempfile::tempdir().unwrap();
+    for (part, expected) in [("file", want), ("shared", "MAP_SHARED: 19\n")] {
+        let run = run_config(
+            &kvm,
+            Sandbox::builder()
+                .elf_file(program.to_str().unwrap())
+                .args(["memory_calls", part, "/data/f"])
+                .dir(data.path(), "/data", false),
+        );
+        assert_eq!(run.stdout_text(), expected, "{part}");
+        assert_eq!(run.outcome.ending, Ending::Exited(0), "{part}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("f")).unwrap(),
+        "hello, mapped file\n"
+    );
+}

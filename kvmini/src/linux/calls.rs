@@ -45,6 +45,7 @@ const RENAME_EXCHANGE: u64 = 2;
 const RENAME_WHITEOUT: u64 = 4;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
+const MAP_ANONYMOUS: u64 = 0x20;
 const IOV_MAX: u64 = 1024;
 const RLIMIT_STACK: u64 = 3;
 const RLIMIT_NOFILE: u64 = 7;
@@ -179,6 +180,9 @@ impl Process {
             PSELECT6 => poll::timeout_at(view, a4, 1)
                 .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
             BRK => Ok(self.set_brk(view, a0)),
+            MMAP if a3 & MAP_ANONYMOUS == 0 => {
+                self.mmap_file(view, io.fs, (a0, a1, a2, a3), (fd(a4), call.args[5]))
+            }
             MMAP => self.mmap(view, a0, a1, a2, a3),
             MUNMAP => self.munmap(view, a0, a1),
             MPROTECT => self.mprotect(a0, a1, a2),

@@ -20,6 +20,7 @@ use super::Process;
 use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_US, PTE_XD};
 use crate::arch::x86_64::live_tables::LiveTables;
 use crate::errno::Errno;
+use crate::fs::Filesystem;
 use crate::layout::PAGE_SIZE;
 use crate::view::GuestView;
 
@@ -32,6 +33,7 @@ const fn errno(code: i32) -> Errno {
 const ENOMEM: Errno = errno(libc::ENOMEM);
 const ENODEV: Errno = errno(libc::ENODEV);
 const EEXIST: Errno = errno(libc::EEXIST);
+const EACCES: Errno = errno(libc::EACCES);
 
 const PROT_READ: u64 = 0x1;
 const PROT_WRITE: u64 = 0x2;
@@ -302,19 +304,85 @@ impl Process {
         prot: u64,
         flags: u64,
     ) -> Result<i64, Errno> {
-        // Shared mappings come with file mappings.
+        // A shared mapping would share pages with another process or a
+        // file: there is neither.
         if flags & MAP_TYPE != MAP_PRIVATE {
             return Err(Errno::EINVAL);
         }
         if flags & MAP_ANONYMOUS == 0 {
             return Err(ENODEV);
         }
+        let range = self.place(addr, len, prot, flags)?;
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+            zero(view, range.start, range.end - range.start);
+        }
+        i64::try_from(range.start).map_err(|_| ENOMEM)
+    }
+
+    /// `mmap` of a file (`fd` at `offset`): a private mapping is placed as
+    /// an anonymous one and filled by reading the file (pages past its end
+    /// read zeros); writes to it stay in the program's memory. A shared
+    /// file mapping is `ENODEV`: the program's pages are never the host
+    /// file's. A descriptor not open for reading is `EACCES` (`EBADF`
+    /// when not open at all).
+    pub(super) fn mmap_file(
+        &mut self,
+        view: &GuestView<'_>,
+        fs: &mut Filesystem,
+        (addr, len, prot, flags): (u64, u64, u64, u64),
+        (fd, offset): (i32, u64),
+    ) -> Result<i64, Errno> {
+        if flags & MAP_TYPE != MAP_PRIVATE {
+            return Err(if flags & MAP_TYPE == 0 {
+                Errno::EINVAL
+            } else {
+                ENODEV
+            });
+        }
+        if offset % PAGE_SIZE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let offset = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        // An open descriptor that cannot be read is EACCES for mmap.
+        let not_readable = |fs: &Filesystem, e: Errno| {
+            if e == Errno::EBADF && fs.linux_std_stream(fd).is_ok() {
+                EACCES
+            } else {
+                e
+            }
+        };
+        // The descriptor first: nothing is placed for one that is not open.
+        fs.linux_std_stream(fd)?;
+        let range = self.place(addr, len, prot, flags)?;
+        let size = range.end - range.start;
+        zero(view, range.start, size);
+        // kvmini placed the range in the program's memory itself: the read
+        // goes there directly, whatever the pages' permissions will be.
+        let target = view.with_identity(range.clone());
+        let mut done = 0u64;
+        while done < size {
+            let at = offset.saturating_add(i64::try_from(done).unwrap_or(i64::MAX));
+            match fs.linux_io(&target, fd, range.start + done, size - done, Some(at), None) {
+                Ok(0) => break,
+                Ok(n) => done += u64::try_from(n).unwrap_or(size),
+                Err(e) => {
+                    self.munmap(view, range.start, size)?;
+                    return Err(not_readable(fs, e));
+                }
+            }
+        }
+        i64::try_from(range.start).map_err(|_| ENOMEM)
+    }
+
+    /// Places a mapping of `len` bytes with `prot`: at `addr` for the
+    /// fixed flags, else in free memory; its pages get `prot` and it
+    /// replaces the mappings it covers.
+    fn place(&mut self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<Range<u64>, Errno> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_up(len).ok_or(ENOMEM)?;
-        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        let range = if fixed {
+        let range = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
             if addr % PAGE_SIZE != 0 {
                 return Err(Errno::EINVAL);
             }
@@ -331,11 +399,8 @@ impl Process {
         };
         self.protect(&[(range.clone(), page_flags(prot))])?;
         self.carve(&range);
-        if fixed {
-            zero(view, range.start, len);
-        }
         self.add_mapping(range.clone(), prot);
-        i64::try_from(range.start).map_err(|_| ENOMEM)
+        Ok(range)
     }
 
     /// `munmap`: the part of [addr, addr + len) that is mapped is zeroed

@@ -30,11 +30,17 @@
  *                changes it back), `split` makes one page of a 2 MiB page
  *                read-only (splitting it) and back (joining it again),
  *                `getpid` is the system call alone
+ *   file PATH    maps a file it wrote at PATH privately: reads it through
+ *                the mapping, writes to the mapping (the file keeps its
+ *                bytes), and the errors of a write-only descriptor and an
+ *                unaligned offset
+ *   shared PATH  MAP_SHARED of the file at PATH: prints the result
  *   tighten-exec the same with a `ret` in read-only data made executable
  *                and called the first time, called every later time
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +195,37 @@ int main(int argc, char **argv)
                 syscall(SYS_getpid);
         }
         printf("done\n");
+    } else if (strcmp(part, "file") == 0 && argc > 2) {
+        static const char text[] = "hello, mapped file\n";
+        int fd = open(argv[2], O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || write(fd, text, sizeof text - 1) != sizeof text - 1)
+            return 3;
+        char *m = mmap(0, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            printf("mmap failed: %d\n", errno);
+            return 1;
+        }
+        printf("through the mapping: %.19s", m);
+        printf("after the end: %d\n", m[100]);
+        m[0] = 'J';
+        char back[20] = {0};
+        if (pread(fd, back, 19, 0) != 19)
+            return 4;
+        printf("mapping: %.5s, file: %.5s\n", m, back);
+        close(fd);
+        fd = open(argv[2], O_WRONLY);
+        void *r = mmap(0, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+        printf("write-only: %d\n", r == MAP_FAILED ? errno : 0);
+        close(fd);
+        fd = open(argv[2], O_RDONLY);
+        r = mmap(0, PAGE, PROT_READ, MAP_PRIVATE, fd, 1);
+        printf("unaligned offset: %d\n", r == MAP_FAILED ? errno : 0);
+        r = mmap(0, PAGE, PROT_READ, MAP_PRIVATE, 99, 0);
+        printf("not open: %d\n", r == MAP_FAILED ? errno : 0);
+    } else if (strcmp(part, "shared") == 0 && argc > 2) {
+        int fd = open(argv[2], O_RDWR | O_CREAT, 0644);
+        void *r = mmap(0, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+        printf("MAP_SHARED: %d\n", r == MAP_FAILED ? errno : 0);
     } else if (strcmp(part, "exhaust") == 0) {
         const uintptr_t huge = 2 << 20;
         size_t len = 40 << 20;
