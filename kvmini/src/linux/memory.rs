@@ -34,6 +34,7 @@ const ENOMEM: Errno = errno(libc::ENOMEM);
 const ENODEV: Errno = errno(libc::ENODEV);
 const EEXIST: Errno = errno(libc::EEXIST);
 const EACCES: Errno = errno(libc::EACCES);
+const ESPIPE: Errno = errno(libc::ESPIPE);
 
 const PROT_READ: u64 = 0x1;
 const PROT_WRITE: u64 = 0x2;
@@ -343,10 +344,13 @@ impl Process {
             return Err(Errno::EINVAL);
         }
         let offset = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
-        // An open descriptor that cannot be read is EACCES for mmap.
+        // An open descriptor that cannot be read is EACCES for mmap, one
+        // that cannot be read at an offset (a pipe, a terminal) ENODEV.
         let not_readable = |fs: &Filesystem, e: Errno| {
             if e == Errno::EBADF && fs.linux_std_stream(fd).is_ok() {
                 EACCES
+            } else if e == ESPIPE {
+                ENODEV
             } else {
                 e
             }
