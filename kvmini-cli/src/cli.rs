@@ -1024,12 +1024,6 @@ fn report(outcome: &Outcome, stats: bool, guest: Option<&str>) {
     );
     eprintln!("kvmini:{who} by hypercall: {}", by_hypercall(outcome));
     crate::stats::print_syscalls(&s.syscalls, &who);
-    if s.unenforced_mprotects > 0 {
-        eprintln!(
-            "kvmini:{who} mprotect: {} recorded, not enforced",
-            counted(s.unenforced_mprotects, "call", "calls")
-        );
-    }
     eprintln!(
         "kvmini:{who} time in guest {:.3} ms, in kvmini {:.3} ms",
         s.guest_time.as_secs_f64() * 1e3,

@@ -51,7 +51,7 @@ fn verbose_lists_the_page_permissions_as_mapped() {
 }
 
 #[test]
-fn stats_report_mprotect_as_recorded_not_enforced() {
+fn a_page_made_prot_none_ends_the_program_and_the_report_says_why() {
     if kvm_or_skip().is_none() {
         return;
     }
@@ -78,13 +78,13 @@ fn stats_report_mprotect_as_recorded_not_enforced() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out.stdout), "touched\n");
+    assert_eq!(out.status.code(), Some(139));
+    assert_eq!(text(&out.stdout), "");
     let stderr = text(&out.stderr);
     assert!(
         stderr
             .lines()
-            .any(|l| l == "kvmini: mprotect: 1 call recorded, not enforced"),
+            .any(|l| l.contains("which the program's own mprotect, munmap or mmap left ---")),
         "{stderr}"
     );
 }

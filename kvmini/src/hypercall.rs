@@ -226,6 +226,19 @@ impl Hypercalls {
         self.linux.as_ref().map(|(current, _)| &**current)
     }
 
+    /// The Linux program's state, to change, if the guest is one.
+    pub fn linux_mut(&mut self) -> Option<&mut Process> {
+        self.linux.as_mut().map(|(current, _)| &mut **current)
+    }
+
+    /// The Linux program's state now and as it started, if the guest is
+    /// one.
+    pub fn linux_states(&self) -> Option<(&Process, &Process)> {
+        self.linux
+            .as_ref()
+            .map(|(current, start)| (&**current, &**start))
+    }
+
     /// Serves a Linux program's system call `call` (with its FS base at
     /// the exit); `None` for an SDK guest, which has no system calls.
     pub fn serve_syscall(

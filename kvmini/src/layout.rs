@@ -19,7 +19,9 @@
 //!    +0x8000               GDT
 //!    +0x8800               IDT
 //!    +0x9000..+0xC000      TSS and its I/O permission bitmap
-//!    +0xC000               exception handler code
+//!    +0xC000               exception handler code; +0x400 the ring-0
+//!                          helper that changes page tables while a Linux
+//!                          program runs, +0x800 its list of writes
 //!    +0xD000..+0x10000     exception stack (IST1)
 //!  mem_size              end of guest memory
 //! ```

@@ -276,11 +276,11 @@ fn a_reset_sandbox_keeps_the_permissions() {
     }
 }
 
-/// `mprotect` is recorded, not enforced (docs/linux.md, "Memory"): a page
-/// made PROT_NONE after it was touched can still be touched, where Linux
-/// ends the program. The run's statistics count the call.
+/// `mprotect` is enforced (docs/linux.md, "Memory"): a page made
+/// PROT_NONE after it was touched ends the program at the next touch, as
+/// on Linux.
 #[test]
-fn mprotect_is_recorded_not_enforced() {
+fn mprotect_is_enforced() {
     let Some(kvm) = kvm_or_skip() else { return };
     let build = tempfile::tempdir().unwrap();
     let program = musl("memory_protection.c", build.path());
@@ -291,10 +291,16 @@ fn mprotect_is_recorded_not_enforced() {
             .elf_file(program.to_str().unwrap())
             .args(["memory_protection", "mprotect"]),
     );
-    eprintln!("not enforced here: mprotect(PROT_NONE) of a touched page (see docs/linux.md)");
-    assert_eq!(run.outcome.ending, Ending::Exited(0));
-    assert_eq!(run.stdout_text(), "touched\n");
-    assert_eq!(run.outcome.stats.unenforced_mprotects, 1);
+    assert_eq!(run.outcome.ending.status(), 139);
+    assert_eq!(run.stdout_text(), "");
+    let crash = crash_of(&run.outcome.ending);
+    assert_eq!(
+        run.outcome.violation,
+        Some(Violation::ChangedByProgram {
+            addr: crash.cr2,
+            permissions: Permissions::NONE
+        })
+    );
 }
 
 #[test]

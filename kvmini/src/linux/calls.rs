@@ -4,8 +4,6 @@
 //! one is `EFAULT`, never a host access outside guest memory. Files go
 //! through the filesystem hypercalls' descriptor table and grants.
 
-use vm_memory::{Bytes, GuestAddress};
-
 use super::attributes;
 use super::futex;
 use super::numbers::*;
@@ -18,7 +16,6 @@ use crate::addr::Gva;
 use crate::arch::x86_64::syscall::is_canonical;
 use crate::errno::Errno;
 use crate::fs::{Filesystem, StdioSinks, AT_FDCWD, O_CLOEXEC};
-use crate::layout::PAGE_SIZE;
 use crate::view::GuestView;
 use kvmini_abi::Port;
 
@@ -29,9 +26,7 @@ const fn errno(code: i32) -> Errno {
         None => Errno::EINVAL,
     }
 }
-const ENOMEM: Errno = errno(libc::ENOMEM);
 const ENOTTY: Errno = errno(libc::ENOTTY);
-const ENODEV: Errno = errno(libc::ENODEV);
 const ESRCH: Errno = errno(libc::ESRCH);
 const ERANGE: Errno = errno(libc::ERANGE);
 
@@ -50,11 +45,7 @@ const RENAME_EXCHANGE: u64 = 2;
 const RENAME_WHITEOUT: u64 = 4;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
-const MAP_PRIVATE: u64 = 0x02;
-const MAP_TYPE: u64 = 0x0F;
-const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
-const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const IOV_MAX: u64 = 1024;
 const RLIMIT_STACK: u64 = 3;
 const RLIMIT_NOFILE: u64 = 7;
@@ -189,9 +180,13 @@ impl Process {
             PSELECT6 => poll::timeout_at(view, a4, 1)
                 .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
             BRK => Ok(self.set_brk(view, a0)),
-            MMAP => self.mmap(a1, a3),
+            MMAP if a3 & MAP_ANONYMOUS == 0 => {
+                self.mmap_file(view, io.fs, (a0, a1, a2, a3), (fd(a4), call.args[5]))
+            }
+            MMAP => self.mmap(view, a0, a1, a2, a3),
             MUNMAP => self.munmap(view, a0, a1),
-            MPROTECT => self.mprotect(a0, a1),
+            MPROTECT => self.mprotect(a0, a1, a2),
+            MREMAP => self.mremap(view, (a0, a1, a2), a3, a4),
             ARCH_PRCTL => match a0 {
                 ARCH_SET_FS if is_canonical(a1) => return Effect::SetFsBase(a1),
                 ARCH_SET_FS => Err(Errno::EPERM),
@@ -279,83 +274,6 @@ impl Process {
         fs.linux_path_call(view, Port::Mkdir, dirfd, path, mode)
     }
 
-    /// `brk`: moves the break within [its start, the lowest mapping]; any
-    /// other request leaves it. Pages given back are zeroed, so that the
-    /// break or a mapping that takes them again reads zeros.
-    pub(super) fn set_brk(&mut self, view: &GuestView<'_>, want: u64) -> i64 {
-        if want >= self.layout.brk_start && want <= self.floor {
-            if want < self.brk {
-                zero(view, want, self.brk - want);
-            }
-            self.brk = want;
-        }
-        i64::try_from(self.brk).unwrap_or(i64::MAX)
-    }
-
-    /// `mmap`: anonymous private mappings, taken below the lowest one and
-    /// above the break; zero pages.
-    pub(super) fn mmap(&mut self, len: u64, flags: u64) -> Result<i64, Errno> {
-        // Shared mappings come with file mappings, in a later step.
-        if flags & MAP_TYPE != MAP_PRIVATE {
-            return Err(Errno::EINVAL);
-        }
-        if flags & MAP_ANONYMOUS == 0 {
-            return Err(ENODEV);
-        }
-        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 || len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOMEM)?;
-        let start = self.floor.checked_sub(len).ok_or(ENOMEM)?;
-        if start < self.brk.next_multiple_of(PAGE_SIZE) {
-            return Err(ENOMEM);
-        }
-        self.mappings.push((start, self.floor));
-        self.floor = start;
-        i64::try_from(start).map_err(|_| ENOMEM)
-    }
-
-    /// `munmap`: the part of [addr, addr + len) that is mapped is zeroed
-    /// and unmapped; the rest is left alone (unmapping nothing is fine).
-    pub(super) fn munmap(
-        &mut self,
-        view: &GuestView<'_>,
-        addr: u64,
-        len: u64,
-    ) -> Result<i64, Errno> {
-        if addr % PAGE_SIZE != 0 || len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let end = addr
-            .checked_add(len)
-            .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
-            .ok_or(Errno::EINVAL)?;
-        let mut kept = Vec::with_capacity(self.mappings.len() + 1);
-        for &(s, e) in &self.mappings {
-            let (cut_s, cut_e) = (s.max(addr), e.min(end));
-            if cut_s >= cut_e {
-                kept.push((s, e));
-                continue;
-            }
-            zero(view, cut_s, cut_e - cut_s);
-            if s < cut_s {
-                kept.push((s, cut_s));
-            }
-            if cut_e < e {
-                kept.push((cut_e, e));
-            }
-        }
-        self.mappings = kept;
-        // The pool below the stack grows back up to the lowest mapping.
-        self.floor = self
-            .mappings
-            .iter()
-            .map(|&(s, _)| s)
-            .min()
-            .unwrap_or(self.layout.guard_bottom);
-        Ok(0)
-    }
-
     /// `ioctl`: `TCGETS` and `TIOCGWINSZ` on the standard streams where
     /// they are the host's terminal; `ENOTTY` for everything else.
     fn ioctl(
@@ -408,37 +326,6 @@ impl Process {
             view.write_obj(Gva::new(old), limit)
                 .map_err(|_| Errno::EFAULT)?;
         }
-        Ok(0)
-    }
-}
-
-/// Zeroes [addr, addr + len) of guest memory; the caller keeps it inside
-/// the program's own pages.
-fn zero(view: &GuestView<'_>, addr: u64, len: u64) {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(ZEROS.len() as u64);
-        let chunk = ZEROS.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
-        if view
-            .memory()
-            .write_slice(chunk, GuestAddress(addr + done))
-            .is_err()
-        {
-            return;
-        }
-        done += n;
-    }
-}
-
-impl Process {
-    /// `mprotect`: checked, counted, and answered 0; the protection is
-    /// not enforced (docs/linux.md, "Memory").
-    fn mprotect(&mut self, addr: u64, len: u64) -> Result<i64, Errno> {
-        if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none() {
-            return Err(Errno::EINVAL);
-        }
-        self.unenforced_mprotects += 1;
         Ok(0)
     }
 }

@@ -12,6 +12,7 @@ mod attributes;
 mod calls;
 pub mod entry;
 mod futex;
+mod memory;
 pub mod numbers;
 mod poll;
 mod process;
@@ -26,6 +27,10 @@ pub use calls::{Effect, Io};
 pub use numbers::name;
 pub use signals::signal_name;
 
+use crate::arch::x86_64::bits::{PTE_P, PTE_RW, PTE_XD};
+use crate::arch::x86_64::live_tables::LiveTables;
+use crate::arch::x86_64::memory_map::Permissions;
+use crate::arch::x86_64::table_helper::TableWrite;
 #[cfg(test)]
 use crate::errno::Errno;
 use crate::layout::{Layout, PAGE_SIZE};
@@ -156,25 +161,14 @@ impl ProcessLayout {
     }
 }
 
-impl Process {
-    /// How many `mprotect` calls were answered 0 without being enforced
-    /// (what `--stats` reports).
-    pub fn unenforced_mprotects(&self) -> u64 {
-        self.unenforced_mprotects
-    }
-}
-
 /// A Linux program's kernel-side state.
 #[derive(Clone, Debug)]
 pub struct Process {
     layout: ProcessLayout,
     /// The current break.
     brk: u64,
-    /// The anonymous mappings, as [start, end) page ranges, in no order.
-    mappings: Vec<(u64, u64)>,
-    /// The lowest mapped address (the guard's bottom with no mappings):
-    /// new mappings are taken below it.
-    floor: u64,
+    /// The mappings, and the page tables their permissions go into.
+    memory: memory::Memory,
     /// Signal actions the program set (recorded, never run), by signal.
     actions: Vec<[u64; 4]>,
     /// The blocked-signal mask.
@@ -196,8 +190,6 @@ pub struct Process {
     umask: u32,
     /// The program's path, absolute (what `/proc/self/exe` reads).
     exe: Vec<u8>,
-    /// `mprotect` calls answered 0 but not enforced.
-    unenforced_mprotects: u64,
     /// The program's name (`prctl(PR_GET_NAME)`), NUL-padded.
     name: [u8; process::NAME_SIZE],
     /// When the program started (`sysinfo`'s uptime).
@@ -210,8 +202,10 @@ impl Process {
         Process {
             layout,
             brk: layout.brk_start,
-            mappings: Vec::new(),
-            floor: layout.guard_bottom,
+            memory: memory::Memory {
+                image_start: layout.brk_start,
+                ..Default::default()
+            },
             actions: vec![[0; 4]; 64],
             sigmask: 0,
             pending: 0,
@@ -223,7 +217,6 @@ impl Process {
             terminals: [None; 3],
             umask: 0o022,
             exe: Vec::new(),
-            unenforced_mprotects: 0,
             name: [0; process::NAME_SIZE],
             started: std::time::Instant::now(),
         }
@@ -246,6 +239,56 @@ impl Process {
         };
         self.name = process::initial_name(path);
         self
+    }
+
+    /// The program's page tables are `tables` (kvmini's record of them,
+    /// read before the first run), and its image starts at `image_start`:
+    /// its memory calls change the permissions of its pages there.
+    pub fn with_tables(mut self, tables: LiveTables, image_start: u64) -> Self {
+        self.memory.tables = Some(tables);
+        self.memory.image_start = image_start & !(PAGE_SIZE - 1);
+        self
+    }
+
+    /// Takes the page-table writes the program's calls made since the
+    /// last time, with the virtual ranges whose permissions they change:
+    /// kvmini makes them before the program runs again.
+    pub fn take_table_writes(&mut self) -> (Vec<TableWrite>, Vec<std::ops::Range<u64>>) {
+        self.memory
+            .tables
+            .as_mut()
+            .map(LiveTables::take_writes)
+            .unwrap_or_default()
+    }
+
+    /// What the program's page at `addr` allows now, as its memory calls
+    /// left it (`None` without page tables).
+    pub fn page_permissions(&self, addr: u64) -> Option<Permissions> {
+        let flags = self.memory.tables.as_ref()?.flags_at(addr);
+        let present = flags & PTE_P != 0;
+        Some(Permissions {
+            read: present,
+            write: present && flags & PTE_RW != 0,
+            execute: present && flags & PTE_XD == 0,
+        })
+    }
+
+    /// The page-table pages kvmini's helper may write for this program.
+    pub fn table_pages(&self) -> Vec<std::ops::Range<u64>> {
+        self.memory
+            .tables
+            .as_ref()
+            .map(LiveTables::table_pages)
+            .unwrap_or_default()
+    }
+
+    /// The page-table writes that bring this program's tables back to
+    /// those of `start` (the same program before its first run).
+    pub fn table_writes_back_to(&self, start: &Process) -> Vec<TableWrite> {
+        match (&self.memory.tables, &start.memory.tables) {
+            (Some(now), Some(then)) => now.writes_back_to(then),
+            _ => Vec::new(),
+        }
     }
 
     /// `ioctl` on the program's stdin, stdout and stderr answers as these

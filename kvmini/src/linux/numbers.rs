@@ -28,6 +28,7 @@ numbers! {
     MPROTECT = 10, "mprotect";
     MUNMAP = 11, "munmap";
     BRK = 12, "brk";
+    MREMAP = 25, "mremap";
     RT_SIGACTION = 13, "rt_sigaction";
     RT_SIGPROCMASK = 14, "rt_sigprocmask";
     RT_SIGRETURN = 15, "rt_sigreturn";

@@ -73,7 +73,7 @@ impl Process {
     /// mappings have not taken), no swap, one process. Nothing of the
     /// host's.
     pub(super) fn sysinfo(&self, view: &GuestView<'_>, buf: u64) -> Result<i64, Errno> {
-        let free = self.floor.saturating_sub(self.brk);
+        let free = self.free_memory();
         let mut info = [0u64; 14];
         info[0] = self.started.elapsed().as_secs();
         info[4] = view.memory_size();

@@ -35,6 +35,7 @@ pub mod outcome;
 mod reset;
 mod run;
 mod setup;
+mod table_changes;
 
 use reset::Reusable;
 use run::Machine;
@@ -95,6 +96,9 @@ pub enum SandboxError {
     /// program's) is not started.
     #[error(transparent)]
     Stop(#[from] crate::stop::StopError),
+    /// kvmini's helper could not change the guest's page tables.
+    #[error(transparent)]
+    TableChange(#[from] table_changes::TableChangeError),
 }
 
 /// A guest image.

@@ -283,9 +283,6 @@ pub struct Stats {
     pub guest_time: Duration,
     /// Time in kvmini between exits (only with `Config::timing`).
     pub vmm_time: Duration,
-    /// A Linux program's `mprotect` calls so far that were answered 0
-    /// but not enforced (docs/linux.md, "Memory").
-    pub unenforced_mprotects: u64,
     /// A Linux program's system calls by number, with their errors.
     pub syscalls: crate::trace::SyscallCounts,
 }

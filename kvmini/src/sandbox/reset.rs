@@ -75,6 +75,9 @@ impl Sandbox {
             ));
         }
         let machine = self.machine.as_deref_mut().ok_or(SandboxError::Poisoned)?;
+        // The page tables first, by kvmini's helper, so that KVM sees
+        // them change; restoring memory then rewrites the same bytes.
+        machine.restore_tables()?;
         reusable.memory.reset(machine.vm.memory())?;
         reusable.cpu.restore(&mut machine.vcpu)?;
         machine.hypercalls.reset();

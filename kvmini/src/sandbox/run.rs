@@ -279,6 +279,7 @@ impl Machine {
                     if let Some(base) = fs_base {
                         self.vcpu.set_fs_base(base)?;
                     }
+                    self.apply_table_changes()?;
                     None
                 }
                 Next::End(ending) => Some(ending),
@@ -319,10 +320,6 @@ impl Machine {
                 break self.stopped(reason);
             }
         };
-        stats.unenforced_mprotects = self
-            .hypercalls
-            .linux()
-            .map_or(0, crate::linux::Process::unenforced_mprotects);
         let ending = match self.hypercalls.flush() {
             Ok(()) | Err(StreamError::Stopped | StreamError::Full) => ending,
             Err(StreamError::Closed) => match ending {
@@ -350,7 +347,11 @@ impl Machine {
             .and_then(|f| f.memory_map.as_ref());
         let violation = match (&ending, map) {
             (Ending::Crashed(crash), Some(map)) if crash.vector == 14 => {
-                map.explain(crash.error_code, crash.cr2)
+                let now = self
+                    .hypercalls
+                    .linux()
+                    .and_then(|p| p.page_permissions(crash.cr2));
+                map.explain_now(crash.error_code, crash.cr2, now)
             }
             _ => None,
         };

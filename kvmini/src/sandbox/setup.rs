@@ -11,6 +11,7 @@ use super::run::{FixedPaging, Machine};
 use super::{Image, Sandbox, SandboxError, Stdio};
 use crate::arch::x86_64::bits::EFER_NXE;
 use crate::arch::x86_64::boot::{self, BootSpec};
+use crate::arch::x86_64::live_tables::LiveTables;
 use crate::arch::x86_64::memory_map::{self, MemoryMap};
 use crate::arch::x86_64::page_tables;
 use crate::cpu::{self, Ring};
@@ -178,6 +179,15 @@ impl Sandbox {
             boot.sregs.efer |= EFER_NXE;
         }
         boot.tables.write_to(&mem)?;
+        // A Linux program's memory calls change its tables from kvmini's
+        // record of them, read now, before anything runs.
+        let process = match process {
+            Some((p, rsp)) if memory_map.is_some() => Some((
+                p.with_tables(LiveTables::read(&mem, &layout)?, image.lowest),
+                rsp,
+            )),
+            other => other,
+        };
         if let Some(snapshot) = &snapshot {
             // Everything written so far: the image and kvmini's own area.
             let image_range = (

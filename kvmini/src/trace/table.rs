@@ -152,6 +152,7 @@ pub fn signature(nr: u64) -> Option<Signature> {
         MPROTECT => sig(&[Ptr, Size, Prot]),
         MUNMAP => sig(&[Ptr, Size]),
         BRK => with_ret(sig(&[Ptr]), Ret::Hex),
+        MREMAP => with_ret(sig(&[Ptr, Size, Size, MremapFlags, Ptr]), Ret::Hex),
         RT_SIGACTION => sig(&[Signal, Ptr, Ptr, Size]),
         RT_SIGPROCMASK => sig(&[SigHow, Ptr, Ptr, Size]),
         RT_SIGRETURN | SCHED_YIELD | GETPID | GETUID | GETGID | GETEUID | GETEGID | GETPPID

@@ -10,8 +10,7 @@
  *   exec-stack  calls a `ret` it put on its stack
  *   exec-heap   calls a `ret` it put in memory from malloc
  *   mprotect    touches a mapped page, makes it PROT_NONE and touches it
- *               again (Linux ends it there; kvmini does not enforce
- *               mprotect, and it prints "touched" and exits 0)
+ *               again
  */
 #include <stdio.h>
 #include <stdlib.h>

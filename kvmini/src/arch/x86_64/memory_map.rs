@@ -171,6 +171,14 @@ pub enum Violation {
         /// Its permissions.
         permissions: Permissions,
     },
+    /// An access a Linux program's own `mprotect`, `munmap` or `mmap`
+    /// no longer allows.
+    ChangedByProgram {
+        /// The faulting address.
+        addr: u64,
+        /// What the program left the page.
+        permissions: Permissions,
+    },
     /// An access to the guard below the stack.
     StackOverflow {
         /// The faulting address.
@@ -205,6 +213,10 @@ impl fmt::Display for Violation {
                     "execute from non-executable memory at {addr:#x} (free memory, {permissions})"
                 ),
             },
+            Violation::ChangedByProgram { addr, permissions } => write!(
+                f,
+                "access to {addr:#x}, which the program's own mprotect, munmap or mmap left {permissions}"
+            ),
             Violation::StackOverflow { addr, stack } => write!(
                 f,
                 "stack overflow at {addr:#x} (stack {:#x}..{:#x})",
@@ -358,6 +370,28 @@ impl MemoryMap {
         runs.truncate(MAX_IDENTITY_RANGES);
         runs.sort_by_key(|r| r.start);
         runs
+    }
+
+    /// [`MemoryMap::explain`] for a page the program's memory calls may
+    /// have changed: `now` is what the page allows now, when kvmini knows.
+    pub fn explain_now(
+        &self,
+        error_code: u64,
+        cr2: u64,
+        now: Option<Permissions>,
+    ) -> Option<Violation> {
+        match now {
+            Some(permissions)
+                if (ELF_LOAD_MIN..self.top).contains(&cr2)
+                    && permissions != self.permissions_at(cr2) =>
+            {
+                Some(Violation::ChangedByProgram {
+                    addr: cr2,
+                    permissions,
+                })
+            }
+            _ => self.explain(error_code, cr2),
+        }
     }
 
     /// The violation a ring-3 page fault with `error_code` at `cr2` is,

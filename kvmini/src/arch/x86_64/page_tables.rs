@@ -7,6 +7,7 @@ use vm_memory::GuestMemoryError;
 
 use super::bits::{PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD};
 use super::memory_map::MemoryMap;
+use super::table_helper;
 use super::tables::Tables;
 use kvmini_abi::layout::ELF_LOAD_MIN;
 
@@ -70,7 +71,8 @@ pub fn identity_map(layout: &Layout, map_null_page: bool, protect_kvmini_area: b
 /// below the image supervisor-only, kvmini's area
 /// supervisor-only and not executable but for its exception handlers,
 /// which are read-only: the exception stack above them cannot run into
-/// them unnoticed.
+/// them unnoticed. The ring-0 helper that changes these tables while the
+/// guest runs ([`super::table_helper`]) goes in the handlers' page.
 pub fn protected_map(layout: &Layout, map: &MemoryMap) -> Tables {
     let page_flags = |gpa: u64| -> u64 {
         if gpa < PAGE_SIZE {
@@ -100,7 +102,12 @@ pub fn protected_map(layout: &Layout, map: &MemoryMap) -> Tables {
         }
         flags
     };
-    map_with(layout, page_flags)
+    let mut tables = map_with(layout, page_flags);
+    tables.put(
+        table_helper::code_address(layout),
+        table_helper::HELPER_CODE.to_vec(),
+    );
+    tables
 }
 
 /// The identity map of all guest memory with `page_flags` for each 4 KiB
