@@ -226,6 +226,11 @@ impl Hypercalls {
         self.linux.as_ref().map(|(current, _)| &**current)
     }
 
+    /// The Linux program's kernel-side state, to change (signal frames).
+    pub fn linux_mut(&mut self) -> Option<&mut Process> {
+        self.linux.as_mut().map(|(current, _)| &mut **current)
+    }
+
     /// Serves a Linux program's system call `call` (with its FS base at
     /// the exit); `None` for an SDK guest, which has no system calls.
     pub fn serve_syscall(
