@@ -503,21 +503,28 @@ mod tests {
     fn a_default_action_that_ends_a_program_ends_it_with_the_signal() {
         let (mem, layout, mut process, _) = setup();
         let _view = view(&mem, &layout);
-        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Killed(15));
-        assert_eq!(process.send(Ok(()), 6), Effect::Killed(6));
-        assert_eq!(process.send(Ok(()), 64), Effect::Killed(64));
+        assert_eq!(
+            process.send(Ok(()), SIGTERM, Cause::Kill),
+            Effect::Killed(15)
+        );
+        assert_eq!(process.send(Ok(()), 6, Cause::Kill), Effect::Killed(6));
+        assert_eq!(process.send(Ok(()), 64, Cause::Kill), Effect::Killed(64));
         // Ignored by default, or a stop: the program goes on.
         for sig in [SIGCHLD, 18, 19, 20, 21, 22, 23, 28] {
-            assert_eq!(process.send(Ok(()), sig), Effect::Return(0), "{sig}");
+            assert_eq!(
+                process.send(Ok(()), sig, Cause::Kill),
+                Effect::Return(0),
+                "{sig}"
+            );
         }
         // Signal 0 checks only; a bad number or target is an errno.
-        assert_eq!(process.send(Ok(()), 0), Effect::Return(0));
+        assert_eq!(process.send(Ok(()), 0, Cause::Kill), Effect::Return(0));
         assert_eq!(
-            process.send(Ok(()), 65),
+            process.send(Ok(()), 65, Cause::Kill),
             Effect::Return(Errno::EINVAL.negated())
         );
         assert_eq!(
-            process.send(Err(ESRCH), SIGTERM),
+            process.send(Err(ESRCH), SIGTERM, Cause::Kill),
             Effect::Return(ESRCH.negated())
         );
     }
@@ -530,7 +537,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         assert_eq!(process.sigpending(&view, at, 8), Effect::Return(0));
         let pending: u64 = mem.read_obj(GuestAddress(at)).unwrap();
         assert_eq!(pending, bit(SIGUSR1));
@@ -548,7 +558,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGKILL, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGKILL), Effect::Killed(9));
+        assert_eq!(
+            process.send(Ok(()), SIGKILL, Cause::Kill),
+            Effect::Killed(9)
+        );
     }
 
     #[test]
@@ -556,9 +569,15 @@ mod tests {
         let (mem, layout, mut process, at) = setup();
         let view = view(&mem, &layout);
         act(&mut process, &view, SIGTERM, SIG_IGN, at);
-        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGTERM, Cause::Kill),
+            Effect::Return(0)
+        );
         act(&mut process, &view, SIGUSR1, 0x40_1000, at);
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         // Pending, then ignored: gone; back to the default, then unblocked:
         // nothing is left to deliver.
         act(&mut process, &view, SIGUSR1, SIG_DFL, at);
@@ -566,7 +585,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         act(&mut process, &view, SIGUSR1, SIG_IGN, at);
         act(&mut process, &view, SIGUSR1, SIG_DFL, at);
         assert_eq!(
