@@ -221,7 +221,7 @@ impl Process {
         entry.rsp = frame.at;
         entry.rflags &= !(RFLAGS_DF | RFLAGS_TF | RFLAGS_RF);
         let save = if format.xsave { XSAVE } else { FXSAVE };
-        let step = self.to_trampoline(ring, exit, save, frame.fpstate, format.features, entry);
+        let step = self.via_trampoline(ring, exit, save, frame.fpstate, format.features, entry);
         if matches!(step, Step::Resume(_)) {
             if entering && alt.autodisarm() {
                 self.altstack = super::signals::AltStack::disabled();
@@ -264,7 +264,7 @@ impl Process {
             Restore::Xrstor(mask) => (XRSTOR, mask),
             Restore::Fxrstor => (FXRSTOR, 0),
         };
-        let step = self.to_trampoline(ring, regs, trampoline, saved.fpstate, mask, next);
+        let step = self.via_trampoline(ring, regs, trampoline, saved.fpstate, mask, next);
         if matches!(step, Step::Resume(_)) {
             self.set_mask(saved.mask);
             // As Linux: refused (the handler's stack is on it) or not, the
@@ -278,7 +278,7 @@ impl Process {
     /// Resumes at trampoline `which` with RDI = `area` and EDX:EAX =
     /// `components`, from an exit at `ring` (at ring 0, through the stub's
     /// `sysretq`); at its report, the program resumes as `then`.
-    fn to_trampoline(
+    fn via_trampoline(
         &mut self,
         ring: u8,
         exit: &kvm_regs,

@@ -100,7 +100,7 @@ fn a_written_frame_reads_back_with_linux_offsets() {
     // siginfo: signo, errno, code SI_TKILL, pid 1, uid.
     let info = frame.siginfo();
     assert_eq!((half(info), half(info + 4)), (10, 0));
-    assert_eq!(half(info + 8) as i32, -6);
+    assert_eq!(mem.read_obj::<i32>(GuestAddress(info + 8)).unwrap(), -6);
     assert_eq!((half(info + 16), half(info + 20)), (1, 1000));
     // The software bytes and the closing magic word.
     let fp = frame.fpstate;
