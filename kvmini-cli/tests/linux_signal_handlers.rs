@@ -152,3 +152,83 @@ fn forged_and_corrupted_frames_end_or_go_on_as_natively() {
         ("no-restorer", 139, "rt_sigaction=0\n"),
     ]);
 }
+
+#[test]
+fn faults_go_to_their_handlers_with_linux_siginfo() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("signal_handlers.c", dir.path());
+    // The addresses of the faulting instructions are the program's own:
+    // the same in both runs, but not known here.
+    let natively = outcome(&native(&program, &["faults"], dir.path()));
+    let guest = outcome(&in_kvmini(&[program.to_str().unwrap(), "--", "faults"]));
+    assert_eq!(guest, natively);
+    let lines: Vec<&str> = natively.1.lines().collect();
+    assert_eq!(natively.0, 4);
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        "fault: sig=11 code=1 addr=0x10 trapno=14 err=6 blocked_inside=1"
+    );
+    assert!(
+        lines[1].starts_with("fault: sig=8 code=1 addr=0x4"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with(" trapno=0 err=0 blocked_inside=1"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("fault: sig=4 code=2 addr=0x4"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].ends_with(" trapno=6 err=0 blocked_inside=1"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(
+        &lines[3..],
+        [
+            "fault: sig=11 code=128 addr=0 trapno=13 err=0 blocked_inside=1",
+            "fault: sig=5 code=128 addr=0 trapno=3 err=0 blocked_inside=1",
+            "after the faults",
+        ]
+    );
+}
+
+#[test]
+fn a_stack_overflow_reaches_a_handler_on_the_alternate_stack() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    same_as_natively(&[("overflow", 7, "overflow caught: sig=11 on_alt=1\n")]);
+}
+
+#[test]
+fn a_fault_in_its_handler_or_while_blocked_ends_the_program_as_before() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("signal_handlers.c", dir.path());
+    for (how, stdout) in [
+        ("fault-in-handler", "in handler for 11, faulting again\n"),
+        ("fault-blocked", ""),
+    ] {
+        let natively = outcome(&native(&program, &[how], dir.path()));
+        assert_eq!(natively, (139, stdout.to_owned(), String::new()), "{how}");
+        // kvmini adds its crash report on stderr, as for any crash.
+        let (status, out, err) = outcome(&in_kvmini(&[program.to_str().unwrap(), "--", how]));
+        assert_eq!((status, out.as_str()), (139, stdout), "{how}");
+        assert!(
+            err.starts_with("kvmini: guest crashed: page fault writing 0x10 (not mapped)"),
+            "{how}: {err}"
+        );
+    }
+}

@@ -163,8 +163,7 @@ impl Process {
 
     /// Writes the frame of signal `sig` for code that would resume as
     /// `user`, and resumes at the saving trampoline; the handler starts at
-    /// its report. A frame that cannot be written (no restorer, a bad or
-    /// full stack, a handler that is not canonical) ends the program as
+    /// its report. A frame that cannot be written ends the program as
     /// SIGSEGV.
     #[allow(clippy::too_many_arguments)]
     fn run_handler(
@@ -175,11 +174,32 @@ impl Process {
         user: &kvm_regs,
         sig: u64,
         cause: Cause,
-        [handler, flags, restorer, sa_mask]: [u64; 4],
+        action: [u64; 4],
     ) -> Step {
-        let segv = Step::Killed(SIGSEGV);
+        let Some((entry, fpstate)) = self.handler_frame(view, user, sig, cause, action) else {
+            return Step::Killed(SIGSEGV);
+        };
+        let format = self.frames.format;
+        let save = if format.xsave { XSAVE } else { FXSAVE };
+        self.via_trampoline(ring, exit, save, fpstate, format.features, entry)
+    }
+
+    /// Writes the frame of signal `sig` for code that would resume as
+    /// `user`, and applies the action's mask, `SA_RESETHAND` and the
+    /// alternate stack's `SS_AUTODISARM`: the handler's first registers
+    /// and the frame's XSAVE area. `None` when no frame can be written (no
+    /// restorer, a handler that is not canonical, a bad stack, a full
+    /// alternate stack).
+    fn handler_frame(
+        &mut self,
+        view: &GuestView<'_>,
+        user: &kvm_regs,
+        sig: u64,
+        cause: Cause,
+        [handler, flags, restorer, sa_mask]: [u64; 4],
+    ) -> Option<(kvm_regs, u64)> {
         if flags & SA_RESTORER == 0 || !is_canonical(handler) {
-            return segv;
+            return None;
         }
         let format = self.frames.format;
         let alt = self.altstack;
@@ -189,18 +209,16 @@ impl Process {
         if entering {
             top = alt.top();
         }
-        let Some(frame) = Frame::below(top, &format) else {
-            return segv;
-        };
+        let frame = Frame::below(top, &format)?;
         if (nested || entering) && !alt.contains(frame.at) {
-            return segv;
+            return None;
         }
         let interrupted = Interrupted {
             regs: *user,
             mask: self.sigmask,
             altstack: alt.as_stack_t(),
         };
-        if frame
+        frame
             .write(
                 view,
                 &format,
@@ -208,10 +226,7 @@ impl Process {
                 restorer,
                 &interrupted,
             )
-            .is_err()
-        {
-            return segv;
-        }
+            .ok()?;
         let mut entry = *user;
         entry.rdi = sig;
         entry.rsi = frame.siginfo();
@@ -220,23 +235,70 @@ impl Process {
         entry.rip = handler;
         entry.rsp = frame.at;
         entry.rflags &= !(RFLAGS_DF | RFLAGS_TF | RFLAGS_RF);
-        let save = if format.xsave { XSAVE } else { FXSAVE };
-        let step = self.via_trampoline(ring, exit, save, frame.fpstate, format.features, entry);
-        if matches!(step, Step::Resume(_)) {
-            if entering && alt.autodisarm() {
-                self.altstack = super::signals::AltStack::disabled();
-            }
-            let defer = if flags & SA_NODEFER == 0 {
-                super::signals::bit(sig)
-            } else {
-                0
-            };
-            self.set_mask(self.sigmask | sa_mask | defer);
-            if flags & SA_RESETHAND != 0 {
-                self.reset_action(sig);
-            }
+        if entering && alt.autodisarm() {
+            self.altstack = super::signals::AltStack::disabled();
         }
-        step
+        let defer = if flags & SA_NODEFER == 0 {
+            super::signals::bit(sig)
+        } else {
+            0
+        };
+        self.set_mask(self.sigmask | sa_mask | defer);
+        if flags & SA_RESETHAND != 0 {
+            self.reset_action(sig);
+        }
+        Some((entry, frame.fpstate))
+    }
+
+    /// A fault of the program at ring 3 (`vector`, its error code, CR2)
+    /// with its registers `regs`, as Linux turns it into a signal: a page
+    /// fault into SIGSEGV (`SEGV_MAPERR` for a page not present,
+    /// `SEGV_ACCERR` otherwise, `si_addr` the address), #GP into SIGSEGV
+    /// (`SI_KERNEL`), #UD into SIGILL (`ILL_ILLOPN`), #DE into SIGFPE
+    /// (`FPE_INTDIV`), `int3` into SIGTRAP (`SI_KERNEL`). With a handler
+    /// for it that the mask lets through and a frame that can be written,
+    /// the registers to enter (at ring 3) the saving trampoline with; the
+    /// handler starts at its report. `None`: the run ends as without a
+    /// handler (blocked, ignored or default, as Linux forces the default
+    /// then).
+    pub fn fault_signal(
+        &mut self,
+        view: &GuestView<'_>,
+        (vector, error_code, cr2): (u8, u64, u64),
+        regs: &kvm_regs,
+    ) -> Option<kvm_regs> {
+        const SI_KERNEL: i32 = 0x80;
+        let (sig, code, addr) = match vector {
+            0 => (8, 1, regs.rip),
+            3 => (5, SI_KERNEL, 0),
+            6 => (4, 2, regs.rip),
+            13 => (11, SI_KERNEL, 0),
+            14 => (11, if error_code & 1 == 0 { 1 } else { 2 }, cr2),
+            _ => return None,
+        };
+        if self.sigmask & super::signals::bit(sig) != 0 {
+            return None;
+        }
+        let action = self.handler_of(sig)?;
+        let mut user = *regs;
+        user.rflags = sysret_rflags(regs.rflags);
+        let cause = Cause::Fault {
+            code,
+            addr,
+            trap: (error_code, u64::from(vector), cr2),
+        };
+        let (entry, fpstate) = self.handler_frame(view, &user, sig, cause, action)?;
+        let format = self.frames.format;
+        let save = if format.xsave { XSAVE } else { FXSAVE };
+        let at = self.layout.stub + TRAMPOLINES_OFFSET + save;
+        let mut jump = entry;
+        jump.rip = at;
+        jump.rflags = sysret_rflags(RFLAGS_IF);
+        jump.rdi = fpstate;
+        jump.rax = format.features & 0xFFFF_FFFF;
+        jump.rdx = format.features >> 32;
+        self.frames.continuation = Some((at + REPORT, entry));
+        Some(jump)
     }
 
     /// `rt_sigreturn`: the frame below RSP (the restorer's `ret` popped

@@ -121,6 +121,16 @@ pub enum Cause {
     Kill,
     /// `tkill`/`tgkill` (`raise`): SI_TKILL, from pid 1 and its uid.
     Tkill,
+    /// A fault of the program's: `si_code`, `si_addr`, and for the
+    /// `sigcontext` the error code, the vector and CR2.
+    Fault {
+        /// `si_code`.
+        code: i32,
+        /// `si_addr`.
+        addr: u64,
+        /// `err`, `trapno`, `cr2`.
+        trap: (u64, u64, u64),
+    },
 }
 
 /// What a frame records of the code a signal interrupted.
@@ -186,19 +196,33 @@ impl Frame {
             }
         };
         put(0, &restorer.to_le_bytes());
-        let words = ucontext_words(interrupted, self.fpstate, format.xsave);
+        let mut words = ucontext_words(interrupted, self.fpstate, format.xsave);
+        if let Cause::Fault {
+            trap: (err, trapno, cr2),
+            ..
+        } = cause
+        {
+            words[MCONTEXT_WORD + 19] = err;
+            words[MCONTEXT_WORD + 20] = trapno;
+            words[MCONTEXT_WORD + 22] = cr2;
+        }
         for (i, word) in (0u64..).zip(words) {
             put(UCONTEXT + i * 8, &word.to_le_bytes());
         }
         let mut info = [0u8; SIGINFO_BYTES];
-        let code: i32 = match cause {
-            Cause::Kill => 0,
-            Cause::Tkill => -6,
-        };
         info[0..4].copy_from_slice(&u32::try_from(sig).unwrap_or(0).to_le_bytes());
-        info[8..12].copy_from_slice(&code.to_le_bytes());
-        info[16..20].copy_from_slice(&1u32.to_le_bytes());
-        info[20..24].copy_from_slice(&uid.to_le_bytes());
+        match cause {
+            Cause::Kill | Cause::Tkill => {
+                let code: i32 = if cause == Cause::Kill { 0 } else { -6 };
+                info[8..12].copy_from_slice(&code.to_le_bytes());
+                info[16..20].copy_from_slice(&1u32.to_le_bytes());
+                info[20..24].copy_from_slice(&uid.to_le_bytes());
+            }
+            Cause::Fault { code, addr, .. } => {
+                info[8..12].copy_from_slice(&code.to_le_bytes());
+                info[16..24].copy_from_slice(&addr.to_le_bytes());
+            }
+        }
         put(SIGINFO, &info);
         let fp = self.fpstate - self.at;
         if format.xsave {

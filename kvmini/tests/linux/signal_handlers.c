@@ -258,6 +258,49 @@ static __attribute__((noinline)) uintptr_t stack_probe(void)
     return (uintptr_t)&here;
 }
 
+/* Faults, as Linux reports them to a handler. */
+static sigjmp_buf fault_env;
+/* What the fault handler does: jump out (-1), or return past the faulting
+   instruction's `advance` bytes. */
+static volatile int advance = -1;
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    ucontext_t *uc = context;
+    sayf("fault: sig=%ld code=%ld", sig, info->si_code);
+    sayf(" addr=%#lx trapno=%ld", (long)info->si_addr, uc->uc_mcontext.gregs[REG_TRAPNO]);
+    sayf(" err=%ld blocked_inside=%ld\n", uc->uc_mcontext.gregs[REG_ERR], blocked(sig));
+    if (advance >= 0) {
+        uc->uc_mcontext.gregs[REG_RIP] += advance;
+        return;
+    }
+    siglongjmp(fault_env, 1);
+}
+
+static void on_overflow(int sig, siginfo_t *info, void *context)
+{
+    (void)info;
+    (void)context;
+    char here;
+    sayf("overflow caught: sig=%ld on_alt=%ld\n", sig, &here >= alt && &here < alt + sizeof alt);
+    _exit(7);
+}
+
+static volatile int forever = 1;
+
+static int recurse(volatile char *previous)
+{
+    volatile char page[4096];
+    page[0] = previous ? previous[0] + 1 : 0;
+    return forever ? recurse(page) + page[4095] : 0;
+}
+
+static void nested_fault(int sig)
+{
+    sayf("in handler for %ld, faulting again\n", sig, 0);
+    *(volatile int *)16 = 1;
+}
+
 static long flags_now(void)
 {
     long f;
@@ -374,6 +417,46 @@ int main(int argc, char **argv)
         sayf("went on: nt=%ld iopl=%ld", (f >> 14) & 1, (f >> 12) & 3);
         sayf(" vm=%ld tf=%ld\n", (f >> 17) & 1, (f >> 8) & 1);
         return 4;
+    } else if (strcmp(how, "faults") == 0) {
+        install_info(SIGSEGV, on_fault, 0);
+        install_info(SIGILL, on_fault, 0);
+        install_info(SIGFPE, on_fault, 0);
+        install_info(SIGTRAP, on_fault, 0);
+        if (sigsetjmp(fault_env, 1) == 0)
+            *(volatile int *)16 = 1;
+        if (sigsetjmp(fault_env, 1) == 0) {
+            volatile int zero = 0;
+            sayf("quotient=%ld\n", 100 / zero, 0);
+        }
+        advance = 2;
+        __asm__ volatile("ud2");
+        advance = 1;
+        __asm__ volatile("hlt");
+        advance = 0; /* a trap: RIP is past `int3` already */
+        __asm__ volatile("int3");
+        say("after the faults\n");
+        return 4;
+    } else if (strcmp(how, "overflow") == 0) {
+        stack_t ss = { .ss_sp = alt, .ss_size = sizeof alt };
+        sigaltstack(&ss, 0);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_overflow;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigaction(SIGSEGV, &sa, 0);
+        return recurse(0);
+    } else if (strcmp(how, "fault-in-handler") == 0) {
+        install(SIGSEGV, nested_fault, 0, 0);
+        *(volatile int *)16 = 1;
+        say("not reached\n");
+    } else if (strcmp(how, "fault-blocked") == 0) {
+        install(SIGSEGV, plain, 0, 0);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGSEGV);
+        sigprocmask(SIG_BLOCK, &set, 0);
+        *(volatile int *)16 = 1;
+        say("not reached\n");
     } else if (strcmp(how, "no-restorer") == 0) {
         /* rt_sigaction without SA_RESTORER: x86-64 Linux cannot build the
            frame and ends the program with SIGSEGV. */
