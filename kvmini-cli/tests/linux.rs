@@ -295,7 +295,7 @@ fn a_write_to_a_closed_pipe_ends_the_program_as_sigpipe_does_natively() {
 }
 
 #[test]
-fn a_program_that_ignores_or_blocks_sigpipe_gets_epipe_as_natively() {
+fn a_program_that_ignores_blocks_or_handles_sigpipe_gets_epipe_as_natively() {
     if kvm_or_skip().is_none() {
         return;
     }
@@ -307,6 +307,10 @@ fn a_program_that_ignores_or_blocks_sigpipe_gets_epipe_as_natively() {
         ("default", ("y\nstatus 141\n", "")),
         ("ignore", ("y\nstatus 3\n", "write: Broken pipe\n")),
         ("block", ("y\nstatus 3\n", "write: Broken pipe\n")),
+        (
+            "handle",
+            ("y\nstatus 3\n", "handler ran for 13\nwrite: Broken pipe\n"),
+        ),
     ] {
         let native = piped_into_head(&format!("{program} {how}"));
         let guest = piped_into_head(&format!("{binary} run --timeout 60s {program} -- {how}"));

@@ -226,7 +226,7 @@ impl Hypercalls {
         self.linux.as_ref().map(|(current, _)| &**current)
     }
 
-    /// The Linux program's state, to change, if the guest is one.
+    /// The Linux program's state, to change (memory calls, signal frames).
     pub fn linux_mut(&mut self) -> Option<&mut Process> {
         self.linux.as_mut().map(|(current, _)| &mut **current)
     }

@@ -9,6 +9,7 @@ use super::futex;
 use super::numbers::*;
 use super::poll;
 use super::process;
+use super::sigframe::Cause;
 use super::terminal::{TCGETS, TIOCGWINSZ};
 use super::time;
 use super::{Process, Syscall};
@@ -207,9 +208,9 @@ impl Process {
             RT_SIGPENDING => return self.sigpending(view, a0, a1),
             RT_SIGRETURN => return self.sigreturn(),
             SIGALTSTACK => self.sigaltstack(view, a0, a1),
-            KILL => return self.send(Process::kill_target(a0), a1),
-            TKILL => return self.send(Process::thread_target(1, a0), a1),
-            TGKILL => return self.send(Process::thread_target(a0, a1), a2),
+            KILL => return self.send(Process::kill_target(a0), a1, Cause::Kill),
+            TKILL => return self.send(Process::thread_target(1, a0), a1, Cause::Tkill),
+            TGKILL => return self.send(Process::thread_target(a0, a1), a2, Cause::Tkill),
             GETUID | GETEUID => Ok(i64::from(self.uid)),
             GETGID | GETEGID => Ok(i64::from(self.gid)),
             GETPID | GETTID => Ok(1),

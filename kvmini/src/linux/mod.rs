@@ -10,12 +10,14 @@
 
 mod attributes;
 mod calls;
+mod delivery;
 pub mod entry;
 mod futex;
 mod memory;
 pub mod numbers;
 mod poll;
 mod process;
+mod sigframe;
 mod signals;
 pub mod start;
 pub mod terminal;
@@ -24,6 +26,7 @@ mod time;
 use kvm_bindings::kvm_regs;
 
 pub use calls::{Effect, Io};
+pub use delivery::{Step, TRAMPOLINES, TRAMPOLINES_OFFSET};
 pub use numbers::name;
 pub use signals::signal_name;
 
@@ -169,14 +172,18 @@ pub struct Process {
     brk: u64,
     /// The mappings, and the page tables their permissions go into.
     memory: memory::Memory,
-    /// Signal actions the program set (recorded, never run), by signal.
+    /// Signal actions the program set, by signal.
     actions: Vec<[u64; 4]>,
     /// The blocked-signal mask.
     sigmask: u64,
-    /// Blocked signals sent and not yet delivered.
+    /// Signals sent and not yet delivered.
     pending: u64,
-    /// The alternate signal stack (recorded).
+    /// Those of them sent by `tkill` or `tgkill`.
+    pending_tkill: u64,
+    /// The alternate signal stack.
     altstack: signals::AltStack,
+    /// Signal frames: the extended-state format, a handler's start.
+    frames: delivery::Frames,
     /// The address `set_tid_address` gave (recorded).
     tid_address: u64,
     /// The user and group ids the program sees.
@@ -209,7 +216,9 @@ impl Process {
             actions: vec![[0; 4]; 64],
             sigmask: 0,
             pending: 0,
+            pending_tkill: 0,
             altstack: signals::AltStack::default(),
+            frames: delivery::Frames::new(sigframe::XstateFormat::of_host()),
             tid_address: 0,
             uid,
             gid,

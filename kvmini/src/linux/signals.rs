@@ -1,11 +1,13 @@
-//! The signal state a Linux program sets, and the signals it sends itself.
-//! Actions and the blocked mask are recorded; handlers are never run
-//! (docs/linux.md): a signal the program sends itself ends it as Linux ends
-//! a program with no handler when its action is the default one and that
-//! default ends a program; a blocked one waits, pending, until it is
-//! unblocked; an ignored one, or one with a handler, is dropped.
+//! The signal state a Linux program sets, and the signals it sends itself
+//! (docs/linux.md, "Signals"): actions, the blocked mask, pending signals
+//! and the alternate stack. A signal with a handler stays pending until
+//! the way back from the call, where [`super::delivery`] runs the handler;
+//! one whose action is the default ends the program as Linux ends it when
+//! that default ends programs; an ignored one is dropped; a blocked one
+//! waits, pending, until it is unblocked.
 
 use super::calls::Effect;
+use super::sigframe::Cause;
 use super::Process;
 use crate::addr::Gva;
 use crate::errno::Errno;
@@ -48,12 +50,12 @@ fn default_ends(sig: u64) -> bool {
 }
 
 /// The bit of signal `sig` (1..=64) in a mask.
-fn bit(sig: u64) -> u64 {
+pub(super) fn bit(sig: u64) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// What `sigaltstack` keeps: the alternate stack, recorded (no handler
-/// ever runs on it).
+/// What `sigaltstack` keeps: the alternate stack handlers with
+/// `SA_ONSTACK` run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct AltStack {
     sp: u64,
@@ -62,12 +64,61 @@ pub(super) struct AltStack {
 }
 
 impl Default for AltStack {
+    /// No stack, flags 0 as Linux starts a program (`sigaltstack` reports
+    /// `SS_DISABLE` for any stack of size 0).
     fn default() -> Self {
+        AltStack {
+            sp: 0,
+            flags: 0,
+            size: 0,
+        }
+    }
+}
+
+impl AltStack {
+    /// The stack after `SS_DISABLE` or `SS_AUTODISARM`.
+    pub(super) fn disabled() -> Self {
         AltStack {
             sp: 0,
             flags: SS_DISABLE,
             size: 0,
         }
+    }
+
+    /// Whether `sp` is inside the stack, whatever its flags.
+    pub(super) fn contains(&self, sp: u64) -> bool {
+        sp > self.sp && sp.wrapping_sub(self.sp) <= self.size
+    }
+
+    /// Whether code at `sp` runs on the stack, as Linux counts it (never
+    /// with `SS_AUTODISARM`).
+    pub(super) fn on(&self, sp: u64) -> bool {
+        !self.autodisarm() && self.contains(sp)
+    }
+
+    /// `SS_DISABLE`, `SS_ONSTACK` or 0, for code at `sp`.
+    pub(super) fn mode(&self, sp: u64) -> u64 {
+        if self.size == 0 {
+            SS_DISABLE
+        } else if self.on(sp) {
+            SS_ONSTACK
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn autodisarm(&self) -> bool {
+        self.flags & SS_AUTODISARM != 0
+    }
+
+    /// The address just above the stack.
+    pub(super) fn top(&self) -> u64 {
+        self.sp.wrapping_add(self.size)
+    }
+
+    /// The `stack_t` a frame records: base, flags as set, size.
+    pub(super) fn as_stack_t(&self) -> [u64; 3] {
+        [self.sp, self.flags, self.size]
     }
 }
 
@@ -75,7 +126,43 @@ impl Process {
     /// A write found its reader gone: Linux sends the writer SIGPIPE.
     /// `Some` when that ends the program.
     pub(super) fn sigpipe(&mut self) -> Option<Effect> {
-        self.deliver(SIGPIPE)
+        self.deliver(SIGPIPE, Cause::Kill)
+    }
+
+    /// The action of `sig` when it is a handler.
+    pub(super) fn handler_of(&self, sig: u64) -> Option<[u64; 4]> {
+        let slot = usize::try_from(sig.wrapping_sub(1)).ok()?;
+        self.actions
+            .get(slot)
+            .copied()
+            .filter(|a| a[0] != SIG_DFL && a[0] != SIG_IGN)
+    }
+
+    /// Takes `sig` off the pending set, with how it was sent.
+    pub(super) fn take_pending(&mut self, sig: u64) -> Cause {
+        self.pending &= !bit(sig);
+        let tkill = self.pending_tkill & bit(sig) != 0;
+        self.pending_tkill &= !bit(sig);
+        if tkill {
+            Cause::Tkill
+        } else {
+            Cause::Kill
+        }
+    }
+
+    /// Sets the blocked mask; SIGKILL and SIGSTOP are never blocked.
+    pub(super) fn set_mask(&mut self, mask: u64) {
+        self.sigmask = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+    }
+
+    /// `SA_RESETHAND`: the action goes back to the default.
+    pub(super) fn reset_action(&mut self, sig: u64) {
+        if let Some(action) = usize::try_from(sig.wrapping_sub(1))
+            .ok()
+            .and_then(|slot| self.actions.get_mut(slot))
+        {
+            action[0] = SIG_DFL;
+        }
     }
 
     fn handler(&self, sig: u64) -> u64 {
@@ -85,34 +172,44 @@ impl Process {
             .map_or(SIG_DFL, |action| action[0])
     }
 
-    /// Signal `sig` (1..=64) reaches the program: blocked, it waits;
-    /// otherwise its action decides. `Some` when it ends the program.
-    fn deliver(&mut self, sig: u64) -> Option<Effect> {
+    /// Signal `sig` (1..=64), sent as `cause` says, reaches the program:
+    /// blocked, or with a handler, it is pending (a handler runs on the
+    /// way back from the call); otherwise its action decides. `Some` when
+    /// it ends the program.
+    fn deliver(&mut self, sig: u64, cause: Cause) -> Option<Effect> {
         if sig == SIGKILL {
             return Some(Effect::Killed(9));
         }
-        if self.sigmask & bit(sig) != 0 {
+        if self.sigmask & bit(sig) != 0 || self.handler_of(sig).is_some() {
             self.pending |= bit(sig);
+            if cause == Cause::Tkill {
+                self.pending_tkill |= bit(sig);
+            } else {
+                self.pending_tkill &= !bit(sig);
+            }
             return None;
         }
         self.take(sig)
     }
 
-    /// The action of unblocked signal `sig`: the default one ends the
-    /// program where that default ends programs; a handler is not run and
-    /// the signal is dropped, as is an ignored one.
-    fn take(&mut self, sig: u64) -> Option<Effect> {
+    /// The action of unblocked signal `sig` when it is not a handler: the
+    /// default one ends the program where that default ends programs; an
+    /// ignored one is dropped.
+    pub(super) fn take(&mut self, sig: u64) -> Option<Effect> {
         (self.handler(sig) == SIG_DFL && default_ends(sig))
             .then(|| Effect::Killed(u8::try_from(sig).unwrap_or(SIGSEGV)))
     }
 
-    /// Delivers the pending signals the mask no longer blocks, lowest
+    /// Acts on the pending signals the mask no longer blocks, lowest
     /// first, as Linux does on the way back from the call that unblocked
-    /// them.
+    /// them; those with handlers stay pending for that way back.
     fn deliver_unblocked(&mut self) -> Option<Effect> {
-        while self.pending & !self.sigmask != 0 {
-            let sig = u64::from((self.pending & !self.sigmask).trailing_zeros()) + 1;
-            self.pending &= !bit(sig);
+        let ready = self.pending & !self.sigmask;
+        for sig in (1..=SIGNAL_MAX).filter(|&s| ready & bit(s) != 0) {
+            if self.handler_of(sig).is_some() {
+                continue;
+            }
+            self.take_pending(sig);
             if let Some(end) = self.take(sig) {
                 return Some(end);
             }
@@ -123,7 +220,7 @@ impl Process {
     /// `kill`, `tkill` and `tgkill` to the program itself: the process and
     /// thread ids are 1 (0 for `kill` is its own group, which is only it);
     /// any other target is `ESRCH`. Signal 0 only checks the target.
-    pub(super) fn send(&mut self, target: Result<(), Errno>, sig: u64) -> Effect {
+    pub(super) fn send(&mut self, target: Result<(), Errno>, sig: u64, cause: Cause) -> Effect {
         let result = if sig > SIGNAL_MAX {
             Err(Errno::EINVAL)
         } else {
@@ -135,7 +232,7 @@ impl Process {
         if sig == 0 {
             return Effect::Return(0);
         }
-        self.deliver(sig).unwrap_or(Effect::Return(0))
+        self.deliver(sig, cause).unwrap_or(Effect::Return(0))
     }
 
     /// Which program `kill(pid, ...)` names: itself for 0 and 1.
@@ -157,9 +254,9 @@ impl Process {
         }
     }
 
-    /// `rt_sigreturn`: kvmini never builds a signal frame, so there is none
-    /// to return from; Linux ends a program whose frame it cannot restore
-    /// with SIGSEGV.
+    /// `rt_sigreturn` served without its registers (the run loop serves
+    /// it before, [`Process::signal_exit`]): there is no frame to read, and
+    /// Linux ends a program whose frame it cannot restore with SIGSEGV.
     pub(super) fn sigreturn(&self) -> Effect {
         Effect::Killed(SIGSEGV)
     }
@@ -254,19 +351,18 @@ impl Process {
                 .map_err(|_| Errno::EFAULT)?;
         }
         if let Some(new) = new {
-            // SIGKILL and SIGSTOP are never blocked.
-            let unblockable = bit(SIGKILL) | bit(SIGSTOP);
-            self.sigmask = match how {
+            self.set_mask(match how {
                 SIG_BLOCK => self.sigmask | new,
                 SIG_SETMASK => new,
                 _ => self.sigmask & !new,
-            } & !unblockable;
+            });
         }
         Ok(())
     }
 
-    /// `sigaltstack`: the alternate stack is recorded and answered (no
-    /// handler runs on it); Linux's checks on flags and size apply.
+    /// `sigaltstack`, as Linux checks it: flags, size, and no change
+    /// while the program runs on the stack (`EPERM`); the old stack's
+    /// flags say `SS_ONSTACK` while it does.
     pub(super) fn sigaltstack(
         &mut self,
         view: &GuestView<'_>,
@@ -278,31 +374,44 @@ impl Process {
         } else {
             Some(view.read_obj(Gva::new(new)).map_err(|_| Errno::EFAULT)?)
         };
+        let rsp = self.frames.rsp;
         if old != 0 {
             let s = self.altstack;
-            view.write_obj(Gva::new(old), [s.sp, s.flags, s.size])
+            let flags = s.mode(rsp) | (s.flags & SS_AUTODISARM);
+            view.write_obj(Gva::new(old), [s.sp, flags, s.size])
                 .map_err(|_| Errno::EFAULT)?;
         }
         if let Some([sp, flags, size]) = wanted {
-            // The flags are an int in the structure's second word.
-            let flags = flags & 0xFFFF_FFFF;
-            let mode = flags & !SS_AUTODISARM;
-            if mode != 0 && mode != SS_DISABLE && mode != SS_ONSTACK {
-                return Err(Errno::EINVAL);
-            }
-            self.altstack = if mode == SS_DISABLE {
-                AltStack::default()
-            } else if size < MINSIGSTKSZ {
-                return Err(ENOMEM);
-            } else {
-                AltStack {
-                    sp,
-                    flags: flags & SS_AUTODISARM,
-                    size,
-                }
-            };
+            self.set_altstack(sp, flags, size, rsp)?;
         }
         Ok(0)
+    }
+
+    /// Sets the alternate stack for code at `rsp`.
+    pub(super) fn set_altstack(
+        &mut self,
+        sp: u64,
+        flags: u64,
+        size: u64,
+        rsp: u64,
+    ) -> Result<(), Errno> {
+        if self.altstack.on(rsp) {
+            return Err(Errno::EPERM);
+        }
+        // The flags are an int in the structure's second word.
+        let flags = flags & 0xFFFF_FFFF;
+        let mode = flags & !SS_AUTODISARM;
+        if mode != 0 && mode != SS_DISABLE && mode != SS_ONSTACK {
+            return Err(Errno::EINVAL);
+        }
+        self.altstack = if mode == SS_DISABLE {
+            AltStack::disabled()
+        } else if size < MINSIGSTKSZ {
+            return Err(ENOMEM);
+        } else {
+            AltStack { sp, flags, size }
+        };
+        Ok(())
     }
 }
 
@@ -394,21 +503,28 @@ mod tests {
     fn a_default_action_that_ends_a_program_ends_it_with_the_signal() {
         let (mem, layout, mut process, _) = setup();
         let _view = view(&mem, &layout);
-        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Killed(15));
-        assert_eq!(process.send(Ok(()), 6), Effect::Killed(6));
-        assert_eq!(process.send(Ok(()), 64), Effect::Killed(64));
+        assert_eq!(
+            process.send(Ok(()), SIGTERM, Cause::Kill),
+            Effect::Killed(15)
+        );
+        assert_eq!(process.send(Ok(()), 6, Cause::Kill), Effect::Killed(6));
+        assert_eq!(process.send(Ok(()), 64, Cause::Kill), Effect::Killed(64));
         // Ignored by default, or a stop: the program goes on.
         for sig in [SIGCHLD, 18, 19, 20, 21, 22, 23, 28] {
-            assert_eq!(process.send(Ok(()), sig), Effect::Return(0), "{sig}");
+            assert_eq!(
+                process.send(Ok(()), sig, Cause::Kill),
+                Effect::Return(0),
+                "{sig}"
+            );
         }
         // Signal 0 checks only; a bad number or target is an errno.
-        assert_eq!(process.send(Ok(()), 0), Effect::Return(0));
+        assert_eq!(process.send(Ok(()), 0, Cause::Kill), Effect::Return(0));
         assert_eq!(
-            process.send(Ok(()), 65),
+            process.send(Ok(()), 65, Cause::Kill),
             Effect::Return(Errno::EINVAL.negated())
         );
         assert_eq!(
-            process.send(Err(ESRCH), SIGTERM),
+            process.send(Err(ESRCH), SIGTERM, Cause::Kill),
             Effect::Return(ESRCH.negated())
         );
     }
@@ -421,7 +537,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         assert_eq!(process.sigpending(&view, at, 8), Effect::Return(0));
         let pending: u64 = mem.read_obj(GuestAddress(at)).unwrap();
         assert_eq!(pending, bit(SIGUSR1));
@@ -439,7 +558,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGKILL, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGKILL), Effect::Killed(9));
+        assert_eq!(
+            process.send(Ok(()), SIGKILL, Cause::Kill),
+            Effect::Killed(9)
+        );
     }
 
     #[test]
@@ -447,9 +569,15 @@ mod tests {
         let (mem, layout, mut process, at) = setup();
         let view = view(&mem, &layout);
         act(&mut process, &view, SIGTERM, SIG_IGN, at);
-        assert_eq!(process.send(Ok(()), SIGTERM), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGTERM, Cause::Kill),
+            Effect::Return(0)
+        );
         act(&mut process, &view, SIGUSR1, 0x40_1000, at);
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         // Pending, then ignored: gone; back to the default, then unblocked:
         // nothing is left to deliver.
         act(&mut process, &view, SIGUSR1, SIG_DFL, at);
@@ -457,7 +585,10 @@ mod tests {
             mask(&mut process, &view, SIG_BLOCK, SIGUSR1, at),
             Effect::Return(0)
         );
-        assert_eq!(process.send(Ok(()), SIGUSR1), Effect::Return(0));
+        assert_eq!(
+            process.send(Ok(()), SIGUSR1, Cause::Kill),
+            Effect::Return(0)
+        );
         act(&mut process, &view, SIGUSR1, SIG_IGN, at);
         act(&mut process, &view, SIGUSR1, SIG_DFL, at);
         assert_eq!(

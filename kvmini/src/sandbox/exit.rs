@@ -308,6 +308,17 @@ fn syscall(
     };
     let ring = cpu.ring()?;
     let (regs, fs_base) = cpu.registers()?;
+    // A signal trampoline's report, or `rt_sigreturn` (docs/linux.md,
+    // "Signals").
+    let signal = {
+        let view = cpu.view()?;
+        calls
+            .linux_mut()
+            .and_then(|process| process.signal_exit(&view, ring, &regs))
+    };
+    if let Some(step) = signal {
+        return Ok(signal_step(step, None));
+    }
     if let Err(bad) = linux::entry::return_path(ring, &regs, stub, 0) {
         return Ok(Next::End(Ending::Unserved(Unserved::BadSyscallReturn {
             rcx: bad.rcx,
@@ -362,14 +373,26 @@ fn syscall(
         None => return Ok(Next::Resume),
     };
     let result = u64::from_ne_bytes(result.to_ne_bytes());
-    Ok(match linux::entry::return_path(ring, &regs, stub, result) {
-        Ok(regs) => Next::Syscall { regs, fs_base },
-        Err(bad) => Next::End(Ending::Unserved(Unserved::BadSyscallReturn {
+    // The return, or a pending signal's handler first.
+    let view = cpu.view()?;
+    Ok(match calls.linux_mut() {
+        Some(process) => signal_step(process.after_call(&view, ring, &regs, result), fs_base),
+        None => Next::Resume,
+    })
+}
+
+/// What the run loop does for a Linux program's step at a system-call
+/// exit.
+fn signal_step(step: linux::Step, fs_base: Option<u64>) -> Next {
+    match step {
+        linux::Step::Resume(regs) => Next::Syscall { regs, fs_base },
+        linux::Step::Killed(signal) => Next::End(Ending::Signaled(signal)),
+        linux::Step::Bad(bad) => Next::End(Ending::Unserved(Unserved::BadSyscallReturn {
             rcx: bad.rcx,
             rip: bad.rip,
             ring: bad.ring,
         })),
-    })
+    }
 }
 
 /// Reads the frame that kvmini's exception handler left on its stack: the

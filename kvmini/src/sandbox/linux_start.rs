@@ -29,6 +29,11 @@ pub(super) fn linux_start(
         GuestAddress(process_layout.stub),
     )
     .map_err(LinuxError::from)?;
+    mem.write_slice(
+        &crate::linux::TRAMPOLINES,
+        GuestAddress(process_layout.stub + crate::linux::TRAMPOLINES_OFFSET),
+    )
+    .map_err(LinuxError::from)?;
     let phdrs = loader::program_headers(bytes)?;
     let mut random = [0u8; 16];
     rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())

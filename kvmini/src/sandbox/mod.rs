@@ -29,6 +29,7 @@ mod builder;
 mod config;
 mod core_file;
 pub mod exit;
+mod fault_signal;
 mod inspect;
 mod linux_start;
 pub mod outcome;

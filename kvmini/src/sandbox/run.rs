@@ -291,6 +291,8 @@ impl Machine {
                 {
                     Some(Ending::Stopped(libc::SIGTRAP))
                 }
+                // A Linux program's fault goes to its handler, if it has one.
+                Next::Crashed(ref crash, ref regs) if self.fault_to_handler(crash, regs)? => None,
                 Next::Crashed(mut crash, regs) => {
                     self.explain(&mut crash, &regs)?;
                     self.fault_regs = Some(regs);

@@ -1,6 +1,7 @@
 /*
  * sigpipe.c - writes to standard output until the reader is gone, with
- * SIGPIPE set as the first argument says: "default", "ignore" or "block".
+ * SIGPIPE set as the first argument says: "default", "ignore", "block" or
+ * "handle" (a handler that says so on standard error).
  * Where the write fails instead of ending the program, it says so on
  * standard error and exits with 3.
  */
@@ -10,11 +11,20 @@
 #include <string.h>
 #include <unistd.h>
 
+static void handler(int sig)
+{
+    char line[] = "handler ran for 13\n";
+    if (sig != SIGPIPE || write(2, line, sizeof line - 1) < 0)
+        _exit(8);
+}
+
 int main(int argc, char **argv)
 {
     const char *how = argc > 1 ? argv[1] : "default";
     if (strcmp(how, "ignore") == 0) {
         signal(SIGPIPE, SIG_IGN);
+    } else if (strcmp(how, "handle") == 0) {
+        signal(SIGPIPE, handler);
     } else if (strcmp(how, "block") == 0) {
         sigset_t set;
         sigemptyset(&set);
