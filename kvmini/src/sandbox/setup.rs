@@ -79,6 +79,10 @@ impl Sandbox {
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
         let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
+        // The run's confined thread starts while the VM is built.
+        if config.seccomp && !own_thread {
+            crate::vcpu_thread::start_ahead(crate::vcpu_thread::DEFAULT_STACK_SIZE);
+        }
         // Which of the guest's standard streams are kvmini's own.
         let host_streams = [
             matches!(stdio.stdin, Input::Inherit),
