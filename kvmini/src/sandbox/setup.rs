@@ -141,7 +141,14 @@ impl Sandbox {
             )?),
             _ => None,
         };
-        let mut boot = boot::boot_state(
+        // The guest that gets a memory map below has page tables of its
+        // own, written over every identity-map one: none is built.
+        let protected = ring == Ring::Three && config.mode == CpuMode::Long && !flat;
+        let boot_state = match protected {
+            true => boot::boot_state_without_page_tables,
+            false => boot::boot_state,
+        };
+        let mut boot = boot_state(
             &layout,
             &BootSpec {
                 mode: config.mode,
