@@ -98,12 +98,17 @@ enum Extra {
     SystemRegisters,
     /// That, and kvmini's CPUID (what KVM supports).
     AndCpuid,
+    /// That, and kvmini's XCR0 (the guest state KVM saves at each exit).
+    AndXcr0,
 }
 
 fn floor_vm(kvm: &kvm_ioctls::Kvm, n: u32, extra: Extra) -> FloorVm {
     let mut vm = FloorVm::new(kvm, &floor_image(n), Ring::Three);
-    if extra == Extra::AndCpuid {
+    if matches!(extra, Extra::AndCpuid | Extra::AndXcr0) {
         vm.set_supported_cpuid(kvm);
+    }
+    if extra == Extra::AndXcr0 {
+        vm.set_kvmini_xcr0(kvm);
     }
     vm.syscall_entry(FLOOR_STUB);
     if extra != Extra::None {
@@ -134,21 +139,22 @@ fn floor_run(kvm: &kvm_ioctls::Kvm, n: u32, extra: Extra) -> std::time::Duration
 }
 
 /// The sides of the paired comparison.
-const SIDES: [&str; 5] = [
+const SIDES: [&str; 6] = [
     "kvmini",
     "floor",
     "floor_sync_sregs",
     "floor_sync_sregs_cpuid",
+    "floor_sync_sregs_cpuid_xcr0",
     "kvmini_noseccomp",
 ];
 
 /// The comparison, paired: `ROUNDS` runs of `N` calls on each side, in
 /// turn, the order rotating each round; the median time of each side and
-/// the median of the per-round ratios to the floor. Three more sides show
+/// the median of the per-round ratios to the floor. Four more sides show
 /// where a difference comes from: the floor with the system registers
 /// also mirrored into `kvm_run` at every exit (kvmini needs CS and the FS
 /// base of a Linux program at each call), the same with kvmini's CPUID,
-/// and kvmini without its seccomp filter.
+/// and with its XCR0 too, and kvmini without its seccomp filter.
 fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
     const ROUNDS: usize = 15;
     const N: u32 = 4000;
@@ -158,6 +164,7 @@ fn paired(kvm: &kvmini::kvm::Kvm, floor_kvm: &kvm_ioctls::Kvm) {
             1 => floor_run(floor_kvm, N, Extra::None),
             2 => floor_run(floor_kvm, N, Extra::SystemRegisters),
             3 => floor_run(floor_kvm, N, Extra::AndCpuid),
+            4 => floor_run(floor_kvm, N, Extra::AndXcr0),
             _ => kvmini_run(kvm, N, false),
         }
         .as_secs_f64()

@@ -463,6 +463,22 @@ impl FloorVm {
         }
     }
 
+    /// Gives the vCPU kvmini's XCR0 (every user state component KVM
+    /// supports) and CR4.OSXSAVE, after [`FloorVm::set_supported_cpuid`]:
+    /// for the cost of the larger guest state KVM saves at every exit.
+    pub fn set_kvmini_xcr0(&mut self, kvm: &kvm_ioctls::Kvm) {
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .expect("KVM_GET_SUPPORTED_CPUID");
+        let Some(xcr0) = kvmini::xstate::supported_xcr0(&cpuid) else {
+            return;
+        };
+        kvmini::xstate::set_xcr0(&self.vcpu, xcr0).expect("KVM_SET_XCRS");
+        let mut sregs = self.vcpu.get_sregs().expect("KVM_GET_SREGS");
+        sregs.cr4 |= 1 << 18; // OSXSAVE
+        self.vcpu.set_sregs(&sregs).expect("KVM_SET_SREGS");
+    }
+
     /// The VM (kept so that it is visibly owned until drop).
     pub fn vm(&self) -> &VmFd {
         &self.vm
