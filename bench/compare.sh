@@ -4,8 +4,14 @@
 # kvm-ioctls alone, native system calls, or the unbatched calls), their
 # ratio, the target and whether it is met.
 #
-#   bench/compare.sh                       # about 3 minutes on 2 cores, plus the build
+#   bench/compare.sh                       # about 6 minutes on 2 cores, plus the builds
 #   WARM_UP=1 MEASURE=5 bench/compare.sh   # longer, steadier
+#   PROTECTION=0 bench/compare.sh          # without building the old kvmini
+#
+# Besides kvmini/benches/, it runs bench/busybox.sh (busybox's sha256sum
+# and wc of a 64 MiB file) and bench/protection.sh (the cost of memory
+# permissions, against a scratch build of the commit before them). Every
+# figure of docs/performance.md's results table comes from one run of it.
 #
 # Needs /dev/kvm, cc (gcc) for the C guests under bench/guests/, and about
 # 600 MiB free under /tmp (TMPDIR) for the file figures. Everything it
@@ -52,7 +58,7 @@ if ! nice -n "$NICE" true 2>/dev/null; then
 fi
 
 load_before=$(load)
-for bench in hypercall lifecycle io memory scale; do
+for bench in hypercall syscall lifecycle startup io memory scale; do
     echo "running benches/$bench.rs ($(($(date +%s) - started)) s so far)..." >&2
     nice -n "$NICE" cargo bench -q -p kvmini --bench "$bench" -- \
         --warm-up-time "$WARM_UP" --measurement-time "$MEASURE" \
@@ -60,6 +66,15 @@ for bench in hypercall lifecycle io memory scale; do
         { echo "benches/$bench.rs failed; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
 done
 load_after=$(load)
+echo "running bench/busybox.sh ($(($(date +%s) - started)) s so far)..." >&2
+nice -n "$NICE" bench/busybox.sh >>"$LOG" 2>&1 ||
+    { echo "bench/busybox.sh failed; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
+if [ "${PROTECTION:-1}" != 0 ]; then
+    echo "running bench/protection.sh ($(($(date +%s) - started)) s so far)..." >&2
+    nice -n "$NICE" bench/protection.sh >>"$LOG" 2>&1 ||
+        { echo "bench/protection.sh failed; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
+fi
+load_end=$(load)
 
 # The median time of one iteration of a criterion benchmark, in ns.
 median() {
@@ -106,6 +121,14 @@ for r in 3 0; do
     row "1 null hypercall, ring $r, paired (us/call)" "$k" "$f" "$(calc "$(fact paired.null_hypercall_ring$r.kvmini_ratio)")" "<=1.03"
 done
 
+# 1b. A Linux program's system call, paired (µs per call).
+k=$(calc "$(fact paired.linux_syscall.kvmini_us)" 2)
+f=$(calc "$(fact paired.linux_syscall.floor_us)" 2)
+row "1b Linux system call, paired (us/call)" "$k" "$f" "$(calc "$(fact paired.linux_syscall.kvmini_ratio)")" "<=1.10"
+k=$(calc "$(median linux_syscall/kvmini) / 1000" 2)
+f=$(calc "$(median linux_syscall/floor) / 1000" 2)
+row "1b Linux system call (us/call)" "$k" "$f" "$(calc "$k / $f")" "<=1.10"
+
 # 2. Lifecycle: create, load, run hello (15 exits), destroy (ms).
 f3=$(calc "$(median lifecycle_ring3/floor) / 1e6")
 k=$(calc "$(median lifecycle_ring3/kvmini_flat) / 1e6")
@@ -132,6 +155,22 @@ for g in exit hello; do
     f=$(calc "$(fact reuse.$g.fresh_us)" 1)
     row "3 reuse, $g, paired (us)" "$k" "$f" "$(calc "$f / $k" 1)x" ">=20" "$(calc "$f / $k" 1)"
 done
+
+# 3b. Starting at all: whole processes, paired (ms).
+f=$(calc "$(fact startup.floor_ms)")
+k=$(calc "$(fact startup.kvmini_ms)")
+row "3b kvmini run hello.elf, process (ms)" "$k" "$f" "$(calc "$(fact startup.kvmini_ratio)")" "<=1.25"
+k=$(calc "$(fact startup.kvmini_noseccomp_ms)")
+f=$(calc "$(fact startup.floor_noseccomp_ms)")
+row "3b the same, no seccomp either side (ms)" "$k" "$f" "$(calc "$k / $f")" "-"
+k=$(calc "$(fact startup.kvmini_version_ms)")
+f=$(calc "$(fact startup.noop_ms)")
+row "3b kvmini --version (ms; floor: empty process)" "$k" "$f" "$(calc "$k / $f")" "-"
+k=$(calc "$(fact startup.kvmini_busybox_true_ms)")
+f=$(calc "$(fact startup.native_busybox_true_ms)")
+row "3b kvmini run busybox true (ms; floor: native)" "$k" "$f" "$(calc "$k / $f" 1)x" "-"
+f=$(calc "$(fact startup.kvmini_ms)")
+row "3b kvmini run busybox true (ms; floor: hello)" "$k" "$f" "$(calc "$k / $f" 2)" "-"
 
 # 4. File throughput, 256 MiB in 1 MiB calls (MiB/s): read (the second of
 # two passes), write; then the whole read run, both passes, first touch
@@ -178,6 +217,23 @@ for n in 1 2 4 8 16 64; do
     row "8 lifecycles/s, $n at once" "$k" "$f" "$(calc "$k / $f")" "-"
 done
 
+# 9. Busybox on a 64 MiB file (ms; floor: native busybox), with kvmini's
+# system calls per second and exits per MiB.
+for a in sha256sum wc; do
+    k=$(fact busybox.$a.kvmini_ms)
+    f=$(fact busybox.$a.native_ms)
+    row "9 busybox $a 64 MiB (ms; floor: native)" "$k" "$f" "$(fact busybox.$a.ratio)" "-"
+    row "9   $a: system calls/s, exits/MiB" "$(fact busybox.$a.syscalls_per_s)" "$(fact busybox.$a.exits_per_mib)" "-" "-"
+done
+
+# 10. Memory permissions of ring-3 ELF guests: now against the commit
+# before them (ratio now / before; flat guests have no permissions).
+if [ "${PROTECTION:-1}" != 0 ]; then
+    for f in elf_call_us flat_call_us elf_lifecycle_us flat_lifecycle_us; do
+        row "10 $f, now vs before permissions" "$(fact protection.$f.now)" "$(fact protection.$f.before)" "$(fact protection.$f.ratio)" "<=1.02"
+    done
+fi
+
 # Heap allocations per hypercall after warm-up (no floor: the target is 0).
 for c in getNumExits write_stdout write_file; do
     a=$(fact alloc_per_call.$c)
@@ -187,7 +243,7 @@ done
 {
     echo
     host
-    echo "load average before: $load_before; after: $load_after; $(($(date +%s) - started)) s in all"
+    echo "load average before: $load_before; after the benchmarks: $load_after; at the end: $load_end; $(($(date +%s) - started)) s in all"
     echo "criterion: warm-up ${WARM_UP} s, measurement ${MEASURE} s, ${SAMPLES} samples; medians; nice ${NICE}"
 } >>"$TABLE"
 cat "$TABLE"

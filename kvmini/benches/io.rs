@@ -422,7 +422,8 @@ fn parts(kvm: &Kvm) {
     let mem = sandbox.memory().expect("the sandbox has its VM");
     let view = GuestView::new(
         mem,
-        Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES),
+        // The hello ELF has its memory's permissions: EFER.NXE is on.
+        Paging::new(PagingMode::Long, true, CpuPaging::ALL_FEATURES),
         sandbox.layout().expect("the sandbox has its VM").pml4(),
         true,
     );

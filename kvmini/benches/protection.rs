@@ -1,83 +1,111 @@
-//! The cost of a Linux program's `mprotect` (docs/performance.md,
-//! "mprotect"): a musl program makes 2 × N calls in one run of a reused
-//! sandbox, of three kinds, and each is timed per call:
-//!
-//! - `page`: one 4 KiB entry of a page table that already exists changes
-//!   (made read-only, then writable again);
-//! - `split`: one page of a 2 MiB page is made read-only, which splits it
-//!   into a spare page table, then writable again, which joins it back
-//!   (flushing its 512 pages);
-//! - `getpid`: the system call alone, the floor under both.
-//!
-//! Each run is a whole program (start, 2 × N calls, exit) with a `reset()`
-//! before it; the per-call figure is the run's time over 2 × N, so a run's
-//! fixed cost is spread over the calls (the `getpid` row carries the
-//! same). Needs musl-gcc (`apt-get install musl-tools`).
+//! The hypercall and lifecycle figures of ring-3 ELF guests, the guests
+//! whose memory has segment permissions and a stack guard, against flat
+//! guests, which have neither: a C guest making 2,000 `getNumExits`
+//! calls, the built-in hello's whole lifecycle (build, run, drop), and the
+//! same two figures for flat images. It prints one line of medians and is
+//! written to build against kvmini before those permissions existed too:
+//! `bench/protection.sh` builds it in a scratch copy of that version and
+//! runs the two binaries in turn, which gives the paired ratios.
 #![allow(
     clippy::expect_used,
     clippy::panic,
     reason = "a benchmark stops at its first failure"
 )]
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kvmini::kvm::Kvm;
+use std::time::Instant;
+
+use kvmini::cpu::Ring;
 use kvmini::output::Output;
-use kvmini::sandbox::{Ending, Sandbox};
+use kvmini::sandbox::Sandbox;
 
-/// Calls of each kind in one run (of each pair, so 2 × N system calls).
-const N: u64 = 200;
+/// Rounds of each figure in one run of this binary.
+const ROUNDS: usize = 15;
+/// The calls of `bench/guests/null.c`.
+const CALLS: f64 = 2000.0;
 
-fn build_program(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("memory_calls");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linux/memory_calls.c");
-    let built = Command::new("musl-gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("musl-gcc runs (apt-get install musl-tools)");
-    assert!(built.success(), "musl-gcc failed");
-    out
+/// A figure's name and what measures it once.
+type Side<'a> = (&'static str, Box<dyn Fn() -> f64 + 'a>);
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
-fn bench(c: &mut Criterion) {
-    let kvm = Kvm::open().expect("/dev/kvm");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let program = build_program(dir.path());
-    let mut group = c.benchmark_group("mprotect");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(2 * N));
-    for kind in ["getpid", "page", "split"] {
-        let mut sandbox = Sandbox::builder()
-            .elf_file(program.to_str().expect("a UTF-8 path"))
-            .args(["memory_calls", "bench", kind, &N.to_string()])
-            .stdout(Output::Null)
-            .reusable(true)
-            .build(&kvm)
-            .expect("the sandbox is built");
-        group.bench_function(kind, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    sandbox.reset().expect("reset");
-                    let start = Instant::now();
-                    let outcome = sandbox.run().expect("the run");
-                    total += start.elapsed();
-                    assert_eq!(outcome.ending, Ending::Exited(0), "{kind}");
-                }
-                total
-            });
-        });
+fn sandbox(kvm: &kvmini::kvm::Kvm, builder: kvmini::sandbox::SandboxBuilder) -> Sandbox {
+    builder
+        .memory(common::FLAT_MEM)
+        .stdout(Output::Null)
+        .build(kvm)
+        .expect("build")
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
     }
-    group.finish();
+    let Some(kvm) = common::kvm() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let null_elf = common::c_guest("null", dir.path());
+    let flat_null = common::null_loop_image(2000);
+    // Per call (us) of a run, built untimed.
+    let call = |builder: kvmini::sandbox::SandboxBuilder| {
+        let mut sandbox = sandbox(&kvm, builder);
+        let start = Instant::now();
+        let outcome = sandbox.run().expect("run");
+        let elapsed = start.elapsed().as_secs_f64();
+        assert_eq!(outcome.ending.status(), 0);
+        elapsed * 1e6 / CALLS
+    };
+    // A whole lifecycle (us).
+    let lifecycle = |builder: kvmini::sandbox::SandboxBuilder| {
+        let start = Instant::now();
+        let mut sandbox = sandbox(&kvm, builder);
+        let outcome = sandbox.run().expect("run");
+        drop(sandbox);
+        let elapsed = start.elapsed().as_secs_f64();
+        assert_eq!(outcome.stats.exits, 15);
+        elapsed * 1e6
+    };
+    let sides: [Side<'_>; 4] = [
+        (
+            "elf_call_us",
+            Box::new(|| call(Sandbox::builder().elf(null_elf.clone()))),
+        ),
+        (
+            "flat_call_us",
+            Box::new(|| call(Sandbox::builder().flat(flat_null.clone()).ring(Ring::Three))),
+        ),
+        (
+            "elf_lifecycle_us",
+            Box::new(|| lifecycle(Sandbox::builder().elf(kvmini::guests::HELLO.elf))),
+        ),
+        (
+            "flat_lifecycle_us",
+            Box::new(|| {
+                lifecycle(
+                    Sandbox::builder()
+                        .flat(common::hello_image())
+                        .ring(Ring::Three),
+                )
+            }),
+        ),
+    ];
+    for (_, side) in &sides {
+        side();
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+    for round in 0..ROUNDS {
+        for i in 0..sides.len() {
+            let which = (round + i) % sides.len();
+            times[which].push(sides[which].1());
+        }
+    }
+    let line: Vec<String> = sides
+        .iter()
+        .zip(&mut times)
+        .map(|((name, _), t)| format!("{name}={:.2}", median(t)))
+        .collect();
+    println!("{}", line.join(" "));
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

@@ -95,7 +95,10 @@ impl VcpuThread {
         };
         let handle = match idle {
             Some(handle) => handle,
-            None => start(stack)?,
+            None => match take_ahead(stack) {
+                Some(starting) => starting.confined()?,
+                None => start(stack)?,
+            },
         };
         Ok(VcpuThread {
             handle: Some(handle),
@@ -173,29 +176,101 @@ impl Drop for VcpuThread {
     }
 }
 
+/// A thread started and perhaps still installing the filter.
+#[derive(Debug)]
+struct Starting {
+    jobs: Sender<Job>,
+    ready: Receiver<Result<Pid, SeccompError>>,
+    pid: u32,
+    stack: usize,
+}
+
+impl Starting {
+    /// Waits until the thread has installed the filter, or failed to.
+    fn confined(self) -> Result<Handle, SeccompError> {
+        match self.ready.recv() {
+            Ok(Ok(tid)) => Ok(Handle {
+                jobs: self.jobs,
+                tid,
+                pid: self.pid,
+                stack: self.stack,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SeccompError::ThreadLost),
+        }
+    }
+}
+
+/// The thread [`start_ahead`] started, until a run takes it.
+static AHEAD: Mutex<Option<Starting>> = Mutex::new(None);
+
+/// Starts a confined thread with a `stack`-byte stack for the next run
+/// and returns without waiting for it, so that the thread's start and its
+/// filter's installation overlap whatever the caller does next (building
+/// a sandbox) instead of delaying the run. Does nothing when an idle
+/// thread or one started ahead already has such a stack. Best effort: a
+/// thread that could not start or be confined here is started again, and
+/// its error reported, by the run that needs it.
+pub fn start_ahead(stack: usize) {
+    let pid = std::process::id();
+    let idle = IDLE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .any(|handle| handle.pid == pid && handle.stack >= stack);
+    if idle {
+        return;
+    }
+    let mut ahead = AHEAD.lock().unwrap_or_else(PoisonError::into_inner);
+    if ahead
+        .as_ref()
+        .is_some_and(|s| s.pid == pid && s.stack >= stack)
+    {
+        return;
+    }
+    if let Ok(starting) = spawn(stack) {
+        *ahead = Some(starting);
+    }
+}
+
+/// The thread started ahead, if it belongs to this process and its stack
+/// holds `stack` bytes.
+fn take_ahead(stack: usize) -> Option<Starting> {
+    let mut ahead = AHEAD.lock().unwrap_or_else(PoisonError::into_inner);
+    let fits = ahead
+        .as_ref()
+        .is_some_and(|s| s.pid == std::process::id() && s.stack >= stack);
+    if fits {
+        ahead.take()
+    } else {
+        None
+    }
+}
+
 /// Starts a thread with a `stack`-byte stack that installs the filter,
 /// reports whether it could, and then runs jobs until its channel closes.
 fn start(stack: usize) -> Result<Handle, SeccompError> {
+    spawn(stack)?.confined()
+}
+
+/// Starts the thread of [`start`] without waiting for its report.
+fn spawn(stack: usize) -> Result<Starting, SeccompError> {
     let (jobs, incoming) = mpsc::channel::<Job>();
-    let (ready, confined) = mpsc::sync_channel::<Result<Pid, SeccompError>>(1);
+    let (report, ready) = mpsc::sync_channel::<Result<Pid, SeccompError>>(1);
     // Started from a confined thread (a sandbox run by a host function),
     // the new thread has the filter already.
     let inherited = CONFINED.with(Cell::get);
     std::thread::Builder::new()
         .name("kvmini-vcpu".into())
         .stack_size(stack)
-        .spawn(move || serve(&ready, &incoming, inherited))
+        .spawn(move || serve(&report, &incoming, inherited))
         .map_err(SeccompError::Thread)?;
-    match confined.recv() {
-        Ok(Ok(tid)) => Ok(Handle {
-            jobs,
-            tid,
-            pid: std::process::id(),
-            stack,
-        }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(SeccompError::ThreadLost),
-    }
+    Ok(Starting {
+        jobs,
+        ready,
+        pid: std::process::id(),
+        stack,
+    })
 }
 
 fn serve(ready: &SyncSender<Result<Pid, SeccompError>>, incoming: &Receiver<Job>, inherited: bool) {

@@ -289,16 +289,28 @@ impl FloorVm {
 
     /// As [`FloorVm::new`], timing each phase into `phases`.
     pub fn new_timed(kvm: &kvm_ioctls::Kvm, image: &[u8], ring: Ring, phases: &mut Phases) -> Self {
+        Self::with_memory(kvm, image, ring, FLAT_MEM, phases)
+    }
+
+    /// As [`FloorVm::new_timed`], with `mem_size` bytes of guest memory (a
+    /// multiple of 2 MiB; the tables stay in the first 2 MiB).
+    pub fn with_memory(
+        kvm: &kvm_ioctls::Kvm,
+        image: &[u8],
+        ring: Ring,
+        mem_size: u64,
+        phases: &mut Phases,
+    ) -> Self {
         let t0 = Instant::now();
         let vm = kvm.create_vm().expect("KVM_CREATE_VM");
         let t1 = Instant::now();
-        let len = usize::try_from(FLAT_MEM).expect("fits");
+        let len = usize::try_from(mem_size).expect("fits");
         let mem = FloorMem::new(len);
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
             guest_phys_addr: 0,
-            memory_size: FLAT_MEM,
+            memory_size: mem_size,
             userspace_addr: mem.ptr as u64,
         };
         // SAFETY: the region is `mem`'s mapping, which outlives the VM (it
@@ -400,6 +412,71 @@ impl FloorVm {
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .expect("KVM_GET_SUPPORTED_CPUID");
         self.vcpu.set_cpuid2(&cpuid).expect("KVM_SET_CPUID2");
+    }
+
+    /// Sends the guest's `syscall` to `stub` as kvmini does for a Linux
+    /// program: EFER.SCE and the STAR, LSTAR and FMASK values kvmini gives
+    /// (untimed setup ioctls), and the general registers mirrored into
+    /// `kvm_run` so that [`FloorVm::run_syscalls`] resumes without an ioctl.
+    pub fn syscall_entry(&mut self, stub: u64) {
+        use kvmini::arch::x86_64::syscall::{FMASK, MSR_FMASK, MSR_LSTAR, MSR_STAR, STAR};
+        let mut sregs = self.vcpu.get_sregs().expect("KVM_GET_SREGS");
+        sregs.efer |= 1; // SCE
+        self.vcpu.set_sregs(&sregs).expect("KVM_SET_SREGS");
+        let entry = |index: u32, data: u64| kvm_bindings::kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        };
+        let msrs = kvm_bindings::Msrs::from_entries(&[
+            entry(MSR_STAR, STAR),
+            entry(MSR_LSTAR, stub),
+            entry(MSR_FMASK, FMASK),
+        ])
+        .expect("three MSRs");
+        assert_eq!(self.vcpu.set_msrs(&msrs).expect("KVM_SET_MSRS"), 3);
+        self.vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+    }
+
+    /// The KVM_RUN loop of a guest whose `syscall`s reach a stub of one
+    /// `out` to port 0xE8 ([`FloorVm::syscall_entry`]): `exit` (60) ends the
+    /// run, any other call returns 1 in RAX, and the guest resumes at RCX
+    /// with RFLAGS from R11 as SYSRET takes it, through the sync-regs area.
+    /// Returns the number of exits.
+    pub fn run_syscalls(&mut self) -> u64 {
+        use kvmini::arch::x86_64::syscall::sysret_rflags;
+        let mut exits = 0u64;
+        loop {
+            exits += 1;
+            match self.vcpu.run().expect("KVM_RUN") {
+                VcpuExit::IoOut(0xE8, _) => {}
+                other => panic!("floor guest: unexpected exit {other:?}"),
+            }
+            let regs = &mut self.vcpu.sync_regs_mut().regs;
+            if regs.rax == 60 {
+                return exits;
+            }
+            regs.rax = 1;
+            regs.rip = regs.rcx;
+            regs.rflags = sysret_rflags(regs.r11);
+            self.vcpu.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
+        }
+    }
+
+    /// Gives the vCPU kvmini's XCR0 (every user state component KVM
+    /// supports) and CR4.OSXSAVE, after [`FloorVm::set_supported_cpuid`]:
+    /// for the cost of the larger guest state KVM saves at every exit.
+    pub fn set_kvmini_xcr0(&mut self, kvm: &kvm_ioctls::Kvm) {
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .expect("KVM_GET_SUPPORTED_CPUID");
+        let Some(xcr0) = kvmini::xstate::supported_xcr0(&cpuid) else {
+            return;
+        };
+        kvmini::xstate::set_xcr0(&self.vcpu, xcr0).expect("KVM_SET_XCRS");
+        let mut sregs = self.vcpu.get_sregs().expect("KVM_GET_SREGS");
+        sregs.cr4 |= 1 << 18; // OSXSAVE
+        self.vcpu.set_sregs(&sregs).expect("KVM_SET_SREGS");
     }
 
     /// The VM (kept so that it is visibly owned until drop).

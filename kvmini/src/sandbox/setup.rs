@@ -80,6 +80,10 @@ impl Sandbox {
     ) -> Result<Self, SandboxError> {
         let grants = Grants::open(&config.grants)?;
         let own_thread = !host_functions.is_empty() || stdio.runs_embedder_code();
+        // The run's confined thread starts while the VM is built.
+        if config.seccomp && !own_thread {
+            crate::vcpu_thread::start_ahead(crate::vcpu_thread::DEFAULT_STACK_SIZE);
+        }
         // Which of the guest's standard streams are kvmini's own.
         let host_streams = [
             matches!(stdio.stdin, Input::Inherit),
@@ -139,7 +143,14 @@ impl Sandbox {
             )?),
             _ => None,
         };
-        let mut boot = boot::boot_state(
+        // The guest that gets a memory map below has page tables of its
+        // own, written over every identity-map one: none is built.
+        let protected = ring == Ring::Three && config.mode == CpuMode::Long && !flat;
+        let boot_state = match protected {
+            true => boot::boot_state_without_page_tables,
+            false => boot::boot_state,
+        };
+        let mut boot = boot_state(
             &layout,
             &BootSpec {
                 mode: config.mode,

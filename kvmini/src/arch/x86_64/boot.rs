@@ -125,13 +125,25 @@ pub struct BootState {
 
 /// The boot state of a guest in `layout` started as `spec`.
 pub fn boot_state(layout: &Layout, spec: &BootSpec) -> BootState {
+    boot_state_with(layout, spec, true)
+}
+
+/// As [`boot_state`], but without the page tables of a long-mode guest,
+/// for a caller that writes its own over every one of them (a ring-3 ELF
+/// guest's, with its memory's permissions): building the identity map
+/// only to have it overwritten is a visible part of a sandbox's start.
+pub fn boot_state_without_page_tables(layout: &Layout, spec: &BootSpec) -> BootState {
+    boot_state_with(layout, spec, false)
+}
+
+fn boot_state_with(layout: &Layout, spec: &BootSpec, page_tables: bool) -> BootState {
     let long = spec.mode == CpuMode::Long;
     BootState {
         regs: entry_regs(layout, spec),
         sregs: system_registers(layout, spec),
         fpu: initial_fpu(),
         xsave: long,
-        tables: tables(layout, spec),
+        tables: tables(layout, spec, page_tables),
         msrs: syscall_msrs(spec),
     }
 }
@@ -270,14 +282,17 @@ pub fn initial_fpu() -> kvm_fpu {
 /// The tables of `spec`'s mode: long mode's identity map (the null page
 /// mapped for a flat image, kvmini's area supervisor-only unless the
 /// guest runs at ring 0) and system tables; the 32-bit modes' GDT and
-/// page tables; nothing for real mode.
-fn tables(layout: &Layout, spec: &BootSpec) -> Tables {
+/// page tables; nothing for real mode. Long mode's identity map is left
+/// out unless `page_tables`.
+fn tables(layout: &Layout, spec: &BootSpec, page_tables: bool) -> Tables {
     let mut tables = Tables::new();
     match spec.mode {
         CpuMode::Real => {}
         CpuMode::Long => {
             let protect = spec.ring == Ring::Three;
-            tables.extend(page_tables::identity_map(layout, spec.flat, protect));
+            if page_tables {
+                tables.extend(page_tables::identity_map(layout, spec.flat, protect));
+            }
             tables.extend(cpu::system_tables(layout));
         }
         CpuMode::Protected | CpuMode::Paged32 | CpuMode::Pae32 => {

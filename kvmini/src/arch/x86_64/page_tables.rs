@@ -209,7 +209,13 @@ pub fn pae32_identity_map(layout: &Layout) -> Tables {
 }
 
 fn le_bytes(entries: &[u64]) -> Vec<u8> {
-    entries.iter().flat_map(|e| e.to_le_bytes()).collect()
+    // Sized once: collecting a flat_map grows the vector step by step, a
+    // visible part of a sandbox's start.
+    let mut bytes = Vec::with_capacity(entries.len() * 8);
+    for entry in entries {
+        bytes.extend_from_slice(&entry.to_le_bytes());
+    }
+    bytes
 }
 
 #[cfg(test)]

@@ -347,3 +347,53 @@ fn segment_registers_match_their_gdt_entries_in_every_mode_and_ring() {
         }
     }
 }
+
+/// A ring-3 ELF guest's page tables are its memory map's alone: leaving
+/// the identity map out of its boot state (which the map's tables are
+/// written over) changes no byte of guest memory, at every size.
+#[test]
+fn a_protected_guest_needs_no_identity_map_under_its_own_tables() {
+    use crate::arch::x86_64::memory_map::{self, MemoryMap};
+    use crate::arch::x86_64::page_tables;
+    use crate::loader::{load_elf, LoadWindow};
+    use kvmini_abi::layout::ELF_LOAD_MIN;
+
+    for size in [2 << 20, 6 << 20, 64 << 20] {
+        let layout = Layout::new(size);
+        let spec = BootSpec {
+            mode: CpuMode::Long,
+            ring: Ring::Three,
+            flat: false,
+            entry: 0,
+            fsgsbase: false,
+            syscall_entry: None,
+        };
+        let memories = [boot_state, boot_state_without_page_tables].map(|boot| {
+            let mem = memory::allocate(size).unwrap();
+            let window = LoadWindow {
+                start: ELF_LOAD_MIN,
+                end: layout.system_base,
+            };
+            let image = load_elf(&mem, crate::guests::HELLO.elf, &window).unwrap();
+            let (stack, guard) = memory_map::sdk_stack(image.highest, layout.stack_top());
+            let map = MemoryMap::new(&image.segments, stack, guard, None, layout.system_base);
+            let mut state = boot(&layout, &spec);
+            state
+                .tables
+                .extend(page_tables::protected_map(&layout, &map));
+            state.tables.write_to(&mem).unwrap();
+            let mut bytes = vec![0u8; usize::try_from(size).unwrap()];
+            mem.read_slice(&mut bytes, GuestAddress(0)).unwrap();
+            bytes
+        });
+        assert!(memories[0] == memories[1], "size {size:#x}");
+        // And the identity map was left out: the tables differ alone.
+        assert!(
+            boot_state_without_page_tables(&layout, &spec)
+                .tables
+                .pieces()
+                .count()
+                < boot_state(&layout, &spec).tables.pieces().count()
+        );
+    }
+}
