@@ -13,6 +13,7 @@ mod calls;
 pub mod entry;
 mod futex;
 mod numbers;
+mod pipes;
 mod poll;
 mod process;
 mod signals;
