@@ -126,7 +126,10 @@ fn a_blocking_read_of_an_empty_pipe_or_write_to_a_full_one_ends_at_the_timeout()
     let program = program.to_str().unwrap();
     // The program has one thread: nothing can ever fill or drain the pipe,
     // so only the timeout ends the wait (without it the test would hang).
-    for (how, printed) in [("block", "reading\n"), ("blockwrite", "fill=65536 errno=-\n")] {
+    for (how, printed) in [
+        ("block", "reading\n"),
+        ("blockwrite", "fill=65536 errno=-\n"),
+    ] {
         let out = in_kvmini(&["--timeout", "1s", program, "--", how]);
         let (status, stdout, stderr) = outcome(&out);
         assert_eq!((status, stdout.as_str()), (124, printed), "{how}");

@@ -15,6 +15,7 @@ use super::{lookup, stat, CallResult, Descriptor, Filesystem};
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::view::GuestView;
+use kvmini_abi::fs::IoArgs;
 use vm_memory::{Bytes, GuestAddress};
 
 /// One page of a pipe's buffer, as Linux fills it.
@@ -39,8 +40,6 @@ const FIFO_MODE: u32 = 0o010_600;
 pub(super) struct Pipe {
     pages: VecDeque<(Vec<u8>, usize)>,
     status: [u32; 2],
-    /// A number for `st_ino`.
-    ino: u64,
 }
 
 /// What a transfer on a pipe end did.
@@ -55,7 +54,10 @@ pub(crate) enum PipeIo {
 
 impl Pipe {
     fn unread(&self) -> usize {
-        self.pages.iter().map(|(bytes, read)| bytes.len() - read).sum()
+        self.pages
+            .iter()
+            .map(|(bytes, read)| bytes.len() - read)
+            .sum()
     }
 
     /// How many of `total` bytes a write takes now, as Linux's pipe
@@ -172,11 +174,9 @@ impl Filesystem {
             }
         };
         let status = status & O_NONBLOCK;
-        self.next_pipe_ino += 1;
         self.pipes[id] = Some(Pipe {
             pages: VecDeque::new(),
             status: [O_RDONLY | status, O_WRONLY | status],
-            ino: self.next_pipe_ino,
         });
         let ends = [
             self.install(read, Descriptor::Pipe(id, false)),
@@ -279,14 +279,14 @@ impl Filesystem {
     pub(super) fn pipe_port_io(
         &mut self,
         view: &GuestView<'_>,
-        (fd, buf, len): (i32, u64, u64),
+        args: &IoArgs,
         positioned: bool,
         write: bool,
     ) -> CallResult {
         if positioned {
             return Err(Errno::ESPIPE);
         }
-        match self.linux_pipe_io(view, fd, &[(buf, len)], write)? {
+        match self.linux_pipe_io(view, args.fd, &[(args.buf, args.len)], write)? {
             PipeIo::Moved(n) => i64::try_from(n).map_err(|_| Errno::EINVAL),
             PipeIo::Blocked(0) => Err(Errno::EAGAIN),
             PipeIo::Blocked(n) => i64::try_from(n).map_err(|_| Errno::EINVAL),
@@ -348,12 +348,11 @@ impl Filesystem {
         ready
     }
 
-    /// `fstat` of a pipe end: a FIFO, mode 0600, its own inode number,
-    /// owned by root, size 0, as a pipe on Linux (whose size is always 0).
+    /// `fstat` of a pipe end: a FIFO, mode 0600, owned by root, size 0,
+    /// as a pipe on Linux (whose size is always 0); its inode number is
+    /// one no other live pipe has.
     pub(super) fn pipe_stat(&self, descriptor: &Descriptor) -> rustix::fs::Stat {
-        let ino = end_of(descriptor)
-            .and_then(|(id, _)| self.pipe(id))
-            .map_or(0, |p| p.ino);
+        let ino = end_of(descriptor).map_or(0, |(id, _)| id as u64 + 1);
         stat::served(FIFO_MODE, ino, 1)
     }
 }
@@ -372,7 +371,9 @@ fn copy(
         if done == bytes.len() {
             break;
         }
-        let n = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len() - done);
+        let n = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len() - done);
         let part = &mut bytes[done..done + n];
         let at = GuestAddress(gpa);
         let copied = if from_guest {

@@ -22,7 +22,12 @@ pub(super) const F_GETPIPE_SZ: u64 = 1032;
 
 /// `pipe2` (and `pipe`, with no flags): the two descriptors go to the
 /// `int[2]` at `fds`, checked writable before the pipe is made.
-pub(super) fn pipe2(view: &GuestView<'_>, io: &mut Io<'_, '_>, fds: u64, flags: u64) -> Result<i64, Errno> {
+pub(super) fn pipe2(
+    view: &GuestView<'_>,
+    io: &mut Io<'_, '_>,
+    fds: u64,
+    flags: u64,
+) -> Result<i64, Errno> {
     let known = u64::from(O_CLOEXEC | O_NONBLOCK);
     if flags & !known != 0 || flags & O_DIRECT != 0 {
         return Err(Errno::EINVAL);

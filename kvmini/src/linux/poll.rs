@@ -123,9 +123,7 @@ pub(super) fn until_stopped(stop: &StopHandle) {
 /// When a wait of `timeout` that starts now ends; `None` when it has no
 /// end or is zero (Linux writes no time left back for those).
 fn deadline(timeout: Timeout) -> Option<Instant> {
-    timeout
-        .filter(|t| !t.is_zero())
-        .map(|t| Instant::now() + t)
+    timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t)
 }
 
 /// Writes the time left until `deadline` to the `timespec` (`unit` 1) or
