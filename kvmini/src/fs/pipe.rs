@@ -23,7 +23,7 @@ const PAGE: usize = 4096;
 /// The pages a pipe holds (Linux's default: 64 KiB).
 const PAGES: usize = 16;
 /// What `F_GETPIPE_SZ` answers.
-pub(crate) const PIPE_SIZE: i64 = (PAGE * PAGES) as i64;
+pub(crate) const PIPE_SIZE: i64 = 16 * 4096;
 /// A pipe end's access modes (`F_GETFL`).
 const O_RDONLY: u32 = 0;
 const O_WRONLY: u32 = 1;
@@ -385,4 +385,99 @@ fn copy(
         done += n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "a test fails by panicking"
+    )]
+
+    use super::*;
+    use crate::grant::Grants;
+    use crate::output::Input;
+
+    fn table(max_fds: u32) -> Filesystem {
+        Filesystem::new(Grants::open(&[]).unwrap(), max_fds, Input::Null)
+    }
+
+    fn empty() -> Pipe {
+        Pipe {
+            pages: VecDeque::new(),
+            status: [O_RDONLY, O_WRONLY],
+        }
+    }
+
+    #[test]
+    fn writes_fill_pages_as_linux_does() {
+        let mut pipe = empty();
+        // A page less 100 bytes, then a write of 200 does not fit in the
+        // last page and no page is free: nothing of it is taken.
+        let fill = vec![1u8; 16 * 4096 - 100];
+        assert_eq!(pipe.room_for(fill.len()), fill.len());
+        pipe.push(fill.len(), &fill);
+        assert_eq!(pipe.pages.len(), 16);
+        assert_eq!(pipe.room_for(200), 0);
+        assert_eq!(pipe.room_for(100), 100);
+        pipe.push(100, &[2; 100]);
+        assert_eq!(pipe.room_for(1), 0);
+        // A byte read leaves its page in use: still full.
+        let mut out = Vec::new();
+        pipe.pop(1, &mut out);
+        assert_eq!((out, pipe.unread()), (vec![1], 16 * 4096 - 1));
+        assert_eq!(pipe.room_for(1), 0);
+        // A whole page read frees one.
+        pipe.pop(4095, &mut Vec::new());
+        assert_eq!(pipe.room_for(5000), 4096);
+        // Into an empty pipe, a large write takes every page and no more;
+        // its part past the last whole page merges into the last page.
+        let mut pipe = empty();
+        assert_eq!(pipe.room_for(100_000), 16 * 4096);
+        pipe.push(10, &[3; 10]);
+        assert_eq!(pipe.room_for(4096 + 10), 4096 + 10);
+        pipe.push(4096 + 10, &[4; 4096 + 10]);
+        assert_eq!(pipe.pages.len(), 2);
+        assert_eq!(pipe.pages[0].0.len(), 20);
+        let mut out = Vec::new();
+        pipe.pop(30, &mut out);
+        assert_eq!(out, [[3u8; 10], [4; 10], [4; 10]].concat());
+    }
+
+    #[test]
+    fn ends_are_counted_in_the_table_and_an_unused_pipe_is_dropped() {
+        let mut fs = table(8);
+        assert_eq!(fs.linux_pipe2(O_NONBLOCK, 0), Ok([3, 4]));
+        assert_eq!(fs.pipe_ends(0), [1, 1]);
+        // A duplicate shares the end and its status flags.
+        let dup = fs.linux_dup(3, None, 0, false).unwrap();
+        assert_eq!(dup, 5);
+        assert_eq!(fs.pipe_ends(0), [2, 1]);
+        assert_eq!(fs.pipe_status(5, Some((0, O_NONBLOCK))), Some(O_RDONLY));
+        assert_eq!(fs.pipe_status(3, None), Some(O_RDONLY));
+        assert_eq!(fs.pipe_status(4, None), Some(O_WRONLY | O_NONBLOCK));
+        // dup2 over the write end closes it: the read end sees a hang-up.
+        fs.linux_dup(1, Some(4), 0, false).unwrap();
+        assert_eq!(fs.pipe_ends(0), [2, 0]);
+        let read_end = fs.descriptor(3).unwrap().clone();
+        assert_eq!(fs.pipe_poll(&read_end), 0x10);
+        fs.linux_close(3).unwrap();
+        assert!(fs.pipes[0].is_some());
+        fs.linux_close(5).unwrap();
+        assert!(fs.pipes.is_empty());
+        // Two free descriptors are needed.
+        let mut fs = table(5);
+        assert_eq!(fs.linux_pipe2(0, 0), Ok([3, 4]));
+        assert_eq!(fs.linux_pipe2(0, 0), Err(Errno::EMFILE));
+        let mut fs = table(6);
+        fs.linux_pipe2(0, 0).unwrap();
+        assert_eq!(fs.linux_pipe2(0, 0), Err(Errno::EMFILE));
+        assert_eq!(fs.pipes.len(), 1);
+        // A reset drops every pipe.
+        fs.reset();
+        assert!(fs.pipes.is_empty());
+        assert_eq!(fs.linux_pipe2(0, 0), Ok([3, 4]));
+    }
 }
