@@ -399,6 +399,9 @@ impl Process {
             return Err(Errno::EINVAL);
         }
         if new != 0 {
+            // Read first, as Linux does: a bad pointer is EFAULT.
+            view.read_obj::<[u64; 2]>(Gva::new(new))
+                .map_err(|_| Errno::EFAULT)?;
             return Err(Errno::EPERM);
         }
         if old != 0 {
