@@ -6,7 +6,7 @@
 //! write end is open, or a blocking write to a full one, waits for a stop
 //! (the timeout, a stop handle, SIGINT or SIGTERM), which ends the run.
 
-use super::calls::Io;
+use super::Io;
 use super::poll;
 use crate::addr::Gva;
 use crate::errno::Errno;
