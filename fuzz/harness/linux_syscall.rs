@@ -31,6 +31,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use kvm_bindings::kvm_regs;
 use kvmini::arch::x86_64::page_tables;
@@ -39,7 +40,7 @@ use kvmini::grant::{GrantSpec, Grants};
 use kvmini::hypercall::Hypercalls;
 use kvmini::layout::Layout;
 use kvmini::linux::{entry, Effect, Process, ProcessLayout, Syscall};
-use kvmini::memory;
+use kvmini::memory::{self, GuestMemory};
 use kvmini::output::{Capture, Input};
 use kvmini::paging::{CpuPaging, Paging, PagingMode};
 use kvmini::stop::{StopHandle, StopReason};
@@ -153,6 +154,11 @@ fn tree() -> tempfile::TempDir {
     dir
 }
 
+/// Guest memory, allocated once and zeroed for each input (as if fresh:
+/// reusing it spares the page faults of a new mapping).
+static MEMORY: OnceLock<GuestMemory> = OnceLock::new();
+static ZEROS: OnceLock<Vec<u8>> = OnceLock::new();
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     // Only where the first byte matches (a debug build compares slowly).
     let Some((&first, _)) = needle.split_first() else {
@@ -169,8 +175,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// must hold (module doc).
 pub fn run(calls: &[Call], stdin: &[u8]) {
     let layout = Layout::new(MEM);
-    let mem = memory::allocate(MEM).expect("guest memory");
-    page_tables::build_identity_map(&mem, &layout, false).expect("identity map");
+    let mem = MEMORY.get_or_init(|| memory::allocate(MEM).expect("guest memory"));
+    let zeros = ZEROS.get_or_init(|| vec![0; usize::try_from(MEM).expect("small")]);
+    mem.write_slice(zeros, GuestAddress(0)).expect("zero");
+    page_tables::build_identity_map(mem, &layout, false).expect("identity map");
     for (i, path) in (0u64..).zip(PATHS) {
         let mut bytes = path.to_vec();
         bytes.push(0);
@@ -207,7 +215,7 @@ pub fn run(calls: &[Call], stdin: &[u8]) {
         .with_stop_handle(stop)
         .with_linux(Process::new(process_layout, 1000, 1000, 16).with_exe(b"/prog"));
     let long = Paging::new(PagingMode::Long, false, CpuPaging::ALL_FEATURES);
-    let view = GuestView::new(&mem, long, layout.pml4(), true)
+    let view = GuestView::new(mem, long, layout.pml4(), true)
         .with_identity(page_tables::user_identity_range(&layout, false));
 
     let mut fs_base = 0u64;

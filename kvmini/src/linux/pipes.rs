@@ -6,8 +6,8 @@
 //! write end is open, or a blocking write to a full one, waits for a stop
 //! (the timeout, a stop handle, SIGINT or SIGTERM), which ends the run.
 
-use super::Io;
 use super::poll;
+use super::Io;
 use crate::addr::Gva;
 use crate::errno::Errno;
 use crate::fs::{PipeIo, O_CLOEXEC, O_NONBLOCK, PIPE_SIZE};
