@@ -155,7 +155,7 @@ impl Filesystem {
         Ok(fd)
     }
 
-    fn set_fd_flags(&mut self, fd: i64, flags: u32) {
+    pub(super) fn set_fd_flags(&mut self, fd: i64, flags: u32) {
         if let Ok(slot) = usize::try_from(fd) {
             if slot >= self.fd_flags.len() {
                 self.fd_flags.resize(slot + 1, 0);
@@ -216,14 +216,21 @@ impl Filesystem {
         let flags = self.fd_flags(fd);
         let fd64 = i64::from(fd);
         Ok(match set {
-            None => i64::from(flags),
+            None => i64::from(match self.pipe_status(fd, None) {
+                Some(pipe) => flags & O_CLOEXEC | pipe,
+                None => flags,
+            }),
             Some((true, fd_flags)) => {
                 let cloexec = if fd_flags & 1 != 0 { O_CLOEXEC } else { 0 };
                 self.set_fd_flags(fd64, flags & !O_CLOEXEC | cloexec);
                 0
             }
             Some((false, status)) => {
-                self.set_fd_flags(fd64, flags & !SETFL_MASK | status & SETFL_MASK);
+                // A pipe end's status flags are the end's, shared by its
+                // duplicates, as an open file's are on Linux.
+                if self.pipe_status(fd, Some((status, SETFL_MASK))).is_none() {
+                    self.set_fd_flags(fd64, flags & !SETFL_MASK | status & SETFL_MASK);
+                }
                 0
             }
         })
@@ -483,7 +490,10 @@ impl Filesystem {
             Descriptor::Stdin => Some(0),
             Descriptor::Stdout => Some(1),
             Descriptor::Stderr => Some(2),
-            Descriptor::File(..) | Descriptor::Null(_) | Descriptor::Synthetic(..) => None,
+            Descriptor::File(..)
+            | Descriptor::Null(_)
+            | Descriptor::Synthetic(..)
+            | Descriptor::Pipe(..) => None,
         })
     }
 
@@ -512,6 +522,7 @@ impl Filesystem {
                 (host_poll(fd, events, 0).unwrap_or(0), Some(fd))
             }
             (Descriptor::Stdin, _) => (POLLIN, None),
+            (pipe @ Descriptor::Pipe(..), _) => (self.pipe_poll(pipe), None),
         };
         let revents = ready & (events | ALWAYS);
         Some((

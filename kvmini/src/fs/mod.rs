@@ -33,12 +33,16 @@ mod attributes;
 mod directories;
 mod linux;
 mod null_device;
+mod pipe;
+mod scratch;
 mod stat;
 mod statx;
 mod synthetic;
 
 pub(crate) use attributes::Target;
 pub(crate) use linux::{host_poll, O_CLOEXEC};
+pub(crate) use pipe::{PipeIo, O_NONBLOCK, PIPE_SIZE};
+use scratch::{copy_out, prepare_read};
 
 /// The directory descriptor that names the working directory.
 pub(crate) const AT_FDCWD: i32 = -100;
@@ -67,6 +71,8 @@ enum Descriptor {
     /// A directory above the grants ([`synthetic`]): its guest path and
     /// the index of the next entry `getdents64` gives.
     Synthetic(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
+    /// An end of pipe `.0` of the table's pipes: the write end when `.1`.
+    Pipe(usize, bool),
 }
 
 /// Where descriptor 0 reads from.
@@ -126,6 +132,8 @@ pub struct Filesystem {
     cwd: Vec<u8>,
     /// The working directory a run starts in.
     start_cwd: Vec<u8>,
+    /// The pipes of [`pipe`], by the index their ends' descriptors hold.
+    pipes: Vec<Option<pipe::Pipe>>,
 }
 
 impl Filesystem {
@@ -151,6 +159,7 @@ impl Filesystem {
             path2: Vec::new(),
             cwd: b"/".to_vec(),
             start_cwd: b"/".to_vec(),
+            pipes: Vec::new(),
         }
     }
 
@@ -169,6 +178,7 @@ impl Filesystem {
         self.fds = Self::stdio();
         self.fd_flags = linux::STDIO_FLAGS.to_vec();
         self.cwd.clone_from(&self.start_cwd);
+        self.pipes.clear();
     }
 
     /// Number of open guest descriptors.
@@ -271,6 +281,7 @@ impl Filesystem {
             self.fds.resize_with(slot + 1, || None);
         }
         self.fds[slot] = Some(descriptor);
+        self.drop_unused_pipes();
         i64::try_from(slot).unwrap_or(i64::MAX)
     }
 
@@ -379,6 +390,7 @@ impl Filesystem {
         while matches!(self.fds.last(), Some(None)) && self.fds.len() > 3 {
             self.fds.pop();
         }
+        self.drop_unused_pipes();
         Ok(0)
     }
 
@@ -407,6 +419,7 @@ impl Filesystem {
             (Descriptor::Stdin | Descriptor::Null(_), _) => return Ok(0),
             (Descriptor::Stdout | Descriptor::Stderr, _) => return Err(Errno::EBADF),
             (Descriptor::Synthetic(..), _) => return Err(Errno::EISDIR),
+            (Descriptor::Pipe(..), _) => return self.pipe_port_io(view, args, positioned, false),
         };
         let offset = Self::offset(args, positioned)?;
         view.pieces(Gva::new(args.buf), args.len, true, &mut self.pieces)
@@ -458,6 +471,7 @@ impl Filesystem {
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
             Descriptor::Null(O_RDONLY) | Descriptor::Synthetic(..) => return Err(Errno::EBADF),
             Descriptor::Null(_) => return i64::try_from(args.len).map_err(|_| Errno::EINVAL),
+            Descriptor::Pipe(..) => return self.pipe_port_io(view, args, positioned, true),
             Descriptor::File(file, ..) => {
                 let n = memory::transfer(
                     view.memory(),
@@ -555,6 +569,7 @@ impl Filesystem {
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
                 Descriptor::Null(_) => Ok(null_device::stat()),
                 Descriptor::Synthetic(path, _) => Ok(synthetic::stat(path)),
+                pipe @ Descriptor::Pipe(..) => Ok(self.pipe_stat(pipe)),
             }
         }
         .map_err(Errno::from)?;
@@ -601,32 +616,6 @@ fn open_entry(dir: &OwnedFd, name: &CString, flags: OFlags, mode: Mode) -> Resul
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(Errno::from)
-}
-
-/// Checks that the whole guest buffer of a read is writable memory before
-/// anything is read (so that a bad one moves no position and consumes no
-/// input), and sizes `scratch` to what one read takes.
-fn prepare_read(
-    view: &GuestView<'_>,
-    args: &IoArgs,
-    pieces: &mut Vec<(u64, u64)>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), Errno> {
-    view.pieces(Gva::new(args.buf), args.len, true, pieces)
-        .map_err(|_| Errno::EFAULT)?;
-    let len = usize::try_from(args.len)
-        .unwrap_or(usize::MAX)
-        .min(GETDENTS_MAX);
-    scratch.resize(len, 0);
-    Ok(())
-}
-
-/// Copies what a read got into the guest buffer checked by
-/// [`prepare_read`]; the call's result is its length.
-fn copy_out(view: &GuestView<'_>, args: &IoArgs, data: &[u8]) -> CallResult {
-    view.write_bytes(Gva::new(args.buf), data)
-        .map_err(|_| Errno::EFAULT)?;
-    i64::try_from(data.len()).map_err(|_| Errno::EINVAL)
 }
 
 /// The descriptor `fd` of a table, or EBADF.

@@ -87,6 +87,7 @@ impl Filesystem {
             Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
             Descriptor::Null(_) => Ok(null_device::stat()),
             Descriptor::Synthetic(path, _) => Ok(super::synthetic::stat(path)),
+            pipe @ Descriptor::Pipe(..) => Ok(self.pipe_stat(pipe)),
         }
         .map_err(Errno::from)
     }

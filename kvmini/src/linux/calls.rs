@@ -7,6 +7,7 @@
 use super::attributes;
 use super::futex;
 use super::numbers::*;
+use super::pipes;
 use super::poll;
 use super::process;
 use super::sigframe::Cause;
@@ -106,8 +107,8 @@ impl Process {
     ) -> Effect {
         let [a0, a1, a2, a3, a4, _a5] = call.args;
         let result = match call.nr {
-            READ => io.fs.linux_io(view, fd(a0), a1, a2, None, None),
-            WRITE => io.fs.linux_io(view, fd(a0), a1, a2, None, Some(io.stdio)),
+            READ => pipes::read_write(view, io, fd(a0), (a1, a2), false),
+            WRITE => pipes::read_write(view, io, fd(a0), (a1, a2), true),
             PREAD64 => io.fs.linux_io(view, fd(a0), a1, a2, Some(signed(a3)), None),
             PWRITE64 => io
                 .fs
@@ -148,6 +149,7 @@ impl Process {
             DUP3 if fd(a0) == fd(a1) => Err(Errno::EINVAL),
             DUP3 if a2 & !u64::from(O_CLOEXEC) != 0 => Err(Errno::EINVAL),
             DUP3 => io.fs.linux_dup(fd(a0), Some(fd(a1)), 0, a2 != 0),
+            FCNTL if a1 == pipes::F_GETPIPE_SZ => pipes::pipe_size(io, fd(a0)),
             FCNTL => fcntl(io.fs, fd(a0), a1, a2),
             READLINK => io
                 .fs
@@ -164,7 +166,8 @@ impl Process {
             TIME => time::time(view, a0),
             NANOSLEEP => time::sleep(view, (1, 0), (a0, a1), io.stdio.stop),
             CLOCK_NANOSLEEP => time::sleep(view, (a0, a1), (a2, a3), io.stdio.stop),
-            IOCTL => self.ioctl(view, io.fs, fd(a0), a1, a2),
+            IOCTL => pipes::ioctl(view, io, fd(a0), a1, a2)
+                .unwrap_or_else(|| self.ioctl(view, io.fs, fd(a0), a1, a2)),
             FUTEX => futex::futex(view, io.stdio.stop, call.args),
             POLL => poll::poll(
                 view,
@@ -174,12 +177,11 @@ impl Process {
                 poll::millis(a2),
                 self.max_fds,
             ),
-            PPOLL => poll::timeout_at(view, a2, 1)
-                .and_then(|t| poll::poll(view, io.fs, io.stdio.stop, (a0, a1), t, self.max_fds)),
-            SELECT => poll::timeout_at(view, a4, 1000)
-                .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
-            PSELECT6 => poll::timeout_at(view, a4, 1)
-                .and_then(|t| poll::select(view, io.fs, io.stdio.stop, a0, [a1, a2, a3], t)),
+            PPOLL => poll::ppoll(view, io.fs, io.stdio.stop, call.args, self.max_fds),
+            SELECT => poll::select_timed(view, io.fs, io.stdio.stop, call.args, 1000),
+            PSELECT6 => poll::select_timed(view, io.fs, io.stdio.stop, call.args, 1),
+            PIPE => pipes::pipe2(view, io, a0, 0),
+            PIPE2 => pipes::pipe2(view, io, a0, a1),
             BRK => Ok(self.set_brk(view, a0)),
             MMAP if a3 & MAP_ANONYMOUS == 0 => {
                 self.mmap_file(view, io.fs, (a0, a1, a2, a3), (fd(a4), call.args[5]))
@@ -316,6 +318,9 @@ impl Process {
             return Err(Errno::EINVAL);
         }
         if new != 0 {
+            // Read first, as Linux does: a bad pointer is EFAULT.
+            view.read_obj::<[u64; 2]>(Gva::new(new))
+                .map_err(|_| Errno::EFAULT)?;
             return Err(Errno::EPERM);
         }
         if old != 0 {
@@ -356,6 +361,9 @@ fn vectored(
             .filter(|&t| t <= i64::MAX as u64)
             .ok_or(Errno::EINVAL)?;
         buffers.push((base, len));
+    }
+    if io.fs.linux_is_pipe(fd) {
+        return pipes::transfer(view, io, fd, &buffers, write);
     }
     let mut done = 0i64;
     for (base, len) in buffers {

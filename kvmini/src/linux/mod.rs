@@ -15,6 +15,7 @@ pub mod entry;
 mod futex;
 mod memory;
 pub mod numbers;
+mod pipes;
 mod poll;
 mod process;
 mod sigframe;

@@ -38,6 +38,7 @@ numbers! {
     READV = 19, "readv";
     WRITEV = 20, "writev";
     ACCESS = 21, "access";
+    PIPE = 22, "pipe";
     SELECT = 23, "select";
     DUP = 32, "dup";
     DUP2 = 33, "dup2";
@@ -116,6 +117,7 @@ numbers! {
     SET_ROBUST_LIST = 273, "set_robust_list";
     PRLIMIT64 = 302, "prlimit64";
     DUP3 = 292, "dup3";
+    PIPE2 = 293, "pipe2";
     RENAMEAT2 = 316, "renameat2";
     GETRANDOM = 318, "getrandom";
     FACCESSAT2 = 439, "faccessat2";

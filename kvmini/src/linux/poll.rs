@@ -1,9 +1,12 @@
 //! Waiting for descriptors: `poll`, `ppoll`, `select` and `pselect6` over
-//! the program's standard streams and files. Files are always ready, as on
-//! Linux; the only thing that can become ready later is kvmini's own stdin,
-//! which the host's `ppoll` waits for. Every wait ends at a stop (the
-//! timeout, a stop handle, SIGINT, SIGTERM): the program gets `EINTR` and
-//! the run ends, as for a sleep.
+//! the program's standard streams, files and pipes. Files are always
+//! ready, as on Linux; a pipe is as its buffer and its ends say, which
+//! nothing changes while the program (one thread) waits; the only thing
+//! that can become ready later is kvmini's own stdin, which the host's
+//! `ppoll` waits for. Every wait ends at a stop (the timeout, a stop
+//! handle, SIGINT, SIGTERM): the program gets `EINTR` and the run ends, as
+//! for a sleep. `ppoll`, `select` and `pselect6` write the time left back
+//! to their timeout, as Linux does.
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -95,19 +98,76 @@ fn wait(
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             },
-            None => {
-                let ts = rustix::fs::Timespec {
-                    tv_sec: i64::try_from(span.as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: i64::from(span.subsec_nanos()),
-                };
-                // Interrupted or not, the loop looks again.
-                let _ = rustix::thread::clock_nanosleep_relative(
-                    rustix::thread::ClockId::Monotonic,
-                    &ts,
-                );
-            }
+            None => sleep(span),
         }
     }
+}
+
+/// Sleeps for `span` or until a signal (a stop) comes.
+fn sleep(span: Duration) {
+    let ts = rustix::fs::Timespec {
+        tv_sec: i64::try_from(span.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(span.subsec_nanos()),
+    };
+    // Interrupted or not, the caller looks again.
+    let _ = rustix::thread::clock_nanosleep_relative(rustix::thread::ClockId::Monotonic, &ts);
+}
+
+/// Waits for a stop, when nothing the program could wait for can change.
+pub(super) fn until_stopped(stop: &StopHandle) {
+    while stop.pending().is_none() {
+        sleep(IDLE);
+    }
+}
+
+/// When a wait of `timeout` that starts now ends; `None` when it has no
+/// end or is zero (Linux writes no time left back for those).
+fn deadline(timeout: Timeout) -> Option<Instant> {
+    timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t)
+}
+
+/// Writes the time left until `deadline` to the `timespec` (`unit` 1) or
+/// `timeval` (`unit` 1000) at `at`; as on Linux, a timeout the program
+/// cannot write is left as it is and the call's result stands.
+fn write_left(view: &GuestView<'_>, at: u64, deadline: Option<Instant>, unit: u32) {
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sec = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
+        let _ = view.write_obj(Gva::new(at), [sec, i64::from(left.subsec_nanos() / unit)]);
+    }
+}
+
+/// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`: as `poll`, with the
+/// time left written back.
+pub(super) fn ppoll(
+    view: &GuestView<'_>,
+    fs: &Filesystem,
+    stop: &StopHandle,
+    [fds, nfds, at, ..]: [u64; 6],
+    max_fds: u64,
+) -> Result<i64, Errno> {
+    let timeout = timeout_at(view, at, 1)?;
+    let end = deadline(timeout);
+    let result = poll(view, fs, stop, (fds, nfds), timeout, max_fds);
+    write_left(view, at, end, 1);
+    result
+}
+
+/// `select(n, read, write, except, timeval)` (`unit` 1000) and
+/// `pselect6(n, read, write, except, timespec, sigmask)` (`unit` 1), with
+/// the time left written back.
+pub(super) fn select_timed(
+    view: &GuestView<'_>,
+    fs: &Filesystem,
+    stop: &StopHandle,
+    [n, read, write, except, at, _]: [u64; 6],
+    unit: u32,
+) -> Result<i64, Errno> {
+    let timeout = timeout_at(view, at, i64::from(unit))?;
+    let end = deadline(timeout);
+    let result = select(view, fs, stop, n, [read, write, except], timeout);
+    write_left(view, at, end, unit);
+    result
 }
 
 /// `poll` and `ppoll`: `nfds` entries of `struct pollfd` at `fds`; more
@@ -151,7 +211,7 @@ pub(super) fn poll(
 /// `select` and `pselect6`: the three descriptor sets (each may be null)
 /// of the first `n` descriptors; a descriptor in a set that is not open is
 /// `EBADF`. The sets come back holding what is ready.
-pub(super) fn select(
+fn select(
     view: &GuestView<'_>,
     fs: &Filesystem,
     stop: &StopHandle,

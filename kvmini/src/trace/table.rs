@@ -152,6 +152,8 @@ pub fn signature(nr: u64) -> Option<Signature> {
         MPROTECT => sig(&[Ptr, Size, Prot]),
         MUNMAP => sig(&[Ptr, Size]),
         BRK => with_ret(sig(&[Ptr]), Ret::Hex),
+        PIPE => sig(&[Ptr]),
+        PIPE2 => sig(&[Ptr, OpenFlags]),
         MREMAP => with_ret(sig(&[Ptr, Size, Size, MremapFlags, Ptr]), Ret::Hex),
         RT_SIGACTION => sig(&[Signal, Ptr, Ptr, Size]),
         RT_SIGPROCMASK => sig(&[SigHow, Ptr, Ptr, Size]),
