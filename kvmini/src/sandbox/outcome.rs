@@ -43,12 +43,14 @@ pub struct Crash {
     /// The faulting instruction and its callers by frame pointers (an ELF
     /// image's crash; `None` for a flat binary).
     pub backtrace: Option<Backtrace>,
-    /// The guest is a Linux program: a page fault ends it with status 139,
-    /// as SIGSEGV does.
+    /// The guest is a Linux program: a fault ends it with 128 + the signal
+    /// Linux sends for it (139 for a page fault or a general protection
+    /// fault, as SIGSEGV; 132 for an invalid opcode, as SIGILL).
     pub linux_program: bool,
 }
 
-/// Exit status of a Linux program that a page fault ended: 128 + SIGSEGV.
+/// Exit status of a Linux program that a page fault or a general
+/// protection fault ended: 128 + SIGSEGV.
 pub const STATUS_SEGFAULT: u8 = 139;
 
 impl fmt::Display for Crash {
@@ -252,7 +254,10 @@ impl Ending {
         match self {
             Ending::Exited(code) => code.to_le_bytes()[0],
             Ending::Halted => 0,
-            Ending::Crashed(crash) if crash.linux_program && crash.vector == 14 => STATUS_SEGFAULT,
+            Ending::Crashed(crash) if crash.linux_program => {
+                let signal = crate::core_dump::signal_of_vector(crash.vector);
+                u8::try_from(128 + signal).unwrap_or(STATUS_SEGFAULT)
+            }
             Ending::Crashed(_) | Ending::Unserved(_) => STATUS_GUEST_FAULT,
             Ending::TimedOut(_) => STATUS_TIMEOUT,
             Ending::Stopped(sig) => u8::try_from(128 + sig).unwrap_or(STATUS_KVMINI_ERROR),
@@ -419,5 +424,15 @@ mod tests {
             .status(),
             126
         );
+        // A Linux program's crash is the signal Linux sends for it.
+        for (vector, status) in [(14, 139), (13, 139), (6, 132), (0, 136), (17, 135), (3, 133)] {
+            let crash = Crash {
+                vector,
+                ring: 3,
+                linux_program: true,
+                ..Default::default()
+            };
+            assert_eq!(Ending::Crashed(crash).status(), status, "vector {vector}");
+        }
     }
 }

@@ -443,9 +443,9 @@ fn trace_end(ending: &Ending) -> TraceEnd {
     match ending {
         Ending::Exited(code) => TraceEnd::Exited(*code),
         Ending::Signaled(signal) => TraceEnd::Killed(*signal),
-        Ending::Crashed(crash) if crash.linux_program && crash.vector == 14 => {
-            TraceEnd::Killed(SIGSEGV)
-        }
+        Ending::Crashed(crash) if crash.linux_program => TraceEnd::Killed(
+            u8::try_from(crate::core_dump::signal_of_vector(crash.vector)).unwrap_or(SIGSEGV),
+        ),
         Ending::OutputClosed => TraceEnd::Killed(SIGPIPE),
         Ending::Halted => TraceEnd::Halted,
         Ending::Crashed(_) => TraceEnd::Crashed,
