@@ -124,4 +124,14 @@ numbers! {
     FCHMODAT2 = 452, "fchmodat2";
     RSEQ = 334, "rseq";
     STATX = 332, "statx";
+    // Not served (`ENOSYS`): named so that traces and `--stats` name them.
+    MADVISE = 28, "madvise";
+    SENDFILE = 40, "sendfile";
+    SOCKET = 41, "socket";
+    CLONE = 56, "clone";
+    FORK = 57, "fork";
+    VFORK = 58, "vfork";
+    EXECVE = 59, "execve";
+    WAIT4 = 61, "wait4";
+    CLONE3 = 435, "clone3";
 }
