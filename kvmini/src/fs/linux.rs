@@ -49,9 +49,9 @@ pub(super) const STDIO_FLAGS: [u32; 3] = [0, 1, 1];
 /// `O_DIRECT`, `O_NOATIME`, as on Linux.
 const SETFL_MASK: u32 = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
 /// What `F_GETFL` keeps of the open flags.
-const GETFL_MASK: u32 = 0o3 | SETFL_MASK | O_CLOEXEC;
+pub(super) const GETFL_MASK: u32 = 0o3 | SETFL_MASK | O_CLOEXEC;
 /// `O_LARGEFILE`: every open file has it on x86-64 Linux.
-const O_LARGEFILE: u32 = 0o100000;
+pub(super) const O_LARGEFILE: u32 = 0o100000;
 /// `FD_CLOEXEC`, kept with the status flags.
 pub(crate) const O_CLOEXEC: u32 = 0o2000000;
 
@@ -403,6 +403,9 @@ impl Filesystem {
             if super::null_device::names(&name)? {
                 return Ok((super::null_device::stat(), false));
             }
+            if super::proc_maps::names(&name)? {
+                return Ok((super::proc_maps::stat(), false));
+            }
             if self.synthetic_entries(&name)?.is_some() {
                 return Ok((super::synthetic::stat(&name), true));
             }
@@ -493,6 +496,7 @@ impl Filesystem {
             Descriptor::File(..)
             | Descriptor::Null(_)
             | Descriptor::Synthetic(..)
+            | Descriptor::ProcMaps(_)
             | Descriptor::Pipe(..) => None,
         })
     }
@@ -513,9 +517,13 @@ impl Filesystem {
         const POLLOUT: i16 = 0x4;
         const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
         let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
-            (Descriptor::File(..) | Descriptor::Null(_) | Descriptor::Synthetic(..), _) => {
-                (POLLIN | POLLOUT, None)
-            }
+            (
+                Descriptor::File(..)
+                | Descriptor::Null(_)
+                | Descriptor::Synthetic(..)
+                | Descriptor::ProcMaps(_),
+                _,
+            ) => (POLLIN | POLLOUT, None),
             (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
                 let fd = stdin.as_fd();

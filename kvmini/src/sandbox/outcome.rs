@@ -425,7 +425,14 @@ mod tests {
             126
         );
         // A Linux program's crash is the signal Linux sends for it.
-        for (vector, status) in [(14, 139), (13, 139), (6, 132), (0, 136), (17, 135), (3, 133)] {
+        for (vector, status) in [
+            (14, 139),
+            (13, 139),
+            (6, 132),
+            (0, 136),
+            (17, 135),
+            (3, 133),
+        ] {
             let crash = Crash {
                 vector,
                 ring: 3,
