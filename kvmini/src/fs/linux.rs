@@ -49,9 +49,9 @@ pub(super) const STDIO_FLAGS: [u32; 3] = [0, 1, 1];
 /// `O_DIRECT`, `O_NOATIME`, as on Linux.
 const SETFL_MASK: u32 = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000;
 /// What `F_GETFL` keeps of the open flags.
-pub(super) const GETFL_MASK: u32 = 0o3 | SETFL_MASK | O_CLOEXEC;
+const GETFL_MASK: u32 = 0o3 | SETFL_MASK | O_CLOEXEC;
 /// `O_LARGEFILE`: every open file has it on x86-64 Linux.
-pub(super) const O_LARGEFILE: u32 = 0o100000;
+const O_LARGEFILE: u32 = 0o100000;
 /// `FD_CLOEXEC`, kept with the status flags.
 pub(crate) const O_CLOEXEC: u32 = 0o2000000;
 
@@ -152,6 +152,31 @@ impl Filesystem {
         let fd = self.open(view, &args, dirfd)?;
         let flags = u32::try_from(flags & 0xFFFF_FFFF).unwrap_or(0) & GETFL_MASK;
         self.set_fd_flags(fd, flags | O_LARGEFILE);
+        Ok(fd)
+    }
+
+    /// `open` and `openat` of a Linux program: `/proc/self/maps` opens
+    /// the text `maps` makes (see [`super::proc_maps`]); any other path as
+    /// [`Filesystem::linux_open`] opens it.
+    pub(crate) fn linux_open_with_maps(
+        &mut self,
+        view: &GuestView<'_>,
+        (dirfd, path): (i32, u64),
+        flags: u64,
+        mode: u64,
+        maps: &dyn Fn() -> Vec<u8>,
+    ) -> CallResult {
+        let mut name = std::mem::take(&mut self.path);
+        let read = Self::read_path(view, path, base(&self.fds, &self.cwd, dirfd), &mut name);
+        let named = read.and_then(|()| super::proc_maps::names(&name));
+        self.path = name;
+        if !named? {
+            return self.linux_open(view, dirfd, path, flags, mode);
+        }
+        let status = u32::try_from(flags & 0xFFFF_FFFF).unwrap_or(0);
+        let slot = self.lowest_free()?;
+        let fd = self.open_maps(status, slot, maps)?;
+        self.set_fd_flags(fd, status & GETFL_MASK | O_LARGEFILE);
         Ok(fd)
     }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use kvmini_abi::fs::{IoArgs, SeekArgs, O_ACCMODE, O_DIRECTORY, O_RDONLY, SEEK_CUR, SEEK_SET};
 
-use super::linux::{base, GETFL_MASK, O_LARGEFILE};
 use super::{copy_out, prepare_read, CallResult, Descriptor, Filesystem};
 use crate::errno::Errno;
 use crate::grant::normalize;
@@ -52,25 +51,14 @@ pub(super) fn stat() -> rustix::fs::Stat {
 }
 
 impl Filesystem {
-    /// `open` and `openat` of a Linux program: `/proc/self/maps` opens
-    /// the text `maps` makes, read-only (`EACCES` for writing); any other
-    /// path as [`Filesystem::linux_open`] opens it.
-    pub(crate) fn linux_open_with_maps(
+    /// Opens the text `maps` makes in descriptor `slot` for `status`, the
+    /// open's flags: read-only (`EACCES` for writing), not a directory.
+    pub(super) fn open_maps(
         &mut self,
-        view: &GuestView<'_>,
-        (dirfd, path): (i32, u64),
-        flags: u64,
-        mode: u64,
+        status: u32,
+        slot: usize,
         maps: &dyn Fn() -> Vec<u8>,
     ) -> CallResult {
-        let mut name = std::mem::take(&mut self.path);
-        let read = Self::read_path(view, path, base(&self.fds, &self.cwd, dirfd), &mut name);
-        let named = read.and_then(|()| names(&name));
-        self.path = name;
-        if !named? {
-            return self.linux_open(view, dirfd, path, flags, mode);
-        }
-        let status = u32::try_from(flags & 0xFFFF_FFFF).unwrap_or(0);
         if status & O_ACCMODE == O_ACCMODE {
             return Err(Errno::EINVAL);
         }
@@ -80,14 +68,11 @@ impl Filesystem {
         if status & O_DIRECTORY != 0 {
             return Err(Errno::ENOTDIR);
         }
-        let slot = self.lowest_free()?;
         let open = OpenMaps {
             text: maps().into(),
             position: Arc::new(AtomicU64::new(0)),
         };
-        let fd = self.install(slot, Descriptor::ProcMaps(open));
-        self.set_fd_flags(fd, status & GETFL_MASK | O_LARGEFILE);
-        Ok(fd)
+        Ok(self.install(slot, Descriptor::ProcMaps(open)))
     }
 
     /// `read` (from the open file's position, which it moves) or
