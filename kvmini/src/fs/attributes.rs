@@ -87,7 +87,7 @@ impl Filesystem {
 
     fn found_path(&self, path: &[u8], follow: bool) -> Result<Found, Errno> {
         // The device is not the program's to change.
-        if super::null_device::names(path)? {
+        if super::null_device::names(path)? || super::proc_maps::names(path)? {
             return Err(Errno::EPERM);
         }
         if self.synthetic_entries(path)?.is_some() {

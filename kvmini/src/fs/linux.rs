@@ -155,6 +155,31 @@ impl Filesystem {
         Ok(fd)
     }
 
+    /// `open` and `openat` of a Linux program: `/proc/self/maps` opens
+    /// the text `maps` makes (see [`super::proc_maps`]); any other path as
+    /// [`Filesystem::linux_open`] opens it.
+    pub(crate) fn linux_open_with_maps(
+        &mut self,
+        view: &GuestView<'_>,
+        (dirfd, path): (i32, u64),
+        flags: u64,
+        mode: u64,
+        maps: &dyn Fn() -> Vec<u8>,
+    ) -> CallResult {
+        let mut name = std::mem::take(&mut self.path);
+        let read = Self::read_path(view, path, base(&self.fds, &self.cwd, dirfd), &mut name);
+        let named = read.and_then(|()| super::proc_maps::names(&name));
+        self.path = name;
+        if !named? {
+            return self.linux_open(view, dirfd, path, flags, mode);
+        }
+        let status = u32::try_from(flags & 0xFFFF_FFFF).unwrap_or(0);
+        let slot = self.lowest_free()?;
+        let fd = self.open_maps(status, slot, maps)?;
+        self.set_fd_flags(fd, status & GETFL_MASK | O_LARGEFILE);
+        Ok(fd)
+    }
+
     pub(super) fn set_fd_flags(&mut self, fd: i64, flags: u32) {
         if let Ok(slot) = usize::try_from(fd) {
             if slot >= self.fd_flags.len() {
@@ -403,6 +428,9 @@ impl Filesystem {
             if super::null_device::names(&name)? {
                 return Ok((super::null_device::stat(), false));
             }
+            if super::proc_maps::names(&name)? {
+                return Ok((super::proc_maps::stat(), false));
+            }
             if self.synthetic_entries(&name)?.is_some() {
                 return Ok((super::synthetic::stat(&name), true));
             }
@@ -493,6 +521,7 @@ impl Filesystem {
             Descriptor::File(..)
             | Descriptor::Null(_)
             | Descriptor::Synthetic(..)
+            | Descriptor::ProcMaps(_)
             | Descriptor::Pipe(..) => None,
         })
     }
@@ -513,9 +542,13 @@ impl Filesystem {
         const POLLOUT: i16 = 0x4;
         const ALWAYS: i16 = 0x8 | 0x10; // POLLERR | POLLHUP
         let (ready, host) = match (self.descriptor(fd).ok()?, &self.stdin) {
-            (Descriptor::File(..) | Descriptor::Null(_) | Descriptor::Synthetic(..), _) => {
-                (POLLIN | POLLOUT, None)
-            }
+            (
+                Descriptor::File(..)
+                | Descriptor::Null(_)
+                | Descriptor::Synthetic(..)
+                | Descriptor::ProcMaps(_),
+                _,
+            ) => (POLLIN | POLLOUT, None),
             (Descriptor::Stdout | Descriptor::Stderr, _) => (POLLOUT, None),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => {
                 let fd = stdin.as_fd();

@@ -34,6 +34,7 @@ mod directories;
 mod linux;
 mod null_device;
 mod pipe;
+mod proc_maps;
 mod scratch;
 mod stat;
 mod statx;
@@ -73,6 +74,8 @@ enum Descriptor {
     Synthetic(Vec<u8>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
     /// An end of pipe `.0` of the table's pipes: the write end when `.1`.
     Pipe(usize, bool),
+    /// `/proc/self/maps` ([`proc_maps`]), opened.
+    ProcMaps(proc_maps::OpenMaps),
 }
 
 /// Where descriptor 0 reads from.
@@ -413,6 +416,10 @@ impl Filesystem {
         }
         let file = match (lookup(&self.fds, args.fd)?, &self.stdin) {
             (Descriptor::File(file, ..), _) => file.as_fd(),
+            (Descriptor::ProcMaps(open), _) => {
+                let open = open.clone();
+                return self.read_maps(view, &open, args, positioned);
+            }
             (Descriptor::Stdin, _) if positioned => return Err(Errno::ESPIPE),
             (Descriptor::Stdin, StdinSource::Inherit(stdin)) => stdin.as_fd(),
             (Descriptor::Null(mode), _) if *mode == O_WRONLY => return Err(Errno::EBADF),
@@ -469,7 +476,9 @@ impl Filesystem {
             Descriptor::Stderr if !positioned => stdio.stderr,
             Descriptor::Stdin => return Err(Errno::EBADF),
             Descriptor::Stdout | Descriptor::Stderr => return Err(Errno::ESPIPE),
-            Descriptor::Null(O_RDONLY) | Descriptor::Synthetic(..) => return Err(Errno::EBADF),
+            Descriptor::Null(O_RDONLY) | Descriptor::Synthetic(..) | Descriptor::ProcMaps(_) => {
+                return Err(Errno::EBADF)
+            }
             Descriptor::Null(_) => return i64::try_from(args.len).map_err(|_| Errno::EINVAL),
             Descriptor::Pipe(..) => return self.pipe_port_io(view, args, positioned, true),
             Descriptor::File(file, ..) => {
@@ -523,6 +532,7 @@ impl Filesystem {
             Descriptor::File(file, ..) => file,
             Descriptor::Null(_) => return Ok(0),
             Descriptor::Synthetic(_, next) => return synthetic::seek(next, args),
+            Descriptor::ProcMaps(open) => return proc_maps::seek(open, args),
             _ => return Err(Errno::ESPIPE),
         };
         let pos = match args.whence {
@@ -551,6 +561,8 @@ impl Filesystem {
             Self::read_path(view, args.path, base, &mut self.path)?;
             if null_device::names(&self.path)? {
                 Ok(null_device::stat())
+            } else if proc_maps::names(&self.path)? {
+                Ok(proc_maps::stat())
             } else if self.synthetic_entries(&self.path)?.is_some() {
                 Ok(synthetic::stat(&self.path))
             } else {
@@ -569,6 +581,7 @@ impl Filesystem {
                 Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
                 Descriptor::Null(_) => Ok(null_device::stat()),
                 Descriptor::Synthetic(path, _) => Ok(synthetic::stat(path)),
+                Descriptor::ProcMaps(_) => Ok(proc_maps::stat()),
                 pipe @ Descriptor::Pipe(..) => Ok(self.pipe_stat(pipe)),
             }
         }

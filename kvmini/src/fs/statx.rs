@@ -40,8 +40,14 @@ impl Filesystem {
         } else {
             let base = linux::base(&self.fds, &self.cwd, dirfd);
             Self::read_path(view, path, base, &mut self.path)?;
-            if null_device::names(&self.path)? {
-                let st = null_device::stat();
+            let served = if null_device::names(&self.path)? {
+                Some(null_device::stat())
+            } else if super::proc_maps::names(&self.path)? {
+                Some(super::proc_maps::stat())
+            } else {
+                None
+            };
+            if let Some(st) = served {
                 view.write_bytes(Gva::new(buf), &statx_bytes(&st))
                     .map_err(|_| Errno::EFAULT)?;
                 return Ok(0);
@@ -87,6 +93,7 @@ impl Filesystem {
             Descriptor::Stderr => rustix::fs::fstat(std::io::stderr()),
             Descriptor::Null(_) => Ok(null_device::stat()),
             Descriptor::Synthetic(path, _) => Ok(super::synthetic::stat(path)),
+            Descriptor::ProcMaps(_) => Ok(super::proc_maps::stat()),
             pipe @ Descriptor::Pipe(..) => Ok(self.pipe_stat(pipe)),
         }
         .map_err(Errno::from)

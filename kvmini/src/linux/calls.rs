@@ -115,8 +115,16 @@ impl Process {
                 .linux_io(view, fd(a0), a1, a2, Some(signed(a3)), Some(io.stdio)),
             READV => vectored(view, io, fd(a0), a1, a2, false),
             WRITEV => vectored(view, io, fd(a0), a1, a2, true),
-            OPEN => io.fs.linux_open(view, AT_FDCWD, a0, a1, self.masked(a2)),
-            OPENAT => io.fs.linux_open(view, fd(a0), a1, a2, self.masked(a3)),
+            OPEN => io
+                .fs
+                .linux_open_with_maps(view, (AT_FDCWD, a0), a1, self.masked(a2), &|| {
+                    self.maps_text()
+                }),
+            OPENAT => io
+                .fs
+                .linux_open_with_maps(view, (fd(a0), a1), a2, self.masked(a3), &|| {
+                    self.maps_text()
+                }),
             CLOSE => io.fs.linux_close(fd(a0)),
             LSEEK => io.fs.linux_lseek(fd(a0), signed(a1), a2),
             FSTAT => io.fs.linux_stat(view, None, fd(a0), a1),

@@ -71,6 +71,13 @@ pub(super) struct Mapping {
     prot: u64,
 }
 
+impl Mapping {
+    /// `[start, end)` and the protection the mapping was given.
+    pub(super) fn region(&self) -> (u64, u64, u64) {
+        (self.start, self.end, self.prot)
+    }
+}
+
 /// The page-table permission bits of a protection: not present without
 /// any access (x86 cannot map a page that cannot be read), no-execute
 /// unless `PROT_EXEC`, writable only with `PROT_WRITE`.

@@ -13,6 +13,7 @@ mod calls;
 mod delivery;
 pub mod entry;
 mod futex;
+mod maps;
 mod memory;
 pub mod numbers;
 mod pipes;
