@@ -232,3 +232,68 @@ fn a_fault_in_its_handler_or_while_blocked_ends_the_program_as_before() {
         );
     }
 }
+
+#[test]
+fn the_trace_shows_each_signal_delivered_to_a_handler_as_strace_does() {
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = musl("signal_handlers.c", dir.path());
+    let path = program.to_str().unwrap();
+    let uid = host_uid();
+    let delivered = |how: &str| -> Vec<String> {
+        let out = in_kvmini(&["--trace", path, "--", how]);
+        assert_eq!(out.status.code(), Some(4), "{how}");
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|line| line.starts_with("--- "))
+            .map(str::to_owned)
+            .collect()
+    };
+    // raise() is tkill; kill() of its own pid is SI_USER.
+    assert_eq!(
+        delivered("plain"),
+        [
+            format!(
+                "--- SIGUSR1 {{si_signo=SIGUSR1, si_code=SI_TKILL, si_pid=1, si_uid={uid}}} ---"
+            ),
+            format!(
+                "--- SIGUSR2 {{si_signo=SIGUSR2, si_code=SI_USER, si_pid=1, si_uid={uid}}} ---"
+            ),
+        ]
+    );
+    // Faults carry their address (the divide error's and the invalid
+    // opcode's are the program's own instructions: only their start is
+    // checked).
+    let faults = delivered("faults");
+    assert_eq!(faults.len(), 5, "{faults:?}");
+    assert_eq!(
+        faults[0],
+        "--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x10} ---"
+    );
+    assert!(
+        faults[1].starts_with("--- SIGFPE {si_signo=SIGFPE, si_code=FPE_INTDIV, si_addr=0x4"),
+        "{}",
+        faults[1]
+    );
+    assert!(
+        faults[2].starts_with("--- SIGILL {si_signo=SIGILL, si_code=ILL_ILLOPN, si_addr=0x4"),
+        "{}",
+        faults[2]
+    );
+    assert_eq!(
+        &faults[3..],
+        [
+            "--- SIGSEGV {si_signo=SIGSEGV, si_code=SI_KERNEL, si_addr=NULL} ---",
+            "--- SIGTRAP {si_signo=SIGTRAP, si_code=SI_KERNEL, si_addr=NULL} ---",
+        ]
+    );
+}
+
+/// The user id kvmini's programs see: the host user's.
+fn host_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

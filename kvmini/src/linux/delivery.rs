@@ -76,6 +76,8 @@ pub(super) struct Frames {
     continuation: Option<(u64, kvm_regs)>,
     /// RSP at the system call being served (`sigaltstack` looks at it).
     pub(super) rsp: u64,
+    /// The signal whose frame was written last, until the trace takes it.
+    delivered: Option<Delivered>,
 }
 
 impl Frames {
@@ -84,11 +86,32 @@ impl Frames {
             format,
             continuation: None,
             rsp: 0,
+            delivered: None,
         }
     }
 }
 
+/// A signal delivered to its handler, as the trace shows it: the
+/// `siginfo` the handler was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The signal.
+    pub signal: u8,
+    /// `si_code`.
+    pub code: i32,
+    /// `si_addr` of a fault; `None` for a signal the program sent.
+    pub addr: Option<u64>,
+    /// `si_uid` of a signal the program sent (`si_pid` is 1).
+    pub uid: Option<u32>,
+}
+
 impl Process {
+    /// The signal delivered to its handler since the last call, for the
+    /// trace.
+    pub fn take_delivered(&mut self) -> Option<Delivered> {
+        self.frames.delivered.take()
+    }
+
     /// Before a system call is served: a trampoline's report (the handler
     /// or the interrupted code then starts), or `rt_sigreturn`. `None`:
     /// serve the call as usual.
@@ -247,6 +270,22 @@ impl Process {
         if flags & SA_RESETHAND != 0 {
             self.reset_action(sig);
         }
+        self.frames.delivered = Some(Delivered {
+            signal: u8::try_from(sig).unwrap_or(0),
+            code: match cause {
+                Cause::Kill => 0,
+                Cause::Tkill => -6,
+                Cause::Fault { code, .. } => code,
+            },
+            addr: match cause {
+                Cause::Fault { addr, .. } => Some(addr),
+                Cause::Kill | Cause::Tkill => None,
+            },
+            uid: match cause {
+                Cause::Fault { .. } => None,
+                Cause::Kill | Cause::Tkill => Some(self.uid),
+            },
+        });
         Some((entry, frame.fpstate))
     }
 

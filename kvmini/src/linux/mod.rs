@@ -28,7 +28,7 @@ mod time;
 use kvm_bindings::kvm_regs;
 
 pub use calls::{Effect, Io};
-pub use delivery::{Step, TRAMPOLINES, TRAMPOLINES_OFFSET};
+pub use delivery::{Delivered, Step, TRAMPOLINES, TRAMPOLINES_OFFSET};
 pub use numbers::name;
 pub use signals::signal_name;
 

@@ -317,6 +317,7 @@ fn syscall(
             .and_then(|process| process.signal_exit(&view, ring, &regs))
     };
     if let Some(step) = signal {
+        trace_delivered(calls, cpu);
         return Ok(signal_step(step, None));
     }
     if let Err(bad) = linux::entry::return_path(ring, &regs, stub, 0) {
@@ -374,11 +375,26 @@ fn syscall(
     };
     let result = u64::from_ne_bytes(result.to_ne_bytes());
     // The return, or a pending signal's handler first.
-    let view = cpu.view()?;
-    Ok(match calls.linux_mut() {
-        Some(process) => signal_step(process.after_call(&view, ring, &regs, result), fs_base),
-        None => Next::Resume,
-    })
+    let next = {
+        let view = cpu.view()?;
+        match calls.linux_mut() {
+            Some(process) => signal_step(process.after_call(&view, ring, &regs, result), fs_base),
+            None => Next::Resume,
+        }
+    };
+    trace_delivered(calls, cpu);
+    Ok(next)
+}
+
+/// Reports to the trace the signal a step delivered to its handler, if
+/// one did (taken either way, so none is reported twice).
+fn trace_delivered(calls: &mut Hypercalls, cpu: &mut dyn ExitContext) {
+    let delivered = calls.linux_mut().and_then(linux::Process::take_delivered);
+    if let Some(delivered) = delivered {
+        if cpu.tracing() {
+            cpu.trace(TraceEvent::Signal(delivered));
+        }
+    }
 }
 
 /// What the run loop does for a Linux program's step at a system-call

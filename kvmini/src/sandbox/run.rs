@@ -292,7 +292,10 @@ impl Machine {
                     Some(Ending::Stopped(libc::SIGTRAP))
                 }
                 // A Linux program's fault goes to its handler, if it has one.
-                Next::Crashed(ref crash, ref regs) if self.fault_to_handler(crash, regs)? => None,
+                Next::Crashed(ref crash, ref regs) if self.fault_to_handler(crash, regs)? => {
+                    self.trace_delivered();
+                    None
+                }
                 Next::Crashed(mut crash, regs) => {
                     self.explain(&mut crash, &regs)?;
                     self.fault_regs = Some(regs);
@@ -415,6 +418,25 @@ pub(crate) struct TraceHandler(pub(crate) Box<dyn FnMut(&TraceEvent) + Send>);
 impl std::fmt::Debug for TraceHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TraceHandler")
+    }
+}
+
+impl Machine {
+    /// Reports to the trace the signal a fault delivered to the program's
+    /// handler (taken either way, so none is reported twice).
+    fn trace_delivered(&mut self) {
+        let delivered = self
+            .hypercalls
+            .linux_mut()
+            .and_then(crate::linux::Process::take_delivered);
+        if let (Some(delivered), true) = (delivered, self.trace) {
+            let mut tracer = Tracer {
+                out: &mut self.trace_out,
+                events: &mut self.trace_events,
+                stop: &self.stop,
+            };
+            tracer.report(&TraceEvent::Signal(delivered));
+        }
     }
 }
 

@@ -46,6 +46,10 @@ pub enum TraceEvent {
         /// What it returned.
         result: Returned,
     },
+    /// A signal delivered to the program's handler, with the `siginfo`
+    /// the handler was given, shown as strace shows it:
+    /// `--- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_TKILL, si_pid=1, si_uid=1000} ---`.
+    Signal(crate::linux::Delivered),
     /// How the run ended.
     Ended(TraceEnd),
 }
@@ -187,9 +191,38 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Resumed { name, result } => {
                 write!(f, "<... {name} resumed> = {result}")
             }
+            TraceEvent::Signal(delivered) => write_signal(f, delivered),
             TraceEvent::Ended(end) => write!(f, "+++ {end} +++"),
         }
     }
+}
+
+/// A delivered signal's line, its `si_code` by name as strace names it.
+fn write_signal(f: &mut fmt::Formatter<'_>, d: &crate::linux::Delivered) -> fmt::Result {
+    let name = crate::linux::signal_name(d.signal).unwrap_or("SIG?");
+    let code = match (d.signal, d.code) {
+        (_, 0) if d.addr.is_none() => "SI_USER",
+        (_, -6) => "SI_TKILL",
+        (_, 0x80) => "SI_KERNEL",
+        (11, 1) => "SEGV_MAPERR",
+        (11, 2) => "SEGV_ACCERR",
+        (4, 2) => "ILL_ILLOPN",
+        (8, 1) => "FPE_INTDIV",
+        _ => "",
+    };
+    write!(f, "--- {name} {{si_signo={name}, si_code=")?;
+    if code.is_empty() {
+        write!(f, "{}", d.code)?;
+    } else {
+        f.write_str(code)?;
+    }
+    match (d.addr, d.uid) {
+        (Some(0), _) => f.write_str(", si_addr=NULL")?,
+        (Some(addr), _) => write!(f, ", si_addr={addr:#x}")?,
+        (None, Some(uid)) => write!(f, ", si_pid=1, si_uid={uid}")?,
+        (None, None) => {}
+    }
+    f.write_str("} ---")
 }
 
 fn write_call(f: &mut fmt::Formatter<'_>, call: &Call) -> fmt::Result {
