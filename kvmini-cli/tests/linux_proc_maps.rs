@@ -13,13 +13,10 @@
 mod common;
 mod linux_native;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::kvm_or_skip;
 use kvmini::layout::Layout;
 use kvmini::linux::ProcessLayout;
-use linux_native::{in_kvmini, musl, native, outcome, text};
+use linux_native::{in_kvmini, musl, native, outcome, rust_static, without_thread_id};
 
 /// A line as Linux's `show_map` writes it: the name from column 74.
 fn line(start: u64, end: u64, perms: &str, name: &str) -> String {
@@ -116,54 +113,20 @@ fn proc_self_maps_lists_the_stack_the_break_and_mappings_as_kvmini_laid_them_out
     );
 }
 
-/// Builds the program into `dir` as the Rust std test does.
-fn build_rust(dir: &Path) -> PathBuf {
-    let source =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kvmini/tests/linux/stack_overflow.rs");
-    let out = dir.join("stack_overflow");
-    let built = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "opt-level=1",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&source)
-        .output()
-        .expect("rustc runs");
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    out
-}
-
-/// The message names the thread by id in some Rust versions: 1 in
-/// kvmini, the host's natively.
-fn without_thread_id(stderr: &str) -> String {
-    match (
-        stderr.find("thread 'main' ("),
-        stderr.find(") has overflowed"),
-    ) {
-        (Some(start), Some(end)) if start < end => {
-            format!("{}thread 'main' (ID{}", &stderr[..start], &stderr[end..])
-        }
-        _ => stderr.to_owned(),
-    }
-}
-
 #[test]
 fn a_rust_std_stack_overflow_is_reported_and_aborts_as_natively() {
     if kvm_or_skip().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let program = build_rust(dir.path());
+    let program = rust_static("stack_overflow", dir.path());
     let (status, stdout, stderr) = outcome(&native(&program, &[], dir.path()));
     assert_eq!((status, stdout.as_str()), (134, "before\n"), "{stderr}");
     assert!(stderr.contains("has overflowed its stack"), "{stderr}");
     let (g_status, g_stdout, g_stderr) = outcome(&in_kvmini(&[program.to_str().unwrap()]));
     assert_eq!((g_status, g_stdout), (status, stdout), "{g_stderr}");
-    assert_eq!(without_thread_id(&g_stderr), without_thread_id(&stderr));
+    assert_eq!(
+        without_thread_id(&g_stderr, ") has overflowed"),
+        without_thread_id(&stderr, ") has overflowed")
+    );
 }

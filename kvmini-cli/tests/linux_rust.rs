@@ -13,33 +13,11 @@
 mod common;
 mod linux_native;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::kvm_or_skip;
-use linux_native::{in_kvmini, outcome, text};
-
-/// Builds the program into `dir` with the host's rustc.
-fn build(dir: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kvmini/tests/linux/std_program.rs");
-    let out = dir.join("std_program");
-    let built = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "target-feature=+crt-static",
-            "-C",
-            "opt-level=1",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&source)
-        .output()
-        .expect("rustc runs");
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    out
-}
+use linux_native::{in_kvmini, outcome, rust_static, without_thread_id};
 
 /// The files under `root`, sorted, with their contents.
 fn files(root: &Path) -> Vec<(String, String)> {
@@ -61,24 +39,13 @@ fn files(root: &Path) -> Vec<(String, String)> {
     found
 }
 
-/// The panic message names the thread by id: 1 in kvmini, the host's
-/// natively.
-fn without_thread_id(stderr: &str) -> String {
-    match (stderr.find("thread 'main' ("), stderr.find(") panicked")) {
-        (Some(start), Some(end)) if start < end => {
-            format!("{}thread 'main' (ID{}", &stderr[..start], &stderr[end..])
-        }
-        _ => stderr.to_owned(),
-    }
-}
-
 #[test]
 fn a_rust_std_program_runs_as_natively() {
     if kvm_or_skip().is_none() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let program = build(work.path());
+    let program = rust_static("std_program", work.path());
     for extra in [None, Some("panic")] {
         let (native_tree, sandbox_tree) = (work.path().join("native"), work.path().join("sandbox"));
         for tree in [&native_tree, &sandbox_tree] {
@@ -116,7 +83,10 @@ fn a_rust_std_program_runs_as_natively() {
         );
         let (g_status, g_stdout, g_stderr) = outcome(&guest);
         assert_eq!((g_status, g_stdout), (status, stdout), "{g_stderr}");
-        assert_eq!(without_thread_id(&g_stderr), without_thread_id(&stderr));
+        assert_eq!(
+            without_thread_id(&g_stderr, ") panicked"),
+            without_thread_id(&stderr, ") panicked")
+        );
         if extra.is_some() {
             assert!(g_stderr.contains("asked to panic"), "{g_stderr}");
         }

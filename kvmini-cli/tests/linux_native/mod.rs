@@ -56,3 +56,38 @@ pub fn in_kvmini(args: &[&str]) -> Output {
         .output()
         .expect("kvmini starts")
 }
+
+/// Builds `kvmini/tests/linux/NAME.rs` into `dir` with the host's rustc as
+/// a static-pie (`+crt-static`, a glibc program).
+pub fn rust_static(name: &str, dir: &Path) -> std::path::PathBuf {
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../kvmini/tests/linux/{name}.rs"));
+    let out = dir.join(name);
+    let built = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
+        .args([
+            "--edition",
+            "2021",
+            "-C",
+            "target-feature=+crt-static",
+            "-C",
+            "opt-level=1",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&source)
+        .output()
+        .expect("rustc runs");
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    out
+}
+
+/// `stderr` with the main thread's id, which Rust's messages name (1 in
+/// kvmini, the host's natively), up to `until`, replaced by `ID`.
+pub fn without_thread_id(stderr: &str, until: &str) -> String {
+    match (stderr.find("thread 'main' ("), stderr.find(until)) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}thread 'main' (ID{}", &stderr[..start], &stderr[end..])
+        }
+        _ => stderr.to_owned(),
+    }
+}
